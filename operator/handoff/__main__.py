@@ -1,0 +1,3 @@
+from handoff.cli.main import main
+
+raise SystemExit(main())

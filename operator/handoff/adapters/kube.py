@@ -1,0 +1,168 @@
+"""A small asyncio client for the few Kubernetes calls the operator makes itself.
+
+kopf watches; this client writes. It speaks to the API server with aiohttp using the credentials
+of a kubeconfig or of the pod, turns HTTP failures into the errors below, and never puts a
+response body or a token in an exception message beyond the API server's own one-line reason.
+"""
+
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+
+class KubeError(Exception):
+    """A failed API call; ``status`` is the HTTP status (0: could not reach the server)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+
+class Conflict(KubeError):
+    """The object changed since it was read (409): read it again and decide again."""
+
+
+class NotFound(KubeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    server: str
+    ca_file: str | None = None
+    token: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+    @classmethod
+    def load(cls, kubeconfig: str | None = None, context: str | None = None) -> "Credentials":
+        """From a kubeconfig (``$KUBECONFIG`` by default) or, inside a pod, the ServiceAccount."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
+        except k8s_config.ConfigException:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        token = (configuration.api_key or {}).get("authorization") or (
+            configuration.api_key or {}
+        ).get("BearerToken")
+        if token and token.startswith("Bearer "):
+            token = token[len("Bearer ") :]
+        return cls(
+            server=configuration.host,
+            ca_file=configuration.ssl_ca_cert,
+            token=token,
+            cert_file=configuration.cert_file,
+            key_file=configuration.key_file,
+            verify=bool(configuration.verify_ssl),
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+class KubeApi:
+    """The handful of calls Handoff makes: get, list, patch (status), create and delete."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "KubeApi":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            headers = {"Accept": "application/json", "User-Agent": "handoff-operator"}
+            if self._credentials.token:
+                headers["Authorization"] = f"Bearer {self._credentials.token}"
+            self._session = aiohttp.ClientSession(
+                base_url=self._credentials.server,
+                headers=headers,
+                connector=aiohttp.TCPConnector(ssl=self._credentials.ssl_context(), limit=32),
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if body is not None else {}
+        try:
+            async with self._http().request(
+                method, path, data=data, headers=headers, params=params
+            ) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    raise _error(response.status, text)
+                return json.loads(text) if text else None
+        except aiohttp.ClientError as e:
+            raise KubeError(0, f"cannot reach the API server: {type(e).__name__}") from e
+        except TimeoutError as e:
+            raise KubeError(0, "the API server did not answer in time") from e
+
+    async def get(self, path: str) -> Any:
+        return await self.request("GET", path)
+
+    async def create(self, path: str, body: Any) -> Any:
+        return await self.request("POST", path, body)
+
+    async def merge_patch(self, path: str, body: Any) -> Any:
+        return await self.request("PATCH", path, body, "application/merge-patch+json")
+
+    async def json_patch(self, path: str, ops: list[dict[str, Any]]) -> Any:
+        return await self.request("PATCH", path, ops, "application/json-patch+json")
+
+    async def delete(self, path: str) -> Any:
+        return await self.request("DELETE", path)
+
+
+def resource_path(
+    group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None
+) -> str:
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+def _error(status: int, text: str) -> KubeError:
+    try:
+        message = str(json.loads(text).get("message", ""))[:500]
+    except (ValueError, AttributeError):
+        message = ""
+    message = message or f"HTTP {status}"
+    if status == 409:
+        return Conflict(status, message)
+    if status == 404:
+        return NotFound(status, message)
+    return KubeError(status, message)

@@ -1,0 +1,55 @@
+"""Prometheus metrics on the operator's /metrics. Labels are bounded: no request names."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry()
+
+ACTION_REQUESTS = Counter(
+    "handoff_action_requests_total",
+    "Decided action requests.",
+    ["namespace", "policy", "tier", "outcome", "reason"],
+    registry=REGISTRY,
+)
+DECISION_SECONDS = Histogram(
+    "handoff_decision_seconds",
+    "Time from a request's creation to its decision.",
+    ["tier", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400, 86400),
+    registry=REGISTRY,
+)
+PENDING = Gauge(
+    "handoff_pending_requests",
+    "Requests waiting for people (or for their veto window).",
+    ["namespace", "tier"],
+    registry=REGISTRY,
+)
+FAST_APPROVALS = Counter(
+    "handoff_fast_approvals_total",
+    "Approvals given sooner than the lane's minimum review time: a rubber-stamp signal.",
+    ["namespace"],
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "handoff_reconcile_errors_total",
+    "Reconciliations that failed and will be retried.",
+    ["kind"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "handoff_reconcile_seconds",
+    "Time to gather, decide and apply one request event.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+POLICIES_READY = Gauge(
+    "handoff_policies",
+    "Policies known to the operator, by readiness.",
+    ["ready"],
+    registry=REGISTRY,
+)
+
+
+def serve(address: str) -> None:
+    """Serve /metrics on ``host:port`` in a background thread."""
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=REGISTRY)  # noqa: S104

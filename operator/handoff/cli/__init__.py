@@ -1,0 +1,1 @@
+"""Command lines: ``handoff`` and ``kubectl-handoff``."""

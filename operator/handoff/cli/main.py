@@ -1,0 +1,82 @@
+"""``handoff``: run the operator, and manage the local environment."""
+
+import argparse
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="handoff", description="Human oversight for AI agents, as a Kubernetes operator."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    operator = commands.add_parser("operator", help="run the operator")
+    operator.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    operator.add_argument("--context", help="kubeconfig context")
+    operator.add_argument(
+        "--namespace", action="append", dest="namespaces", metavar="NS",
+        help="watch only this namespace (repeat for several); default: all",
+    )  # fmt: skip
+    operator.add_argument("--metrics-address", default="127.0.0.1:9090", help="host:port of /metrics")
+    operator.add_argument("--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    operator.add_argument("--verbose", "-v", action="store_true")
+
+    dev = commands.add_parser("dev", help="the local environment on loopback")
+    dev_commands = dev.add_subparsers(dest="dev_command", required=True)
+    for name, text in (("up", "start it"), ("down", "stop it"), ("status", "what runs")):
+        sub = dev_commands.add_parser(name, help=text)
+        sub.add_argument("--quiet", "-q", action="store_true")
+
+    args = parser.parse_args(argv)
+    if args.command == "operator":
+        return _operator(args)
+    return _dev(args)
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from handoff.controller.handlers import run
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
+    run(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespaces=args.namespaces,
+        metrics_address=args.metrics_address,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from handoff.devenv.environment import DevEnvironment
+
+    environment = DevEnvironment.default()
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, flush=True)
+
+    try:
+        if args.dev_command == "up":
+            environment.up(say)
+        elif args.dev_command == "down":
+            environment.down(say)
+        else:
+            for name, pid in environment.status().items():
+                print(f"{name:15} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            if environment.env_file.exists():
+                print(environment.env_file.read_text(), end="")
+    except (FileNotFoundError, TimeoutError, RuntimeError) as e:
+        print(f"handoff dev {args.dev_command}: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""The operator: kopf handlers that gather, call the domain core, and apply what it returns."""

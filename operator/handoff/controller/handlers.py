@@ -1,0 +1,131 @@
+"""The kopf wiring: thin handlers that hand each watch event to the Reconciler.
+
+Only raw ``on.event`` handlers are used. They keep no progress annotations and add no
+finalizers, so the operator's only write per transition is the status patch it means to make,
+and reviewers' status patches (which kopf's change handlers would ignore) arrive like any other.
+"""
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import kopf
+
+from handoff import GROUP, VERSION
+from handoff.adapters import metrics
+from handoff.adapters.kube import Credentials, KubeApi, KubeError
+from handoff.controller.reconciler import POLICIES, REQUESTS, Reconciler
+
+log = logging.getLogger("handoff.operator")
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+        credentials = Credentials.load(memo.get("kubeconfig"), memo.get("context"))
+        return kopf.ConnectionInfo(
+            server=credentials.server,
+            ca_path=credentials.ca_file,
+            insecure=not credentials.verify,
+            token=credentials.token,
+            certificate_path=credentials.cert_file,
+            private_key_path=credentials.key_file,
+        )
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.enabled = False  # our Events are our own, one per transition
+        settings.batching.batch_window = 0.01
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 60
+        api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
+        reconciler = Reconciler(api)
+        memo["api"] = api
+        memo["reconciler"] = reconciler
+        try:
+            await reconciler.load_policies()
+        except KubeError as e:
+            raise kopf.TemporaryError(f"cannot list policies: {e}", delay=2) from e
+        memo["scheduler_task"] = asyncio.create_task(reconciler.scheduler.run())
+        if memo.get("metrics_address"):
+            metrics.serve(memo["metrics_address"])
+        log.info("handoff operator started: %d policies compiled", len(reconciler.policies.all()))
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("scheduler_task")
+        if task is not None:
+            task.cancel()
+        api = memo.get("api")
+        if api is not None:
+            await api.close()
+
+    @kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)
+    async def policy_event(
+        type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        reconciler: Reconciler = memo["reconciler"]
+        if type == "DELETED":
+            reconciler.policy_deleted(body.metadata.namespace or "", body.metadata.name or "")
+            return
+        try:
+            await reconciler.policy_changed(_plain(body))
+        except KubeError as e:
+            metrics.RECONCILE_ERRORS.labels(kind="policy").inc()
+            log.warning("policy %s/%s: %s", body.metadata.namespace, body.metadata.name, e)
+
+    @kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)
+    async def request_event(
+        type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        reconciler: Reconciler = memo["reconciler"]
+        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+        if type == "DELETED":
+            reconciler.request_deleted(namespace, name)
+            return
+        try:
+            await reconciler.request_changed(_plain(body))
+        except KubeError as e:
+            # Event handlers are not retried by kopf: come back through the scheduler.
+            metrics.RECONCILE_ERRORS.labels(kind="request").inc()
+            log.warning("request %s/%s: %s; retrying in 1s", namespace, name, e)
+            reconciler.scheduler.arm((namespace, name), reconciler.clock() + timedelta(seconds=1))
+
+    return registry
+
+
+def _plain(body: kopf.Body) -> Any:
+    """kopf's Body is a read-only view; the domain wants plain JSON."""
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": dict(body.metadata),
+        "spec": dict(body.spec),
+        "status": dict(body.status),
+    }
+
+
+def run(
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespaces: list[str] | None = None,
+    metrics_address: str | None = None,
+    liveness_endpoint: str | None = None,
+) -> None:
+    """Run the operator until interrupted (``handoff operator``)."""
+    memo = kopf.Memo(kubeconfig=kubeconfig, context=context, metrics_address=metrics_address)
+    asyncio.run(
+        kopf.operator(
+            registry=build_registry(),
+            memo=memo,
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces or (),
+            liveness_endpoint=liveness_endpoint,
+        )
+    )

@@ -1,0 +1,63 @@
+"""The operator's view of the policies: compiled once, kept by namespace."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from handoff.domain.policy import CompiledPolicy, compile_policy
+from handoff.domain.resources import PolicyJSON
+
+
+class PolicyIndex:
+    """Compiled policies by namespace. Only the operator's event loop touches it."""
+
+    def __init__(self) -> None:
+        self._by_namespace: dict[str, dict[str, CompiledPolicy]] = {}
+
+    def put(self, body: PolicyJSON) -> CompiledPolicy:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        generation = int(meta.get("generation") or 0)
+        current = self._by_namespace.get(namespace, {}).get(name)
+        if current is not None and current.generation == generation and generation:
+            return current
+        compiled = compile_policy(namespace, name, body.get("spec") or {}, generation)
+        self._by_namespace.setdefault(namespace, {})[name] = compiled
+        return compiled
+
+    def remove(self, namespace: str, name: str) -> None:
+        self._by_namespace.get(namespace, {}).pop(name, None)
+
+    def in_namespace(self, namespace: str) -> tuple[CompiledPolicy, ...]:
+        return tuple(self._by_namespace.get(namespace, {}).values())
+
+    def all(self) -> tuple[CompiledPolicy, ...]:
+        return tuple(p for ns in self._by_namespace.values() for p in ns.values())
+
+
+def policy_status(policy: CompiledPolicy, old: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """The status a policy should have; conditions keep their transition time when unchanged."""
+    from handoff.domain.reasons import READY, Reason
+
+    status = "True" if policy.ready else "False"
+    reason = Reason.COMPILED if policy.ready else Reason.COMPILE_FAILED
+    if policy.ready:
+        message = f"{len(policy.rules)} rules compiled; governs {', '.join(sorted(policy.service_accounts))}"
+    else:
+        message = "; ".join(policy.errors) + ". Its agents' actions are tier 4 until it is fixed"
+    previous = next((c for c in old.get("conditions") or () if c.get("type") == READY), None)
+    since = now if not previous or previous.get("status") != status else previous["lastTransitionTime"]
+    return {
+        "observedGeneration": policy.generation,
+        "rules": len(policy.rules),
+        "agents": sorted(policy.service_accounts),
+        "conditions": [
+            {
+                "type": READY,
+                "status": status,
+                "reason": str(reason),
+                "message": message[:4000],
+                "lastTransitionTime": since,
+                "observedGeneration": policy.generation,
+            }
+        ],
+    }

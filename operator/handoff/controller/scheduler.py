@@ -1,0 +1,70 @@
+"""One timer for every deadline: a heap of absolute times, not a kopf timer per object.
+
+Deadlines are absolute times in each request's status, so a restarted operator re-arms them all
+from its first listing and expires at once what passed while it was down.
+"""
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime
+
+log = logging.getLogger(__name__)
+
+
+class DeadlineScheduler:
+    def __init__(
+        self,
+        fire: Callable[[Hashable], Awaitable[None]],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._fire = fire
+        self._clock = clock
+        self._due: dict[Hashable, datetime] = {}
+        self._heap: list[tuple[datetime, int, Hashable]] = []
+        self._counter = 0
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def arm(self, key: Hashable, when: datetime) -> None:
+        if self._due.get(key) == when:
+            return
+        self._due[key] = when
+        self._counter += 1
+        heapq.heappush(self._heap, (when, self._counter, key))
+        self._changed.set()
+
+    def cancel(self, key: Hashable) -> None:
+        self._due.pop(key, None)  # its heap entry is skipped when it comes up
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now:
+                when, _, key = heapq.heappop(self._heap)
+                if self._due.get(key) != when:
+                    continue  # cancelled or re-armed since
+                del self._due[key]
+                task = asyncio.create_task(self._run_one(key))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            timeout = None
+            if self._heap:
+                timeout = max((self._heap[0][0] - self._clock()).total_seconds(), 0.0)
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _run_one(self, key: Hashable) -> None:
+        try:
+            await self._fire(key)
+        except Exception:
+            log.exception("deadline handler for %s failed; retrying in 1s", key)
+            await asyncio.sleep(1)
+            self.arm(key, self._clock())

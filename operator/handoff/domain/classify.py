@@ -1,0 +1,140 @@
+"""Which tier an action falls in: each governing policy's first matching rule, highest tier wins."""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from handoff.domain.expressions import ExpressionError
+from handoff.domain.globs import any_match
+from handoff.domain.policy import ChecklistItem, CompiledPolicy, Lane, Reviewers, Rule
+from handoff.domain.reasons import Mode, Oversight
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What classification reads of a request: the variables of a rule's ``when`` and more."""
+
+    namespace: str
+    agent: str
+    action: str
+    target: str = ""
+    parameters: Mapping[str, object] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    has_rollback: bool = False
+
+    def variables(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "parameters": dict(self.parameters),
+            "agent": self.agent,
+            "labels": dict(self.labels),
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One policy's answer for one request."""
+
+    policy: str
+    mode: Mode
+    tier: int
+    rule: str | None  # None: no rule matched, the policy's defaultTier applied
+    lane: Lane  # the waiting lane with the rule's overrides (used for tiers 3 and 4)
+    reviewers: Reviewers
+    message: str  # why, in words
+    fail_closed: bool = False  # tier 4 because the policy or a rule is broken
+
+    @property
+    def oversight(self) -> Oversight:
+        if self.tier == 1:
+            return Oversight.HOOTL
+        if self.tier == 2:
+            return Oversight.HOTL
+        return self.lane.oversight if self.tier == 3 else Oversight.HITL
+
+
+@dataclass(frozen=True)
+class Classification:
+    verdict: Verdict | None  # None: no Enforce policy governs this agent (NoPolicy)
+    shadow: tuple[Verdict, ...] = ()  # what each Audit policy would have said
+
+
+def evaluate(policy: CompiledPolicy, facts: RequestFacts) -> Verdict:
+    """The verdict of one policy. Fails closed: a broken policy or rule gives tier 4."""
+    if not policy.ready:
+        message = f"policy {policy.name} is not Ready, so tier 4 (fail closed)"
+        return _verdict(policy, 4, None, message, fail_closed=True)
+    variables: dict[str, object] | None = None
+    for rule in policy.rules:
+        if not any_match(rule.actions, facts.action):
+            continue
+        if rule.targets and not any_match(rule.targets, facts.target):
+            continue
+        if rule.when is not None:
+            variables = variables if variables is not None else facts.variables()
+            try:
+                if not rule.when.matches(variables):
+                    continue
+            except ExpressionError as e:
+                message = f"rule {rule.name}: {e}; tier 4 (fail closed)"
+                return _verdict(policy, 4, rule, message, fail_closed=True)
+        return _verdict(policy, rule.tier, rule, f"rule {rule.name} matched {facts.action}")
+    return _verdict(
+        policy,
+        policy.default_tier,
+        None,
+        f"no rule matched {facts.action}; defaultTier {policy.default_tier}",
+    )
+
+
+def classify(policies: Iterable[CompiledPolicy], facts: RequestFacts) -> Classification:
+    """Evaluate every policy that governs the request's agent; the highest tier wins.
+
+    Ties go to the stricter lane (more approvals), then to the policy named first, so the
+    answer never depends on the order policies arrived in.
+    """
+    enforced: list[Verdict] = []
+    shadow: list[Verdict] = []
+    for policy in sorted(policies, key=lambda p: p.name):
+        if not policy.governs(facts.namespace, facts.agent):
+            continue
+        verdict = evaluate(policy, facts)
+        (shadow if policy.mode is Mode.AUDIT else enforced).append(verdict)
+    if not enforced:
+        return Classification(None, tuple(shadow))
+    winner = min(enforced, key=lambda v: (-v.tier, -v.lane.approvals, v.policy))
+    return Classification(winner, tuple(shadow))
+
+
+def _verdict(
+    policy: CompiledPolicy, tier: int, rule: Rule | None, message: str, *, fail_closed: bool = False
+) -> Verdict:
+    lane = policy.lane(tier)
+    if rule is not None:
+        lane = _override(lane, rule.decision_window, rule.approvals, rule.checklist)
+    return Verdict(
+        policy=policy.name,
+        mode=policy.mode,
+        tier=tier,
+        rule=rule.name if rule else None,
+        lane=lane,
+        reviewers=policy.reviewers,
+        message=message,
+        fail_closed=fail_closed,
+    )
+
+
+def _override(
+    lane: Lane,
+    window: timedelta | None,
+    approvals: int | None,
+    checklist: tuple[ChecklistItem, ...] | None,
+) -> Lane:
+    return Lane(
+        oversight=lane.oversight,
+        decision_window=window if window is not None else lane.decision_window,
+        approvals=approvals if approvals is not None else lane.approvals,
+        checklist=checklist if checklist is not None else lane.checklist,
+        hold_for=lane.hold_for,
+    )

@@ -1,0 +1,89 @@
+"""The CEL environment of a rule's ``when``.
+
+Only ``action``, ``target``, ``parameters``, ``agent`` and ``labels`` are visible. The agent's
+confidence is deliberately absent: a rule that names it (or any other unknown name) does not
+compile, so no rule can let a model's opinion of itself decide how much oversight it gets.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+
+VARIABLES = frozenset({"action", "target", "parameters", "agent", "labels"})
+
+# CEL's standard functions and operators (as the library names them). A call to anything else
+# would only fail when a request arrives; refusing it at compile time is kinder.
+_FUNCTIONS = frozenset(
+    {
+        "size", "startsWith", "endsWith", "contains", "matches", "int", "uint", "double",
+        "string", "bool", "bytes", "timestamp", "duration", "type", "dyn", "has", "exists",
+        "all", "exists_one", "map", "filter", "lowerAscii", "upperAscii", "trim", "split",
+        "join", "replace", "substring", "indexOf", "lastIndexOf", "getFullYear", "getMonth",
+        "getDayOfMonth", "getDayOfWeek", "getHours", "getMinutes", "getSeconds", "max", "min",
+    }
+)  # fmt: skip
+_MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+
+
+class ExpressionError(ValueError):
+    """A ``when`` expression that does not compile; the message is meant for the policy author."""
+
+
+@dataclass(frozen=True, eq=False)
+class Expression:
+    """A compiled ``when``: evaluate it with :meth:`matches` many times."""
+
+    source: str
+    program: Any  # cel.Program: the library ships no type stubs
+
+    def matches(self, variables: Mapping[str, object]) -> bool:
+        """True when the expression holds; raises ExpressionError when it cannot be evaluated."""
+        try:
+            result = self.program.execute(dict(variables))
+        except Exception as e:  # the library raises KeyError, TypeError, RuntimeError...
+            raise ExpressionError(f"{self.source!r} could not be evaluated: {_describe(e)}") from e
+        if not isinstance(result, bool):
+            raise ExpressionError(f"{self.source!r} gave {type(result).__name__}, not a boolean")
+        return result
+
+
+def compile_expression(source: str) -> Expression:
+    """Compile ``source`` in the rule environment, or raise ExpressionError saying why not."""
+    try:
+        program = cel.compile(source)
+    except Exception as e:
+        raise ExpressionError(f"{source!r} does not parse: {_first_line(e)}") from e
+    bound = set(_MACRO_VARIABLE.findall(source))
+    unknown = sorted(set(program.variables()) - VARIABLES - bound)
+    if "confidence" in unknown:
+        raise ExpressionError(
+            f"{source!r} names 'confidence': the agent's confidence is recorded but never decides"
+            " a tier (use action, target, parameters, agent, labels)"
+        )
+    if unknown:
+        raise ExpressionError(
+            f"{source!r} names unknown variables {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(VARIABLES))})"
+        )
+    calls = {name for name in program.functions() if not _is_operator(name)}
+    unknown_calls = sorted(calls - _FUNCTIONS)
+    if unknown_calls:
+        raise ExpressionError(f"{source!r} calls unknown functions {', '.join(unknown_calls)}")
+    return Expression(source, program)
+
+
+def _is_operator(name: str) -> bool:
+    return name.startswith(("_", "@", "!"))
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"no such key {error.args[0]!r}" if error.args else "no such key"
+    return _first_line(error)

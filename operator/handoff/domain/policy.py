@@ -1,0 +1,235 @@
+"""AgentActionPolicy compiled once into frozen values.
+
+``compile_policy`` runs when a policy is applied. It validates what the schema cannot (CEL,
+globs, durations against each other), and never raises: problems are collected in ``errors``,
+which makes the policy Ready=False and every action it governs tier 4 until it is fixed.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from handoff.domain.durations import MAX_WINDOW, MIN_WINDOW, parse_duration
+from handoff.domain.expressions import Expression, ExpressionError, compile_expression
+from handoff.domain.globs import Glob
+from handoff.domain.reasons import Mode, Oversight
+from handoff.domain.resources import ChecklistItemJSON, LaneJSON, PolicySpecJSON, RuleJSON
+
+TIERS = (1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    id: str
+    text: str
+
+    def to_json(self) -> ChecklistItemJSON:
+        return {"id": self.id, "text": self.text}
+
+
+#: What a reviewer acknowledges when a policy names no checklist: the article's three questions.
+DEFAULT_CHECKLIST = (
+    ChecklistItem("what", "I read what the action does and to which target"),
+    ChecklistItem("impact", "I know what happens if it goes wrong"),
+    ChecklistItem("rollback", "I know how it would be undone"),
+)
+
+
+@dataclass(frozen=True)
+class Lane:
+    """How a tier 3 or 4 request waits: the staging queue's settings."""
+
+    oversight: Oversight
+    decision_window: timedelta
+    approvals: int
+    checklist: tuple[ChecklistItem, ...]
+    hold_for: timedelta | None = None  # tier 3 HOTL only: approved when it passes, unless vetoed
+
+
+DEFAULT_TIER3 = Lane(Oversight.HOTL, timedelta(minutes=30), 1, DEFAULT_CHECKLIST, timedelta(minutes=5))
+DEFAULT_TIER4 = Lane(Oversight.HITL, timedelta(minutes=15), 1, DEFAULT_CHECKLIST)
+
+
+@dataclass(frozen=True)
+class Reviewers:
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.groups)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    tier: int
+    actions: tuple[Glob, ...]
+    targets: tuple[Glob, ...] = ()  # empty: any target
+    when: Expression | None = None
+    decision_window: timedelta | None = None  # lane overrides for this rule's requests
+    approvals: int | None = None
+    checklist: tuple[ChecklistItem, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    namespace: str
+    name: str
+    generation: int = 0
+    service_accounts: frozenset[str] = frozenset()
+    mode: Mode = Mode.ENFORCE
+    default_tier: int = 4
+    reviewers: Reviewers = Reviewers()
+    tier3: Lane = DEFAULT_TIER3
+    tier4: Lane = DEFAULT_TIER4
+    rules: tuple[Rule, ...] = ()
+    errors: tuple[str, ...] = field(default=())
+
+    @property
+    def ready(self) -> bool:
+        return not self.errors
+
+    def governs(self, namespace: str, agent: str) -> bool:
+        return namespace == self.namespace and agent in self.service_accounts
+
+    def lane(self, tier: int) -> Lane:
+        """The waiting lane of a tier; a tier 2 request without rollback waits in tier 4's."""
+        return self.tier3 if tier == 3 else self.tier4
+
+
+def compile_policy(
+    namespace: str, name: str, spec: PolicySpecJSON, generation: int = 0
+) -> CompiledPolicy:
+    """Compile a policy's spec. Never raises: problems end up in ``errors``."""
+    errors: list[str] = []
+    tiers = spec.get("tiers") or {}
+    tier3 = _lane(tiers.get("tier3"), DEFAULT_TIER3, "tiers.tier3", errors, tier=3)
+    tier4 = _lane(tiers.get("tier4"), DEFAULT_TIER4, "tiers.tier4", errors, tier=4)
+    rules = tuple(
+        rule
+        for index, raw in enumerate(spec.get("rules") or [])
+        if (rule := _rule(raw, index, errors)) is not None
+    )
+    names = [rule.name for rule in rules]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"rule name {duplicate!r} is used more than once")
+    default_tier = spec.get("defaultTier", 4)
+    if default_tier not in TIERS:
+        errors.append(f"defaultTier {default_tier} is not one of 1, 2, 3, 4")
+        default_tier = 4
+    try:
+        mode = Mode(spec.get("mode", Mode.ENFORCE))
+    except ValueError:
+        errors.append(f"mode {spec.get('mode')!r} is neither Enforce nor Audit")
+        mode = Mode.ENFORCE
+    agents = spec.get("agents") or {}
+    reviewers = spec.get("reviewers") or {}
+    return CompiledPolicy(
+        namespace=namespace,
+        name=name,
+        generation=generation,
+        service_accounts=frozenset(agents.get("serviceAccounts") or ()),
+        mode=mode,
+        default_tier=default_tier,
+        reviewers=Reviewers(
+            frozenset(reviewers.get("users") or ()), frozenset(reviewers.get("groups") or ())
+        ),
+        tier3=tier3,
+        tier4=tier4,
+        rules=rules,
+        errors=tuple(errors),
+    )
+
+
+def _lane(
+    raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *, tier: int
+) -> Lane:
+    if not raw:
+        return default
+    oversight = default.oversight
+    if tier == 3 and "oversight" in raw:
+        try:
+            oversight = Oversight(raw["oversight"])
+        except ValueError:
+            oversight = Oversight.HITL
+        if oversight not in (Oversight.HOTL, Oversight.HITL):
+            errors.append(f"{where}.oversight must be HOTL or HITL, not {raw['oversight']!r}")
+            oversight = Oversight.HITL
+    elif "oversight" in raw or "holdFor" in raw:
+        # Tier 4 is always HITL: nothing may turn it into a hold that approves by itself.
+        errors.append(f"{where} is always HITL: oversight and holdFor are not allowed there")
+    window = _duration(raw.get("decisionWindow"), default.decision_window, where, errors)
+    hold = _duration(raw.get("holdFor"), default.hold_for, where, errors) if tier == 3 else None
+    approvals = raw.get("approvals", default.approvals)
+    if approvals < 1:
+        errors.append(f"{where}.approvals must be at least 1, not {approvals}")
+        approvals = max(default.approvals, 1)
+    checklist = _checklist(raw.get("checklist"), where, errors)
+    return Lane(
+        oversight=oversight,
+        decision_window=window or default.decision_window,
+        approvals=approvals,
+        checklist=checklist if checklist is not None else default.checklist,
+        hold_for=hold if oversight is Oversight.HOTL else None,
+    )
+
+
+def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
+    name = raw.get("name") or f"rules[{index}]"
+    where = f"rule {name!r}"
+    tier = raw.get("tier")
+    if tier not in TIERS:
+        errors.append(f"{where}: tier {tier!r} is not one of 1, 2, 3, 4")
+        return None
+    actions = raw.get("actions") or []
+    if not actions:
+        errors.append(f"{where}: actions must list at least one glob")
+        return None
+    when: Expression | None = None
+    if raw.get("when"):
+        try:
+            when = compile_expression(raw["when"])
+        except ExpressionError as e:
+            errors.append(f"{where}: when: {e}")
+            return None
+    approvals = raw.get("approvals")
+    if approvals is not None and approvals < 1:
+        errors.append(f"{where}: approvals must be at least 1, not {approvals}")
+        approvals = None
+    return Rule(
+        name=name,
+        tier=tier,
+        actions=tuple(Glob.compile(a) for a in actions),
+        targets=tuple(Glob.compile(t) for t in raw.get("targets") or ()),
+        when=when,
+        decision_window=_duration(raw.get("decisionWindow"), None, where, errors),
+        approvals=approvals,
+        checklist=_checklist(raw.get("checklist"), where, errors),
+    )
+
+
+def _duration(
+    text: str | None, default: timedelta | None, where: str, errors: list[str]
+) -> timedelta | None:
+    if text is None:
+        return default
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        errors.append(f"{where}: {e}")
+        return default
+    if not MIN_WINDOW <= value <= MAX_WINDOW:
+        errors.append(f"{where}: {text} is outside 10s to 168h")
+        return default
+    return value
+
+
+def _checklist(
+    raw: list[ChecklistItemJSON] | None, where: str, errors: list[str]
+) -> tuple[ChecklistItem, ...] | None:
+    if raw is None:
+        return None
+    items = tuple(ChecklistItem(item["id"], item["text"]) for item in raw)
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
+        errors.append(f"{where}: checklist ids must be unique")
+    return items

@@ -1,0 +1,78 @@
+"""The one place where Handoff's CamelCase words live.
+
+The same strings appear in conditions, Events, metric labels, the CLI and the console, so they
+are defined once here and nowhere else.
+"""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a request was decided, or why it is still waiting."""
+
+    # Final decisions (status.decision.reason).
+    AUTO_APPROVED = "AutoApproved"  # tier 1, HOOTL
+    LOGGED = "Logged"  # tier 2, HOTL: approved at once, logged with its rollback
+    NOT_VETOED = "NotVetoed"  # tier 3 HOTL: the hold passed with no veto
+    HUMAN_APPROVED = "HumanApproved"
+    HUMAN_DENIED = "HumanDenied"
+    VETOED = "Vetoed"  # tier 3 HOTL: a reviewer denied during the hold
+    EXPIRED = "Expired"  # the decision window passed: fail safe to Denied
+    NO_POLICY = "NoPolicy"
+    MISSING_ROLLBACK_PLAN = "MissingRollbackPlan"  # tier 2 without rollback: sent to review
+    INVALID = "Invalid"
+
+    # Waiting (the Decided condition while status.decision is unset).
+    AWAITING_REVIEW = "AwaitingReview"
+    IN_VETO_WINDOW = "InVetoWindow"
+
+    # The Classified condition.
+    RULE_MATCHED = "RuleMatched"
+    DEFAULT_TIER = "DefaultTier"
+    FAIL_CLOSED = "FailClosed"  # the policy is not Ready or a rule could not be evaluated
+
+    # Policy conditions.
+    COMPILED = "Compiled"
+    COMPILE_FAILED = "CompileFailed"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    APPROVED = "Approved"
+    DENIED = "Denied"
+    EXECUTED = "Executed"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+
+
+class Oversight(StrEnum):
+    HOOTL = "HOOTL"  # human out of the loop: let it run
+    HOTL = "HOTL"  # human on the loop: act (or hold) and log, a human may veto or roll back
+    HITL = "HITL"  # human in the loop: stop and ask
+
+
+class Outcome(StrEnum):
+    APPROVED = "Approved"
+    DENIED = "Denied"
+
+
+class Mode(StrEnum):
+    ENFORCE = "Enforce"
+    AUDIT = "Audit"
+
+
+class ReviewDecision(StrEnum):
+    APPROVE = "Approve"
+    DENY = "Deny"
+
+
+# Condition types.
+READY = "Ready"
+CLASSIFIED = "Classified"
+DECIDED = "Decided"
+
+FINAL_PHASES = frozenset(
+    {Phase.APPROVED, Phase.DENIED, Phase.EXECUTED, Phase.FAILED, Phase.ROLLED_BACK}
+)
