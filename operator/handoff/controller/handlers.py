@@ -44,12 +44,13 @@ def build_registry() -> kopf.OperatorRegistry:
         settings.networking.request_timeout = 60
         api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
         reconciler = Reconciler(api)
-        memo["api"] = api
-        memo["reconciler"] = reconciler
         try:
             await reconciler.load_policies()
         except KubeError as e:
+            await api.close()
             raise kopf.TemporaryError(f"cannot list policies: {e}", delay=2) from e
+        memo["api"] = api
+        memo["reconciler"] = reconciler
         memo["scheduler_task"] = asyncio.create_task(reconciler.scheduler.run())
         if memo.get("metrics_address"):
             metrics.serve(memo["metrics_address"])

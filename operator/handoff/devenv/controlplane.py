@@ -41,6 +41,7 @@ class ControlPlane:
     peer_port: int = 0
     api_port: int = 0
     tokens: dict[str, str] = field(default_factory=dict)
+    _children: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @property
     def server(self) -> str:
@@ -78,10 +79,19 @@ class ControlPlane:
     def stop(self) -> None:
         processes.stop(self.folder / "kube-apiserver.pid")
         processes.stop(self.folder / "etcd.pid")
+        self._reap()
+
+    def _reap(self) -> None:
+        """Collect the exit status of children this object started (no zombies, no warnings)."""
+        for child in self._children:
+            if child.poll() is None:
+                child.wait(5)
+        self._children = [c for c in self._children if c.returncode is None]
 
     def restart_apiserver(self) -> None:
         """Stop and start kube-apiserver alone; etcd keeps the data."""
         processes.stop(self.folder / "kube-apiserver.pid")
+        self._reap()
         self._start_apiserver()
         processes.wait_until(self.ready, 90, "kube-apiserver", self.folder / "kube-apiserver.log")
 
@@ -187,10 +197,13 @@ class ControlPlane:
         tokens_csv.touch(mode=0o600)
         tokens_csv.write_text("\n".join(lines) + "\n")
 
+    def _spawn(self, name: str, argv: list[str], folder: Path) -> None:
+        self._children.append(processes.spawn(name, argv, folder))
+
     def _start_etcd(self) -> None:
         client = f"http://127.0.0.1:{self.etcd_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
-        processes.spawn(
+        self._spawn(
             "etcd",
             [
                 str(self.bin_dir / "etcd"),
@@ -209,7 +222,7 @@ class ControlPlane:
 
     def _start_apiserver(self) -> None:
         pki = self.pki
-        processes.spawn(
+        self._spawn(
             "kube-apiserver",
             [
                 str(self.bin_dir / "kube-apiserver"),

@@ -1,0 +1,157 @@
+"""A real control plane for tests, and the operator as a process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from handoff import paths
+from handoff.devenv import processes
+from handoff.devenv.controlplane import ControlPlane
+from handoff.devenv.environment import apply, install
+from handoff.devenv.manifests import (
+    OPERATOR_ACCOUNT,
+    OPERATOR_NAMESPACE,
+    agent_namespace_objects,
+)
+
+T = TypeVar("T")
+
+
+class Cluster:
+    """kube-apiserver and etcd with Handoff installed; one per test session."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.control_plane = ControlPlane(folder, paths.bin_dir())
+        self._tokens: dict[tuple[str, str], str] = {}
+
+    def start(self) -> "Cluster":
+        self.control_plane.start()
+        install(self.control_plane)
+        return self
+
+    def stop(self) -> None:
+        self.control_plane.stop()
+
+    def token(self, who: str) -> str:
+        """The bearer token of a contract user (alice, ...) or of ``namespace/serviceaccount``."""
+        if "/" not in who:
+            return self.control_plane.tokens[who]
+        namespace, name = who.split("/", 1)
+        if (namespace, name) not in self._tokens:
+            self._tokens[(namespace, name)] = self.control_plane.service_account_token(
+                namespace, name, hours=24
+            )
+        return self._tokens[(namespace, name)]
+
+    def kubectl(
+        self, *args: str, who: str = "admin", input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.control_plane.kubectl(*args, token=self.token(who), input=input, check=check)
+
+    def apply(self, document: dict[str, Any] | str, who: str = "admin", check: bool = True) -> subprocess.CompletedProcess[str]:
+        text = document if isinstance(document, str) else yaml.safe_dump(document)
+        return self.kubectl("apply", "-f", "-", who=who, input=text, check=check)
+
+    def create(self, document: dict[str, Any], who: str = "admin", check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("create", "-o", "json", "-f", "-", who=who, input=json.dumps(document), check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
+        return dict(json.loads(out))
+
+    def new_namespace(
+        self, agents: tuple[str, ...] = ("payments-agent",), groups: tuple[str, ...] = ("payments-approvers", "sre-approvers")
+    ) -> str:
+        name = f"t-{uuid.uuid4().hex[:10]}"
+        apply(self.control_plane, agent_namespace_objects(name, list(agents), list(groups)))
+        return name
+
+    def operator_kubeconfig(self) -> Path:
+        token = self.control_plane.service_account_token(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, 24)
+        return self.control_plane.write_kubeconfig(
+            self.folder / "operator.kubeconfig", {"handoff-operator": token}
+        )
+
+
+class OperatorProcess:
+    """``handoff operator`` in a child process, with its log in ``folder``."""
+
+    def __init__(self, cluster: Cluster, folder: Path, name: str = "operator") -> None:
+        self.cluster = cluster
+        self.folder = folder
+        self.name = name
+        self.health_port = processes.free_port()
+        self.metrics_port = processes.free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{self.name}.log"
+
+    def start(self) -> "OperatorProcess":
+        kubeconfig = self.cluster.operator_kubeconfig()
+        self.process = processes.spawn(
+            self.name,
+            [
+                sys.executable, "-m", "handoff", "operator",
+                f"--kubeconfig={kubeconfig}",
+                f"--metrics-address=127.0.0.1:{self.metrics_port}",
+                f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+            ],
+            self.folder,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        processes.wait_until(self._healthy, 60, "the operator", self.log)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a crash or an evicted pod."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:  # noqa: S310
+            return str(r.read().decode())
+
+    def _healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"the operator exited with {self.process.returncode}: see {self.log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:  # noqa: S310
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

@@ -1,0 +1,121 @@
+"""Filing requests and waiting on them through kubectl, as agents and reviewers do."""
+
+import json
+from typing import Any
+
+from handoff.testing.cluster import Cluster, eventually
+
+AGENT = "payments-agent"
+
+
+def policy(ns: str, name: str = "payments", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "agents": {"serviceAccounts": [AGENT]},
+        "reviewers": {"groups": ["payments-approvers"]},
+        "tiers": {
+            "tier3": {"oversight": "HOTL", "holdFor": "10s"},
+            "tier4": {"decisionWindow": "10s", "approvals": 1},
+        },
+        "rules": [
+            {"name": "reads", "actions": ["db.query"], "tier": 1},
+            {"name": "edits", "actions": ["crm.update"], "tier": 2},
+            {"name": "refunds", "actions": ["payments.refund"], "when": "parameters.amount <= 100", "tier": 3},
+            {"name": "money", "actions": ["payments.*"], "tier": 4, "decisionWindow": "5m"},
+            {"name": "deploys", "actions": ["deploy.*"], "tier": 4},
+        ],
+    }  # fmt: skip
+    body.update(spec)
+    return {
+        "apiVersion": "handoff.dev/v1alpha1",
+        "kind": "AgentActionPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": body,
+    }
+
+
+def apply_ready_policy(cluster: Cluster, document: dict[str, Any]) -> dict[str, Any]:
+    cluster.apply(document)
+    ns, name = document["metadata"]["namespace"], document["metadata"]["name"]
+    return eventually(
+        lambda: (p := cluster.get("agentactionpolicy", name, ns))
+        and ready(p) == "True"
+        and p["status"]["observedGeneration"] == p["metadata"]["generation"]
+        and p,
+        what=f"policy {name} Ready",
+    )
+
+
+def ready(policy_body: dict[str, Any]) -> str | None:
+    for condition in policy_body.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            return str(condition["status"])
+    return None
+
+
+def file(
+    cluster: Cluster,
+    ns: str,
+    action: str,
+    *,
+    parameters: dict[str, Any] | None = None,
+    rollback: bool = False,
+    agent: str = AGENT,
+    who: str | None = None,
+) -> str:
+    spec: dict[str, Any] = {
+        "agent": agent,
+        "action": action,
+        "target": "test:1",
+        "parameters": parameters or {"amount": 2500},
+        "summary": f"test {action}",
+        "reasoning": "integration test",
+        "blastRadius": "none",
+        "confidence": 0.9,
+    }
+    if rollback:
+        spec["rollback"] = {"description": "undo", "action": action, "parameters": {}}
+    document = {
+        "apiVersion": "handoff.dev/v1alpha1",
+        "kind": "ActionRequest",
+        "metadata": {"generateName": "req-", "namespace": ns},
+        "spec": spec,
+    }
+    created = cluster.create(document, who=who or f"{ns}/{agent}")
+    return str(json.loads(created.stdout)["metadata"]["name"])
+
+
+def request(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
+    return cluster.get("actionrequest", name, ns)
+
+
+def wait_for(cluster: Cluster, ns: str, name: str, field: str, value: Any, timeout: float = 15) -> dict[str, Any]:
+    """Wait until status.<field> (dotted) equals value; return the request."""
+
+    def probe() -> dict[str, Any] | None:
+        body = request(cluster, ns, name)
+        current: Any = body.get("status", {})
+        for part in field.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        return body if current == value else None
+
+    return eventually(probe, timeout, f"{name} status.{field} == {value!r}")
+
+
+def review(cluster: Cluster, ns: str, name: str, who: str, decision: str = "Approve", **extra: Any) -> Any:
+    entry = {"reviewer": who, "decision": decision, "acknowledged": ["what", "impact", "rollback"], **extra}
+    patch = json.dumps([{"op": "add", "path": "/status/reviews/-", "value": entry}])
+    return cluster.kubectl(
+        "patch", "actionrequest", name, "-n", ns, "--subresource=status", "--type=json", "-p", patch,
+        who=who, check=False,
+    )  # fmt: skip
+
+
+def events(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl(
+        "get", "events", "-n", ns, f"--field-selector=involvedObject.name={name}", "-o", "json"
+    ).stdout
+    return list(json.loads(out)["items"])
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in body["status"]["conditions"] if c["type"] == kind)
