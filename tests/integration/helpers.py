@@ -37,10 +37,12 @@ def apply_ready_policy(cluster: Cluster, document: dict[str, Any]) -> dict[str, 
     cluster.apply(document)
     ns, name = document["metadata"]["namespace"], document["metadata"]["name"]
     return eventually(
-        lambda: (p := cluster.get("agentactionpolicy", name, ns))
-        and ready(p) == "True"
-        and p["status"]["observedGeneration"] == p["metadata"]["generation"]
-        and p,
+        lambda: (
+            (p := cluster.get("agentactionpolicy", name, ns))
+            and ready(p) == "True"
+            and p["status"]["observedGeneration"] == p["metadata"]["generation"]
+            and p
+        ),
         what=f"policy {name} Ready",
     )
 
@@ -88,7 +90,9 @@ def request(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
     return cluster.get("actionrequest", name, ns)
 
 
-def wait_for(cluster: Cluster, ns: str, name: str, field: str, value: Any, timeout: float = 15) -> dict[str, Any]:
+def wait_for(
+    cluster: Cluster, ns: str, name: str, field: str, value: Any, timeout: float = 15
+) -> dict[str, Any]:
     """Wait until status.<field> (dotted) equals value; return the request."""
 
     def probe() -> dict[str, Any] | None:
@@ -101,8 +105,15 @@ def wait_for(cluster: Cluster, ns: str, name: str, field: str, value: Any, timeo
     return eventually(probe, timeout, f"{name} status.{field} == {value!r}")
 
 
-def review(cluster: Cluster, ns: str, name: str, who: str, decision: str = "Approve", **extra: Any) -> Any:
-    entry = {"reviewer": who, "decision": decision, "acknowledged": ["what", "impact", "rollback"], **extra}
+def review(
+    cluster: Cluster, ns: str, name: str, who: str, decision: str = "Approve", **extra: Any
+) -> Any:
+    entry = {
+        "reviewer": who,
+        "decision": decision,
+        "acknowledged": ["what", "impact", "rollback"],
+        **extra,
+    }
     patch = json.dumps([{"op": "add", "path": "/status/reviews/-", "value": entry}])
     return cluster.kubectl(
         "patch", "actionrequest", name, "-n", ns, "--subresource=status", "--type=json", "-p", patch,

@@ -4,9 +4,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
 from handoff.domain.timefmt import parse_time
-
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 
 from .helpers import (
@@ -24,14 +22,22 @@ from .helpers import (
 pytestmark = pytest.mark.integration
 
 
-def test_each_tier_lane_end_to_end(cluster: Cluster, operator: OperatorProcess, namespace: str) -> None:
+def test_each_tier_lane_end_to_end(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
     ns = namespace
     apply_ready_policy(cluster, policy(ns))
 
     read = wait_for(cluster, ns, file(cluster, ns, "db.query"), "decision.reason", "AutoApproved")
-    assert (read["status"]["tier"], read["status"]["oversight"], read["status"]["phase"]) == (1, "HOOTL", "Approved")
+    assert (read["status"]["tier"], read["status"]["oversight"], read["status"]["phase"]) == (
+        1,
+        "HOOTL",
+        "Approved",
+    )
 
-    logged = wait_for(cluster, ns, file(cluster, ns, "crm.update", rollback=True), "decision.reason", "Logged")
+    logged = wait_for(
+        cluster, ns, file(cluster, ns, "crm.update", rollback=True), "decision.reason", "Logged"
+    )
     assert (logged["status"]["tier"], logged["status"]["oversight"]) == (2, "HOTL")
 
     escalated = wait_for(cluster, ns, file(cluster, ns, "crm.update"), "phase", "AwaitingApproval")
@@ -44,18 +50,29 @@ def test_each_tier_lane_end_to_end(cluster: Cluster, operator: OperatorProcess, 
     assert (queued["status"]["tier"], queued["status"]["oversight"]) == (3, "HOTL")
     wait_for(cluster, ns, vetoed, "phase", "Queued")
     assert review(cluster, ns, vetoed, "bob", "Deny", comment="not this one").returncode == 0
-    assert wait_for(cluster, ns, vetoed, "decision.reason", "Vetoed")["status"]["decision"]["by"] == ["bob"]
+    assert wait_for(cluster, ns, vetoed, "decision.reason", "Vetoed")["status"]["decision"][
+        "by"
+    ] == ["bob"]
     passed = wait_for(cluster, ns, held, "decision.reason", "NotVetoed", timeout=20)
     assert passed["status"]["phase"] == "Approved"
 
-    waiting = wait_for(cluster, ns, file(cluster, ns, "payments.charge"), "phase", "AwaitingApproval")
+    waiting = wait_for(
+        cluster, ns, file(cluster, ns, "payments.charge"), "phase", "AwaitingApproval"
+    )
     status = waiting["status"]
-    assert (status["tier"], status["oversight"], status["rule"], status["requiredApprovals"]) == (4, "HITL", "money", 1)
+    assert (status["tier"], status["oversight"], status["rule"], status["requiredApprovals"]) == (
+        4,
+        "HITL",
+        "money",
+        1,
+    )
     assert [c["id"] for c in status["checklist"]] == ["what", "impact", "rollback"]
     assert status["specDigest"].startswith("sha256:")
 
 
-def test_approval_by_kubectl_status_patch(cluster: Cluster, operator: OperatorProcess, namespace: str) -> None:
+def test_approval_by_kubectl_status_patch(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
     ns = namespace
     apply_ready_policy(cluster, policy(ns))
     name = file(cluster, ns, "payments.charge")
@@ -63,7 +80,11 @@ def test_approval_by_kubectl_status_patch(cluster: Cluster, operator: OperatorPr
     # An approval without the full checklist does not count, and says why.
     assert review(cluster, ns, name, "bob", acknowledged=["what"]).returncode == 0
     body = eventually(
-        lambda: (b := request(cluster, ns, name)) and "not counted" in condition(b, "Decided")["message"] and b,
+        lambda: (
+            (b := request(cluster, ns, name))
+            and "not counted" in condition(b, "Decided")["message"]
+            and b
+        ),
         what="the Decided condition to explain bob's review",
     )
     assert "bob: did not acknowledge impact, rollback" in condition(body, "Decided")["message"]
@@ -78,7 +99,9 @@ def test_approval_by_kubectl_status_patch(cluster: Cluster, operator: OperatorPr
     assert "AwaitingReview" in reasons
 
 
-def test_expiry_fails_safe_to_denied(cluster: Cluster, operator: OperatorProcess, namespace: str) -> None:
+def test_expiry_fails_safe_to_denied(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
     ns = namespace
     apply_ready_policy(cluster, policy(ns))
     name = file(cluster, ns, "deploy.production")
@@ -108,9 +131,11 @@ def test_operator_killed_and_restarted_while_a_request_waits(
     filed_while_down = file(cluster, ns, "db.query")
     # Past the deadline with no operator running: nothing decides it yet.
     eventually(
-        lambda: cluster.kubectl("get", "--raw", "/version").returncode == 0
-        and request(cluster, ns, waiting)["status"].get("decision") is None
-        and _past(deadline),
+        lambda: (
+            cluster.kubectl("get", "--raw", "/version").returncode == 0
+            and request(cluster, ns, waiting)["status"].get("decision") is None
+            and _past(deadline)
+        ),
         timeout=20,
         what="the deadline to pass while the operator is down",
     )
@@ -139,7 +164,9 @@ def test_bad_cel_makes_the_policy_not_ready_and_fails_closed(
     ])  # fmt: skip
     cluster.apply(document)
     broken = eventually(
-        lambda: (p := cluster.get("agentactionpolicy", "payments", ns)) and ready(p) == "False" and p,
+        lambda: (
+            (p := cluster.get("agentactionpolicy", "payments", ns)) and ready(p) == "False" and p
+        ),
         what="the policy to turn Ready=False",
     )
     message = condition(broken, "Ready")["message"]
@@ -156,14 +183,18 @@ def test_bad_cel_makes_the_policy_not_ready_and_fails_closed(
     assert wait_for(cluster, ns, file(cluster, ns, "db.query"), "decision.reason", "AutoApproved")
 
 
-def test_an_agent_with_no_policy_is_denied(cluster: Cluster, operator: OperatorProcess, namespace: str) -> None:
+def test_an_agent_with_no_policy_is_denied(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
     name = file(cluster, namespace, "db.query")
     denied = wait_for(cluster, namespace, name, "decision.reason", "NoPolicy")
     assert denied["status"]["phase"] == "Denied"
     assert [e["type"] for e in events(cluster, namespace, name)] == ["Warning"]
 
 
-def test_audit_policy_records_shadow_only(cluster: Cluster, operator: OperatorProcess, namespace: str) -> None:
+def test_audit_policy_records_shadow_only(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
     ns = namespace
     apply_ready_policy(cluster, policy(ns))
     apply_ready_policy(
@@ -175,7 +206,9 @@ def test_audit_policy_records_shadow_only(cluster: Cluster, operator: OperatorPr
     assert done["status"]["shadow"][0]["tier"] == 4
 
 
-def test_the_api_server_refuses_what_the_schema_forbids(cluster: Cluster, operator: OperatorProcess, namespace: str) -> None:
+def test_the_api_server_refuses_what_the_schema_forbids(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
     ns = namespace
     apply_ready_policy(cluster, policy(ns))
     name = file(cluster, ns, "db.query")

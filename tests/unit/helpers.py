@@ -79,7 +79,11 @@ def reviewed(state: RequestState, *reviews: dict[str, Any]) -> RequestState:
 
 
 def approve(who: str, acknowledged: list[str] | None = None) -> dict[str, Any]:
-    return {"reviewer": who, "decision": "Approve", "acknowledged": ACK_ALL if acknowledged is None else acknowledged}
+    return {
+        "reviewer": who,
+        "decision": "Approve",
+        "acknowledged": ACK_ALL if acknowledged is None else acknowledged,
+    }
 
 
 def deny(who: str, comment: str = "no") -> dict[str, Any]:

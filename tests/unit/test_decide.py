@@ -3,7 +3,6 @@
 from typing import Any
 
 import pytest
-
 from handoff.domain.decide import RequestState, Review, decide, spec_digest, tally
 from handoff.domain.policy import DEFAULT_CHECKLIST, Reviewers
 from handoff.domain.reasons import Oversight, Phase, Reason
@@ -128,7 +127,11 @@ def test_equal_tiers_go_to_the_stricter_lane() -> None:
 
 
 def test_targets_narrow_a_rule() -> None:
-    step = decide([policy(defaultTier=2)], request("payments.refund", target="paypal:x", rollback=True), CREATED)
+    step = decide(
+        [policy(defaultTier=2)],
+        request("payments.refund", target="paypal:x", rollback=True),
+        CREATED,
+    )
     assert step.patch is not None
     assert (step.patch["rule"], step.patch["tier"]) == (None, 2)
 
@@ -176,7 +179,9 @@ def test_a_policy_for_another_agent_does_not_govern() -> None:
 
 
 def test_audit_policies_are_recorded_in_shadow_and_never_decide() -> None:
-    audit = policy("strict-audit", mode="Audit", rules=[{"name": "all", "actions": ["*"], "tier": 4}])
+    audit = policy(
+        "strict-audit", mode="Audit", rules=[{"name": "all", "actions": ["*"], "tier": 4}]
+    )
     step = decide([policy(), audit], request("db.query"), CREATED)
     assert step.decision is not None
     assert step.decision.reason == Reason.AUTO_APPROVED
@@ -216,7 +221,9 @@ def tier4(**spec: Any) -> tuple[RequestState, Any]:
         ([deny("mallory")], None, None),
     ],
 )
-def test_tier4_reviews(reviews: list[dict[str, Any]], reason: str | None, by: list[str] | None) -> None:
+def test_tier4_reviews(
+    reviews: list[dict[str, Any]], reason: str | None, by: list[str] | None
+) -> None:
     state, policies = tier4()
     step = decide(policies, reviewed(state, *reviews), at(minutes=1))
     if reason is None:
@@ -300,7 +307,9 @@ def test_tier3_hotl_hold() -> None:
 
 
 def test_tier3_hitl_waits_for_approvals_in_its_own_window() -> None:
-    policies = [policy(tiers={"tier3": {"oversight": "HITL", "decisionWindow": "30m", "approvals": 1}})]
+    policies = [
+        policy(tiers={"tier3": {"oversight": "HITL", "decisionWindow": "30m", "approvals": 1}})
+    ]
     state = classified(request("payments.refund", parameters={"amount": 5}), policies)
     assert state.status["phase"] == Phase.AWAITING_APPROVAL
     assert state.status["oversight"] == Oversight.HITL
@@ -344,14 +353,19 @@ def test_a_policy_deleted_while_waiting_leaves_no_reviewers_and_it_expires() -> 
 
 def test_group_reviewers_are_vouched_for_by_admission() -> None:
     reviewers = Reviewers(groups=frozenset({"payments-approvers"}))
-    counted = tally([Review("dave", "Approve", frozenset(ACK_ALL))], reviewers, DEFAULT_CHECKLIST, REQUESTER)
+    counted = tally(
+        [Review("dave", "Approve", frozenset(ACK_ALL))], reviewers, DEFAULT_CHECKLIST, REQUESTER
+    )
     assert counted.approvers == ("dave",)
 
 
 def test_tally_explains_what_did_not_count() -> None:
     reviewers = Reviewers(users=frozenset({"alice"}))
     counted = tally(
-        [Review("mallory", "Approve", frozenset(ACK_ALL)), Review("alice", "Approve", frozenset({"what"}))],
+        [
+            Review("mallory", "Approve", frozenset(ACK_ALL)),
+            Review("alice", "Approve", frozenset({"what"})),
+        ],
         reviewers,
         DEFAULT_CHECKLIST,
         REQUESTER,

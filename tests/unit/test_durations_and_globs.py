@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-
 from handoff.domain.durations import format_duration, parse_duration
 from handoff.domain.globs import Glob
 

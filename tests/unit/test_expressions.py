@@ -1,5 +1,4 @@
 import pytest
-
 from handoff.domain.expressions import ExpressionError, compile_expression
 
 VARS = {

@@ -2,7 +2,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
 from handoff.domain.policy import DEFAULT_TIER3, DEFAULT_TIER4, compile_policy
 from handoff.domain.reasons import Mode, Oversight
 

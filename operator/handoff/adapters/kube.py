@@ -46,11 +46,12 @@ class Credentials:
         """From a kubeconfig (``$KUBECONFIG`` by default) or, inside a pod, the ServiceAccount."""
         configuration = k8s_client.Configuration()
         try:
-            k8s_config.load_kube_config(
+            # The kubernetes package ships no type hints; these two calls are all we use of it.
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, context=context, client_configuration=configuration
             )
         except k8s_config.ConfigException:
-            k8s_config.load_incluster_config(client_configuration=configuration)
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         token = (configuration.api_key or {}).get("authorization") or (
             configuration.api_key or {}
         ).get("BearerToken")

@@ -19,8 +19,12 @@ def main(argv: list[str] | None = None) -> int:
         "--namespace", action="append", dest="namespaces", metavar="NS",
         help="watch only this namespace (repeat for several); default: all",
     )  # fmt: skip
-    operator.add_argument("--metrics-address", default="127.0.0.1:9090", help="host:port of /metrics")
-    operator.add_argument("--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    operator.add_argument(
+        "--metrics-address", default="127.0.0.1:9090", help="host:port of /metrics"
+    )
+    operator.add_argument(
+        "--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
     operator.add_argument("--verbose", "-v", action="store_true")
 
     dev = commands.add_parser("dev", help="the local environment on loopback")
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from handoff.controller.handlers import run
+    from handoff.controller.handlers import run  # noqa: PLC0415 - kopf loads only for this command
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -58,7 +62,7 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from handoff.devenv.environment import DevEnvironment
+    from handoff.devenv.environment import DevEnvironment  # noqa: PLC0415 - as above
 
     environment = DevEnvironment.default()
 

@@ -66,9 +66,7 @@ def build_registry() -> kopf.OperatorRegistry:
             await api.close()
 
     @kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)
-    async def policy_event(
-        type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-    ) -> None:
+    async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         reconciler: Reconciler = memo["reconciler"]
         if type == "DELETED":
             reconciler.policy_deleted(body.metadata.namespace or "", body.metadata.name or "")
@@ -80,9 +78,7 @@ def build_registry() -> kopf.OperatorRegistry:
             log.warning("policy %s/%s: %s", body.metadata.namespace, body.metadata.name, e)
 
     @kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)
-    async def request_event(
-        type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-    ) -> None:
+    async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         reconciler: Reconciler = memo["reconciler"]
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
         if type == "DELETED":

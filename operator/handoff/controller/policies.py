@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from handoff.domain.policy import CompiledPolicy, compile_policy
+from handoff.domain.reasons import READY, Reason
 from handoff.domain.resources import PolicyJSON
 
 
@@ -36,16 +37,17 @@ class PolicyIndex:
 
 def policy_status(policy: CompiledPolicy, old: Mapping[str, Any], now: str) -> dict[str, Any]:
     """The status a policy should have; conditions keep their transition time when unchanged."""
-    from handoff.domain.reasons import READY, Reason
-
     status = "True" if policy.ready else "False"
     reason = Reason.COMPILED if policy.ready else Reason.COMPILE_FAILED
     if policy.ready:
-        message = f"{len(policy.rules)} rules compiled; governs {', '.join(sorted(policy.service_accounts))}"
+        agents = ", ".join(sorted(policy.service_accounts))
+        message = f"{len(policy.rules)} rules compiled; governs {agents}"
     else:
         message = "; ".join(policy.errors) + ". Its agents' actions are tier 4 until it is fixed"
     previous = next((c for c in old.get("conditions") or () if c.get("type") == READY), None)
-    since = now if not previous or previous.get("status") != status else previous["lastTransitionTime"]
+    since = (
+        now if not previous or previous.get("status") != status else previous["lastTransitionTime"]
+    )
     return {
         "observedGeneration": policy.generation,
         "rules": len(policy.rules),

@@ -11,7 +11,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from handoff import GROUP, VERSION
 from handoff.adapters import metrics
@@ -66,7 +66,9 @@ class Reconciler:
         except NotFound:
             return
         if not policy.ready:
-            log.warning("policy %s/%s is not Ready: %s", policy.namespace, policy.name, policy.errors)
+            log.warning(
+                "policy %s/%s is not Ready: %s", policy.namespace, policy.name, policy.errors
+            )
 
     def policy_deleted(self, namespace: str, name: str) -> None:
         self.policies.remove(namespace, name)
@@ -107,7 +109,7 @@ class Reconciler:
         self._set_pending((namespace, name), None)
 
     async def _on_deadline(self, key: Hashable) -> None:
-        namespace, name = key  # type: ignore[misc]
+        namespace, name = cast(tuple[str, str], key)
         try:
             body = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace, name))
         except NotFound:
@@ -134,7 +136,9 @@ class Reconciler:
                 try:
                     body = await self.api.merge_patch(path, patch)
                 except Conflict:
-                    body = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace, name))
+                    body = await self.api.get(
+                        resource_path(GROUP, VERSION, REQUESTS, namespace, name)
+                    )
                     continue
                 except NotFound:
                     self.request_deleted(namespace, name)
@@ -218,4 +222,3 @@ class Reconciler:
 
 def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(old.get(k) == v for k, v in new.items())
-

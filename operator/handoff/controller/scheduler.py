@@ -5,6 +5,7 @@ from its first listing and expires at once what passed while it was down.
 """
 
 import asyncio
+import contextlib
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Hashable
@@ -56,10 +57,8 @@ class DeadlineScheduler:
             timeout = None
             if self._heap:
                 timeout = max((self._heap[0][0] - self._clock()).total_seconds(), 0.0)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _run_one(self, key: Hashable) -> None:
         try:

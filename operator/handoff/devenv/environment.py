@@ -118,7 +118,10 @@ class DevEnvironment:
             if processes.stop(self.folder / f"{name}.pid"):
                 say(f"stopped {name}")
         self.control_plane.stop()
-        say("stopped the control plane (its data stays in " f"{self.folder}; 'handoff dev up' reuses it)")
+        say(
+            "stopped the control plane (its data stays in "
+            f"{self.folder}; 'handoff dev up' reuses it)"
+        )
 
     def status(self) -> dict[str, int | None]:
         running = self.control_plane.running()
@@ -138,7 +141,9 @@ class DevEnvironment:
     def _start_redis(self, say: Callable[[str], None]) -> str | None:
         server = shutil.which("redis-server")
         if server is None:
-            say("redis: redis-server is not installed; skipping (sudo apt-get install redis-server)")
+            say(
+                "redis: redis-server is not installed; skipping (sudo apt-get install redis-server)"
+            )
             return None
         port = self._port("redis")
         if processes.read_pid(self.folder / "redis.pid") is None:
@@ -154,12 +159,8 @@ class DevEnvironment:
                 ],
                 self.folder,
             )  # fmt: skip
-            processes.wait_until(
-                lambda: _redis_ping(port), 20, "redis", self.folder / "redis.log"
-            )
+            processes.wait_until(lambda: _redis_ping(port), 20, "redis", self.folder / "redis.log")
         return f"redis://127.0.0.1:{port}/0"
-
-
 
 
 def _http_ok(url: str) -> bool:

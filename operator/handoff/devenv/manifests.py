@@ -12,7 +12,11 @@ def operator_objects() -> list[dict[str, Any]]:
         # Watch requests and policies: the operator's whole input.
         _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], ["get", "list", "watch"]),
         # Write decisions and policy conditions, and nothing else of those objects.
-        _rule("handoff.dev", ["actionrequests/status", "agentactionpolicies/status"], ["patch", "update"]),
+        _rule(
+            "handoff.dev",
+            ["actionrequests/status", "agentactionpolicies/status"],
+            ["patch", "update"],
+        ),
         # One Event per transition, for `kubectl describe` and `kubectl events`.
         _rule("", ["events"], ["create", "patch"]),
         _rule("events.k8s.io", ["events"], ["create", "patch"]),
@@ -34,7 +38,11 @@ def operator_objects() -> list[dict[str, Any]]:
             "metadata": {"name": "handoff-operator"},
             "roleRef": _role_ref("ClusterRole", "handoff-operator"),
             "subjects": [
-                {"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+                {
+                    "kind": "ServiceAccount",
+                    "name": OPERATOR_ACCOUNT,
+                    "namespace": OPERATOR_NAMESPACE,
+                }
             ],
         },
     ]
@@ -71,7 +79,10 @@ def agent_namespace_objects(
         _binding(
             namespace,
             "handoff-reviewer",
-            [{"kind": "Group", "name": g, "apiGroup": "rbac.authorization.k8s.io"} for g in reviewer_groups],
+            [
+                {"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"}
+                for group in reviewer_groups
+            ],
         ),
     ]  # fmt: skip
     return objects

@@ -13,7 +13,10 @@ from cryptography.x509.oid import NameOID
 def ensure_pki(folder: Path) -> None:
     """Write ca.crt, apiserver.crt/.key and the ServiceAccount signing pair, unless present."""
     folder.mkdir(parents=True, exist_ok=True)
-    if all((folder / n).exists() for n in ("ca.crt", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub")):
+    if all(
+        (folder / n).exists()
+        for n in ("ca.crt", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub")
+    ):
         return
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -56,7 +59,9 @@ def ensure_pki(folder: Path) -> None:
             ),
             critical=False,
         )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     sa_key = ec.generate_private_key(ec.SECP256R1())

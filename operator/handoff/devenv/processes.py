@@ -75,7 +75,9 @@ def stop(pidfile: Path, timeout: float = 10.0, sig: int = signal.SIGTERM) -> boo
     return True
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -85,4 +87,3 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path |
     if log is not None and log.exists():
         tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     raise TimeoutError(f"{what} was not ready after {timeout:.0f}s{tail}")
-

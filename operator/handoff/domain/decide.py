@@ -16,8 +16,8 @@ from handoff.domain.policy import ChecklistItem, CompiledPolicy, Reviewers
 from handoff.domain.reasons import (
     CLASSIFIED,
     DECIDED,
-    Oversight,
     Outcome,
+    Oversight,
     Phase,
     Reason,
     ReviewDecision,
@@ -68,7 +68,9 @@ class Waiting:
             rule=status.get("rule"),
             deadline=parse_time(status["deadline"]),
             required_approvals=int(status.get("requiredApprovals") or 1),
-            checklist=tuple(ChecklistItem(c["id"], c["text"]) for c in status.get("checklist") or ()),
+            checklist=tuple(
+                ChecklistItem(c["id"], c["text"]) for c in status.get("checklist") or ()
+            ),
             escalated=bool(classified and classified.get("reason") == Reason.MISSING_ROLLBACK_PLAN),
         )
 
@@ -170,9 +172,7 @@ def decide(policies: Iterable[CompiledPolicy], request: RequestState, now: datet
     policy_list = list(policies)
     if waiting is None:
         return _classify(policy_list, request, now)
-    reviewers = next(
-        (p.reviewers for p in policy_list if p.name == waiting.policy), Reviewers()
-    )
+    reviewers = next((p.reviewers for p in policy_list if p.name == waiting.policy), Reviewers())
     return _judge(waiting, reviewers, request, now)
 
 
@@ -243,7 +243,9 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
                 (DECIDED, "True", Reason.NO_POLICY, message),
             ),
         }
-        return Step(patch, decision, Event("Warning", Reason.NO_POLICY, message), None, classification)
+        return Step(
+            patch, decision, Event("Warning", Reason.NO_POLICY, message), None, classification
+        )
 
     base |= {
         "tier": verdict.tier,
@@ -364,11 +366,11 @@ def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: d
 
     # Still waiting: refresh the Decided condition so people see where the reviews stand.
     current = _condition(request.status.get("conditions") or [], DECIDED)
-    reason = str(current.get("reason")) if current else str(Reason.AWAITING_REVIEW)
+    waiting_reason = str(current.get("reason")) if current else str(Reason.AWAITING_REVIEW)
     message = _progress(waiting, counted)
     if current and current.get("message") == message:
         return Step(wake_at=waiting.deadline)
-    patch = {"conditions": _conditions(request, now, (DECIDED, "False", reason, message))}
+    patch = {"conditions": _conditions(request, now, (DECIDED, "False", waiting_reason, message))}
     return Step(patch, wake_at=waiting.deadline)
 
 

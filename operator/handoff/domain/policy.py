@@ -45,7 +45,9 @@ class Lane:
     hold_for: timedelta | None = None  # tier 3 HOTL only: approved when it passes, unless vetoed
 
 
-DEFAULT_TIER3 = Lane(Oversight.HOTL, timedelta(minutes=30), 1, DEFAULT_CHECKLIST, timedelta(minutes=5))
+DEFAULT_TIER3 = Lane(
+    Oversight.HOTL, timedelta(minutes=30), 1, DEFAULT_CHECKLIST, timedelta(minutes=5)
+)
 DEFAULT_TIER4 = Lane(Oversight.HITL, timedelta(minutes=15), 1, DEFAULT_CHECKLIST)
 
 
@@ -140,9 +142,7 @@ def compile_policy(
     )
 
 
-def _lane(
-    raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *, tier: int
-) -> Lane:
+def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *, tier: int) -> Lane:
     if not raw:
         return default
     oversight = default.oversight

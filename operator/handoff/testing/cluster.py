@@ -59,19 +59,27 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         return self.control_plane.kubectl(*args, token=self.token(who), input=input, check=check)
 
-    def apply(self, document: dict[str, Any] | str, who: str = "admin", check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, document: dict[str, Any] | str, who: str = "admin", check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         text = document if isinstance(document, str) else yaml.safe_dump(document)
         return self.kubectl("apply", "-f", "-", who=who, input=text, check=check)
 
-    def create(self, document: dict[str, Any], who: str = "admin", check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("create", "-o", "json", "-f", "-", who=who, input=json.dumps(document), check=check)
+    def create(
+        self, document: dict[str, Any], who: str = "admin", check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.kubectl(
+            "create", "-o", "json", "-f", "-", who=who, input=json.dumps(document), check=check
+        )
 
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
         out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
         return dict(json.loads(out))
 
     def new_namespace(
-        self, agents: tuple[str, ...] = ("payments-agent",), groups: tuple[str, ...] = ("payments-approvers", "sre-approvers")
+        self,
+        agents: tuple[str, ...] = ("payments-agent",),
+        groups: tuple[str, ...] = ("payments-approvers", "sre-approvers"),
     ) -> str:
         name = f"t-{uuid.uuid4().hex[:10]}"
         apply(self.control_plane, agent_namespace_objects(name, list(agents), list(groups)))
@@ -132,14 +140,20 @@ class OperatorProcess:
         self.process = None
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:  # noqa: S310
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as r:
             return str(r.read().decode())
 
     def _healthy(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"the operator exited with {self.process.returncode}: see {self.log}")
+            raise RuntimeError(
+                f"the operator exited with {self.process.returncode}: see {self.log}"
+            )
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:  # noqa: S310
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+            ) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
