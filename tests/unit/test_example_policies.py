@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from handoff.domain.classify import RequestFacts
 from handoff.domain.decide import RequestState, decide
 from handoff.domain.durations import parse_duration
