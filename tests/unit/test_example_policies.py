@@ -22,7 +22,11 @@ def cases() -> list[Any]:
     for suite in SUITES:
         document = yaml.safe_load(suite.read_text())
         for case in document["cases"]:
-            found.append(pytest.param(suite, document["policies"], case, id=f"{suite.parent.name}: {case['name']}"))
+            found.append(
+                pytest.param(
+                    suite, document["policies"], case, id=f"{suite.parent.name}: {case['name']}"
+                )
+            )
     return found
 
 
@@ -39,10 +43,14 @@ def test_there_are_examples() -> None:
     assert SUITES, "policies/ should hold at least one example with tests.yaml"
 
 
-@pytest.mark.parametrize("policy_file", sorted(ROOT.glob("**/policy*.yaml")), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize(
+    "policy_file", sorted(ROOT.glob("**/policy*.yaml")), ids=lambda p: p.parent.name
+)
 def test_every_example_policy_compiles(policy_file: Path) -> None:
     for body in yaml.safe_load_all(policy_file.read_text()):
-        compiled = compile_policy(body["metadata"]["namespace"], body["metadata"]["name"], body["spec"])
+        compiled = compile_policy(
+            body["metadata"]["namespace"], body["metadata"]["name"], body["spec"]
+        )
         assert compiled.ready, compiled.errors
 
 
@@ -68,10 +76,14 @@ def test_policy_case(suite: Path, files: list[str], case: dict[str, Any]) -> Non
     assert step.patch is not None
     expect = case["expect"]
     if "reason" in expect:
-        reasons = {step.decision.reason if step.decision else None} | {c["reason"] for c in step.patch["conditions"]}
+        reasons = {step.decision.reason if step.decision else None} | {
+            c["reason"] for c in step.patch["conditions"]
+        }
         assert expect["reason"] in reasons
     for key in ("tier", "rule", "oversight"):
         if key in expect:
             assert step.patch.get(key) == expect[key], key
     if "decisionWindow" in expect:
-        assert parse_time(step.patch["deadline"]) - CREATED == parse_duration(expect["decisionWindow"])
+        assert parse_time(step.patch["deadline"]) - CREATED == parse_duration(
+            expect["decisionWindow"]
+        )
