@@ -183,13 +183,29 @@ def test_bad_cel_makes_the_policy_not_ready_and_fails_closed(
     assert wait_for(cluster, ns, file(cluster, ns, "db.query"), "decision.reason", "AutoApproved")
 
 
-def test_an_agent_with_no_policy_is_denied(
+def test_an_agent_with_no_enforcing_policy_is_denied(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
+    # An Audit policy lets the agent file (that is how a rollout starts) but decides nothing.
+    apply_ready_policy(cluster, policy(namespace, "rollout", mode="Audit"))
     name = file(cluster, namespace, "db.query")
     denied = wait_for(cluster, namespace, name, "decision.reason", "NoPolicy")
     assert denied["status"]["phase"] == "Denied"
+    assert denied["status"]["shadow"][0]["tier"] == 1
     assert [e["type"] for e in events(cluster, namespace, name)] == ["Warning"]
+
+
+def test_an_agent_no_policy_governs_cannot_even_file(cluster: Cluster, operator: OperatorProcess) -> None:
+    namespace = cluster.new_namespace(agents=("stray-agent",))
+    document = {
+        "apiVersion": "handoff.dev/v1alpha1",
+        "kind": "ActionRequest",
+        "metadata": {"generateName": "req-", "namespace": namespace},
+        "spec": {"agent": "stray-agent", "action": "db.query", "summary": "look around"},
+    }
+    refused = cluster.create(document, who=f"{namespace}/stray-agent", check=False)
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr
 
 
 def test_audit_policy_records_shadow_only(

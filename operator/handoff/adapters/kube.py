@@ -145,6 +145,25 @@ class KubeApi:
     async def delete(self, path: str) -> Any:
         return await self.request("DELETE", path)
 
+    async def apply(self, body: dict[str, Any], manager: str = "handoff-operator") -> Any:
+        """Server-side apply of one object; the operator owns the fields it sets."""
+        meta = body["metadata"]
+        group, _, version = body["apiVersion"].rpartition("/")
+        path = resource_path(
+            group, version, _plural(body["kind"]), meta.get("namespace"), meta["name"]
+        )
+        return await self.request(
+            "PATCH", path, body, "application/apply-patch+yaml",
+            params={"fieldManager": manager, "force": "true"},
+        )  # fmt: skip
+
+    async def delete_if_present(self, path: str) -> bool:
+        try:
+            await self.delete(path)
+        except NotFound:
+            return False
+        return True
+
 
 def resource_path(
     group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None
@@ -154,6 +173,13 @@ def resource_path(
         base += f"/namespaces/{namespace}"
     base += f"/{plural}"
     return f"{base}/{name}" if name else base
+
+
+_PLURALS = {"Role": "roles", "RoleBinding": "rolebindings", "Secret": "secrets"}
+
+
+def _plural(kind: str) -> str:
+    return _PLURALS.get(kind) or kind.lower() + "s"
 
 
 def _error(status: int, text: str) -> KubeError:

@@ -1,8 +1,9 @@
-"""The kopf wiring: thin handlers that hand each watch event to the Reconciler.
+"""The kopf wiring: thin handlers that hand each watch event to a reconciler.
 
 Only raw ``on.event`` handlers are used. They keep no progress annotations and add no
-finalizers, so the operator's only write per transition is the status patch it means to make,
-and reviewers' status patches (which kopf's change handlers would ignore) arrive like any other.
+finalizers of kopf's, so the operator's only write per transition is the status patch it means
+to make, and reviewers' status patches (which kopf's change handlers would ignore) arrive like
+any other event.
 """
 
 import asyncio
@@ -15,83 +16,95 @@ import kopf
 from handoff import GROUP, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
-from handoff.controller.reconciler import POLICIES, REQUESTS, Reconciler
+from handoff.controller.policy_reconciler import POLICIES, PolicyReconciler
+from handoff.controller.reconciler import REQUESTS, Reconciler, utcnow
 
 log = logging.getLogger("handoff.operator")
+RETRY = timedelta(seconds=2)
+
+
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    credentials = Credentials.load(memo.get("kubeconfig"), memo.get("context"))
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_file,
+        insecure=not credentials.verify,
+        token=credentials.token,
+        certificate_path=credentials.cert_file,
+        private_key_path=credentials.key_file,
+    )
+
+
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False  # our Events are our own, one per transition
+    settings.batching.batch_window = 0.01
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
+    policies = PolicyReconciler(api, utcnow, memo.get("provisioners") or ())
+    try:
+        await policies.load_all()
+    except KubeError as e:
+        await api.close()
+        raise kopf.TemporaryError(f"cannot list policies: {e}", delay=2) from e
+    reconciler = Reconciler(api, policies)
+    memo["api"] = api
+    memo["policies"] = policies
+    memo["reconciler"] = reconciler
+    memo["tasks"] = [
+        asyncio.create_task(reconciler.scheduler.run()),
+        asyncio.create_task(policies.scheduler.run()),
+    ]
+    if memo.get("metrics_address"):
+        metrics.serve(memo["metrics_address"])
+    log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
+
+
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.get("tasks") or ():
+        task.cancel()
+    api = memo.get("api")
+    if api is not None:
+        await api.close()
+
+
+async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    policies: PolicyReconciler = memo["policies"]
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if type == "DELETED":
+        policies.deleted(namespace, name)
+        return
+    try:
+        await policies.changed(_plain(body))
+    except KubeError as e:
+        metrics.RECONCILE_ERRORS.labels(kind="policy").inc()
+        log.warning("policy %s/%s: %s; retrying in 2s", namespace, name, e)
+        policies.scheduler.arm((namespace, name), utcnow() + RETRY)
+
+
+async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if type == "DELETED":
+        reconciler.request_deleted(namespace, name)
+        return
+    try:
+        await reconciler.request_changed(_plain(body))
+    except KubeError as e:
+        # Event handlers are not retried by kopf: come back through the scheduler.
+        metrics.RECONCILE_ERRORS.labels(kind="request").inc()
+        log.warning("request %s/%s: %s; retrying in 2s", namespace, name, e)
+        reconciler.scheduler.arm((namespace, name), utcnow() + RETRY)
 
 
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-
-    @kopf.on.login(registry=registry)
-    def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-        credentials = Credentials.load(memo.get("kubeconfig"), memo.get("context"))
-        return kopf.ConnectionInfo(
-            server=credentials.server,
-            ca_path=credentials.ca_file,
-            insecure=not credentials.verify,
-            token=credentials.token,
-            certificate_path=credentials.cert_file,
-            private_key_path=credentials.key_file,
-        )
-
-    @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.posting.enabled = False  # our Events are our own, one per transition
-        settings.batching.batch_window = 0.01
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.networking.request_timeout = 60
-        api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
-        reconciler = Reconciler(api)
-        try:
-            await reconciler.load_policies()
-        except KubeError as e:
-            await api.close()
-            raise kopf.TemporaryError(f"cannot list policies: {e}", delay=2) from e
-        memo["api"] = api
-        memo["reconciler"] = reconciler
-        memo["scheduler_task"] = asyncio.create_task(reconciler.scheduler.run())
-        if memo.get("metrics_address"):
-            metrics.serve(memo["metrics_address"])
-        log.info("handoff operator started: %d policies compiled", len(reconciler.policies.all()))
-
-    @kopf.on.cleanup(registry=registry)
-    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("scheduler_task")
-        if task is not None:
-            task.cancel()
-        api = memo.get("api")
-        if api is not None:
-            await api.close()
-
-    @kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)
-    async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        reconciler: Reconciler = memo["reconciler"]
-        if type == "DELETED":
-            reconciler.policy_deleted(body.metadata.namespace or "", body.metadata.name or "")
-            return
-        try:
-            await reconciler.policy_changed(_plain(body))
-        except KubeError as e:
-            metrics.RECONCILE_ERRORS.labels(kind="policy").inc()
-            log.warning("policy %s/%s: %s", body.metadata.namespace, body.metadata.name, e)
-
-    @kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)
-    async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        reconciler: Reconciler = memo["reconciler"]
-        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        if type == "DELETED":
-            reconciler.request_deleted(namespace, name)
-            return
-        try:
-            await reconciler.request_changed(_plain(body))
-        except KubeError as e:
-            # Event handlers are not retried by kopf: come back through the scheduler.
-            metrics.RECONCILE_ERRORS.labels(kind="request").inc()
-            log.warning("request %s/%s: %s; retrying in 1s", namespace, name, e)
-            reconciler.scheduler.arm((namespace, name), reconciler.clock() + timedelta(seconds=1))
-
+    kopf.on.login(registry=registry)(login)
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)
+    kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)(policy_event)
+    kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)(request_event)
     return registry
 
 

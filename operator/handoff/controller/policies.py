@@ -1,6 +1,6 @@
 """The operator's view of the policies: compiled once, kept by namespace."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handoff.domain.policy import CompiledPolicy, compile_policy
@@ -35,15 +35,25 @@ class PolicyIndex:
         return tuple(p for ns in self._by_namespace.values() for p in ns.values())
 
 
-def policy_status(policy: CompiledPolicy, old: Mapping[str, Any], now: str) -> dict[str, Any]:
-    """The status a policy should have; conditions keep their transition time when unchanged."""
-    status = "True" if policy.ready else "False"
-    reason = Reason.COMPILED if policy.ready else Reason.COMPILE_FAILED
-    if policy.ready:
+def policy_status(
+    policy: CompiledPolicy, old: Mapping[str, Any], now: str, problems: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The status a policy should have; conditions keep their transition time when unchanged.
+
+    ``problems`` are what provisioning could not do (a database unreachable): they make the
+    policy Ready=False with their own reason, but do not change how it classifies.
+    """
+    status = "True" if policy.ready and not problems else "False"
+    if not policy.ready:
+        reason = Reason.COMPILE_FAILED
+        message = "; ".join(policy.errors) + ". Its agents' actions are tier 4 until it is fixed"
+    elif problems:
+        reason = Reason.CREDENTIALS_FAILED
+        message = "; ".join(problems) + "; retrying"
+    else:
+        reason = Reason.COMPILED
         agents = ", ".join(sorted(policy.service_accounts))
         message = f"{len(policy.rules)} rules compiled; governs {agents}"
-    else:
-        message = "; ".join(policy.errors) + ". Its agents' actions are tier 4 until it is fixed"
     previous = next((c for c in old.get("conditions") or () if c.get("type") == READY), None)
     since = (
         now if not previous or previous.get("status") != status else previous["lastTransitionTime"]

@@ -16,17 +16,16 @@ from typing import Any, cast
 from handoff import GROUP, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
-from handoff.controller.policies import PolicyIndex, policy_status
+from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.decide import Event, RequestState, Step, decide
 from handoff.domain.reasons import Reason
-from handoff.domain.resources import PolicyJSON, RequestJSON
+from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import format_time
 
 log = logging.getLogger("handoff.operator")
 
 REQUESTS = "actionrequests"
-POLICIES = "agentactionpolicies"
 _ATTEMPTS = 8
 
 
@@ -35,62 +34,16 @@ def utcnow() -> datetime:
 
 
 class Reconciler:
-    def __init__(self, api: KubeApi, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, api: KubeApi, policies: PolicyReconciler, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.api = api
         self.clock = clock
-        self.policies = PolicyIndex()
+        self.policies = policies
         self.scheduler = DeadlineScheduler(self._on_deadline, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
         self._instance = socket.gethostname()
-
-    # -- policies ----------------------------------------------------------------------------
-
-    async def load_policies(self) -> None:
-        """Compile every policy before the first request is classified (run at startup)."""
-        listing = await self.api.get(resource_path(GROUP, VERSION, POLICIES))
-        for item in listing.get("items") or []:
-            item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-            await self.policy_changed(item)
-
-    async def policy_changed(self, body: PolicyJSON) -> None:
-        policy = self.policies.put(body)
-        old = body.get("status") or {}
-        new = policy_status(policy, old, format_time(self.clock().replace(microsecond=0)))
-        self._count_policies()
-        if _same_status(old, new):
-            return
-        path = resource_path(GROUP, VERSION, POLICIES, policy.namespace, policy.name) + "/status"
-        try:
-            await self.api.merge_patch(path, {"status": new})
-        except NotFound:
-            return
-        if not policy.ready:
-            log.warning(
-                "policy %s/%s is not Ready: %s", policy.namespace, policy.name, policy.errors
-            )
-
-    def policy_deleted(self, namespace: str, name: str) -> None:
-        self.policies.remove(namespace, name)
-        self._count_policies()
-
-    async def refresh_policies(self, namespace: str) -> None:
-        """Read the namespace's policies from the API: a request may race ahead of the policy
-        watch, and a NoPolicy decision must not rest on a stale view."""
-        listing = await self.api.get(resource_path(GROUP, VERSION, POLICIES, namespace))
-        names = set()
-        for item in listing.get("items") or []:
-            names.add(item["metadata"]["name"])
-            await self.policy_changed(item)
-        for policy in self.policies.in_namespace(namespace):
-            if policy.name not in names:
-                self.policies.remove(namespace, policy.name)
-
-    def _count_policies(self) -> None:
-        everything = self.policies.all()
-        ready = sum(1 for p in everything if p.ready)
-        metrics.POLICIES_READY.labels(ready="true").set(ready)
-        metrics.POLICIES_READY.labels(ready="false").set(len(everything) - ready)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -123,10 +76,10 @@ class Reconciler:
             meta = body["metadata"]
             namespace, name = meta["namespace"], meta["name"]
             state = RequestState.from_json(body)
-            step = decide(self.policies.in_namespace(namespace), state, self.clock())
+            step = decide(self.policies.index.in_namespace(namespace), state, self.clock())
             if step.decision is not None and step.decision.reason == Reason.NO_POLICY:
-                await self.refresh_policies(namespace)
-                step = decide(self.policies.in_namespace(namespace), state, self.clock())
+                await self.policies.refresh(namespace)
+                step = decide(self.policies.index.in_namespace(namespace), state, self.clock())
             if step.patch is not None:
                 path = resource_path(GROUP, VERSION, REQUESTS, namespace, name) + "/status"
                 patch = {
@@ -218,7 +171,3 @@ class Reconciler:
             await self.api.create(resource_path("", "v1", "events", meta["namespace"]), record)
         except KubeError as e:  # an Event is a courtesy: never let it block a decision
             log.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], e)
-
-
-def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return all(old.get(k) == v for k, v in new.items())

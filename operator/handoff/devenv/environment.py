@@ -28,7 +28,6 @@ from handoff.devenv.manifests import (
 
 AGENTS_NAMESPACE = "agents"
 AGENT = "payments-agent"
-REVIEWER_GROUPS = ["payments-approvers", "sre-approvers"]
 CRDS = ("actionrequests.handoff.dev", "agentactionpolicies.handoff.dev")
 
 
@@ -77,7 +76,7 @@ class DevEnvironment:
         say(f"control plane: etcd and kube-apiserver from {paths.bin_dir()}")
         cp.start()
         install(cp)
-        apply(cp, agent_namespace_objects(AGENTS_NAMESPACE, [AGENT], REVIEWER_GROUPS))
+        apply(cp, agent_namespace_objects(AGENTS_NAMESPACE, [AGENT]))
         identities = {user: cp.tokens[user] for user in USERS}
         identities[AGENT] = cp.service_account_token(AGENTS_NAMESPACE, AGENT)
         cp.write_kubeconfig(self.kubeconfig, identities, AGENTS_NAMESPACE, current="admin")

@@ -4,22 +4,33 @@ from typing import Any
 
 OPERATOR_NAMESPACE = "handoff-system"
 OPERATOR_ACCOUNT = "handoff-operator"
+RBAC = "rbac.authorization.k8s.io"
+WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
 def operator_objects() -> list[dict[str, Any]]:
     """The operator's ServiceAccount and its ClusterRole: each rule says why it is held."""
+    # The operator can grant only what it holds (RBAC forbids more, and it never takes the
+    # escalate or bind verbs), so it holds what each policy grants agents and reviewers.
     rules = [
-        # Watch requests and policies: the operator's whole input.
-        _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], ["get", "list", "watch"]),
-        # Write decisions and policy conditions, and nothing else of those objects.
+        # Requests and policies: its whole input. create and approve only so it can grant them.
+        _rule("handoff.dev", ["actionrequests"], ["get", "list", "watch", "create"]),
+        _rule("handoff.dev", ["agentactionpolicies"], ["get", "list", "watch", "approve"]),
+        # Finalizers on policies, so their roles and credentials go with them.
+        _rule("handoff.dev", ["agentactionpolicies"], ["patch", "update"]),
+        # Decisions and policy conditions; reviewers' status writes are granted from this too.
         _rule(
             "handoff.dev",
             ["actionrequests/status", "agentactionpolicies/status"],
-            ["patch", "update"],
+            ["get", "patch", "update"],
         ),
-        # One Event per transition, for `kubectl describe` and `kubectl events`.
-        _rule("", ["events"], ["create", "patch"]),
+        # One Event per transition (and reviewers may read them).
+        _rule("", ["events"], ["get", "list", "watch", "create", "patch"]),
         _rule("events.k8s.io", ["events"], ["create", "patch"]),
+        # The Roles and RoleBindings generated from each policy.
+        _rule(RBAC, ["roles", "rolebindings"], WRITE),
+        # Generated credentials, and the admin Secrets that policies reference.
+        _rule("", ["secrets"], WRITE),
         # kopf follows CRDs to learn when the watched resources are served.
         _rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]),
     ]  # fmt: skip
@@ -48,44 +59,10 @@ def operator_objects() -> list[dict[str, Any]]:
     ]
 
 
-def agent_namespace_objects(
-    namespace: str, agents: list[str], reviewer_groups: list[str]
-) -> list[dict[str, Any]]:
-    """A namespace with agent ServiceAccounts, and static roles for agents and reviewers.
-
-    Until RBAC is generated from each policy, these roles let the agents file requests (and do
-    nothing else to them) and let the reviewer groups append reviews through the status
-    subresource.
-    """
-    agent_role = [
-        _rule("handoff.dev", ["actionrequests"], ["create", "get", "list", "watch"]),
-        _rule("handoff.dev", ["agentactionpolicies"], ["get", "list", "watch"]),
-    ]
-    reviewer_role = [
-        _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], ["get", "list", "watch"]),
-        _rule("handoff.dev", ["actionrequests/status"], ["get", "patch", "update"]),
-        _rule("", ["events"], ["get", "list", "watch"]),
-    ]
-    objects: list[dict[str, Any]] = [_namespace(namespace)]
-    objects += [_service_account(namespace, agent) for agent in agents]
-    objects += [
-        _role(namespace, "handoff-agent", agent_role),
-        _role(namespace, "handoff-reviewer", reviewer_role),
-        _binding(
-            namespace,
-            "handoff-agent",
-            [{"kind": "ServiceAccount", "name": a, "namespace": namespace} for a in agents],
-        ),
-        _binding(
-            namespace,
-            "handoff-reviewer",
-            [
-                {"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"}
-                for group in reviewer_groups
-            ],
-        ),
-    ]  # fmt: skip
-    return objects
+def agent_namespace_objects(namespace: str, agents: list[str]) -> list[dict[str, Any]]:
+    """A namespace with agent ServiceAccounts. What they may do comes from the policies that
+    govern them: each policy generates their Role (and its reviewers')."""
+    return [_namespace(namespace), *(_service_account(namespace, agent) for agent in agents)]
 
 
 def as_list(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,25 +82,6 @@ def _service_account(namespace: str, name: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {"name": name, "namespace": namespace},
-    }
-
-
-def _role(namespace: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": name, "namespace": namespace},
-        "rules": rules,
-    }
-
-
-def _binding(namespace: str, name: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": name, "namespace": namespace},
-        "roleRef": _role_ref("Role", name),
-        "subjects": subjects,
     }
 
 

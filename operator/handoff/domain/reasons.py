@@ -34,6 +34,7 @@ class Reason(StrEnum):
     # Policy conditions.
     COMPILED = "Compiled"
     COMPILE_FAILED = "CompileFailed"
+    CREDENTIALS_FAILED = "CredentialsFailed"  # compiled, but a database credential is not in place
 
 
 class Phase(StrEnum):

@@ -16,6 +16,8 @@ class ObjectMeta(TypedDict, total=False):
     creationTimestamp: str
     labels: dict[str, str]
     annotations: dict[str, str]
+    finalizers: list[str]
+    deletionTimestamp: str
 
 
 class ChecklistItemJSON(TypedDict):

@@ -76,13 +76,10 @@ class Cluster:
         out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
         return dict(json.loads(out))
 
-    def new_namespace(
-        self,
-        agents: tuple[str, ...] = ("payments-agent",),
-        groups: tuple[str, ...] = ("payments-approvers", "sre-approvers"),
-    ) -> str:
+    def new_namespace(self, agents: tuple[str, ...] = ("payments-agent",)) -> str:
+        """A fresh namespace with these agent ServiceAccounts (and no rights until a policy)."""
         name = f"t-{uuid.uuid4().hex[:10]}"
-        apply(self.control_plane, agent_namespace_objects(name, list(agents), list(groups)))
+        apply(self.control_plane, agent_namespace_objects(name, list(agents)))
         return name
 
     def operator_kubeconfig(self) -> Path:

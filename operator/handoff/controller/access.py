@@ -1,0 +1,100 @@
+"""The RBAC a policy grants, as Kubernetes objects. Pure: built here, applied by the reconciler.
+
+For the agents a policy governs: file requests and watch them, read the policies, and read only
+their own generated Secrets. Never update, patch or delete a request, never touch its status.
+For the policy's reviewers: read requests, append reviews through the status subresource, and
+the custom verb ``approve`` on this policy by name, which the admission policy checks on every
+review (as Kubernetes checks ``approve`` on signers for CSRs).
+"""
+
+from typing import Any
+
+from handoff import API_VERSION
+from handoff.domain.policy import CompiledPolicy
+
+RBAC = "rbac.authorization.k8s.io"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "handoff"}
+
+
+def agent_role_name(policy: str) -> str:
+    return f"handoff-agent-{policy}"
+
+
+def reviewer_role_name(policy: str) -> str:
+    return f"handoff-reviewer-{policy}"
+
+
+def access_objects(
+    policy: CompiledPolicy, uid: str, secret_names: list[str]
+) -> list[dict[str, Any]]:
+    """Roles and RoleBindings for ``policy``, owned by it (uid) so a cluster's GC removes them."""
+    owner = {
+        "apiVersion": API_VERSION,
+        "kind": "AgentActionPolicy",
+        "name": policy.name,
+        "uid": uid,
+        "blockOwnerDeletion": False,
+    }
+    agent_rules = [
+        _rule("handoff.dev", ["actionrequests"], ["create", "get", "list", "watch"]),
+        _rule("handoff.dev", ["agentactionpolicies"], ["get", "list", "watch"]),
+    ]
+    if secret_names:
+        agent_rules.append(_rule("", ["secrets"], ["get"], sorted(secret_names)))
+    reviewer_rules = [
+        _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], ["get", "list", "watch"]),
+        _rule("handoff.dev", ["actionrequests/status"], ["get", "patch", "update"]),
+        _rule("handoff.dev", ["agentactionpolicies"], ["approve"], [policy.name]),
+        _rule("", ["events"], ["get", "list", "watch"]),
+    ]
+    agents = [
+        {"kind": "ServiceAccount", "name": name, "namespace": policy.namespace}
+        for name in sorted(policy.service_accounts)
+    ]
+    reviewers = [
+        {"kind": "User", "apiGroup": RBAC, "name": name} for name in sorted(policy.reviewers.users)
+    ] + [
+        {"kind": "Group", "apiGroup": RBAC, "name": name}
+        for name in sorted(policy.reviewers.groups)
+    ]
+    return [
+        _object("Role", agent_role_name(policy.name), policy, owner, rules=agent_rules),
+        _object("Role", reviewer_role_name(policy.name), policy, owner, rules=reviewer_rules),
+        _object(
+            "RoleBinding", agent_role_name(policy.name), policy, owner,
+            roleRef=_ref(agent_role_name(policy.name)), subjects=agents,
+        ),
+        _object(
+            "RoleBinding", reviewer_role_name(policy.name), policy, owner,
+            roleRef=_ref(reviewer_role_name(policy.name)), subjects=reviewers,
+        ),
+    ]  # fmt: skip
+
+
+def _object(
+    kind: str, name: str, policy: CompiledPolicy, owner: dict[str, Any], **body: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": policy.namespace,
+            "labels": MANAGED_BY | {"handoff.dev/policy": policy.name},
+            "ownerReferences": [owner],
+        },
+        **body,
+    }
+
+
+def _ref(role: str) -> dict[str, str]:
+    return {"apiGroup": RBAC, "kind": "Role", "name": role}
+
+
+def _rule(
+    group: str, resources: list[str], verbs: list[str], names: list[str] | None = None
+) -> dict[str, Any]:
+    rule: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
+    if names:
+        rule["resourceNames"] = names
+    return rule

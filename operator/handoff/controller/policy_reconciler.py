@@ -1,0 +1,208 @@
+"""Policies: compile them, grant the access they declare, provision their credentials, and
+take all of it away again when the policy goes (a finalizer, so nothing is left behind even on a
+cluster without a garbage collector)."""
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
+
+from handoff import GROUP, VERSION
+from handoff.adapters import metrics
+from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
+from handoff.controller.access import access_objects, agent_role_name, reviewer_role_name
+from handoff.controller.policies import PolicyIndex, policy_status
+from handoff.controller.scheduler import DeadlineScheduler
+from handoff.domain.policy import CompiledPolicy
+from handoff.domain.resources import PolicyJSON
+from handoff.domain.timefmt import format_time
+
+log = logging.getLogger("handoff.operator")
+
+POLICIES = "agentactionpolicies"
+FINALIZER = "handoff.dev/cleanup"
+RBAC = "rbac.authorization.k8s.io"
+
+
+class ProvisionError(Exception):
+    """A credential could not be put in place; the message goes on the policy's condition."""
+
+
+class Provisioner(Protocol):
+    """Something a policy provisions for its agents (database roles, Redis users) and removes."""
+
+    def secret_names(self, policy: CompiledPolicy, spec: dict[str, Any]) -> list[str]:
+        """The Secrets it writes for the agents, which their Role may read by name."""
+        ...
+
+    async def ensure(
+        self, policy: CompiledPolicy, body: PolicyJSON, now: datetime
+    ) -> datetime | None:
+        """Put everything in place; return when to come back (rotation), or None."""
+        ...
+
+    async def remove(self, body: PolicyJSON) -> None:
+        """Take everything away; idempotent."""
+        ...
+
+
+class PolicyReconciler:
+    def __init__(
+        self,
+        api: KubeApi,
+        clock: Callable[[], datetime],
+        provisioners: Sequence[Provisioner] = (),
+    ) -> None:
+        self.api = api
+        self.clock = clock
+        self.index = PolicyIndex()
+        self.provisioners = list(provisioners)
+        self.scheduler = DeadlineScheduler(self._on_timer, clock)
+        self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._failures: dict[tuple[str, str], int] = {}
+
+    async def load_all(self) -> None:
+        """Compile every policy before the first request is classified (startup)."""
+        listing = await self.api.get(resource_path(GROUP, VERSION, POLICIES))
+        for item in listing.get("items") or []:
+            if not item["metadata"].get("deletionTimestamp"):
+                self.index.put(item)
+        self._count()
+
+    async def refresh(self, namespace: str) -> None:
+        """Compile the namespace's policies as the API has them now: a request may race ahead of
+        the policy watch, and a NoPolicy decision must not rest on a stale view."""
+        listing = await self.api.get(resource_path(GROUP, VERSION, POLICIES, namespace))
+        names = set()
+        for item in listing.get("items") or []:
+            if not item["metadata"].get("deletionTimestamp"):
+                names.add(item["metadata"]["name"])
+                self.index.put(item)
+        for policy in self.index.in_namespace(namespace):
+            if policy.name not in names:
+                self.index.remove(namespace, policy.name)
+
+    async def changed(self, body: PolicyJSON) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        async with self._locks[key]:
+            if meta.get("deletionTimestamp"):
+                await self._finalize(body)
+            else:
+                await self._reconcile(body)
+
+    def deleted(self, namespace: str, name: str) -> None:
+        self.index.remove(namespace, name)
+        self.scheduler.cancel((namespace, name))
+        self._failures.pop((namespace, name), None)
+        self._count()
+
+    async def _reconcile(self, body: PolicyJSON) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if FINALIZER not in (meta.get("finalizers") or []):
+            try:
+                body = await self._set_finalizers(
+                    body, [*(meta.get("finalizers") or []), FINALIZER]
+                )
+            except (Conflict, NotFound):
+                return  # a newer version is on its way to us
+        policy = self.index.put(body)
+        self._count()
+        problems: list[str] = []
+        secrets = [
+            name
+            for provisioner in self.provisioners
+            for name in provisioner.secret_names(
+                policy, cast(dict[str, Any], body.get("spec") or {})
+            )
+        ]
+        for document in access_objects(policy, meta["uid"], secrets):
+            await self.api.apply(document)
+        come_back: datetime | None = None
+        for provisioner in self.provisioners:
+            try:
+                when = await provisioner.ensure(policy, body, self.clock())
+            except ProvisionError as e:
+                problems.append(str(e))
+                continue
+            if when is not None:
+                come_back = when if come_back is None else min(come_back, when)
+        if problems:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(2 ** (failures - 1), 60)
+            come_back = self.clock() + timedelta(seconds=delay)
+            metrics.RECONCILE_ERRORS.labels(kind="credentials").inc()
+            log.warning("policy %s/%s: %s; retrying in %ss", *key, "; ".join(problems), delay)
+        else:
+            self._failures.pop(key, None)
+        if come_back is not None:
+            self.scheduler.arm(key, come_back)
+        await self._write_status(policy, body, problems)
+
+    async def _write_status(
+        self, policy: CompiledPolicy, body: PolicyJSON, problems: list[str]
+    ) -> None:
+        old = body.get("status") or {}
+        new = policy_status(policy, old, format_time(self.clock().replace(microsecond=0)), problems)
+        if all(old.get(k) == v for k, v in new.items()):
+            return
+        path = resource_path(GROUP, VERSION, POLICIES, policy.namespace, policy.name) + "/status"
+        try:
+            await self.api.merge_patch(path, {"status": new})
+        except NotFound:
+            return
+        if not policy.ready:
+            log.warning(
+                "policy %s/%s is not Ready: %s", policy.namespace, policy.name, policy.errors
+            )
+
+    async def _finalize(self, body: PolicyJSON) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return
+        for provisioner in self.provisioners:
+            try:
+                await provisioner.remove(body)
+            except ProvisionError as e:
+                log.warning("policy %s/%s: cleanup: %s; retrying", namespace, name, e)
+                self.scheduler.arm((namespace, name), self.clock() + timedelta(seconds=2))
+                return
+        for kind in ("rolebindings", "roles"):
+            for role in (agent_role_name(name), reviewer_role_name(name)):
+                await self.api.delete_if_present(resource_path(RBAC, "v1", kind, namespace, role))
+        remaining = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        try:
+            await self._set_finalizers(body, remaining)
+        except (Conflict, NotFound):
+            return
+        self.deleted(namespace, name)
+        log.info("policy %s/%s removed with its roles and credentials", namespace, name)
+
+    async def _set_finalizers(self, body: PolicyJSON, finalizers: list[str]) -> PolicyJSON:
+        meta = body["metadata"]
+        path = resource_path(GROUP, VERSION, POLICIES, meta["namespace"], meta["name"])
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        return cast(PolicyJSON, await self.api.merge_patch(path, patch))
+
+    async def _on_timer(self, key: Hashable) -> None:
+        namespace, name = cast(tuple[str, str], key)
+        try:
+            body = await self.api.get(resource_path(GROUP, VERSION, POLICIES, namespace, name))
+        except NotFound:
+            self.deleted(namespace, name)
+            return
+        try:
+            await self.changed(body)
+        except KubeError as e:
+            log.warning("policy %s/%s: %s", namespace, name, e)
+            self.scheduler.arm(key, self.clock() + timedelta(seconds=2))
+
+    def _count(self) -> None:
+        everything = self.index.all()
+        ready = sum(1 for p in everything if p.ready)
+        metrics.POLICIES_READY.labels(ready="true").set(ready)
+        metrics.POLICIES_READY.labels(ready="false").set(len(everything) - ready)
