@@ -195,7 +195,9 @@ def test_an_agent_with_no_enforcing_policy_is_denied(
     assert [e["type"] for e in events(cluster, namespace, name)] == ["Warning"]
 
 
-def test_an_agent_no_policy_governs_cannot_even_file(cluster: Cluster, operator: OperatorProcess) -> None:
+def test_an_agent_no_policy_governs_cannot_even_file(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
     namespace = cluster.new_namespace(agents=("stray-agent",))
     document = {
         "apiVersion": "handoff.dev/v1alpha1",
