@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from handoff.testing.cluster import Cluster, OperatorProcess
 
 from .helpers import AGENT, apply_ready_policy, file, policy, request, review, wait_for

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     operator.add_argument(
         "--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
     )
+    operator.add_argument(
+        "--redis-url", default=os.environ.get("HANDOFF_REDIS_URL"),
+        help="Redis admin URL (default: $HANDOFF_REDIS_URL); enables agents' Redis users",
+    )  # fmt: skip
     operator.add_argument("--verbose", "-v", action="store_true")
 
     dev = commands.add_parser("dev", help="the local environment on loopback")
@@ -57,6 +61,7 @@ def _operator(args: argparse.Namespace) -> int:
         namespaces=args.namespaces,
         metrics_address=args.metrics_address,
         liveness_endpoint=args.liveness,
+        redis_url=args.redis_url,
     )
     return 0
 

@@ -16,7 +16,9 @@ import kopf
 from handoff import GROUP, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
-from handoff.controller.policy_reconciler import POLICIES, PolicyReconciler
+from handoff.adapters.redis_acl import RedisAdmin
+from handoff.controller.credentials import PostgresCredentials, RedisCredentials
+from handoff.controller.policy_reconciler import POLICIES, PolicyReconciler, Provisioner
 from handoff.controller.reconciler import REQUESTS, Reconciler, utcnow
 
 log = logging.getLogger("handoff.operator")
@@ -42,7 +44,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
-    policies = PolicyReconciler(api, utcnow, memo.get("provisioners") or ())
+    policies = PolicyReconciler(api, utcnow)
+    policies.provisioners = provisioners(api, policies, memo.get("redis_url"))
     try:
         await policies.load_all()
     except KubeError as e:
@@ -59,6 +62,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if memo.get("metrics_address"):
         metrics.serve(memo["metrics_address"])
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
+
+
+def provisioners(
+    api: KubeApi, policies: PolicyReconciler, redis_url: str | None
+) -> list[Provisioner]:
+    """What policies provision: PostgreSQL roles always, Redis users when Redis is configured."""
+
+    def governs(namespace: str, agent: str, *, exclude: str) -> bool:
+        return any(
+            p.name != exclude and agent in p.service_accounts
+            for p in policies.index.in_namespace(namespace)
+        )
+
+    found: list[Provisioner] = [PostgresCredentials(api)]
+    if redis_url:
+        found.append(RedisCredentials(api, RedisAdmin(redis_url), governs))
+    return found
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -126,9 +146,12 @@ def run(
     namespaces: list[str] | None = None,
     metrics_address: str | None = None,
     liveness_endpoint: str | None = None,
+    redis_url: str | None = None,
 ) -> None:
     """Run the operator until interrupted (``handoff operator``)."""
-    memo = kopf.Memo(kubeconfig=kubeconfig, context=context, metrics_address=metrics_address)
+    memo = kopf.Memo(
+        kubeconfig=kubeconfig, context=context, metrics_address=metrics_address, redis_url=redis_url
+    )
     asyncio.run(
         kopf.operator(
             registry=build_registry(),

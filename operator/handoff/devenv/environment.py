@@ -25,6 +25,8 @@ from handoff.devenv.manifests import (
     as_list,
     operator_objects,
 )
+from handoff.devenv.postgres import ADMIN, PostgresServer, find_bin_dir
+from handoff.devenv.redis import RedisServer
 
 AGENTS_NAMESPACE = "agents"
 AGENT = "payments-agent"
@@ -85,9 +87,25 @@ class DevEnvironment:
             self.folder / "operator.kubeconfig", {"handoff-operator": operator_token}
         )
         env = {"KUBECONFIG": str(self.kubeconfig)}
-        redis_url = self._start_redis(say)
-        if redis_url:
-            env["REDIS_URL"] = redis_url
+        operator_args: list[str] = []
+        if shutil.which("redis-server"):
+            say(
+                "redis: append-only persistence, fsync every second, a password on the default user"
+            )
+            redis = RedisServer(self.folder / "redis")
+            redis.start()
+            env["REDIS_URL"] = redis.url
+            operator_args.append(f"--redis-url={redis.url}")
+        else:
+            say("redis: not installed, skipped (apt-get install redis-server)")
+        if find_bin_dir() is not None:
+            say("postgres: a private server with an analytics database for the examples")
+            postgres = PostgresServer(self.folder / "postgres")
+            postgres.start()
+            env["DATABASE_URL"] = postgres.url
+            self._analytics_database(cp, postgres)
+        else:
+            say("postgres: not installed, skipped (apt-get install postgresql)")
         metrics_port = self._port("metrics")
         health_port = self._port("health")
         env["METRICS_URL"] = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -100,6 +118,7 @@ class DevEnvironment:
                     f"--kubeconfig={operator_kubeconfig}",
                     f"--metrics-address=127.0.0.1:{metrics_port}",
                     f"--liveness=http://127.0.0.1:{health_port}/healthz",
+                    *operator_args,
                 ],
                 self.folder,
                 env=os.environ | {"PYTHONUNBUFFERED": "1"},
@@ -112,10 +131,28 @@ class DevEnvironment:
         say(f"ready: export KUBECONFIG={self.kubeconfig}  (contexts: {', '.join(identities)})")
         say(f"environment: {self.env_file}; stop it with 'handoff dev down'")
 
+    def _analytics_database(self, cp: ControlPlane, postgres: PostgresServer) -> None:
+        """An ``analytics`` database and its admin Secret, as policies/analytics expects."""
+        if not postgres.psql("SELECT 1 FROM pg_database WHERE datname = 'analytics'").strip():
+            postgres.psql("CREATE DATABASE analytics")
+        admin = {
+            "host": "127.0.0.1", "port": str(postgres.port), "database": "analytics",
+            "username": ADMIN, "password": postgres.password,
+        }  # fmt: skip
+        secret: dict[str, object] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "analytics-admin", "namespace": AGENTS_NAMESPACE},
+            "stringData": admin,
+        }
+        apply(cp, [secret])
+
     def down(self, say: Callable[[str], None]) -> None:
-        for name in ("operator", "redis"):
-            if processes.stop(self.folder / f"{name}.pid"):
-                say(f"stopped {name}")
+        if processes.stop(self.folder / "operator.pid"):
+            say("stopped the operator")
+        if processes.stop(self.folder / "redis" / "redis.pid"):
+            say("stopped redis")
+        PostgresServer(self.folder / "postgres").stop()
         self.control_plane.stop()
         say(
             "stopped the control plane (its data stays in "
@@ -124,8 +161,10 @@ class DevEnvironment:
 
     def status(self) -> dict[str, int | None]:
         running = self.control_plane.running()
-        for name in ("redis", "operator"):
-            running[name] = processes.read_pid(self.folder / f"{name}.pid")
+        running["redis"] = processes.read_pid(self.folder / "redis" / "redis.pid")
+        postgres = PostgresServer(self.folder / "postgres")
+        running["postgres"] = postgres.pid() if postgres.running() else None
+        running["operator"] = processes.read_pid(self.folder / "operator.pid")
         return running
 
     def _port(self, name: str) -> int:
@@ -136,30 +175,6 @@ class DevEnvironment:
         port = processes.free_port()
         file.write_text(str(port))
         return port
-
-    def _start_redis(self, say: Callable[[str], None]) -> str | None:
-        server = shutil.which("redis-server")
-        if server is None:
-            say(
-                "redis: redis-server is not installed; skipping (sudo apt-get install redis-server)"
-            )
-            return None
-        port = self._port("redis")
-        if processes.read_pid(self.folder / "redis.pid") is None:
-            data = self.folder / "redis"
-            data.mkdir(parents=True, exist_ok=True)
-            say("redis: append-only persistence, fsync every second")
-            processes.spawn(
-                "redis",
-                [
-                    server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                    "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                    "--protected-mode", "yes",
-                ],
-                self.folder,
-            )  # fmt: skip
-            processes.wait_until(lambda: _redis_ping(port), 20, "redis", self.folder / "redis.log")
-        return f"redis://127.0.0.1:{port}/0"
 
 
 def _http_ok(url: str) -> bool:

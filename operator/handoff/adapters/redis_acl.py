@@ -1,0 +1,85 @@
+"""Redis ACL users for agents: each may keep its own working state and read its own decisions.
+
+An agent's user can GET/SET/DEL/EXPIRE keys under ``handoff:state:{ns}:{agent}:*`` and, through
+a second selector, read and acknowledge its decision stream ``handoff:decisions:{ns}:{agent}``
+with its consumer group. It can neither append to that stream nor reach any other key, the audit
+stream, pub/sub, scripting or admin commands.
+"""
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError as _LibraryRedisError
+
+from handoff.domain.keys import decisions_key, state_pattern
+
+STATE_COMMANDS = (
+    "+get", "+set", "+getex", "+getdel", "+del", "+unlink", "+exists", "+expire", "+pexpire",
+    "+ttl", "+pttl", "+strlen",
+)  # fmt: skip
+STREAM_READ_COMMANDS = (
+    "+xreadgroup", "+xack", "+xpending", "+xautoclaim", "+xclaim", "+xinfo|stream",
+    "+xinfo|groups", "+xinfo|consumers", "+xlen", "+xrange", "+xrevrange",
+)  # fmt: skip
+CONNECTION_COMMANDS = ("+ping", "+hello", "+client|setinfo", "+client|setname", "+select")
+CONSUMER_GROUP = "agent"
+
+
+class RedisError(Exception):
+    """Redis said no or could not be reached; the message holds no secrets."""
+
+
+def user_name(namespace: str, agent: str) -> str:
+    return f"handoff:{namespace}:{agent}"
+
+
+@dataclass
+class RedisAdmin:
+    url: str  # an admin URL: the operator's own connection
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 6379
+
+    def url_for(self, user: str, password: str) -> str:
+        return (
+            f"redis://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/0"
+        )
+
+    async def ensure_agent(self, namespace: str, agent: str, password: str) -> str:
+        """Create or reset the agent's ACL user and its decision stream's consumer group."""
+        user = user_name(namespace, agent)
+        stream = decisions_key(namespace, agent)
+        rules = [
+            "reset", "on", f">{password}", "resetchannels",
+            f"~{state_pattern(namespace, agent)}", *STATE_COMMANDS, *CONNECTION_COMMANDS,
+            f"(~{stream} {' '.join(STREAM_READ_COMMANDS)})",
+        ]  # fmt: skip
+        client = redis_asyncio.from_url(self.url)
+        try:
+            # redis-py leaves execute_command untyped; ACL has no typed helper for selectors.
+            await client.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
+            try:
+                await client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+            except _LibraryRedisError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+        except _LibraryRedisError as e:
+            raise RedisError(f"Redis at {self.host}:{self.port}: {type(e).__name__}: {e}") from e
+        finally:
+            await client.aclose()
+        return user
+
+    async def remove_agent(self, namespace: str, agent: str) -> None:
+        client = redis_asyncio.from_url(self.url)
+        try:
+            await client.execute_command("ACL", "DELUSER", user_name(namespace, agent))  # type: ignore[no-untyped-call]
+        except _LibraryRedisError as e:
+            raise RedisError(f"Redis at {self.host}:{self.port}: {type(e).__name__}: {e}") from e
+        finally:
+            await client.aclose()

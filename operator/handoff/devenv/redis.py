@@ -1,0 +1,82 @@
+"""A private Redis server on loopback with append-only persistence, for dev and tests.
+
+The default user has a password, so the only way in for an agent is its own ACL user.
+"""
+
+import secrets
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handoff.devenv import processes
+
+
+@dataclass
+class RedisServer:
+    folder: Path
+    port: int = 0
+    password: str = ""
+    _child: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The admin URL (the default user)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.folder / "redis.pid"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = self.folder / "redis.conn"
+        if state.exists():
+            port, password = state.read_text().split(":", 1)
+            self.port, self.password = int(port), password.strip()
+        else:
+            self.port = self.port or processes.free_port()
+            self.password = secrets.token_urlsafe(18)
+            state.touch(mode=0o600)
+            state.write_text(f"{self.port}:{self.password}")
+        if processes.read_pid(self.pidfile) is None:
+            config = self.folder / "redis.conf"
+            config.touch(mode=0o600)
+            config.write_text(
+                "\n".join([
+                    f"port {self.port}", "bind 127.0.0.1", f"dir {self.folder}",
+                    "appendonly yes", "appendfsync everysec", 'save ""',
+                    f"requirepass {self.password}", "protected-mode yes",
+                ]) + "\n"
+            )  # fmt: skip
+            data = self.folder
+            self._child = processes.spawn("redis", [server, str(config)], data)
+        processes.wait_until(self.ping, 20, "redis", self.folder / "redis.log")
+
+    def ping(self) -> bool:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            return processes.read_pid(self.pidfile) is not None
+        result = subprocess.run(  # noqa: S603 - our own redis-cli against our own server
+            [cli, "-p", str(self.port), "--no-auth-warning", "-a", self.password, "ping"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return result.stdout.strip() == "PONG"
+
+    def stop(self) -> None:
+        processes.stop(self.pidfile)
+        self._reap()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: what was fsynced to the append-only file survives."""
+        processes.stop(self.pidfile, sig=signal.SIGKILL, timeout=5)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._child is not None:
+            self._child.wait(5)
+            self._child = None
