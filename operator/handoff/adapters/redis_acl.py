@@ -22,7 +22,7 @@ STREAM_READ_COMMANDS = (
     "+xreadgroup", "+xack", "+xpending", "+xautoclaim", "+xclaim", "+xinfo|stream",
     "+xinfo|groups", "+xinfo|consumers", "+xlen", "+xrange", "+xrevrange",
 )  # fmt: skip
-CONNECTION_COMMANDS = ("+ping", "+hello", "+client|setinfo", "+client|setname", "+select")
+CONNECTION_COMMANDS = ("+ping", "+hello", "+select")  # redis-py tolerates a refused CLIENT SETINFO
 CONSUMER_GROUP = "agent"
 
 

@@ -92,8 +92,11 @@ class Cluster:
 class OperatorProcess:
     """``handoff operator`` in a child process, with its log in ``folder``."""
 
-    def __init__(self, cluster: Cluster, folder: Path, name: str = "operator") -> None:
+    def __init__(
+        self, cluster: Cluster, folder: Path, name: str = "operator", redis_url: str | None = None
+    ) -> None:
         self.cluster = cluster
+        self.redis_url = redis_url
         self.folder = folder
         self.name = name
         self.health_port = processes.free_port()
@@ -113,6 +116,7 @@ class OperatorProcess:
                 f"--kubeconfig={kubeconfig}",
                 f"--metrics-address=127.0.0.1:{self.metrics_port}",
                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                *([f"--redis-url={self.redis_url}"] if self.redis_url else []),
             ],
             self.folder,
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
