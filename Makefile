@@ -68,6 +68,9 @@ integration: venv controlplane
 
 # The contract's conformance check, from outside, against a fresh `handoff dev up`.
 smoke: venv controlplane
+	@test -f ../shared/conformance/smoke.sh || { echo "../shared/conformance/smoke.sh is missing"; exit 1; }
+	-HANDOFF_DEV_DIR=.handoff/smoke $(VENV)/bin/handoff dev down --quiet
+	rm -rf .handoff/smoke
 	HANDOFF_DEV_DIR=.handoff/smoke $(VENV)/bin/handoff dev up --quiet
 	HANDOFF_ENV=.handoff/smoke/env KUBECTL=$(BIN)/kubectl bash ../shared/conformance/smoke.sh; \
 	  status=$$?; HANDOFF_DEV_DIR=.handoff/smoke $(VENV)/bin/handoff dev down --quiet; exit $$status

@@ -121,6 +121,7 @@ class PolicyReconciler:
         ]
         for document in access_objects(policy, meta["uid"], secrets):
             await self.api.apply(document)
+        await self._wait_for_access(policy)
         come_back: datetime | None = None
         for provisioner in self.provisioners:
             try:
@@ -141,6 +142,34 @@ class PolicyReconciler:
         if come_back is not None:
             self.scheduler.arm(key, come_back)
         await self._write_status(policy, body, problems)
+
+    async def _wait_for_access(self, policy: CompiledPolicy) -> None:
+        """Wait (briefly) until the API server's authorizer sees the new RoleBinding, so that
+        Ready=True means an agent can file right away."""
+        if not policy.service_accounts:
+            return
+        agent = sorted(policy.service_accounts)[0]
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": f"system:serviceaccount:{policy.namespace}:{agent}",
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{policy.namespace}"],
+                "resourceAttributes": {
+                    "group": GROUP, "resource": "actionrequests", "verb": "create",
+                    "namespace": policy.namespace,
+                },
+            },
+        }  # fmt: skip
+        path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+        for _ in range(30):
+            answer = await self.api.create(path, review)
+            if (answer.get("status") or {}).get("allowed"):
+                return
+            await asyncio.sleep(0.1)
+        log.warning(
+            "policy %s/%s: the agents' Role is not in effect yet", policy.namespace, policy.name
+        )
 
     async def _write_status(
         self, policy: CompiledPolicy, body: PolicyJSON, problems: list[str]

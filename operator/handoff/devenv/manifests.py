@@ -31,6 +31,8 @@ def operator_objects() -> list[dict[str, Any]]:
         _rule(RBAC, ["roles", "rolebindings"], WRITE),
         # Generated credentials, and the admin Secrets that policies reference.
         _rule("", ["secrets"], WRITE),
+        # To wait until a generated Role is in effect before a policy says Ready.
+        _rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
         # kopf follows CRDs to learn when the watched resources are served.
         _rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]),
     ]  # fmt: skip
