@@ -5,6 +5,7 @@ of a kubeconfig or of the pod, turns HTTP failures into the errors below, and ne
 response body or a token in an exception message beyond the API server's own one-line reason.
 """
 
+import base64
 import json
 import ssl
 from dataclasses import dataclass
@@ -156,6 +157,11 @@ class KubeApi:
             "PATCH", path, body, "application/apply-patch+yaml",
             params={"fieldManager": manager, "force": "true"},
         )  # fmt: skip
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded; raises NotFound."""
+        secret = await self.get(resource_path("", "v1", "secrets", namespace, name))
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     async def delete_if_present(self, path: str) -> bool:
         try:

@@ -41,6 +41,23 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=REGISTRY,
 )
+NOTIFICATIONS = Counter(
+    "handoff_notifications_total",
+    "Announcements to notification targets, by result (delivered or failed after retries).",
+    ["namespace", "policy", "target", "result"],
+    registry=REGISTRY,
+)
+PUBLISH_ERRORS = Counter(
+    "handoff_publish_errors_total",
+    "Failed attempts to publish decisions and audit records to Redis (retried).",
+    registry=REGISTRY,
+)
+EXECUTIONS = Counter(
+    "handoff_executions_total",
+    "Outcomes agents reported after acting on approvals.",
+    ["namespace", "outcome"],
+    registry=REGISTRY,
+)
 POLICIES_READY = Gauge(
     "handoff_policies",
     "Policies known to the operator, by readiness.",

@@ -2,8 +2,9 @@
 
 An agent's user can GET/SET/DEL/EXPIRE keys under ``handoff:state:{ns}:{agent}:*`` and, through
 a second selector, read and acknowledge its decision stream ``handoff:decisions:{ns}:{agent}``
-with its consumer group. It can neither append to that stream nor reach any other key, the audit
-stream, pub/sub, scripting or admin commands.
+with its consumer group; through a third, append (only) to ``handoff:outcomes:{ns}:{agent}``
+what happened when it acted. It can neither append to its decision stream nor reach any other
+key, the audit stream, pub/sub, scripting or admin commands.
 """
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from urllib.parse import quote, urlsplit
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError as _LibraryRedisError
 
-from handoff.domain.keys import decisions_key, state_pattern
+from handoff.domain.keys import decisions_key, outcomes_key, state_pattern
 
 STATE_COMMANDS = (
     "+get", "+set", "+getex", "+getdel", "+del", "+unlink", "+exists", "+expire", "+pexpire",
@@ -59,6 +60,7 @@ class RedisAdmin:
             "reset", "on", f">{password}", "resetchannels",
             f"~{state_pattern(namespace, agent)}", *STATE_COMMANDS, *CONNECTION_COMMANDS,
             f"(~{stream} {' '.join(STREAM_READ_COMMANDS)})",
+            f"(~{outcomes_key(namespace, agent)} +xadd)",
         ]  # fmt: skip
         client = redis_asyncio.from_url(self.url)
         try:

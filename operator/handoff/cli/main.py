@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-url", default=os.environ.get("HANDOFF_REDIS_URL"),
         help="Redis admin URL (default: $HANDOFF_REDIS_URL); enables agents' Redis users",
     )  # fmt: skip
+    operator.add_argument(
+        "--console-url", default=os.environ.get("HANDOFF_CONSOLE_URL"),
+        help="the web console's address, for links in notifications",
+    )  # fmt: skip
     operator.add_argument("--verbose", "-v", action="store_true")
 
     dev = commands.add_parser("dev", help="the local environment on loopback")
@@ -62,6 +66,7 @@ def _operator(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         liveness_endpoint=args.liveness,
         redis_url=args.redis_url,
+        console_url=args.console_url,
     )
     return 0
 

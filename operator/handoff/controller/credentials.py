@@ -85,10 +85,9 @@ def _secret(
 
 async def read_secret(api: KubeApi, namespace: str, name: str) -> dict[str, str]:
     try:
-        secret = await api.get(resource_path("", "v1", "secrets", namespace, name))
+        return await api.read_secret(namespace, name)
     except NotFound as e:
         raise ProvisionError(f"Secret {namespace}/{name} does not exist") from e
-    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
 class PostgresCredentials:

@@ -8,6 +8,7 @@ any other event.
 
 import asyncio
 import logging
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -16,8 +17,10 @@ import kopf
 from handoff import GROUP, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
+from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.redis_acl import RedisAdmin
 from handoff.controller.credentials import PostgresCredentials, RedisCredentials
+from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import POLICIES, PolicyReconciler, Provisioner
 from handoff.controller.reconciler import REQUESTS, Reconciler, utcnow
 
@@ -51,14 +54,25 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     except KubeError as e:
         await api.close()
         raise kopf.TemporaryError(f"cannot list policies: {e}", delay=2) from e
-    reconciler = Reconciler(api, policies)
+    redis_url = memo.get("redis_url")
+    outbox = RedisOutbox(redis_url) if redis_url else None
+    notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"))
+    reconciler = Reconciler(api, policies, utcnow, outbox=outbox, notifier=notifier)
+    notifier.on_health = lambda namespace, name: policies.health_changed(
+        namespace, name, notifier.policy_health(namespace, name)
+    )
     memo["api"] = api
     memo["policies"] = policies
     memo["reconciler"] = reconciler
+    memo["closers"] = [api.close, notifier.close]
     memo["tasks"] = [
         asyncio.create_task(reconciler.scheduler.run()),
         asyncio.create_task(policies.scheduler.run()),
     ]
+    if redis_url and outbox is not None:
+        outcomes = RedisOutcomes(redis_url, socket.gethostname())
+        memo["closers"] += [outbox.close, outcomes.close]
+        memo["tasks"].append(asyncio.create_task(reconciler.consume_outcomes(outcomes)))
     if memo.get("metrics_address"):
         metrics.serve(memo["metrics_address"])
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
@@ -84,9 +98,8 @@ def provisioners(
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.get("tasks") or ():
         task.cancel()
-    api = memo.get("api")
-    if api is not None:
-        await api.close()
+    for close in memo.get("closers") or ():
+        await close()
 
 
 async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -107,7 +120,7 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     reconciler: Reconciler = memo["reconciler"]
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":
-        reconciler.request_deleted(namespace, name)
+        await reconciler.request_deleted(namespace, name, body.metadata.uid)
         return
     try:
         await reconciler.request_changed(_plain(body))
@@ -115,7 +128,7 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
         # Event handlers are not retried by kopf: come back through the scheduler.
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
         log.warning("request %s/%s: %s; retrying in 2s", namespace, name, e)
-        reconciler.scheduler.arm((namespace, name), utcnow() + RETRY)
+        reconciler.retry_soon(namespace, name)
 
 
 def build_registry() -> kopf.OperatorRegistry:
@@ -147,10 +160,15 @@ def run(
     metrics_address: str | None = None,
     liveness_endpoint: str | None = None,
     redis_url: str | None = None,
+    console_url: str | None = None,
 ) -> None:
     """Run the operator until interrupted (``handoff operator``)."""
     memo = kopf.Memo(
-        kubeconfig=kubeconfig, context=context, metrics_address=metrics_address, redis_url=redis_url
+        kubeconfig=kubeconfig,
+        context=context,
+        metrics_address=metrics_address,
+        redis_url=redis_url,
+        console_url=console_url,
     )
     asyncio.run(
         kopf.operator(

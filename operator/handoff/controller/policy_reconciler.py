@@ -62,6 +62,8 @@ class PolicyReconciler:
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._failures: dict[tuple[str, str], int] = {}
+        self._health: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def load_all(self) -> None:
         """Compile every policy before the first request is classified (startup)."""
@@ -171,11 +173,30 @@ class PolicyReconciler:
             "policy %s/%s: the agents' Role is not in effect yet", policy.namespace, policy.name
         )
 
+    def health_changed(self, namespace: str, name: str, health: list[dict[str, Any]]) -> None:
+        """Notification delivery changed: show it in the policy's status (soon, off the caller)."""
+        self._health[(namespace, name)] = health
+        task = asyncio.create_task(self._write_health(namespace, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write_health(self, namespace: str, name: str) -> None:
+        path = resource_path(GROUP, VERSION, POLICIES, namespace, name) + "/status"
+        patch = {"status": {"notifications": self._health[(namespace, name)]}}
+        try:
+            await self.api.merge_patch(path, patch)
+        except KubeError as e:
+            log.warning(
+                "policy %s/%s: could not record notification health: %s", namespace, name, e
+            )
+
     async def _write_status(
         self, policy: CompiledPolicy, body: PolicyJSON, problems: list[str]
     ) -> None:
         old = body.get("status") or {}
         new = policy_status(policy, old, format_time(self.clock().replace(microsecond=0)), problems)
+        if (policy.namespace, policy.name) in self._health:
+            new["notifications"] = self._health[(policy.namespace, policy.name)]
         if all(old.get(k) == v for k, v in new.items()):
             return
         path = resource_path(GROUP, VERSION, POLICIES, policy.namespace, policy.name) + "/status"

@@ -1,8 +1,9 @@
-"""Gather, decide, apply: the operator's work for one object at a time.
+"""Gather, decide, apply: the operator's work for one request at a time.
 
-Each method reads what ``decide`` needs, calls it, and applies the ``Step``: one status patch
+Each pass reads what ``decide`` needs, calls it, and applies the ``Step``: one status patch
 guarded by the object's resourceVersion (so a request is decided exactly once, even with two
-operators or a stale event), one Event, metrics, and the next wake-up in the scheduler.
+operators or a stale event), one Event, metrics, the next wake-up in the scheduler, and the
+records the new status implies (audit lines, the agent's decision message), published once each.
 """
 
 import asyncio
@@ -10,23 +11,34 @@ import logging
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from handoff import GROUP, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
+from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.scheduler import DeadlineScheduler
+from handoff.domain.announce import DECIDED, ESCALATED, PENDING
 from handoff.domain.decide import Event, RequestState, Step, decide
+from handoff.domain.execution import execution_patch
+from handoff.domain.keys import AUDIT_STREAM, outcomes_key
 from handoff.domain.reasons import Reason
+from handoff.domain.records import records
 from handoff.domain.resources import RequestJSON
-from handoff.domain.timefmt import format_time
+from handoff.domain.timefmt import format_time, parse_time
 
 log = logging.getLogger("handoff.operator")
 
 REQUESTS = "actionrequests"
 _ATTEMPTS = 8
+RETRY = timedelta(seconds=2)
+
+# Scheduler keys: (kind, namespace, name).
+DEADLINE = "deadline"
+ESCALATE = "escalate"
 
 
 def utcnow() -> datetime:
@@ -35,17 +47,26 @@ def utcnow() -> datetime:
 
 class Reconciler:
     def __init__(
-        self, api: KubeApi, policies: PolicyReconciler, clock: Callable[[], datetime] = utcnow
+        self,
+        api: KubeApi,
+        policies: PolicyReconciler,
+        clock: Callable[[], datetime] = utcnow,
+        outbox: Outbox | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.api = api
         self.clock = clock
         self.policies = policies
-        self.scheduler = DeadlineScheduler(self._on_deadline, clock)
+        self.outbox = outbox
+        self.notifier = notifier
+        self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
+        self._published: dict[str, set[str]] = {}  # uid -> dedup keys known to be published
         self._instance = socket.gethostname()
 
-    # -- requests ----------------------------------------------------------------------------
+    def retry_soon(self, namespace: str, name: str) -> None:
+        self.scheduler.arm((DEADLINE, namespace, name), self.clock() + RETRY)
 
     async def request_changed(self, body: RequestJSON) -> None:
         meta = body["metadata"]
@@ -57,18 +78,31 @@ class Reconciler:
                 if not self._locks[key].locked():
                     self._locks.pop(key, None)
 
-    def request_deleted(self, namespace: str, name: str) -> None:
-        self.scheduler.cancel((namespace, name))
+    async def request_deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
+        self.scheduler.cancel((DEADLINE, namespace, name))
+        self.scheduler.cancel((ESCALATE, namespace, name))
         self._set_pending((namespace, name), None)
+        if uid:
+            self._published.pop(uid, None)
+            if self.notifier is not None:
+                self.notifier.forget(uid)
+            if self.outbox is not None:
+                try:
+                    await self.outbox.forget(namespace, uid)
+                except OutboxError as e:
+                    log.warning("could not drop publication marks of %s/%s: %s", namespace, name, e)
 
-    async def _on_deadline(self, key: Hashable) -> None:
-        namespace, name = cast(tuple[str, str], key)
+    async def _on_timer(self, key: Hashable) -> None:
+        kind, namespace, name = cast(tuple[str, str, str], key)
         try:
             body = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace, name))
         except NotFound:
-            self.request_deleted(namespace, name)
+            await self.request_deleted(namespace, name)
             return
-        await self.request_changed(body)
+        if kind == ESCALATE:
+            self._escalate(body)
+        else:
+            await self.request_changed(body)
 
     async def _reconcile(self, body: RequestJSON) -> None:
         started = self.clock()
@@ -81,20 +115,15 @@ class Reconciler:
                 await self.policies.refresh(namespace)
                 step = decide(self.policies.index.in_namespace(namespace), state, self.clock())
             if step.patch is not None:
-                path = resource_path(GROUP, VERSION, REQUESTS, namespace, name) + "/status"
-                patch = {
-                    "metadata": {"resourceVersion": meta["resourceVersion"]},
-                    "status": step.patch,
-                }
                 try:
-                    body = await self.api.merge_patch(path, patch)
+                    body = await self._patch_status(body, step.patch)
                 except Conflict:
                     body = await self.api.get(
                         resource_path(GROUP, VERSION, REQUESTS, namespace, name)
                     )
                     continue
                 except NotFound:
-                    self.request_deleted(namespace, name)
+                    await self.request_deleted(namespace, name)
                     return
             await self._apply(body, state, step)
             metrics.RECONCILE_SECONDS.observe((self.clock() - started).total_seconds())
@@ -102,13 +131,18 @@ class Reconciler:
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
         raise KubeError(409, f"{namespace}/{name} kept changing; will retry")
 
+    async def _patch_status(self, body: RequestJSON, patch: dict[str, Any]) -> RequestJSON:
+        meta = body["metadata"]
+        path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"], meta["name"]) + "/status"
+        document = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": patch}
+        return cast(RequestJSON, await self.api.merge_patch(path, document))
+
     async def _apply(self, body: RequestJSON, state: RequestState, step: Step) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         status = body.get("status") or {}
         if step.decision is not None:
-            self.scheduler.cancel(key)
-            self._set_pending(key, None)
+            self._stop_waiting(key)
             decision = step.decision
             tier = str(status.get("tier", ""))
             metrics.ACTION_REQUESTS.labels(
@@ -123,16 +157,137 @@ class Reconciler:
             )
             log.info(
                 "%s/%s %s: %s (%s)",
-                key[0], key[1], decision.outcome, decision.reason, decision.message,
-            )  # fmt: skip
+                key[0],
+                key[1],
+                decision.outcome,
+                decision.reason,
+                decision.message,
+            )
+            if state.status.get("deadline"):  # it waited for people: tell whoever listens
+                self._announce(body, DECIDED)
         elif status.get("decision"):
-            self.scheduler.cancel(key)
-            self._set_pending(key, None)
+            self._stop_waiting(key)
         elif step.wake_at is not None:
-            self.scheduler.arm(key, step.wake_at)
+            self.scheduler.arm((DEADLINE, *key), step.wake_at)
             self._set_pending(key, str(status.get("tier", "")))
+            if step.patch is not None and "deadline" in step.patch:  # it has just started waiting
+                self._announce(body, PENDING)
+            self._arm_escalation(body)
         if step.event is not None:
             await self._post_event(body, step.event)
+        await self._publish(body)
+
+    def _stop_waiting(self, key: tuple[str, str]) -> None:
+        self.scheduler.cancel((DEADLINE, *key))
+        self.scheduler.cancel((ESCALATE, *key))
+        self._set_pending(key, None)
+
+    # -- records, announcements, outcomes -----------------------------------------------------
+
+    async def _publish(self, body: RequestJSON) -> None:
+        """Publish what the status implies and was not published yet (the status is the outbox)."""
+        if self.outbox is None:
+            return
+        meta = body["metadata"]
+        done = self._published.setdefault(meta["uid"], set())
+        try:
+            for record in records(body, AUDIT_STREAM):
+                if record.dedup not in done:
+                    await self.outbox.publish(meta["namespace"], meta["uid"], record)
+                    done.add(record.dedup)
+        except OutboxError as e:
+            metrics.PUBLISH_ERRORS.inc()
+            log.warning("publishing %s/%s: %s; retrying", meta["namespace"], meta["name"], e)
+            self.retry_soon(meta["namespace"], meta["name"])
+
+    def _announce(self, body: RequestJSON, event: str) -> None:
+        if self.notifier is None:
+            return
+        status = body.get("status") or {}
+        policy = next(
+            (p for p in self.policies.index.in_namespace(body["metadata"]["namespace"])
+             if p.name == status.get("policy")),
+            None,
+        )  # fmt: skip
+        if policy is not None:
+            self.notifier.announce(policy, cast(dict[str, Any], body), event)
+
+    def _arm_escalation(self, body: RequestJSON) -> None:
+        escalation = (body.get("status") or {}).get("escalation") or {}
+        if not escalation.get("at"):
+            return
+        meta = body["metadata"]
+        self.scheduler.arm(
+            (ESCALATE, meta["namespace"], meta["name"]), parse_time(escalation["at"])
+        )
+
+    def _escalate(self, body: RequestJSON) -> None:
+        status = body.get("status") or {}
+        if status.get("decision"):
+            return
+        meta = body["metadata"]
+        log.info("%s/%s is still undecided: escalating", meta["namespace"], meta["name"])
+        self._announce(body, ESCALATED)
+
+    async def consume_outcomes(self, reader: RedisOutcomes) -> None:
+        """Record what agents report after acting: phase Executed or Failed, once."""
+        while True:
+            streams = sorted(
+                {
+                    outcomes_key(p.namespace, agent)
+                    for p in self.policies.index.all()
+                    for agent in p.service_accounts
+                }
+            )
+            try:
+                entries = await reader.read(streams)
+            except OutboxError as e:
+                log.warning("reading outcomes: %s; retrying in 2s", e)
+                await asyncio.sleep(2)
+                continue
+            if not streams:
+                await asyncio.sleep(1)
+            for stream, entry_id, fields in entries:
+                try:
+                    await self._record_outcome(stream, fields)
+                    await reader.ack(stream, entry_id)
+                except (KubeError, OutboxError) as e:
+                    log.warning("outcome %s in %s: %s; will retry", entry_id, stream, e)
+
+    async def _record_outcome(self, stream: str, fields: dict[str, str]) -> None:
+        _, _, namespace, agent = stream.split(":", 3)
+        name, uid = fields.get("name", ""), fields.get("uid", "")
+        outcome, message = fields.get("outcome", ""), fields.get("message", "")
+        path = resource_path(GROUP, VERSION, REQUESTS, namespace, name)
+        try:
+            body = await self.api.get(path)
+        except NotFound:
+            return
+        if body["metadata"]["uid"] != uid or body["spec"].get("agent") != agent:
+            log.warning(
+                "ignoring an outcome from %s for a request it did not file: %s", agent, name
+            )
+            return
+        async with self._locks[(namespace, name)]:
+            for _ in range(_ATTEMPTS):
+                status = body.get("status") or {}
+                patch = execution_patch(status, outcome, message, self.clock())
+                if patch is None:
+                    if not status.get("execution"):
+                        text = f"the agent reported {outcome!r} for a request that was not approved"
+                        await self._post_event(body, Event("Warning", "UnexpectedOutcome", text))
+                    return
+                try:
+                    body = await self._patch_status(body, patch)
+                    break
+                except Conflict:
+                    body = await self.api.get(path)
+        metrics.EXECUTIONS.labels(namespace=namespace, outcome=outcome).inc()
+        kind = "Normal" if outcome == "Executed" else "Warning"
+        await self._post_event(body, Event(kind, outcome, message or "reported by the agent"))
+        await self._publish(body)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
 
     def _set_pending(self, key: tuple[str, str], tier: str | None) -> None:
         before = self._pending.pop(key, None)

@@ -137,4 +137,6 @@ def _override(
         approvals=approvals if approvals is not None else lane.approvals,
         checklist=checklist if checklist is not None else lane.checklist,
         hold_for=lane.hold_for,
+        escalate_after=lane.escalate_after,
+        escalate_to=lane.escalate_to,
     )

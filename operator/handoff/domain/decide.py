@@ -300,6 +300,11 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     }
     if "reviews" not in request.status:
         base["reviews"] = []
+    if lane.escalate_after is not None and request.created + lane.escalate_after < deadline:
+        base["escalation"] = {
+            "at": format_time(request.created + lane.escalate_after),
+            "to": list(lane.escalate_to),
+        }
     waiting = Waiting(
         verdict.tier, oversight, verdict.policy, verdict.rule, deadline, lane.approvals,
         lane.checklist, escalated,

@@ -15,3 +15,8 @@ def state_pattern(namespace: str, agent: str) -> str:
 def decisions_key(namespace: str, agent: str) -> str:
     """The stream of decisions an agent reads with its consumer group."""
     return f"handoff:decisions:{namespace}:{agent}"
+
+
+def outcomes_key(namespace: str, agent: str) -> str:
+    """Where an agent reports what happened when it acted on an approval (the operator reads)."""
+    return f"handoff:outcomes:{namespace}:{agent}"

@@ -12,7 +12,14 @@ from handoff.domain.durations import MAX_WINDOW, MIN_WINDOW, parse_duration
 from handoff.domain.expressions import Expression, ExpressionError, compile_expression
 from handoff.domain.globs import Glob
 from handoff.domain.reasons import Mode, Oversight
-from handoff.domain.resources import ChecklistItemJSON, LaneJSON, PolicySpecJSON, RuleJSON
+from handoff.domain.resources import (
+    ChecklistItemJSON,
+    LaneJSON,
+    NotificationJSON,
+    PolicySpecJSON,
+    RuleJSON,
+    SecretKeyJSON,
+)
 
 TIERS = (1, 2, 3, 4)
 
@@ -43,12 +50,32 @@ class Lane:
     approvals: int
     checklist: tuple[ChecklistItem, ...]
     hold_for: timedelta | None = None  # tier 3 HOTL only: approved when it passes, unless vetoed
+    escalate_after: timedelta | None = None  # still undecided by then: the Escalated notification
+    escalate_to: tuple[str, ...] = ()
 
 
 DEFAULT_TIER3 = Lane(
     Oversight.HOTL, timedelta(minutes=30), 1, DEFAULT_CHECKLIST, timedelta(minutes=5)
 )
 DEFAULT_TIER4 = Lane(Oversight.HITL, timedelta(minutes=15), 1, DEFAULT_CHECKLIST)
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class NotificationTarget:
+    """Where waiting requests are announced: a JSON webhook or a Slack incoming webhook."""
+
+    name: str
+    format: str = "JSON"  # JSON | Slack
+    url: str | None = None
+    url_secret: SecretKey | None = None
+    hmac_secret: SecretKey | None = None
+    events: frozenset[str] = frozenset({"Pending", "Escalated"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +111,7 @@ class CompiledPolicy:
     tier3: Lane = DEFAULT_TIER3
     tier4: Lane = DEFAULT_TIER4
     rules: tuple[Rule, ...] = ()
+    notifications: tuple[NotificationTarget, ...] = ()
     errors: tuple[str, ...] = field(default=())
 
     @property
@@ -138,6 +166,7 @@ def compile_policy(
         tier3=tier3,
         tier4=tier4,
         rules=rules,
+        notifications=tuple(_target(raw) for raw in spec.get("notifications") or ()),
         errors=tuple(errors),
     )
 
@@ -164,12 +193,29 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
         errors.append(f"{where}.approvals must be at least 1, not {approvals}")
         approvals = max(default.approvals, 1)
     checklist = _checklist(raw.get("checklist"), where, errors)
+    escalate_after = _duration(raw.get("escalateAfter"), None, where, errors)
     return Lane(
         oversight=oversight,
         decision_window=window or default.decision_window,
         approvals=approvals,
         checklist=checklist if checklist is not None else default.checklist,
         hold_for=hold if oversight is Oversight.HOTL else None,
+        escalate_after=escalate_after,
+        escalate_to=tuple(raw.get("escalateTo") or ()),
+    )
+
+
+def _target(raw: NotificationJSON) -> NotificationTarget:
+    def secret(ref: SecretKeyJSON | None) -> SecretKey | None:
+        return SecretKey(ref["name"], ref["key"]) if ref else None
+
+    return NotificationTarget(
+        name=raw["name"],
+        format=raw.get("format", "JSON"),
+        url=raw.get("url"),
+        url_secret=secret(raw.get("urlSecretRef")),
+        hmac_secret=secret(raw.get("hmacSecretRef")),
+        events=frozenset(raw.get("events") or ("Pending", "Escalated")),
     )
 
 

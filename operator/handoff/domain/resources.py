@@ -31,6 +31,22 @@ class LaneJSON(TypedDict, total=False):
     decisionWindow: str
     approvals: int
     checklist: list[ChecklistItemJSON]
+    escalateAfter: str
+    escalateTo: list[str]
+
+
+class SecretKeyJSON(TypedDict):
+    name: str
+    key: str
+
+
+class NotificationJSON(TypedDict, total=False):
+    name: str
+    format: str
+    url: str
+    urlSecretRef: SecretKeyJSON
+    hmacSecretRef: SecretKeyJSON
+    events: list[str]
 
 
 class RuleJSON(TypedDict, total=False):
@@ -51,6 +67,7 @@ class PolicySpecJSON(TypedDict, total=False):
     reviewers: dict[str, list[str]]
     tiers: dict[str, LaneJSON]
     rules: list[RuleJSON]
+    notifications: list[NotificationJSON]
     credentials: list[dict[str, Any]]
 
 

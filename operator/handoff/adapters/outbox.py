@@ -1,0 +1,173 @@
+"""Publishing records to Redis streams exactly once, and the in-memory twin for unit tests.
+
+Exactly once: a Lua script sets a per-request dedup field and appends to the stream in one
+atomic step, so a retry, a restart or a second operator never publishes the same record twice.
+Both sit in the same append-only file, so a Redis crash loses or keeps them together.
+"""
+
+from typing import Any, Protocol
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError as _LibraryRedisError
+
+from handoff.domain.records import Record
+
+AUDIT_MAXLEN = 100_000  # the audit stream is capped; the durable trail is the operator's log
+
+_PUBLISH_ONCE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '0' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+else
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+end
+return 1
+"""
+DEDUP_TTL = 60 * 60 * 24 * 30  # seconds a request's dedup fields outlive their last publication
+
+
+class OutboxError(Exception):
+    """Redis could not be reached; the record stays in the request's status and is retried."""
+
+
+class Outbox(Protocol):
+    async def publish(self, namespace: str, uid: str, record: Record) -> bool:
+        """Append ``record`` unless it was appended before; True when appended now."""
+        ...
+
+    async def forget(self, namespace: str, uid: str) -> None:
+        """Drop a deleted request's dedup fields."""
+        ...
+
+    async def marked(self, namespace: str, uid: str, key: str) -> bool:
+        """Whether ``key`` was marked done for this request (a sent notification, say)."""
+        ...
+
+    async def mark(self, namespace: str, uid: str, key: str) -> None: ...
+
+
+def dedup_key(namespace: str, uid: str) -> str:
+    return f"handoff:published:{namespace}:{uid}"
+
+
+class RedisOutbox:
+    def __init__(self, url: str) -> None:
+        self._client = redis_asyncio.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._script = self._client.register_script(_PUBLISH_ONCE)
+
+    async def publish(self, namespace: str, uid: str, record: Record) -> bool:
+        maxlen = AUDIT_MAXLEN if record.stream == "handoff:audit" else 0
+        flat = [item for pair in record.fields.items() for item in pair]
+        try:
+            done = await self._script(
+                keys=[dedup_key(namespace, uid), record.stream],
+                args=[record.dedup, DEDUP_TTL, maxlen, *flat],
+            )
+        except (_LibraryRedisError, OSError) as e:
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+        return bool(done)
+
+    async def forget(self, namespace: str, uid: str) -> None:
+        try:
+            await self._client.delete(dedup_key(namespace, uid))
+        except (_LibraryRedisError, OSError) as e:
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+
+    async def marked(self, namespace: str, uid: str, key: str) -> bool:
+        try:
+            return bool(await self._client.hexists(dedup_key(namespace, uid), key))
+        except (_LibraryRedisError, OSError) as e:
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+
+    async def mark(self, namespace: str, uid: str, key: str) -> None:
+        try:
+            await self._client.hset(dedup_key(namespace, uid), key, "1")
+            await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
+        except (_LibraryRedisError, OSError) as e:
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class MemoryOutbox:
+    """Streams as lists, for unit tests of what gets published."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, list[dict[str, str]]] = {}
+        self.seen: set[tuple[str, str, str]] = set()
+        self.down = False
+
+    async def publish(self, namespace: str, uid: str, record: Record) -> bool:
+        if self.down:
+            raise OutboxError("Redis: ConnectionError")
+        if (namespace, uid, record.dedup) in self.seen:
+            return False
+        self.seen.add((namespace, uid, record.dedup))
+        self.streams.setdefault(record.stream, []).append(dict(record.fields))
+        return True
+
+    async def forget(self, namespace: str, uid: str) -> None:
+        self.seen = {s for s in self.seen if s[:2] != (namespace, uid)}
+
+    async def marked(self, namespace: str, uid: str, key: str) -> bool:
+        return (namespace, uid, key) in self.seen
+
+    async def mark(self, namespace: str, uid: str, key: str) -> None:
+        self.seen.add((namespace, uid, key))
+
+
+class RedisOutcomes:
+    """The operator's reader of the agents' outcome streams (consumer group ``operator``)."""
+
+    GROUP = "operator"
+
+    def __init__(self, url: str, consumer: str) -> None:
+        self._client = redis_asyncio.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._consumer = consumer
+        self._ready: set[str] = set()
+        self._backlog_read: set[str] = set()
+
+    async def read(
+        self, streams: list[str], block_ms: int = 1000
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """New outcomes (and, the first time a stream is read, this consumer's unacknowledged
+        ones) as (stream, id, fields)."""
+        try:
+            for stream in streams:
+                if stream not in self._ready:
+                    try:
+                        await self._client.xgroup_create(stream, self.GROUP, id="0", mkstream=True)
+                    except _LibraryRedisError as e:
+                        if "BUSYGROUP" not in str(e):
+                            raise
+                    self._ready.add(stream)
+            if not streams:
+                return []
+            backlog = [s for s in streams if s not in self._backlog_read]
+            ids: dict[Any, Any] = {s: ("0" if s in backlog else ">") for s in streams}
+            answer: Any = await self._client.xreadgroup(
+                self.GROUP, self._consumer, ids, count=100, block=None if backlog else block_ms
+            )
+            self._backlog_read.update(backlog)
+        except (_LibraryRedisError, OSError) as e:
+            self._ready.clear()
+            self._backlog_read.clear()
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+        found: list[tuple[str, str, dict[str, str]]] = []
+        for stream, entries in answer or []:
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            for entry_id, fields in entries:
+                decoded = {k.decode(): v.decode() for k, v in (fields or {}).items()}
+                found.append((name, entry_id.decode(), decoded))
+        return found
+
+    async def ack(self, stream: str, entry_id: str) -> None:
+        try:
+            await self._client.xack(stream, self.GROUP, entry_id)
+        except (_LibraryRedisError, OSError) as e:
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+
+    async def close(self) -> None:
+        await self._client.aclose()

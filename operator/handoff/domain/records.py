@@ -1,0 +1,106 @@
+"""What a request's status implies for the outside world: its audit lines and its decision message.
+
+The status is the outbox. Whatever it says has happened is published, each item exactly once
+(keyed by ``dedup``), whenever the publisher can reach Redis: after a write, after a restart,
+after Redis comes back.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handoff.domain.keys import decisions_key
+
+EVENT_FOR_PHASE = {
+    "Queued": "Queued",
+    "AwaitingApproval": "AwaitingApproval",
+    "Approved": "Approved",
+    "Denied": "Denied",
+    "Executed": "Executed",
+    "Failed": "Failed",
+    "RolledBack": "RolledBack",
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    stream: str  # the Redis stream it goes to
+    dedup: str  # unique per request: "decision", "phase:Approved", "review:0"
+    fields: dict[str, str]
+
+
+def records(body: Mapping[str, Any], audit_stream: str) -> list[Record]:
+    """Every record the request's current status implies, oldest first."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    if not status.get("phase"):
+        return []
+    namespace, agent = str(meta.get("namespace", "")), str(spec.get("agent", ""))
+    common = {
+        "namespace": namespace,
+        "name": str(meta.get("name", "")),
+        "uid": str(meta.get("uid", "")),
+        "agent": agent,
+        "action": str(spec.get("action", "")),
+        "target": str(spec.get("target", "")),
+        "summary": str(spec.get("summary", "")),
+        "tier": str(status.get("tier", "")),
+        "oversight": str(status.get("oversight", "")),
+        "policy": str(status.get("policy") or ""),
+        "reversible": "true" if spec.get("rollback") else "false",
+    }
+    found: list[Record] = []
+    waiting_phase = status.get("oversight") and status.get("deadline")
+    if waiting_phase:
+        phase = (
+            "Queued"
+            if status.get("oversight") == "HOTL" and status.get("tier") == 3
+            else "AwaitingApproval"
+        )
+        found.append(
+            _audit(
+                audit_stream, f"phase:{phase}", common, phase, {"deadline": str(status["deadline"])}
+            )
+        )
+    for index, review in enumerate(status.get("reviews") or []):
+        found.append(
+            _audit(audit_stream, f"review:{index}", common, "Reviewed", {
+                "by": str(review.get("reviewer", "")),
+                "reason": str(review.get("decision", "")),
+                "message": str(review.get("comment", "")),
+            })
+        )  # fmt: skip
+    decision = status.get("decision")
+    if decision:
+        outcome = str(decision.get("outcome", ""))
+        details = {
+            "reason": str(decision.get("reason", "")),
+            "by": ",".join(decision.get("by") or []),
+            "message": str(decision.get("message", "")),
+            "at": str(decision.get("at", "")),
+        }
+        found.append(_audit(audit_stream, f"phase:{outcome}", common, outcome, details))
+        found.append(
+            Record(
+                decisions_key(namespace, agent),
+                "decision",
+                common | details | {
+                    "outcome": outcome,
+                    "stateRef": str(spec.get("stateRef", "")),
+                    "specDigest": str(status.get("specDigest", "")),
+                },
+            )
+        )  # fmt: skip
+    execution = status.get("execution")
+    if execution:
+        outcome = str(execution.get("outcome", ""))
+        extra = {"message": str(execution.get("message", "")), "at": str(execution.get("at", ""))}
+        found.append(_audit(audit_stream, f"phase:{outcome}", common, outcome, extra))
+    return found
+
+
+def _audit(
+    stream: str, dedup: str, common: dict[str, str], event: str, extra: dict[str, str]
+) -> Record:
+    return Record(stream, dedup, common | {"event": event} | extra)
