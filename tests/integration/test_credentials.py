@@ -12,7 +12,7 @@ import pytest
 import redis
 from handoff.devenv.postgres import ADMIN, PostgresServer
 from handoff.devenv.redis import RedisServer
-from handoff.testing.cluster import Cluster, OperatorProcess, eventually
+from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 
 from .helpers import AGENT, apply_ready_policy, condition, policy, ready
 
@@ -251,9 +251,9 @@ def test_redis_user_reaches_only_its_own_keys(
     )
     assert refused.returncode != 0
 
-    admin = redis.Redis.from_url(redis_server.url)
+    admin = redis_client(redis_server.url)
     admin.set(f"handoff:state:{ns}:other-agent:x", "secret plans")
-    agent = redis.Redis.from_url(mine["url"])
+    agent = redis_client(mine["url"])
     own = f"handoff:state:{ns}:{AGENT}:u-1"
     assert agent.set(own, "my state")
     assert agent.get(own) == b"my state"

@@ -8,6 +8,7 @@ response body or a token in an exception message beyond the API server's own one
 import base64
 import json
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +158,25 @@ class KubeApi:
             "PATCH", path, body, "application/apply-patch+yaml",
             params={"fieldManager": manager, "force": "true"},
         )  # fmt: skip
+
+    async def watch(
+        self, path: str, params: dict[str, str], seconds: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events (``{"type", "object"}``) for at most ``seconds``."""
+        query = params | {"watch": "true", "timeoutSeconds": str(max(int(seconds), 1))}
+        try:
+            async with self._http().get(
+                path, params=query, timeout=aiohttp.ClientTimeout(total=seconds + 5)
+            ) as response:
+                if response.status >= 400:
+                    raise _error(response.status, await response.text())
+                async for line in response.content:
+                    if line.strip():
+                        yield json.loads(line)
+        except aiohttp.ClientError as e:
+            raise KubeError(0, f"cannot reach the API server: {type(e).__name__}") from e
+        except TimeoutError:
+            return
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded; raises NotFound."""

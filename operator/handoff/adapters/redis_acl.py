@@ -52,8 +52,11 @@ class RedisAdmin:
             f"redis://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/0"
         )
 
-    async def ensure_agent(self, namespace: str, agent: str, password: str) -> str:
-        """Create or reset the agent's ACL user and its decision stream's consumer group."""
+    async def ensure_agent(self, namespace: str, agent: str, password: str) -> tuple[str, bool]:
+        """Create or reset the agent's ACL user and its decision stream's consumer group.
+
+        Returns the user name and whether the user survives a Redis restart (``ACL SAVE`` to the
+        server's aclfile); when it does not, the caller comes back to set it again."""
         user = user_name(namespace, agent)
         stream = decisions_key(namespace, agent)
         rules = [
@@ -71,17 +74,30 @@ class RedisAdmin:
             except _LibraryRedisError as e:
                 if "BUSYGROUP" not in str(e):
                     raise
+            saved = await _save(client)
         except _LibraryRedisError as e:
             raise RedisError(f"Redis at {self.host}:{self.port}: {type(e).__name__}: {e}") from e
         finally:
             await client.aclose()
-        return user
+        return user, saved
 
     async def remove_agent(self, namespace: str, agent: str) -> None:
         client = redis_asyncio.from_url(self.url)
         try:
             await client.execute_command("ACL", "DELUSER", user_name(namespace, agent))  # type: ignore[no-untyped-call]
+            await _save(client)
         except _LibraryRedisError as e:
             raise RedisError(f"Redis at {self.host}:{self.port}: {type(e).__name__}: {e}") from e
         finally:
             await client.aclose()
+
+
+async def _save(client: "redis_asyncio.Redis") -> bool:
+    """ACL SAVE; False when the server has no aclfile (its users vanish when it restarts)."""
+    try:
+        await client.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]
+    except _LibraryRedisError as e:
+        if "ACL file" in str(e) or "aclfile" in str(e).lower():
+            return False
+        raise
+    return True

@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         "--console-url", default=os.environ.get("HANDOFF_CONSOLE_URL"),
         help="the web console's address, for links in notifications",
     )  # fmt: skip
+    operator.add_argument(
+        "--notify-attempts", type=int, default=6,
+        help="tries per notification before it counts as failed (backoff from 0.5s, doubling)",
+    )  # fmt: skip
     operator.add_argument("--verbose", "-v", action="store_true")
 
     dev = commands.add_parser("dev", help="the local environment on loopback")
@@ -67,6 +71,7 @@ def _operator(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
         redis_url=args.redis_url,
         console_url=args.console_url,
+        notify_attempts=args.notify_attempts,
     )
     return 0
 

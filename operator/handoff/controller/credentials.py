@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 from urllib.parse import quote
 
@@ -36,6 +36,7 @@ POLICY_LABEL = "handoff.dev/policy"
 CREDENTIAL_LABEL = "handoff.dev/credential"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "handoff"}
 RBAC = "rbac.authorization.k8s.io"
+REDIS_RECHECK = timedelta(seconds=60)
 
 
 def role_name(namespace: str, policy: str, credential: str) -> str:
@@ -239,6 +240,7 @@ class RedisCredentials:
     async def ensure(
         self, policy: CompiledPolicy, body: PolicyJSON, now: datetime
     ) -> datetime | None:
+        come_back: datetime | None = None
         for agent in sorted(policy.service_accounts):
             path = resource_path("", "v1", "secrets", policy.namespace, self.secret_name(agent))
             try:
@@ -247,9 +249,11 @@ class RedisCredentials:
             except (NotFound, KeyError):
                 current, password = None, secrets.token_urlsafe(24)
             try:
-                user = await self.redis.ensure_agent(policy.namespace, agent, password)
+                user, saved = await self.redis.ensure_agent(policy.namespace, agent, password)
             except RedisError as e:
                 raise ProvisionError(str(e)) from e
+            if not saved:  # no aclfile: a Redis restart forgets the user, so set it again soon
+                come_back = now + REDIS_RECHECK
             if current is None:
                 url = self.redis.url_for(user, password)
                 secret = _secret(
@@ -260,7 +264,7 @@ class RedisCredentials:
                 await self.api.apply(secret)
             for document in self._access(policy.namespace, agent):
                 await self.api.apply(document)
-        return None
+        return come_back
 
     def _access(self, namespace: str, agent: str) -> list[dict[str, Any]]:
         """A Role per agent that reads its own Redis Secret, and no other agent's."""

@@ -19,6 +19,7 @@ from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.redis_acl import RedisAdmin
+from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.credentials import PostgresCredentials, RedisCredentials
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import POLICIES, PolicyReconciler, Provisioner
@@ -56,7 +57,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         raise kopf.TemporaryError(f"cannot list policies: {e}", delay=2) from e
     redis_url = memo.get("redis_url")
     outbox = RedisOutbox(redis_url) if redis_url else None
-    notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"))
+    sender = WebhookSender(attempts=memo.get("notify_attempts") or 6)
+    notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"), sender=sender)
     reconciler = Reconciler(api, policies, utcnow, outbox=outbox, notifier=notifier)
     notifier.on_health = lambda namespace, name: policies.health_changed(
         namespace, name, notifier.policy_health(namespace, name)
@@ -161,6 +163,7 @@ def run(
     liveness_endpoint: str | None = None,
     redis_url: str | None = None,
     console_url: str | None = None,
+    notify_attempts: int = 6,
 ) -> None:
     """Run the operator until interrupted (``handoff operator``)."""
     memo = kopf.Memo(
@@ -169,6 +172,7 @@ def run(
         metrics_address=metrics_address,
         redis_url=redis_url,
         console_url=console_url,
+        notify_attempts=notify_attempts,
     )
     asyncio.run(
         kopf.operator(

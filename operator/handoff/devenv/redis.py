@@ -44,13 +44,19 @@ class RedisServer:
             state.touch(mode=0o600)
             state.write_text(f"{self.port}:{self.password}")
         if processes.read_pid(self.pidfile) is None:
+            users = self.folder / "users.acl"
+            if (
+                not users.exists()
+            ):  # the agents' users are saved here (ACL SAVE) and survive restarts
+                users.touch(mode=0o600)
+                users.write_text(f"user default on >{self.password} ~* &* +@all\n")
             config = self.folder / "redis.conf"
             config.touch(mode=0o600)
             config.write_text(
                 "\n".join([
                     f"port {self.port}", "bind 127.0.0.1", f"dir {self.folder}",
                     "appendonly yes", "appendfsync everysec", 'save ""',
-                    f"requirepass {self.password}", "protected-mode yes",
+                    f"aclfile {users}", "protected-mode yes",
                 ]) + "\n"
             )  # fmt: skip
             data = self.folder

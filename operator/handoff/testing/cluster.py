@@ -117,6 +117,8 @@ class OperatorProcess:
                 f"--metrics-address=127.0.0.1:{self.metrics_port}",
                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
                 *([f"--redis-url={self.redis_url}"] if self.redis_url else []),
+                "--notify-attempts=3",
+                "--console-url=http://console.invalid",
             ],
             self.folder,
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
@@ -158,6 +160,23 @@ class OperatorProcess:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+
+_CLIENTS: list[Any] = []
+
+
+def redis_client(url: str) -> Any:
+    """A blocking Redis client that is closed at interpreter exit (no leaked sockets)."""
+    import redis  # noqa: PLC0415 - only the tests that talk to Redis need it
+
+    client = redis.Redis.from_url(url)
+    _CLIENTS.append(client)
+    return client
+
+
+def close_clients() -> None:
+    while _CLIENTS:
+        _CLIENTS.pop().close()
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:

@@ -14,7 +14,7 @@ import pytest
 from handoff import paths
 from handoff.devenv.postgres import PostgresServer
 from handoff.devenv.redis import RedisServer
-from handoff.testing.cluster import Cluster, OperatorProcess
+from handoff.testing.cluster import Cluster, OperatorProcess, close_clients
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +58,12 @@ def operator(
     process = OperatorProcess(cluster, folder, redis_url=redis_server.url).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_redis_clients() -> Iterator[None]:
+    yield
+    close_clients()
 
 
 @pytest.fixture

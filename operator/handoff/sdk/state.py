@@ -1,0 +1,95 @@
+"""Where a paused agent's working state waits: Redis in production, memory in unit tests.
+
+A state is stored as an envelope: the serializer's bytes plus the digest of the spec proposed
+with it, so a resumed agent can check that what was approved is what it proposed.
+"""
+
+import json
+from datetime import timedelta
+from typing import Any, Protocol
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+from handoff.sdk.errors import HandoffError
+
+
+class Serializer(Protocol):
+    content_type: str
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class JsonSerializer:
+    content_type = "application/json"
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class StateStore(Protocol):
+    async def put(self, key: str, value: bytes, ttl: timedelta) -> None: ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class RedisStateStore:
+    def __init__(self, client: "redis_asyncio.Redis") -> None:
+        self._client = client
+
+    async def put(self, key: str, value: bytes, ttl: timedelta) -> None:
+        try:
+            await self._client.set(key, value, ex=int(ttl.total_seconds()))
+        except RedisError as e:
+            raise HandoffError(f"could not save the agent's state in Redis: {e}") from e
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value = await self._client.get(key)
+        except RedisError as e:
+            raise HandoffError(f"could not read the agent's state from Redis: {e}") from e
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._client.delete(key)
+        except RedisError as e:
+            raise HandoffError(f"could not delete the agent's state in Redis: {e}") from e
+
+
+class MemoryStateStore:
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.ttls: dict[str, timedelta] = {}
+
+    async def put(self, key: str, value: bytes, ttl: timedelta) -> None:
+        self.values[key] = value
+        self.ttls[key] = ttl
+
+    async def get(self, key: str) -> bytes | None:
+        return self.values.get(key)
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def envelope(serializer: Serializer, state: Any, digest: str) -> bytes:
+    body = serializer.dumps(state)
+    header = json.dumps({"v": 1, "digest": digest, "contentType": serializer.content_type})
+    return header.encode() + b"\n" + body
+
+
+def open_envelope(serializer: Serializer, data: bytes) -> tuple[Any, str]:
+    """(state, digest) from what ``envelope`` wrote."""
+    header, _, body = data.partition(b"\n")
+    meta = json.loads(header)
+    return serializer.loads(body), str(meta.get("digest", ""))
