@@ -14,7 +14,7 @@ VERSION_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$(K8S_MINOR)
 STAMP := $(BIN)/.built-$(K8S_VERSION)-$(ETCD_VERSION)
 
-.PHONY: help demo test unit integration smoke lint typecheck controlplane venv dev-up dev-down clean
+.PHONY: help demo test unit integration smoke lint typecheck controlplane venv dev-up dev-down clean bench
 
 help:
 	@echo "make demo          start the local environment and walk through every tier"
@@ -53,8 +53,8 @@ test: venv controlplane
 	$(MAKE) --no-print-directory smoke
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests examples
-	$(VENV)/bin/ruff format --check operator tests examples
+	$(VENV)/bin/ruff check operator tests examples benchmarks
+	$(VENV)/bin/ruff format --check operator tests examples benchmarks
 	$(VENV)/bin/lint-imports
 
 typecheck: venv
@@ -74,6 +74,11 @@ smoke: venv controlplane
 	HANDOFF_DEV_DIR=.handoff/smoke $(VENV)/bin/handoff dev up --quiet
 	HANDOFF_ENV=.handoff/smoke/env KUBECTL=$(BIN)/kubectl bash ../shared/conformance/smoke.sh; \
 	  status=$$?; HANDOFF_DEV_DIR=.handoff/smoke $(VENV)/bin/handoff dev down --quiet; exit $$status
+
+# Benchmarks print a table and compare with a baseline measured in the same run. Never in `make test`.
+bench: venv controlplane
+	$(VENV)/bin/handoff dev up --quiet
+	$(PY) benchmarks/resume_latency.py
 
 dev-up: venv controlplane
 	$(VENV)/bin/handoff dev up

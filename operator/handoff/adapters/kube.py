@@ -201,7 +201,14 @@ def resource_path(
     return f"{base}/{name}" if name else base
 
 
-_PLURALS = {"Role": "roles", "RoleBinding": "rolebindings", "Secret": "secrets"}
+_PLURALS = {
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "Secret": "secrets",
+    "AgentActionPolicy": "agentactionpolicies",
+    "ActionRequest": "actionrequests",
+    "ServiceAccount": "serviceaccounts",
+}
 
 
 def _plural(kind: str) -> str:
