@@ -18,7 +18,6 @@ from typing import Any
 
 import redis.asyncio as redis_asyncio
 import yaml
-
 from handoff.adapters.kube import Credentials, KubeApi, resource_path
 from handoff.sdk import Agent
 
@@ -39,7 +38,7 @@ POLICY = {
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def handoff_path(kubeconfig: str, count: int) -> list[float]:
