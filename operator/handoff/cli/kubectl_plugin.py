@@ -1,0 +1,292 @@
+"""``kubectl handoff``: the reviewer's terminal. Everything runs as the current kubectl user.
+
+kubectl handoff pending [-n NS | -A]
+kubectl handoff show NAME
+kubectl handoff approve NAME [--ack what,impact,rollback --comment TEXT]
+kubectl handoff deny NAME --comment TEXT
+kubectl handoff log [--agent A] [--since 1h]
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from kubernetes import config as k8s_config
+
+from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.domain.durations import parse_duration
+from handoff.domain.timefmt import parse_time
+from handoff.review.client import ReviewClient, ReviewError, plain
+from handoff.review.package import Package, build, sentence, time_left
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
+
+
+def safe(text: object) -> str:
+    """Agent-written text cannot move the cursor, recolour or rewrite the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, ask: Callable[[str], str] = input
+) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kubectl handoff", description="Review AI agents' action requests."
+    )
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    parser.add_argument("--context")
+    parser.add_argument("-n", "--namespace")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pending = commands.add_parser("pending", help="the queue, most urgent first")
+    pending.add_argument("-A", "--all-namespaces", action="store_true")
+    show = commands.add_parser("show", help="the handoff package of one request")
+    show.add_argument("name")
+    approve = commands.add_parser(
+        "approve", help="approve, after acknowledging each checklist item"
+    )
+    approve.add_argument("name")
+    approve.add_argument("--ack", help="checklist ids, comma-separated (for scripts)")
+    approve.add_argument("--comment", default="")
+    deny = commands.add_parser("deny", help="deny, saying why")
+    deny.add_argument("name")
+    deny.add_argument("--comment", default="")
+    log = commands.add_parser("log", help="the audit trail as sentences")
+    log.add_argument("--agent")
+    log.add_argument("--since", default="24h", help="how far back, like 30m or 2h (default 24h)")
+    for sub in (pending, show, approve, deny, log):
+        sub.add_argument("-n", "--namespace", dest="sub_namespace")
+    args = parser.parse_args(argv)
+    args.namespace = (
+        getattr(args, "sub_namespace", None) or args.namespace or _context_namespace(args)
+    )
+    try:
+        return asyncio.run(_run(args, out, ask))
+    except (ReviewError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KubeError as e:
+        print(f"error: {plain(e)}", file=sys.stderr)
+        return 1
+
+
+async def _run(args: argparse.Namespace, out: TextIO, ask: Callable[[str], str]) -> int:
+    api = KubeApi(Credentials.load(args.kubeconfig, args.context))
+    try:
+        client = ReviewClient(api)
+        if args.command == "pending":
+            return await _pending(client, None if args.all_namespaces else [args.namespace], out)
+        if args.command == "show":
+            _show(build(await client.get(args.namespace, args.name)), out)
+            return 0
+        if args.command == "approve":
+            return await _decide(client, args, "Approve", out, ask)
+        if args.command == "deny":
+            return await _decide(client, args, "Deny", out, ask)
+        return await _log(client, args, out)
+    finally:
+        await api.close()
+
+
+async def _pending(client: ReviewClient, namespaces: list[str] | None, out: TextIO) -> int:
+    now = datetime.now(UTC)
+    waiting = [p for p in (build(b) for b in await client.requests(namespaces)) if p.waiting]
+    waiting.sort(key=lambda p: p.deadline or now)
+    if not waiting:
+        print(
+            "Nothing waits for a review."
+            if namespaces is None
+            else f"Nothing waits for a review in {namespaces[0]}.",
+            file=out,
+        )
+        return 0
+    rows: list[tuple[str, ...]] = [
+        ("NAMESPACE", "NAME", "TIER", "AGENT", "APPROVALS", "TIME LEFT", "SUMMARY")
+    ]
+    for p in waiting:
+        left = time_left(p.seconds_left(now))
+        approvals = f"{p.approvals()}/{p.required_approvals}"
+        tier = f"{p.tier} {p.oversight}"
+        rows.append((p.namespace, p.name, tier, p.agent, approvals, left, safe(p.summary)[:60]))
+    if namespaces is not None:
+        rows = [row[1:] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
+    return 0
+
+
+def _show(p: Package, out: TextIO) -> None:
+    now = datetime.now(UTC)
+    if p.decided:
+        d = p.decision or {}
+        by = f" by {', '.join(d.get('by') or [])}" if d.get("by") else ""
+        state = f"decided: {d.get('outcome')} ({d.get('reason')}){by}"
+    elif p.waiting:
+        deadline = p.deadline.strftime("%Y-%m-%d %H:%M:%SZ") if p.deadline else ""
+        left = time_left(p.seconds_left(now))
+        if p.oversight == "HOTL":
+            state = f"runs when its hold ends unless a reviewer denies it: {left} (at {deadline})"
+        else:
+            needs = f"waits for {p.required_approvals} approval(s)"
+            state = f"{needs}: {left} (until {deadline}), then Denied"
+    else:
+        state = f"phase {p.phase}"
+    lines = [
+        f"{p.name} in {p.namespace}: {state}",
+        "",
+        f"What        {safe(sentence(p))}",
+        f"Why         {safe(p.reasoning) or '(the agent gave no reason)'}",
+        f"If wrong    {safe(p.blast_radius) or '(the agent did not say)'}",
+        f"Undo        {safe(p.rollback) or 'no rollback plan: treat it as irreversible'}",
+        "Parameters  " + safe(p.parameters).replace("\n", "\n            "),
+        f"Policy      {p.policy or '-'}, rule {p.rule or '(none: default tier)'}:"
+        f" tier {p.tier}, {p.oversight}",
+        f"            {safe(p.why_matched)}",
+        f"Filed by    {p.requested_by or p.agent}",
+    ]
+    if p.confidence is not None:
+        lines.append(
+            f"Confidence  {p.confidence} (the agent's own claim; Handoff never uses it to decide)"
+        )
+    if p.reviews:
+        lines.append("Reviews")
+        for review in p.reviews:
+            verb = "approved" if review.decision == "Approve" else "denied"
+            acked = (
+                f" (acknowledged {', '.join(review.acknowledged)})" if review.acknowledged else ""
+            )
+            said = f': "{safe(review.comment)}"' if review.comment else ""
+            lines.append(f"  {review.reviewer} {verb}{acked}{said}")
+    if p.progress and not p.decided:
+        lines.append(f"Progress    {safe(p.progress)}")
+    if p.checklist and not p.decided:
+        lines.append("Checklist (each must be acknowledged to approve)")
+        lines += [f"  [{item_id}] {text}" for item_id, text in p.checklist]
+    if p.execution:
+        lines.append(
+            f"Outcome     {p.execution.get('outcome')}: {safe(p.execution.get('message', ''))}"
+        )
+    print("\n".join(lines), file=out)
+
+
+async def _decide(
+    client: ReviewClient,
+    args: argparse.Namespace,
+    decision: str,
+    out: TextIO,
+    ask: Callable[[str], str],
+) -> int:
+    package = build(await client.get(args.namespace, args.name))
+    if package.decided:
+        d = package.decision or {}
+        raise ReviewError(
+            f"{package.name} was already decided: {d.get('outcome')} ({d.get('reason')})"
+        )
+    user, _ = await client.whoami()
+    _show(package, out)
+    print("", file=out)
+    interactive = sys.stdin.isatty() or ask is not input
+    acknowledged: list[str] = []
+    comment = args.comment
+    if decision == "Approve":
+        if args.ack is not None:
+            acknowledged = [a.strip() for a in args.ack.split(",") if a.strip()]
+            missing = [i for i, _ in package.checklist if i not in acknowledged]
+            if missing:
+                raise ReviewError(
+                    f"every checklist item must be acknowledged; missing: {', '.join(missing)}"
+                )
+        elif not interactive:
+            raise ReviewError("no terminal to ask on: pass --ack with every checklist item id")
+        else:
+            for item_id, text in package.checklist:
+                answer = ask(f"[{item_id}] {text}? (yes/no) ").strip().lower()
+                if answer not in ("y", "yes"):
+                    print("Not approved: every item must be acknowledged.", file=out)
+                    return 1
+                acknowledged.append(item_id)
+            comment = comment or ask("Comment (optional): ").strip()
+    elif not comment.strip():
+        if not interactive:
+            raise ReviewError("a Deny needs --comment saying why")
+        comment = ask("Why deny it? ").strip()
+        if not comment:
+            raise ReviewError("a Deny needs a reason")
+    await client.review(
+        args.namespace, args.name, user, decision, acknowledged=acknowledged, comment=comment
+    )
+    verb = "approval" if decision == "Approve" else "denial"
+    print(f"Recorded {user}'s {verb} of {args.name}.", file=out)
+    return 0
+
+
+async def _log(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> int:
+    since = datetime.now(UTC) - parse_duration(args.since)
+    requests = [
+        b
+        for b in await client.requests([args.namespace])
+        if not args.agent or b["spec"].get("agent") == args.agent
+    ]
+    events: dict[str, list[dict[str, Any]]] = {}
+    try:
+        listing = await client.api.get(resource_path("", "v1", "events", args.namespace))
+        for event in listing.get("items") or []:
+            if event.get("involvedObject", {}).get("kind") == "ActionRequest":
+                events.setdefault(event["involvedObject"]["name"], []).append(event)
+    except KubeError:
+        pass  # no right to read Events: the statuses still tell the story, without all the times
+    lines: list[tuple[datetime, str]] = []
+    for body in requests:
+        p = build(body)
+        if p.created is None or p.created < since:
+            continue
+        where = f"tier {p.tier}, {p.oversight}, policy {p.policy}/{p.rule or 'default'}"
+        lines.append((p.created, f"{safe(sentence(p))} ({where})"))
+        for review in p.reviews:
+            verb = "approved" if review.decision == "Approve" else "denied"
+            said = f': "{safe(review.comment)}"' if review.comment else ""
+            lines.append(
+                (
+                    p.created + timedelta(microseconds=1),
+                    f"  {review.reviewer} {verb} {p.name}{said}",
+                )
+            )
+        for event in events.get(p.name, []):
+            at = parse_time(
+                event.get("lastTimestamp")
+                or event.get("eventTime")
+                or body["metadata"]["creationTimestamp"]
+            )
+            lines.append(
+                (at, f"  {p.name}: {event.get('reason')}: {safe(event.get('message', ''))}")
+            )
+    lines.sort(key=lambda line: line[0])
+    for at, text in lines:
+        print(f"{at.strftime('%H:%M:%S')} {text}", file=out)
+    if not lines:
+        print(f"Nothing happened in {args.namespace} in the last {args.since}.", file=out)
+    return 0
+
+
+def _context_namespace(args: argparse.Namespace) -> str:
+    try:
+        # The kubernetes package ships no type hints.
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+    except (k8s_config.ConfigException, FileNotFoundError, TypeError):
+        return "default"
+    chosen = (
+        next((c for c in contexts if c["name"] == args.context), active) if args.context else active
+    )
+    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Reviewers' calls to the API server, made with the reviewer's own credentials.
+
+RBAC and the admission policies judge the person; this client only makes their refusals read
+as one clear sentence.
+"""
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from handoff import GROUP, VERSION
+from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
+
+REQUESTS = "actionrequests"
+_ADMISSION = re.compile(
+    r"(?:Validating|Mutating)AdmissionPolicy '[^']+' with binding '[^']+' denied request: "
+)
+
+
+class ReviewError(Exception):
+    """A refusal in one sentence, safe to show to the person."""
+
+
+def plain(error: KubeError) -> str:
+    """The API server's refusal without the machinery around it."""
+    message = _ADMISSION.sub("", error.message)
+    if error.status == 403 and "is forbidden" in message and "denied request" not in error.message:
+        who = re.search(r'User "([^"]+)"', message)
+        return f"{who.group(1) if who else 'You'} may not do this: {message.split(': ', 1)[-1]}"
+    return message
+
+
+class ReviewClient:
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    async def whoami(self) -> tuple[str, list[str]]:
+        """The caller's user name and groups, as the API server sees them (SelfSubjectReview)."""
+        review = await self.api.create(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        info = (review.get("status") or {}).get("userInfo") or {}
+        return str(info.get("username", "")), list(info.get("groups") or [])
+
+    async def can(
+        self, verb: str, resource: str, namespace: str, name: str = "", subresource: str = ""
+    ) -> bool:
+        attributes = {"group": GROUP, "resource": resource, "verb": verb, "namespace": namespace}
+        if name:
+            attributes["name"] = name
+        if subresource:
+            attributes["subresource"] = subresource
+        review = await self.api.create(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+             "spec": {"resourceAttributes": attributes}},
+        )  # fmt: skip
+        return bool((review.get("status") or {}).get("allowed"))
+
+    async def requests(
+        self, namespaces: Sequence[str] | None, *, skip_forbidden: bool = False
+    ) -> list[dict[str, Any]]:
+        """Requests in these namespaces (None: all, which needs a cluster-wide list right).
+        A namespace the caller may not read is an error, or skipped with ``skip_forbidden``."""
+        if namespaces is None:
+            return await self._list(resource_path(GROUP, VERSION, REQUESTS))
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            try:
+                found += await self._list(resource_path(GROUP, VERSION, REQUESTS, namespace))
+            except ReviewError:
+                if not skip_forbidden:
+                    raise
+        return found
+
+    async def _list(self, path: str) -> list[dict[str, Any]]:
+        try:
+            listing = await self.api.get(path)
+        except KubeError as e:
+            raise ReviewError(plain(e)) from e
+        return list(listing.get("items") or [])
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            return dict(
+                await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace, name))
+            )
+        except NotFound as e:
+            raise ReviewError(f"there is no request {name} in {namespace}") from e
+        except KubeError as e:
+            raise ReviewError(plain(e)) from e
+
+    async def review(
+        self,
+        namespace: str,
+        name: str,
+        reviewer: str,
+        decision: str,
+        *,
+        acknowledged: Sequence[str] = (),
+        comment: str = "",
+    ) -> dict[str, Any]:
+        """Append one review through the status subresource; retry if the request changed."""
+        entry: dict[str, Any] = {"reviewer": reviewer, "decision": decision}
+        if acknowledged:
+            entry["acknowledged"] = list(acknowledged)
+        if comment:
+            entry["comment"] = comment
+        path = resource_path(GROUP, VERSION, REQUESTS, namespace, name) + "/status"
+        for _ in range(5):
+            body = await self.get(namespace, name)
+            status = body.get("status") or {}
+            if status.get("decision"):
+                d = status["decision"]
+                raise ReviewError(
+                    f"{name} was already decided: {d.get('outcome')} ({d.get('reason')})"
+                )
+            if "reviews" not in status:
+                raise ReviewError(
+                    f"{name} is not waiting for reviews (phase {status.get('phase', 'Pending')})"
+                )
+            ops = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": body["metadata"]["resourceVersion"],
+                },
+                {"op": "add", "path": "/status/reviews/-", "value": entry},
+            ]
+            try:
+                return dict(await self.api.json_patch(path, ops))
+            except KubeError as e:
+                if e.status == 409 or (e.status == 422 and "test" in e.message.lower()):
+                    await asyncio.sleep(0.2)
+                    continue
+                raise ReviewError(plain(e)) from e
+        raise ReviewError(f"{name} kept changing while the review was being written; try again")

@@ -1,0 +1,141 @@
+"""The handoff package as a reviewer reads it: plain words, built from a request. Pure."""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from handoff.domain.timefmt import parse_time
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    reviewer: str
+    decision: str
+    acknowledged: tuple[str, ...]
+    comment: str
+
+
+@dataclass(frozen=True)
+class Package:
+    namespace: str
+    name: str
+    uid: str
+    agent: str
+    action: str
+    target: str
+    summary: str
+    reasoning: str
+    blast_radius: str
+    rollback: str
+    parameters: str  # pretty JSON
+    confidence: float | None
+    tier: int | None
+    oversight: str
+    phase: str
+    policy: str
+    rule: str | None
+    why_matched: str
+    deadline: datetime | None
+    required_approvals: int
+    checklist: tuple[tuple[str, str], ...]
+    reviews: tuple[ReviewView, ...]
+    decision: Mapping[str, Any] | None
+    progress: str  # the Decided condition's message: where the reviews stand
+    requested_by: str
+    created: datetime | None
+    min_review_seconds: int = 0
+    execution: Mapping[str, Any] | None = None
+    reversible: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def decided(self) -> bool:
+        return bool(self.decision)
+
+    @property
+    def waiting(self) -> bool:
+        return not self.decided and self.deadline is not None
+
+    def approvals(self) -> int:
+        return sum(1 for r in self.reviews if r.decision == "Approve")
+
+    def seconds_left(self, now: datetime) -> float | None:
+        if self.deadline is None or self.decided:
+            return None
+        return (self.deadline - now).total_seconds()
+
+
+def build(body: Mapping[str, Any]) -> Package:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    rollback = spec.get("rollback") or {}
+    rollback_text = rollback.get("description", "")
+    if rollback.get("action"):
+        rollback_text += f" (as {rollback['action']})"
+    return Package(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        agent=str(spec.get("agent", "")),
+        action=str(spec.get("action", "")),
+        target=str(spec.get("target", "")),
+        summary=str(spec.get("summary", "")),
+        reasoning=str(spec.get("reasoning", "")),
+        blast_radius=str(spec.get("blastRadius", "")),
+        rollback=rollback_text,
+        parameters=json.dumps(
+            spec.get("parameters") or {}, indent=2, sort_keys=True, ensure_ascii=False
+        ),
+        confidence=spec.get("confidence"),
+        tier=status.get("tier"),
+        oversight=str(status.get("oversight", "")),
+        phase=str(status.get("phase", "Pending")),
+        policy=str(status.get("policy") or ""),
+        rule=status.get("rule"),
+        why_matched=str((conditions.get("Classified") or {}).get("message", "")),
+        deadline=parse_time(status["deadline"]) if status.get("deadline") else None,
+        required_approvals=int(status.get("requiredApprovals") or 0),
+        checklist=tuple((c["id"], c["text"]) for c in status.get("checklist") or []),
+        reviews=tuple(_review(r) for r in status.get("reviews") or []),
+        decision=status.get("decision"),
+        progress=str((conditions.get("Decided") or {}).get("message", "")),
+        requested_by=str((meta.get("annotations") or {}).get("handoff.dev/requested-by", "")),
+        created=parse_time(meta["creationTimestamp"]) if meta.get("creationTimestamp") else None,
+        min_review_seconds=int(status.get("minReviewSeconds") or 0),
+        execution=status.get("execution"),
+        reversible=bool(spec.get("rollback")),
+    )
+
+
+def _review(raw: Mapping[str, Any]) -> ReviewView:
+    return ReviewView(
+        reviewer=str(raw.get("reviewer", "")),
+        decision=str(raw.get("decision", "")),
+        acknowledged=tuple(raw.get("acknowledged") or ()),
+        comment=str(raw.get("comment", "")),
+    )
+
+
+def time_left(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return "expired"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m left"
+    if minutes:
+        return f"{minutes}m{secs:02d}s left"
+    return f"{secs}s left"
+
+
+def sentence(package: Package) -> str:
+    """One line: who proposes what, on what."""
+    on = f" on {package.target}" if package.target else ""
+    return f"{package.agent} proposes {package.action}{on}: {package.summary}"
