@@ -101,3 +101,17 @@ async def _save(client: "redis_asyncio.Redis") -> bool:
             return False
         raise
     return True
+
+
+async def ensure_reader(url: str, user: str, password: str, keys: list[str]) -> None:
+    """A user that may only read these streams (the console's, for the audit feed)."""
+    client = redis_asyncio.from_url(url)
+    try:
+        rules = ["reset", "on", f">{password}", "resetchannels", *(f"%R~{k}" for k in keys),
+                 "+xread", "+xrange", "+xrevrange", "+xlen", *CONNECTION_COMMANDS]  # fmt: skip
+        await client.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
+        await _save(client)
+    except _LibraryRedisError as e:
+        raise RedisError(f"Redis: {type(e).__name__}: {e}") from e
+    finally:
+        await client.aclose()

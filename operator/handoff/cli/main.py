@@ -39,6 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     operator.add_argument("--verbose", "-v", action="store_true")
 
+    console = commands.add_parser("console", help="serve the reviewers' web console")
+    console.add_argument(
+        "--kubeconfig", help="the console's own identity (default: $KUBECONFIG, in-cluster)"
+    )
+    console.add_argument("--context")
+    console.add_argument("--listen", default="127.0.0.1:8080", help="host:port to serve on")
+    console.add_argument(
+        "--namespace", action="append", dest="namespaces", metavar="NS", required=True,
+        help="a namespace whose requests the console shows (repeat for several)",
+    )  # fmt: skip
+    console.add_argument(
+        "--redis-url", default=os.environ.get("HANDOFF_CONSOLE_REDIS_URL"),
+        help="Redis URL with read access to the audit stream (for the live feed)",
+    )  # fmt: skip
+    console.add_argument(
+        "--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)"
+    )
+
     dev = commands.add_parser("dev", help="the local environment on loopback")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True)
     for name, text in (("up", "start it"), ("down", "stop it"), ("status", "what runs")):
@@ -48,7 +66,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "operator":
         return _operator(args)
+    if args.command == "console":
+        return _console(args)
     return _dev(args)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from aiohttp import web  # noqa: PLC0415 - the web stack loads only for this command
+
+    from handoff.adapters.kube import Credentials  # noqa: PLC0415
+    from handoff.console.app import Config, make_app  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    config = Config(
+        credentials=Credentials.load(args.kubeconfig, args.context),
+        namespaces=args.namespaces,
+        redis_url=args.redis_url,
+        secure_cookies=args.secure_cookies,
+    )
+    host, _, port = args.listen.rpartition(":")
+    web.run_app(make_app(config), host=host or "127.0.0.1", port=int(port), print=None)
+    return 0
 
 
 def _operator(args: argparse.Namespace) -> int:

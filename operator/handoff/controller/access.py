@@ -4,7 +4,8 @@ For the agents a policy governs: file requests and watch them, read the policies
 their own generated Secrets. Never update, patch or delete a request, never touch its status.
 For the policy's reviewers: read requests, append reviews through the status subresource, and
 the custom verb ``approve`` on this policy by name, which the admission policy checks on every
-review (as Kubernetes checks ``approve`` on signers for CSRs).
+review (as Kubernetes checks ``approve`` on signers for CSRs), and ``rollback``, which the
+console and the plugin check before undoing one of its actions.
 """
 
 from typing import Any
@@ -44,7 +45,7 @@ def access_objects(
     reviewer_rules = [
         _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], ["get", "list", "watch"]),
         _rule("handoff.dev", ["actionrequests/status"], ["get", "patch", "update"]),
-        _rule("handoff.dev", ["agentactionpolicies"], ["approve"], [policy.name]),
+        _rule("handoff.dev", ["agentactionpolicies"], ["approve", "rollback"], [policy.name]),
         _rule("", ["events"], ["get", "list", "watch"]),
     ]
     agents = [

@@ -22,10 +22,10 @@ from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.announce import DECIDED, ESCALATED, PENDING
-from handoff.domain.decide import Event, RequestState, Step, decide
+from handoff.domain.decide import Event, RequestState, Step, decide, fast_approvals
 from handoff.domain.execution import execution_patch
 from handoff.domain.keys import AUDIT_STREAM, outcomes_key
-from handoff.domain.reasons import Reason
+from handoff.domain.reasons import CLASSIFIED, Reason
 from handoff.domain.records import records
 from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import format_time, parse_time
@@ -63,6 +63,7 @@ class Reconciler:
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
         self._published: dict[str, set[str]] = {}  # uid -> dedup keys known to be published
+        self._reviews_seen: dict[str, int] = {}  # uid -> reviews already looked at
         self._instance = socket.gethostname()
 
     def retry_soon(self, namespace: str, name: str) -> None:
@@ -84,6 +85,7 @@ class Reconciler:
         self._set_pending((namespace, name), None)
         if uid:
             self._published.pop(uid, None)
+            self._reviews_seen.pop(uid, None)
             if self.notifier is not None:
                 self.notifier.forget(uid)
             if self.outbox is not None:
@@ -141,6 +143,7 @@ class Reconciler:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         status = body.get("status") or {}
+        self._count_fast_approvals(state, meta["uid"])
         if step.decision is not None:
             self._stop_waiting(key)
             decision = step.decision
@@ -177,6 +180,21 @@ class Reconciler:
             await self._post_event(body, step.event)
         await self._publish(body)
 
+    def _count_fast_approvals(self, state: RequestState, uid: str) -> None:
+        reviews = len(state.reviews)
+        seen = self._reviews_seen.setdefault(uid, reviews)  # first sight (a restart): count none
+        if reviews > seen:
+            self._reviews_seen[uid] = reviews
+            classified = next(
+                (c for c in state.status.get("conditions") or [] if c.get("type") == CLASSIFIED),
+                None,
+            )
+            if classified and classified.get("lastTransitionTime"):
+                since = parse_time(classified["lastTransitionTime"])
+                fast = fast_approvals(state, seen, since, self.clock())
+                if fast:
+                    metrics.FAST_APPROVALS.labels(namespace=state.facts.namespace).inc(fast)
+
     def _stop_waiting(self, key: tuple[str, str]) -> None:
         self.scheduler.cancel((DEADLINE, *key))
         self.scheduler.cancel((ESCALATE, *key))
@@ -191,7 +209,7 @@ class Reconciler:
         meta = body["metadata"]
         done = self._published.setdefault(meta["uid"], set())
         try:
-            for record in records(body, AUDIT_STREAM):
+            for record in records(body, AUDIT_STREAM, format_time(self.clock())):
                 if record.dedup not in done:
                     await self.outbox.publish(meta["namespace"], meta["uid"], record)
                     done.add(record.dedup)

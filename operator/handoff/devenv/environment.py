@@ -4,7 +4,9 @@ Idempotent: ``up`` reuses what runs and what was made before (certificates, etcd
 tokens), so a second ``up`` is quick and keeps every object.
 """
 
+import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -16,17 +18,21 @@ from pathlib import Path
 import yaml
 
 from handoff import paths
+from handoff.adapters.redis_acl import ensure_reader
 from handoff.devenv import processes
 from handoff.devenv.controlplane import USERS, ControlPlane
 from handoff.devenv.manifests import (
+    CONSOLE_ACCOUNT,
     OPERATOR_ACCOUNT,
     OPERATOR_NAMESPACE,
     agent_namespace_objects,
     as_list,
+    console_objects,
     operator_objects,
 )
 from handoff.devenv.postgres import ADMIN, PostgresServer, find_bin_dir
 from handoff.devenv.redis import RedisServer
+from handoff.domain.keys import AUDIT_STREAM
 
 AGENTS_NAMESPACE = "agents"
 AGENT = "payments-agent"
@@ -43,7 +49,7 @@ def install(control_plane: ControlPlane) -> None:
         control_plane.kubectl(
             "apply", "--server-side", "--force-conflicts", "-f", str(paths.admission_dir())
         )
-    apply(control_plane, operator_objects())
+    apply(control_plane, operator_objects() + console_objects())
 
 
 def apply(control_plane: ControlPlane, objects: list[dict[str, object]]) -> None:
@@ -87,7 +93,10 @@ class DevEnvironment:
             self.folder / "operator.kubeconfig", {"handoff-operator": operator_token}
         )
         env = {"KUBECONFIG": str(self.kubeconfig)}
-        operator_args: list[str] = []
+        console_port = self._port("console")
+        console_url = f"http://127.0.0.1:{console_port}"
+        operator_args: list[str] = [f"--console-url={console_url}"]
+        console_args: list[str] = []
         if shutil.which("redis-server"):
             say(
                 "redis: append-only persistence, fsync every second, a password on the default user"
@@ -96,6 +105,7 @@ class DevEnvironment:
             redis.start()
             env["REDIS_URL"] = redis.url
             operator_args.append(f"--redis-url={redis.url}")
+            console_args.append(f"--redis-url={console_reader(redis, self.folder)}")
         else:
             say("redis: not installed, skipped (apt-get install redis-server)")
         if find_bin_dir() is not None:
@@ -127,6 +137,29 @@ class DevEnvironment:
             lambda: _http_ok(f"http://127.0.0.1:{health_port}/healthz"),
             60, "the operator", self.folder / "operator.log",
         )  # fmt: skip
+        if processes.read_pid(self.folder / "console.pid") is None:
+            say(f"console: {console_url}")
+            console_token = cp.service_account_token(OPERATOR_NAMESPACE, CONSOLE_ACCOUNT)
+            console_kubeconfig = cp.write_kubeconfig(
+                self.folder / "console.kubeconfig", {"handoff-console": console_token}
+            )
+            processes.spawn(
+                "console",
+                [
+                    sys.executable, "-m", "handoff", "console",
+                    f"--kubeconfig={console_kubeconfig}", f"--listen=127.0.0.1:{console_port}",
+                    f"--namespace={AGENTS_NAMESPACE}", *console_args,
+                ],
+                self.folder,
+                env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        processes.wait_until(
+            lambda: _http_ok(f"{console_url}/healthz"),
+            30,
+            "the console",
+            self.folder / "console.log",
+        )
+        env["CONSOLE_URL"] = console_url
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         say(f"ready: export KUBECONFIG={self.kubeconfig}  (contexts: {', '.join(identities)})")
         say(f"environment: {self.env_file}; stop it with 'handoff dev down'")
@@ -148,6 +181,8 @@ class DevEnvironment:
         apply(cp, [secret])
 
     def down(self, say: Callable[[str], None]) -> None:
+        if processes.stop(self.folder / "console.pid"):
+            say("stopped the console")
         if processes.stop(self.folder / "operator.pid"):
             say("stopped the operator")
         if processes.stop(self.folder / "redis" / "redis.pid"):
@@ -165,6 +200,7 @@ class DevEnvironment:
         postgres = PostgresServer(self.folder / "postgres")
         running["postgres"] = postgres.pid() if postgres.running() else None
         running["operator"] = processes.read_pid(self.folder / "operator.pid")
+        running["console"] = processes.read_pid(self.folder / "console.pid")
         return running
 
     def _port(self, name: str) -> int:
@@ -175,6 +211,17 @@ class DevEnvironment:
         port = processes.free_port()
         file.write_text(str(port))
         return port
+
+
+def console_reader(redis: RedisServer, folder: Path) -> str:
+    """The console's Redis user: it may read the audit stream and nothing else."""
+    secret = folder / "console-redis.password"
+    if not secret.exists():
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_urlsafe(18))
+    password = secret.read_text().strip()
+    asyncio.run(ensure_reader(redis.url, "handoff-console", password, [AUDIT_STREAM]))
+    return f"redis://handoff-console:{password}@127.0.0.1:{redis.port}/0"
 
 
 def _http_ok(url: str) -> bool:

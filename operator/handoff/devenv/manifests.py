@@ -15,7 +15,9 @@ def operator_objects() -> list[dict[str, Any]]:
     rules = [
         # Requests and policies: its whole input. create and approve only so it can grant them.
         _rule("handoff.dev", ["actionrequests"], ["get", "list", "watch", "create"]),
-        _rule("handoff.dev", ["agentactionpolicies"], ["get", "list", "watch", "approve"]),
+        _rule(
+            "handoff.dev", ["agentactionpolicies"], ["get", "list", "watch", "approve", "rollback"]
+        ),
         # Finalizers on policies, so their roles and credentials go with them.
         _rule("handoff.dev", ["agentactionpolicies"], ["patch", "update"]),
         # Decisions and policy conditions; reviewers' status writes are granted from this too.
@@ -56,6 +58,32 @@ def operator_objects() -> list[dict[str, Any]]:
                     "name": OPERATOR_ACCOUNT,
                     "namespace": OPERATOR_NAMESPACE,
                 }
+            ],
+        },
+    ]
+
+
+CONSOLE_ACCOUNT = "handoff-console"
+
+
+def console_objects() -> list[dict[str, Any]]:
+    """The console's identity: it checks tokens and nothing else. Reviewers' reads and writes
+    are made with their own tokens, so the console itself can neither read nor decide."""
+    return [
+        _service_account(OPERATOR_NAMESPACE, CONSOLE_ACCOUNT),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "handoff-console"},
+            "rules": [_rule("authentication.k8s.io", ["tokenreviews"], ["create"])],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "handoff-console"},
+            "roleRef": _role_ref("ClusterRole", "handoff-console"),
+            "subjects": [
+                {"kind": "ServiceAccount", "name": CONSOLE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
             ],
         },
     ]

@@ -139,4 +139,5 @@ def _override(
         hold_for=lane.hold_for,
         escalate_after=lane.escalate_after,
         escalate_to=lane.escalate_to,
+        min_review_seconds=lane.min_review_seconds,
     )

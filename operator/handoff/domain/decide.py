@@ -176,6 +176,19 @@ def decide(policies: Iterable[CompiledPolicy], request: RequestState, now: datet
     return _judge(waiting, reviewers, request, now)
 
 
+def fast_approvals(
+    request: RequestState, already_seen: int, waiting_since: datetime, now: datetime
+) -> int:
+    """How many Approve reviews after the first ``already_seen`` came sooner than the lane's
+    minimum review time after the request started waiting: a rubber-stamp signal."""
+    minimum = int(request.status.get("minReviewSeconds") or 0)
+    if not minimum or (now - waiting_since).total_seconds() >= minimum:
+        return 0
+    return sum(
+        1 for review in request.reviews[already_seen:] if review.decision == ReviewDecision.APPROVE
+    )
+
+
 def tally(
     reviews: Sequence[Review],
     reviewers: Reviewers,
@@ -300,6 +313,8 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     }
     if "reviews" not in request.status:
         base["reviews"] = []
+    if lane.min_review_seconds:
+        base["minReviewSeconds"] = lane.min_review_seconds
     if lane.escalate_after is not None and request.created + lane.escalate_after < deadline:
         base["escalation"] = {
             "at": format_time(request.created + lane.escalate_after),

@@ -52,6 +52,7 @@ class Lane:
     hold_for: timedelta | None = None  # tier 3 HOTL only: approved when it passes, unless vetoed
     escalate_after: timedelta | None = None  # still undecided by then: the Escalated notification
     escalate_to: tuple[str, ...] = ()
+    min_review_seconds: int = 0  # the console holds Approve this long; faster approvals are counted
 
 
 DEFAULT_TIER3 = Lane(
@@ -202,6 +203,7 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
         hold_for=hold if oversight is Oversight.HOTL else None,
         escalate_after=escalate_after,
         escalate_to=tuple(raw.get("escalateTo") or ()),
+        min_review_seconds=int(raw.get("minReviewSeconds") or 0),
     )
 
 

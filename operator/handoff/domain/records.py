@@ -29,8 +29,9 @@ class Record:
     fields: dict[str, str]
 
 
-def records(body: Mapping[str, Any], audit_stream: str) -> list[Record]:
-    """Every record the request's current status implies, oldest first."""
+def records(body: Mapping[str, Any], audit_stream: str, now: str = "") -> list[Record]:
+    """Every record the request's current status implies, oldest first. ``now`` stamps the
+    lines whose time the status does not keep (reviews)."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -69,6 +70,7 @@ def records(body: Mapping[str, Any], audit_stream: str) -> list[Record]:
                 "by": str(review.get("reviewer", "")),
                 "reason": str(review.get("decision", "")),
                 "message": str(review.get("comment", "")),
+                "at": now,
             })
         )  # fmt: skip
     decision = status.get("decision")

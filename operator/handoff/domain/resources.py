@@ -33,6 +33,7 @@ class LaneJSON(TypedDict, total=False):
     checklist: list[ChecklistItemJSON]
     escalateAfter: str
     escalateTo: list[str]
+    minReviewSeconds: int
 
 
 class SecretKeyJSON(TypedDict):

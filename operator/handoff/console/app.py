@@ -1,0 +1,415 @@
+"""The console's web application (aiohttp): pages, forms and the live feed."""
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import redis.asyncio as redis_asyncio
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from handoff.adapters.kube import Credentials, KubeApi, KubeError
+from handoff.console.sessions import Session, Sessions
+from handoff.domain.keys import AUDIT_STREAM
+from handoff.review.client import ReviewClient, ReviewError, plain
+from handoff.review.package import Package, build, sentence, time_left
+
+log = logging.getLogger("handoff.console")
+HERE = Path(__file__).parent
+COOKIE = "handoff_session"
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self';"
+    " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Config:
+    credentials: Credentials  # the console's own identity: TokenReview only
+    namespaces: list[str]
+    redis_url: str | None = None  # read access to the audit stream
+    secure_cookies: bool = False
+    sessions: Sessions = field(default_factory=Sessions)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def make_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[security_headers])
+    app["config"] = config
+    app["own_api"] = KubeApi(config.credentials)
+    app["templates"] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # every agent-written string is escaped unless a template says otherwise
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/queue", queue)
+    app.router.add_get("/requests/{namespace}/{name}", request_page)
+    app.router.add_post("/requests/{namespace}/{name}/approve", approve)
+    app.router.add_post("/requests/{namespace}/{name}/deny", deny)
+    app.router.add_post("/requests/{namespace}/{name}/rollback", rollback)
+    app.router.add_get("/feed", feed_page)
+    app.router.add_get("/feed/events", feed_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_static("/static", HERE / "static", show_index=False)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+async def _cleanup(app: web.Application) -> None:
+    await app["config"].sessions.close()
+    await app["own_api"].close()
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def config_of(request: web.Request) -> Config:
+    config: Config = request.app["config"]
+    return config
+
+
+async def session_of(request: web.Request) -> Session | None:
+    config = config_of(request)
+    return await config.sessions.get(request.cookies.get(COOKIE), config.clock())
+
+
+async def require_session(request: web.Request) -> Session:
+    session = await session_of(request)
+    if session is None:
+        raise web.HTTPSeeOther("/login")
+    return session
+
+
+async def check_form(request: web.Request, session: Session) -> dict[str, Any]:
+    """A POST must carry the session's CSRF token and come from this origin."""
+    origin = request.headers.get("Origin")
+    if origin and origin != f"{request.scheme}://{request.host}":
+        raise web.HTTPForbidden(text="cross-site request refused")
+    form = await request.post()
+    if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+        raise web.HTTPForbidden(
+            text="the form expired or did not come from this console; reload the page"
+        )
+    return {key: form.getall(key) for key in set(form.keys())}
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    environment: jinja2.Environment = request.app["templates"]
+    html = environment.get_template(template).render(**context)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+def page(
+    request: web.Request, template: str, session: Session | None, status: int = 200, **context: Any
+) -> web.Response:
+    return render(request, template, status=status, session=session, **context)
+
+
+# -- sign in ---------------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/queue" if await session_of(request) else "/login")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return page(request, "login.html", None, error=None)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """Check the bearer token with a TokenReview; the session then acts with that token."""
+    config = config_of(request)
+    form = await request.post()
+    token = str(form.get("token", "")).strip()
+    if not token:
+        return page(request, "login.html", None, status=400, error="Paste your Kubernetes token.")
+    review = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    }
+    try:
+        answer = await request.app["own_api"].create(
+            "/apis/authentication.k8s.io/v1/tokenreviews", review
+        )
+    except KubeError as e:
+        log.warning("TokenReview failed: %s", e)
+        return page(
+            request,
+            "login.html",
+            None,
+            status=503,
+            error="The cluster could not check the token; try again.",
+        )
+    status = answer.get("status") or {}
+    if not status.get("authenticated"):
+        return page(
+            request, "login.html", None, status=401, error="The cluster does not accept this token."
+        )
+    user = status.get("user") or {}
+    own = config.credentials
+    api = KubeApi(
+        Credentials(server=own.server, ca_file=own.ca_file, token=token, verify=own.verify)
+    )
+    session = config.sessions.create(
+        str(user.get("username", "")), list(user.get("groups") or []), api, config.clock()
+    )
+    log.info("%s signed in", session.user)
+    response = web.HTTPSeeOther("/queue")
+    lifetime = int(config.sessions.lifetime.total_seconds())
+    response.set_cookie(
+        COOKIE, session.id, httponly=True, samesite="Strict", secure=config.secure_cookies,
+        path="/", max_age=lifetime,
+    )  # fmt: skip
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = await require_session(request)
+    await check_form(request, session)
+    await config_of(request).sessions.end(session.id)
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+# -- the queue and a request ---------------------------------------------------------------
+
+
+async def visible_namespaces(session: Session, config: Config) -> list[str]:
+    """The configured namespaces this person may list requests in (asked once per session)."""
+    client = ReviewClient(session.api)
+    for namespace in config.namespaces:
+        if namespace not in session.namespaces:
+            try:
+                session.namespaces[namespace] = await client.can(
+                    "list", "actionrequests", namespace
+                )
+            except KubeError:
+                session.namespaces[namespace] = False
+    return [ns for ns in config.namespaces if session.namespaces.get(ns)]
+
+
+async def queue(request: web.Request) -> web.StreamResponse:
+    session = await require_session(request)
+    config = config_of(request)
+    namespaces = await visible_namespaces(session, config)
+    client = ReviewClient(session.api)
+    packages = [build(b) for b in await client.requests(namespaces, skip_forbidden=True)]
+    waiting = [p for p in packages if p.waiting]
+    tier, agent, namespace = (request.query.get(k, "") for k in ("tier", "agent", "namespace"))
+    shown = [
+        p for p in waiting
+        if (not tier or str(p.tier) == tier) and (not agent or p.agent == agent)
+        and (not namespace or p.namespace == namespace)
+    ]  # fmt: skip
+    now = config.clock()
+    shown.sort(key=lambda p: p.deadline or now)
+    return page(
+        request, "queue.html", session,
+        requests=[(p, time_left(p.seconds_left(now))) for p in shown],
+        agents=sorted({p.agent for p in waiting}), namespaces=namespaces,
+        filters={"tier": tier, "agent": agent, "namespace": namespace}, sentence=sentence,
+    )  # fmt: skip
+
+
+async def request_page(
+    request: web.Request, notice: str | None = None, error: str | None = None, status: int = 200
+) -> web.StreamResponse:
+    session = await require_session(request)
+    config = config_of(request)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    client = ReviewClient(session.api)
+    try:
+        package = build(await client.get(namespace, name))
+    except ReviewError as e:
+        return page(
+            request,
+            "error.html",
+            session,
+            status=403 if "may not" in str(e) else 404,
+            message=str(e),
+        )
+    now = config.clock()
+    opened = session.opened.setdefault(package.uid, now)
+    hold = max(0, package.min_review_seconds - int((now - opened).total_seconds()))
+    may_decide = package.waiting and await _may_decide(client, package)
+    may_roll_back = package.reversible and await _may_roll_back(client, package)
+    return page(
+        request, "request.html", session, status=status, p=package, notice=notice, error=error,
+        left=time_left(package.seconds_left(now)), hold=hold, may_decide=may_decide,
+        may_roll_back=may_roll_back, sentence=sentence,
+    )  # fmt: skip
+
+
+async def _may_decide(client: ReviewClient, package: Package) -> bool:
+    try:
+        return await client.can("approve", "agentactionpolicies", package.namespace, package.policy)
+    except KubeError:
+        return False
+
+
+async def _may_roll_back(client: ReviewClient, package: Package) -> bool:
+    try:
+        return await client.can(
+            "rollback", "agentactionpolicies", package.namespace, package.policy
+        )
+    except KubeError:
+        return False
+
+
+async def approve(request: web.Request) -> web.StreamResponse:
+    return await _decide(request, "Approve")
+
+
+async def deny(request: web.Request) -> web.StreamResponse:
+    return await _decide(request, "Deny")
+
+
+async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
+    session = await require_session(request)
+    form = await check_form(request, session)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    client = ReviewClient(session.api)
+    comment = (form.get("comment") or [""])[0].strip()
+    try:
+        package = build(await client.get(namespace, name))
+        acknowledged: list[str] = []
+        if decision == "Approve":
+            acknowledged = [str(a) for a in form.get("ack", [])]
+            missing = [item for item, _ in package.checklist if item not in acknowledged]
+            if missing:
+                raise ReviewError(
+                    "Tick every checklist item before approving: " + ", ".join(missing)
+                )
+            opened = session.opened.get(package.uid)
+            now = config_of(request).clock()
+            if opened is None or (now - opened).total_seconds() < package.min_review_seconds:
+                hold = package.min_review_seconds
+                raise ReviewError(f"This lane asks for at least {hold}s of review; read it again.")
+        elif not comment:
+            raise ReviewError("Say why you deny it: the agent and the audit trail need the reason.")
+        await client.review(
+            namespace, name, session.user, decision, acknowledged=acknowledged, comment=comment
+        )
+    except ReviewError as e:
+        return await request_page(request, error=str(e), status=409)
+    except KubeError as e:
+        return await request_page(request, error=plain(e), status=409)
+    log.info("%s %s %s/%s", session.user, decision.lower(), namespace, name)
+    raise web.HTTPSeeOther(f"/requests/{namespace}/{name}?done={decision}")
+
+
+async def rollback(request: web.Request) -> web.StreamResponse:
+    session = await require_session(request)
+    await check_form(request, session)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    client = ReviewClient(session.api)
+    try:
+        package = build(await client.get(namespace, name))
+    except ReviewError as e:
+        return page(request, "error.html", session, status=404, message=str(e))
+    if not await _may_roll_back(client, package):
+        return await request_page(
+            request,
+            error=f"{session.user} may not roll back actions of policy {package.policy}.",
+            status=403,
+        )
+    roll_back: Callable[[ReviewClient, Package, str], Awaitable[str]] | None = request.app.get(
+        "roll_back"
+    )
+    if roll_back is None:
+        return await request_page(
+            request, error="Rollback is not enabled on this console.", status=501
+        )
+    try:
+        message = await roll_back(client, package, session.user)
+    except ReviewError as e:
+        return await request_page(request, error=str(e), status=409)
+    return await request_page(request, notice=message)
+
+
+# -- the live feed -------------------------------------------------------------------------
+
+
+async def feed_page(request: web.Request) -> web.StreamResponse:
+    session = await require_session(request)
+    return page(request, "feed.html", session)
+
+
+async def feed_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events from the audit stream, limited to what this person may see."""
+    session = await require_session(request)
+    config = config_of(request)
+    if not config.redis_url:
+        raise web.HTTPServiceUnavailable(
+            text="the console has no Redis to read the audit stream from"
+        )
+    allowed = set(await visible_namespaces(session, config))
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    client = redis_asyncio.from_url(config.redis_url, socket_timeout=30)
+    try:
+        recent: Any = await client.xrevrange(AUDIT_STREAM, count=50)
+        last: Any = recent[0][0] if recent else "$"
+        for entry_id, fields in reversed(recent):
+            await _send(response, entry_id, fields, allowed)
+        while True:
+            answer: Any = await client.xread({AUDIT_STREAM: last}, block=15000, count=100)
+            if not answer:
+                await response.write(b": keep-alive\n\n")
+                continue
+            for entry_id, fields in answer[0][1]:
+                last = entry_id
+                await _send(response, entry_id, fields, allowed)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    except RedisError as e:
+        log.warning("audit feed: %s", e)
+    finally:
+        await client.aclose()
+    return response
+
+
+async def _send(
+    response: web.StreamResponse, entry_id: Any, fields: dict[Any, Any], allowed: set[str]
+) -> None:
+    entry = {_text(k): _text(v) for k, v in fields.items()}
+    if entry.get("namespace") not in allowed:
+        return
+    entry["id"] = _text(entry_id)
+    await response.write(f"id: {entry['id']}\ndata: {json.dumps(entry)}\n\n".encode())
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
