@@ -86,7 +86,10 @@ def _console(args: argparse.Namespace) -> int:
         secure_cookies=args.secure_cookies,
     )
     host, _, port = args.listen.rpartition(":")
-    web.run_app(make_app(config), host=host or "127.0.0.1", port=int(port), print=None)
+    # Live feeds are long-lived: give them 2 s to end on shutdown, not aiohttp's 60.
+    web.run_app(
+        make_app(config), host=host or "127.0.0.1", port=int(port), print=None, shutdown_timeout=2
+    )
     return 0
 
 

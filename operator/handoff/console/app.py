@@ -78,7 +78,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts.
+    response.headers["Referrer-Policy"] = "same-origin"
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
     return response
@@ -258,6 +259,11 @@ async def request_page(
             status=403 if "may not" in str(e) else 404,
             message=str(e),
         )
+    done = request.query.get("done")
+    if notice is None and done in ("Approve", "Deny"):
+        verb = "approval" if done == "Approve" else "denial"
+        later = "" if package.decided else " The decision follows in a moment."
+        notice = f"Your {verb} is recorded.{later}"
     now = config.clock()
     opened = session.opened.setdefault(package.uid, now)
     hold = max(0, package.min_review_seconds - int((now - opened).total_seconds()))

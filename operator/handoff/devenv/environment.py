@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,7 +221,11 @@ def console_reader(redis: RedisServer, folder: Path) -> str:
         secret.touch(mode=0o600)
         secret.write_text(secrets.token_urlsafe(18))
     password = secret.read_text().strip()
-    asyncio.run(ensure_reader(redis.url, "handoff-console", password, [AUDIT_STREAM]))
+    # In a thread of its own: callers may already run an event loop (Playwright's, in tests).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(
+            asyncio.run, ensure_reader(redis.url, "handoff-console", password, [AUDIT_STREAM])
+        ).result()
     return f"redis://handoff-console:{password}@127.0.0.1:{redis.port}/0"
 
 

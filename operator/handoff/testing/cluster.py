@@ -19,6 +19,7 @@ from handoff.devenv import processes
 from handoff.devenv.controlplane import ControlPlane
 from handoff.devenv.environment import apply, install
 from handoff.devenv.manifests import (
+    CONSOLE_ACCOUNT,
     OPERATOR_ACCOUNT,
     OPERATOR_NAMESPACE,
     agent_namespace_objects,
@@ -177,6 +178,58 @@ def redis_client(url: str) -> Any:
 def close_clients() -> None:
     while _CLIENTS:
         _CLIENTS.pop().close()
+
+
+class ConsoleProcess:
+    """``handoff console`` in a child process, for the namespaces a test uses."""
+
+    def __init__(
+        self, cluster: Cluster, folder: Path, namespaces: list[str], redis_url: str | None
+    ) -> None:
+        self.cluster = cluster
+        self.folder = folder
+        self.namespaces = namespaces
+        self.redis_url = redis_url
+        self.port = processes.free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ConsoleProcess":
+        control = self.cluster.control_plane
+        token = control.service_account_token(OPERATOR_NAMESPACE, CONSOLE_ACCOUNT, 24)
+        kubeconfig = control.write_kubeconfig(
+            self.folder / "console.kubeconfig", {"handoff-console": token}
+        )
+        argv = [
+            sys.executable, "-m", "handoff", "console", f"--kubeconfig={kubeconfig}",
+            f"--listen=127.0.0.1:{self.port}", *(f"--namespace={ns}" for ns in self.namespaces),
+            *([f"--redis-url={self.redis_url}"] if self.redis_url else []),
+        ]  # fmt: skip
+        self.process = processes.spawn(
+            "console", argv, self.folder, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+        )
+        processes.wait_until(self._healthy, 30, "the console", self.folder / "console.log")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.process = None
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:  # noqa: S310
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
