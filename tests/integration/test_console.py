@@ -13,7 +13,7 @@ from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from .helpers import apply_ready_policy, file, policy, request, wait_for
+from .helpers import apply_ready_policy, file, policy, request, review, wait_for
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -179,3 +179,33 @@ def test_live_feed_shows_a_new_action_without_reload(
     assert "payments-agent · db.query" in line
     assert "Approved (AutoApproved)" in line
     assert seen_after < 3
+
+
+def test_minimum_review_time_holds_approve_and_fast_approvals_are_counted(
+    cluster: Cluster, operator: OperatorProcess, console: ConsoleProcess, namespace: str, page: Page
+) -> None:
+    apply_ready_policy(
+        cluster,
+        policy(namespace, tiers={"tier4": {"decisionWindow": "5m", "minReviewSeconds": 60}}),
+    )
+    name = file(cluster, namespace, "payments.charge")
+    waiting = wait_for(cluster, namespace, name, "phase", "AwaitingApproval")
+    assert waiting["status"]["minReviewSeconds"] == 60
+    sign_in(page, console, cluster, "alice")
+    page.goto(f"{console.url}/requests/{namespace}/{name}")
+    for box in page.locator("input[name=ack]").all():
+        box.check()
+    assert page.locator("#approve-button").is_disabled()
+    assert "Approve becomes available in" in page.inner_text("#approve-hint")
+    # A rubber stamp from the terminal is not held, but it is counted.
+    before = _fast_approvals(operator, namespace)
+    assert review(cluster, namespace, name, "bob").returncode == 0
+    wait_for(cluster, namespace, name, "decision.reason", "HumanApproved")
+    assert _fast_approvals(operator, namespace) == before + 1
+
+
+def _fast_approvals(operator: OperatorProcess, namespace: str) -> float:
+    for line in operator.metrics().splitlines():
+        if line.startswith("handoff_fast_approvals_total{") and f'namespace="{namespace}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
