@@ -60,9 +60,7 @@ class AdminConnection:
         connection = await self._connect(database)
         try:
             async with connection.transaction():
-                exists = await (
-                    await connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-                ).fetchone()
+                exists = await _role_exists(connection, role)
                 verb = sql.SQL("ALTER ROLE") if exists else sql.SQL("CREATE ROLE")
                 await connection.execute(
                     sql.SQL(
@@ -126,10 +124,7 @@ class AdminConnection:
         connection = await self._connect(database)
         try:
             async with connection.transaction():
-                exists = await (
-                    await connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-                ).fetchone()
-                if not exists:
+                if not await _role_exists(connection, role):
                     return
                 await connection.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
@@ -142,6 +137,11 @@ class AdminConnection:
             raise DatabaseError(f"could not drop role {role}: {_first_line(e)}") from e
         finally:
             await connection.close()
+
+
+async def _role_exists(connection: psycopg.AsyncConnection[Any], role: str) -> bool:
+    cursor = await connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    return await cursor.fetchone() is not None
 
 
 def _first_line(error: Exception) -> str:

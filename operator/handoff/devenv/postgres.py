@@ -6,7 +6,6 @@ that the Debian package creates. TCP connections need a password (scram-sha-256)
 
 import glob
 import os
-import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -44,17 +43,9 @@ class PostgresServer:
         if bin_dir is None:
             raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
         self.folder.mkdir(parents=True, exist_ok=True)
-        state = self.folder / "postgres.conn"
-        if state.exists():
-            port, password = state.read_text().split(":", 1)
-            self.port, self.password = int(port), password.strip()
-        else:
-            self.port = self.port or processes.free_port()
-            self.password = secrets.token_urlsafe(18)
+        self.port, self.password = processes.port_and_password(self.folder / "postgres.conn")
         if not (self.data / "PG_VERSION").exists():
             self._initdb(bin_dir)
-            state.touch(mode=0o600)
-            state.write_text(f"{self.port}:{self.password}")
         if not self.running():
             log = str(self.folder / "postgres.log")
             options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,6 +15,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_and_password(state: Path) -> tuple[int, str]:
+    """A loopback port and a password, chosen once and kept in ``state`` (mode 0600), so a
+    server started again comes back on the same address with the same secret."""
+    if state.exists():
+        kept_port, kept_password = state.read_text().split(":", 1)
+        return int(kept_port), kept_password.strip()
+    port, password = free_port(), secrets.token_urlsafe(18)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.touch(mode=0o600)
+    state.write_text(f"{port}:{password}")
+    return port, password
 
 
 def alive(pid: int) -> bool:

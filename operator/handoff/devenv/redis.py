@@ -3,7 +3,6 @@
 The default user has a password, so the only way in for an agent is its own ACL user.
 """
 
-import secrets
 import shutil
 import signal
 import subprocess
@@ -34,15 +33,7 @@ class RedisServer:
         if server is None:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
         self.folder.mkdir(parents=True, exist_ok=True)
-        state = self.folder / "redis.conn"
-        if state.exists():
-            port, password = state.read_text().split(":", 1)
-            self.port, self.password = int(port), password.strip()
-        else:
-            self.port = self.port or processes.free_port()
-            self.password = secrets.token_urlsafe(18)
-            state.touch(mode=0o600)
-            state.write_text(f"{self.port}:{self.password}")
+        self.port, self.password = processes.port_and_password(self.folder / "redis.conn")
         if processes.read_pid(self.pidfile) is None:
             users = self.folder / "users.acl"
             if (
