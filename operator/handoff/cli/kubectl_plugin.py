@@ -55,10 +55,13 @@ def main(
     deny = commands.add_parser("deny", help="deny, saying why")
     deny.add_argument("name")
     deny.add_argument("--comment", default="")
+    undo = commands.add_parser("rollback", help="undo an approved, reversible action")
+    undo.add_argument("name")
+    undo.add_argument("--comment", default="")
     log = commands.add_parser("log", help="the audit trail as sentences")
     log.add_argument("--agent")
     log.add_argument("--since", default="24h", help="how far back, like 30m or 2h (default 24h)")
-    for sub in (pending, show, approve, deny, log):
+    for sub in (pending, show, approve, deny, undo, log):
         sub.add_argument("-n", "--namespace", dest="sub_namespace")
     args = parser.parse_args(argv)
     args.namespace = (
@@ -87,6 +90,8 @@ async def _run(args: argparse.Namespace, out: TextIO, ask: Callable[[str], str])
             return await _decide(client, args, "Approve", out, ask)
         if args.command == "deny":
             return await _decide(client, args, "Deny", out, ask)
+        if args.command == "rollback":
+            return await _roll_back(client, args, out)
         return await _log(client, args, out)
     finally:
         await api.close()
@@ -225,6 +230,18 @@ async def _decide(
     )
     verb = "approval" if decision == "Approve" else "denial"
     print(f"Recorded {user}'s {verb} of {args.name}.", file=out)
+    return 0
+
+
+async def _roll_back(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> int:
+    """Ask Handoff to undo an approved action: its rollback plan is filed as a request of its own,
+    through the same policy. The cluster checks the verb ``rollback`` and refuses a second one."""
+    user, _ = await client.whoami()
+    await client.review(
+        args.namespace, args.name, user, "Rollback", comment=args.comment, after_decision=True
+    )
+    filed = "Handoff files its rollback plan as a new request"
+    print(f"Recorded {user}'s rollback of {args.name}; {filed}.", file=out)
     return 0
 
 

@@ -349,18 +349,15 @@ async def rollback(request: web.Request) -> web.StreamResponse:
             error=f"{session.user} may not roll back actions of policy {package.policy}.",
             status=403,
         )
-    roll_back: Callable[[ReviewClient, Package, str], Awaitable[str]] | None = request.app.get(
-        "roll_back"
-    )
-    if roll_back is None:
-        return await request_page(
-            request, error="Rollback is not enabled on this console.", status=501
-        )
     try:
-        message = await roll_back(client, package, session.user)
+        await client.review(namespace, name, session.user, "Rollback", after_decision=True)
     except ReviewError as e:
         return await request_page(request, error=str(e), status=409)
-    return await request_page(request, notice=message)
+    except KubeError as e:
+        return await request_page(request, error=plain(e), status=409)
+    log.info("%s asked to roll back %s/%s", session.user, namespace, name)
+    notice = "Your rollback is recorded: Handoff files the rollback plan as a new request."
+    return await request_page(request, notice=notice)
 
 
 # -- the live feed -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ records the new status implies (audit lines, the agent's decision message), publ
 """
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections import defaultdict
@@ -28,6 +29,7 @@ from handoff.domain.keys import AUDIT_STREAM, outcomes_key
 from handoff.domain.reasons import CLASSIFIED, Reason
 from handoff.domain.records import records
 from handoff.domain.resources import RequestJSON
+from handoff.domain.rollback import requested_rollback, rollback_request
 from handoff.domain.timefmt import format_time, parse_time
 
 log = logging.getLogger("handoff.operator")
@@ -128,6 +130,8 @@ class Reconciler:
                     await self.request_deleted(namespace, name)
                     return
             await self._apply(body, state, step)
+            if step.decision is None and state.decided:
+                await self._roll_back_if_asked(body)
             metrics.RECONCILE_SECONDS.observe((self.clock() - started).total_seconds())
             return
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
@@ -199,6 +203,58 @@ class Reconciler:
         self.scheduler.cancel((DEADLINE, *key))
         self.scheduler.cancel((ESCALATE, *key))
         self._set_pending(key, None)
+
+    # -- rollback ------------------------------------------------------------------------------
+
+    async def _roll_back_if_asked(self, body: RequestJSON) -> None:
+        """A reviewer appended a Rollback (admission checked their right and that it is
+        reversible and the first): file the rollback plan as a request of its own."""
+        review = requested_rollback(body.get("status") or {})
+        if review is None:
+            return
+        meta = body["metadata"]
+        document = rollback_request(body, review)
+        path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"])
+        with contextlib.suppress(
+            Conflict
+        ):  # filed before a restart: the same name, the same request
+            await self.api.create(path, document)
+        patch = {"rollback": {"by": review.reviewer, "at": format_time(self.clock()),
+                              "request": document["metadata"]["name"]}}  # fmt: skip
+        try:
+            body = await self._patch_status(body, patch)
+        except Conflict:
+            self.retry_soon(meta["namespace"], meta["name"])
+            return
+        message = f"{review.reviewer} asked to roll it back: filed {document['metadata']['name']}"
+        await self._post_event(body, Event("Normal", "RollbackRequested", message))
+        await self._publish(body)
+
+    async def _rolled_back(self, undo: RequestJSON) -> None:
+        """The rollback request was carried out: the original's phase becomes RolledBack."""
+        meta, spec = undo["metadata"], undo["spec"]
+        path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"], spec["rollbackOf"])
+        for _ in range(_ATTEMPTS):
+            try:
+                original = await self.api.get(path)
+            except NotFound:
+                return
+            rollback = dict((original.get("status") or {}).get("rollback") or {})
+            if rollback.get("done"):
+                return
+            rollback |= {"done": True, "doneAt": format_time(self.clock()),
+                         "message": f"undone by {meta['name']}"}  # fmt: skip
+            try:
+                original = await self._patch_status(
+                    original, {"phase": "RolledBack", "rollback": rollback}
+                )
+            except Conflict:
+                continue
+            await self._post_event(
+                original, Event("Normal", "RolledBack", f"undone by {meta['name']}")
+            )
+            await self._publish(original)
+            return
 
     # -- records, announcements, outcomes -----------------------------------------------------
 
@@ -301,6 +357,8 @@ class Reconciler:
                 except Conflict:
                     body = await self.api.get(path)
         metrics.EXECUTIONS.labels(namespace=namespace, outcome=outcome).inc()
+        if outcome == "Executed" and body["spec"].get("rollbackOf"):
+            await self._rolled_back(body)
         kind = "Normal" if outcome == "Executed" else "Warning"
         await self._post_event(body, Event(kind, outcome, message or "reported by the agent"))
         await self._publish(body)

@@ -94,6 +94,14 @@ def records(body: Mapping[str, Any], audit_stream: str, now: str = "") -> list[R
                 },
             )
         )  # fmt: skip
+    rollback = status.get("rollback") or {}
+    if rollback.get("request"):
+        extra = {"by": str(rollback.get("by", "")), "at": str(rollback.get("at", "")),
+                 "message": f"rollback filed as {rollback['request']}"}  # fmt: skip
+        found.append(_audit(audit_stream, "rollback:requested", common, "RollbackRequested", extra))
+    if rollback.get("done"):
+        extra = {"at": str(rollback.get("doneAt", "")), "message": str(rollback.get("message", ""))}
+        found.append(_audit(audit_stream, "phase:RolledBack", common, "RolledBack", extra))
     execution = status.get("execution")
     if execution:
         outcome = str(execution.get("outcome", ""))

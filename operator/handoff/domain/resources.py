@@ -97,6 +97,8 @@ class RequestSpecJSON(TypedDict, total=False):
     rollback: RollbackJSON
     confidence: float
     stateRef: str
+    rollbackOf: str
+    execution: str
 
 
 class ReviewJSON(TypedDict, total=False):

@@ -101,6 +101,7 @@ class ReviewClient:
         *,
         acknowledged: Sequence[str] = (),
         comment: str = "",
+        after_decision: bool = False,
     ) -> dict[str, Any]:
         """Append one review through the status subresource; retry if the request changed."""
         entry: dict[str, Any] = {"reviewer": reviewer, "decision": decision}
@@ -112,12 +113,12 @@ class ReviewClient:
         for _ in range(5):
             body = await self.get(namespace, name)
             status = body.get("status") or {}
-            if status.get("decision"):
+            if status.get("decision") and not after_decision:
                 d = status["decision"]
                 raise ReviewError(
                     f"{name} was already decided: {d.get('outcome')} ({d.get('reason')})"
                 )
-            if "reviews" not in status:
+            if "reviews" not in status and not after_decision:
                 raise ReviewError(
                     f"{name} is not waiting for reviews (phase {status.get('phase', 'Pending')})"
                 )
@@ -127,7 +128,9 @@ class ReviewClient:
                     "path": "/metadata/resourceVersion",
                     "value": body["metadata"]["resourceVersion"],
                 },
-                {"op": "add", "path": "/status/reviews/-", "value": entry},
+                {"op": "add", "path": "/status/reviews/-", "value": entry}
+                if "reviews" in status
+                else {"op": "add", "path": "/status/reviews", "value": [entry]},
             ]
             try:
                 return dict(await self.api.json_patch(path, ops))
