@@ -138,14 +138,14 @@ class KubeApi:
     async def create(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, body)
 
-    async def merge_patch(self, path: str, body: Any) -> Any:
-        return await self.request("PATCH", path, body, "application/merge-patch+json")
+    async def merge_patch(self, path: str, body: Any, params: dict[str, str] | None = None) -> Any:
+        return await self.request("PATCH", path, body, "application/merge-patch+json", params)
 
     async def json_patch(self, path: str, ops: list[dict[str, Any]]) -> Any:
         return await self.request("PATCH", path, ops, "application/json-patch+json")
 
-    async def delete(self, path: str) -> Any:
-        return await self.request("DELETE", path)
+    async def delete(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return await self.request("DELETE", path, params=params)
 
     async def apply(self, body: dict[str, Any], manager: str = "handoff-operator") -> Any:
         """Server-side apply of one object; the operator owns the fields it sets."""
@@ -177,6 +177,21 @@ class KubeApi:
             raise KubeError(0, f"cannot reach the API server: {type(e).__name__}") from e
         except TimeoutError:
             return
+
+    async def plural(self, api_version: str, kind: str) -> str:
+        """The resource name of ``kind`` in ``api_version``, from the server's discovery."""
+        key = f"{api_version}/{kind}"
+        cache: dict[str, str] = self.__dict__.setdefault("_plurals", {})
+        if key not in cache:
+            base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+            listing = await self.get(base)
+            for resource in listing.get("resources") or []:
+                if resource.get("kind") == kind and "/" not in resource.get("name", ""):
+                    cache[key] = resource["name"]
+                    break
+            else:
+                raise NotFound(404, f"the server does not serve {kind} in {api_version}")
+        return cache[key]
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded; raises NotFound."""

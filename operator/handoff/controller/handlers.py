@@ -21,6 +21,7 @@ from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.credentials import PostgresCredentials, RedisCredentials
+from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import POLICIES, PolicyReconciler, Provisioner
 from handoff.controller.reconciler import REQUESTS, Reconciler, utcnow
@@ -59,7 +60,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     outbox = RedisOutbox(redis_url) if redis_url else None
     sender = WebhookSender(attempts=memo.get("notify_attempts") or 6)
     notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"), sender=sender)
-    reconciler = Reconciler(api, policies, utcnow, outbox=outbox, notifier=notifier)
+    reconciler = Reconciler(
+        api, policies, utcnow, outbox=outbox, notifier=notifier, kubernetes=KubernetesExecutor(api)
+    )
     notifier.on_health = lambda namespace, name: policies.health_changed(
         namespace, name, notifier.policy_health(namespace, name)
     )

@@ -19,12 +19,14 @@ from handoff import GROUP, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
+from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.announce import DECIDED, ESCALATED, PENDING
-from handoff.domain.decide import Event, RequestState, Step, decide, fast_approvals
+from handoff.domain.decide import Event, RequestState, Review, Step, decide, fast_approvals
 from handoff.domain.execution import execution_patch
+from handoff.domain.executors import KUBERNETES, kubernetes_change
 from handoff.domain.keys import AUDIT_STREAM, outcomes_key
 from handoff.domain.reasons import CLASSIFIED, Reason
 from handoff.domain.records import records
@@ -53,14 +55,17 @@ class Reconciler:
         api: KubeApi,
         policies: PolicyReconciler,
         clock: Callable[[], datetime] = utcnow,
+        *,
         outbox: Outbox | None = None,
         notifier: Notifier | None = None,
+        kubernetes: KubernetesExecutor | None = None,
     ) -> None:
         self.api = api
         self.clock = clock
         self.policies = policies
         self.outbox = outbox
         self.notifier = notifier
+        self.kubernetes = kubernetes
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
@@ -132,6 +137,10 @@ class Reconciler:
             await self._apply(body, state, step)
             if step.decision is None and state.decided:
                 await self._roll_back_if_asked(body)
+            if self.kubernetes is not None and body["spec"].get("execution") == KUBERNETES:
+                await self._run_kubernetes(
+                    body, started_waiting=bool(step.patch and "deadline" in step.patch)
+                )
             metrics.RECONCILE_SECONDS.observe((self.clock() - started).total_seconds())
             return
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
@@ -206,13 +215,52 @@ class Reconciler:
 
     # -- rollback ------------------------------------------------------------------------------
 
+    async def _run_kubernetes(self, body: RequestJSON, *, started_waiting: bool) -> None:
+        """The Kubernetes executor's part: a dry-run preview for reviewers while the request
+        waits, the change once it is approved, and nothing else."""
+        assert self.kubernetes is not None
+        meta, status = body["metadata"], body.get("status") or {}
+        change = kubernetes_change(body["spec"], meta["namespace"])
+        if isinstance(change, str):
+            return  # refused at classification (Invalid)
+        if started_waiting and not status.get("preview"):
+            try:
+                preview = await self.kubernetes.preview(change)
+            except KubeError as e:
+                preview = f"the dry run failed: {e.message}"
+            await self.api.merge_patch(self._status_path(body), {"status": {"preview": preview}})
+            return
+        decision = status.get("decision") or {}
+        if decision.get("outcome") != "Approved" or status.get("execution"):
+            return
+        try:
+            outcome, message = "Executed", await self.kubernetes.execute(body, change)
+        except KubeError as e:
+            outcome, message = "Failed", f"the API server refused it: {e.message}"
+        patch = execution_patch(status, outcome, message, self.clock())
+        if patch is not None:
+            body = await self._patch_status(body, patch)
+            metrics.EXECUTIONS.labels(namespace=meta["namespace"], outcome=outcome).inc()
+            await self._post_event(
+                body, Event("Normal" if outcome == "Executed" else "Warning", outcome, message)
+            )
+            await self._publish(body)
+
+    def _status_path(self, body: RequestJSON) -> str:
+        meta = body["metadata"]
+        return resource_path(GROUP, VERSION, REQUESTS, meta["namespace"], meta["name"]) + "/status"
+
     async def _roll_back_if_asked(self, body: RequestJSON) -> None:
         """A reviewer appended a Rollback (admission checked their right and that it is
-        reversible and the first): file the rollback plan as a request of its own."""
+        reversible and the first): file the rollback plan as a request of its own, or, for the
+        Kubernetes executor, put the object back as it was."""
         review = requested_rollback(body.get("status") or {})
         if review is None:
             return
         meta = body["metadata"]
+        if body["spec"].get("execution") == KUBERNETES and self.kubernetes is not None:
+            await self._restore(body, review)
+            return
         document = rollback_request(body, review)
         path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"])
         with contextlib.suppress(
@@ -228,6 +276,35 @@ class Reconciler:
             return
         message = f"{review.reviewer} asked to roll it back: filed {document['metadata']['name']}"
         await self._post_event(body, Event("Normal", "RollbackRequested", message))
+        await self._publish(body)
+
+    async def _restore(self, body: RequestJSON, review: Review) -> None:
+        assert self.kubernetes is not None
+        change = kubernetes_change(body["spec"], body["metadata"]["namespace"])
+        if isinstance(change, str):
+            return
+        now = format_time(self.clock())
+        try:
+            message = await self.kubernetes.restore(body, change)
+            done = True
+        except KubeError as e:
+            message, done = f"the restore failed: {e.message}", False
+        rollback = {"by": review.reviewer, "at": now, "request": body["metadata"]["name"],
+                    "done": done, "doneAt": now, "message": message}  # fmt: skip
+        patch: dict[str, Any] = {"rollback": rollback}
+        if done:
+            patch["phase"] = "RolledBack"
+        try:
+            body = await self._patch_status(body, patch)
+        except Conflict:
+            self.retry_soon(body["metadata"]["namespace"], body["metadata"]["name"])
+            return
+        await self._post_event(
+            body,
+            Event(
+                "Normal" if done else "Warning", "RolledBack" if done else "RollbackFailed", message
+            ),
+        )
         await self._publish(body)
 
     async def _rolled_back(self, undo: RequestJSON) -> None:

@@ -33,6 +33,10 @@ def operator_objects() -> list[dict[str, Any]]:
         _rule(RBAC, ["roles", "rolebindings"], WRITE),
         # Generated credentials, and the admin Secrets that policies reference.
         _rule("", ["secrets"], WRITE),
+        # The Kubernetes executor: what local policies may let Handoff change (the chart makes
+        # this list a value), and where it keeps each object's state before a change.
+        _rule("apps", ["deployments"], WRITE),
+        _rule("", ["configmaps"], ["get", "create", "delete"]),
         # To wait until a generated Role is in effect before a policy says Ready.
         _rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
         # kopf follows CRDs to learn when the watched resources are served.

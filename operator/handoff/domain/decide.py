@@ -7,11 +7,12 @@ its inputs, call it, and apply the ``Step`` it returns (one status patch, one Ev
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from handoff.domain.classify import Classification, RequestFacts, Verdict, classify
+from handoff.domain.executors import KUBERNETES, allowed, kubernetes_change
 from handoff.domain.policy import ChecklistItem, CompiledPolicy, Reviewers
 from handoff.domain.reasons import (
     CLASSIFIED,
@@ -266,6 +267,9 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
         "policy": verdict.policy,
         "rule": verdict.rule,
     }
+    refused = _refuse_invalid(request, policies, verdict, base, now)
+    if refused is not None:
+        return replace(refused, classification=classification)
     classified_reason = _classified_reason(verdict)
     if verdict.tier == 1 or (verdict.tier == 2 and facts.has_rollback):
         reason = Reason.AUTO_APPROVED if verdict.tier == 1 else Reason.LOGGED
@@ -343,6 +347,37 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     )
     event = Event("Normal", waiting_reason, message)
     return Step(base, None, event, deadline, classification)
+
+
+def _refuse_invalid(
+    request: RequestState,
+    policies: list[CompiledPolicy],
+    verdict: Verdict,
+    base: dict[str, Any],
+    now: datetime,
+) -> Step | None:
+    """A Kubernetes-executed request must name a change the governing policy allows."""
+    if request.spec.get("execution") != KUBERNETES:
+        return None
+    policy = next(p for p in policies if p.name == verdict.policy)
+    change = kubernetes_change(request.spec, request.facts.namespace)
+    if isinstance(change, str):
+        problem: str | None = change
+    else:
+        problem = allowed(change, policy.kubernetes, policy.namespace)
+    if problem is None:
+        return None
+    decision = Decision(Outcome.DENIED, Reason.INVALID, (), now, problem)
+    patch = base | {
+        "phase": Phase.DENIED,
+        "decision": decision.to_json(),
+        "conditions": _conditions(
+            request, now,
+            (CLASSIFIED, "True", _classified_reason(verdict), verdict.message),
+            (DECIDED, "True", Reason.INVALID, problem),
+        ),
+    }  # fmt: skip
+    return Step(patch, decision, Event("Warning", Reason.INVALID, problem))
 
 
 def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: datetime) -> Step:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from handoff.domain.durations import MAX_WINDOW, MIN_WINDOW, parse_duration
+from handoff.domain.executors import KubernetesScope
 from handoff.domain.expressions import Expression, ExpressionError, compile_expression
 from handoff.domain.globs import Glob
 from handoff.domain.reasons import Mode, Oversight
@@ -113,6 +114,7 @@ class CompiledPolicy:
     tier4: Lane = DEFAULT_TIER4
     rules: tuple[Rule, ...] = ()
     notifications: tuple[NotificationTarget, ...] = ()
+    kubernetes: KubernetesScope = field(default_factory=KubernetesScope)
     errors: tuple[str, ...] = field(default=())
 
     @property
@@ -154,6 +156,7 @@ def compile_policy(
         mode = Mode.ENFORCE
     agents = spec.get("agents") or {}
     reviewers = spec.get("reviewers") or {}
+    kube = (spec.get("executors") or {}).get("kubernetes") or {}
     return CompiledPolicy(
         namespace=namespace,
         name=name,
@@ -168,6 +171,10 @@ def compile_policy(
         tier4=tier4,
         rules=rules,
         notifications=tuple(_target(raw) for raw in spec.get("notifications") or ()),
+        kubernetes=KubernetesScope(
+            kinds=frozenset(kube.get("kinds") or ()),
+            namespaces=frozenset(kube.get("namespaces") or ()),
+        ),
         errors=tuple(errors),
     )
 
