@@ -69,7 +69,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["api"] = api
     memo["policies"] = policies
     memo["reconciler"] = reconciler
-    memo["closers"] = [api.close, notifier.close]
+    memo["closers"] = [api.close, notifier.close, reconciler.executor_sender.close]
     memo["tasks"] = [
         asyncio.create_task(reconciler.scheduler.run()),
         asyncio.create_task(policies.scheduler.run()),

@@ -19,15 +19,17 @@ from handoff import GROUP, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
+from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.announce import DECIDED, ESCALATED, PENDING
 from handoff.domain.decide import Event, RequestState, Review, Step, decide, fast_approvals
-from handoff.domain.execution import execution_patch
-from handoff.domain.executors import KUBERNETES, kubernetes_change
+from handoff.domain.execution import EXECUTING, execution_patch
+from handoff.domain.executors import KUBERNETES, WEBHOOK, kubernetes_change
 from handoff.domain.keys import AUDIT_STREAM, outcomes_key
+from handoff.domain.policy import SecretKey, WebhookExecutor
 from handoff.domain.reasons import CLASSIFIED, Reason
 from handoff.domain.records import records
 from handoff.domain.resources import RequestJSON
@@ -66,6 +68,7 @@ class Reconciler:
         self.outbox = outbox
         self.notifier = notifier
         self.kubernetes = kubernetes
+        self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
@@ -137,6 +140,8 @@ class Reconciler:
             await self._apply(body, state, step)
             if step.decision is None and state.decided:
                 await self._roll_back_if_asked(body)
+            if body["spec"].get("execution") == WEBHOOK and state.decided:
+                await self._run_webhook(body)
             if self.kubernetes is not None and body["spec"].get("execution") == KUBERNETES:
                 await self._run_kubernetes(
                     body, started_waiting=bool(step.patch and "deadline" in step.patch)
@@ -245,6 +250,67 @@ class Reconciler:
                 body, Event("Normal" if outcome == "Executed" else "Warning", outcome, message)
             )
             await self._publish(body)
+
+    async def _run_webhook(self, body: RequestJSON) -> None:
+        """Post the approved action to the policy's executor, signed, with the request's uid as
+        the idempotency key. Marked Executing first: a restart before the answer posts again
+        (the executor dedups on the key), never silently drops it."""
+        meta, status = body["metadata"], body.get("status") or {}
+        if (status.get("decision") or {}).get("outcome") != "Approved":
+            return
+        if (status.get("execution") or {}).get("outcome") in ("Executed", "Failed"):
+            return
+        policy = next((p for p in self.policies.index.in_namespace(meta["namespace"])
+                       if p.name == status.get("policy")), None)  # fmt: skip
+        if (status.get("execution") or {}).get("outcome") != EXECUTING:
+            marker = {"execution": {"outcome": EXECUTING, "at": format_time(self.clock()),
+                                    "message": "posting to the webhook executor"}}  # fmt: skip
+            try:
+                body = await self._patch_status(body, marker)
+            except Conflict:
+                return  # the next event brings the newer version
+        if policy is None or policy.webhook is None:
+            outcome, message = "Failed", "the policy no longer names a webhook executor"
+        else:
+            outcome, message = await self._post_to_executor(body, policy.webhook)
+        patch = execution_patch(body.get("status") or {}, outcome, message, self.clock())
+        if patch is None:
+            return
+        body = await self._patch_status(body, patch)
+        metrics.EXECUTIONS.labels(namespace=meta["namespace"], outcome=outcome).inc()
+        kind = "Normal" if outcome == "Executed" else "Warning"
+        await self._post_event(body, Event(kind, outcome, message))
+        await self._publish(body)
+
+    async def _post_to_executor(
+        self, body: RequestJSON, executor: WebhookExecutor
+    ) -> tuple[str, str]:
+        meta, spec, status = body["metadata"], body["spec"], body.get("status") or {}
+        payload = {
+            "idempotencyKey": meta["uid"],
+            "request": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
+            "agent": spec.get("agent"), "action": spec.get("action"), "target": spec.get("target"),
+            "parameters": spec.get("parameters") or {}, "summary": spec.get("summary"),
+            "approvedBy": (status.get("decision") or {}).get("by") or [],
+            "specDigest": status.get("specDigest"),
+        }  # fmt: skip
+        try:
+            url = executor.url or await self._secret_value(meta["namespace"], executor.url_secret)
+            key = None
+            if executor.hmac_secret is not None:
+                key = (await self._secret_value(meta["namespace"], executor.hmac_secret)).encode()
+            attempts = await self.executor_sender.send(Delivery(url, payload, meta["uid"], key))
+        except (DeliveryError, KubeError) as e:
+            return "Failed", f"the webhook executor did not accept it: {e}"
+        return "Executed", f"the webhook executor accepted it (attempt {attempts})"
+
+    async def _secret_value(self, namespace: str, ref: SecretKey | None) -> str:
+        if ref is None:
+            raise KubeError(0, "no URL or Secret reference")
+        data = await self.api.read_secret(namespace, ref.name)
+        if ref.key not in data:
+            raise KubeError(404, f"Secret {ref.name} has no key {ref.key}")
+        return data[ref.key]
 
     def _status_path(self, body: RequestJSON) -> str:
         meta = body["metadata"]

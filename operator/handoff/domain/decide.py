@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from handoff.domain.classify import Classification, RequestFacts, Verdict, classify
-from handoff.domain.executors import KUBERNETES, allowed, kubernetes_change
+from handoff.domain.executors import KUBERNETES, WEBHOOK, allowed, kubernetes_change
 from handoff.domain.policy import ChecklistItem, CompiledPolicy, Reviewers
 from handoff.domain.reasons import (
     CLASSIFIED,
@@ -356,15 +356,20 @@ def _refuse_invalid(
     base: dict[str, Any],
     now: datetime,
 ) -> Step | None:
-    """A Kubernetes-executed request must name a change the governing policy allows."""
-    if request.spec.get("execution") != KUBERNETES:
-        return None
+    """A Kubernetes-executed request must name a change the governing policy allows; a
+    Webhook-executed one needs a policy that names a webhook executor."""
+    execution = request.spec.get("execution")
     policy = next(p for p in policies if p.name == verdict.policy)
-    change = kubernetes_change(request.spec, request.facts.namespace)
-    if isinstance(change, str):
-        problem: str | None = change
-    else:
-        problem = allowed(change, policy.kubernetes, policy.namespace)
+    problem: str | None = None
+    if execution == KUBERNETES:
+        change = kubernetes_change(request.spec, request.facts.namespace)
+        problem = (
+            change
+            if isinstance(change, str)
+            else allowed(change, policy.kubernetes, policy.namespace)
+        )
+    elif execution == WEBHOOK and policy.webhook is None:
+        problem = f"policy {policy.name} names no webhook executor (spec.executors.webhook)"
     if problem is None:
         return None
     decision = Decision(Outcome.DENIED, Reason.INVALID, (), now, problem)

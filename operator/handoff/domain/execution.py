@@ -7,6 +7,7 @@ from typing import Any
 from handoff.domain.timefmt import format_time
 
 OUTCOMES = ("Executed", "Failed")
+EXECUTING = "Executing"  # the Webhook executor's mark before it sends: a restart sends again
 
 
 def execution_patch(
@@ -15,7 +16,8 @@ def execution_patch(
     """The status patch for a reported outcome, or None when it must be ignored: the request
     was not approved, the outcome was already recorded, or the word is not an outcome."""
     decision = status.get("decision") or {}
-    if decision.get("outcome") != "Approved" or status.get("execution") or outcome not in OUTCOMES:
+    recorded = (status.get("execution") or {}).get("outcome")
+    if decision.get("outcome") != "Approved" or recorded in OUTCOMES or outcome not in OUTCOMES:
         return None
     return {
         "phase": outcome,

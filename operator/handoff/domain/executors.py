@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KUBERNETES = "Kubernetes"
+WEBHOOK = "Webhook"
 OPERATIONS = {
     "kubernetes.scale": "scale",
     "kubernetes.patch": "patch",

@@ -81,6 +81,15 @@ class NotificationTarget:
 
 
 @dataclass(frozen=True)
+class WebhookExecutor:
+    """Where Handoff posts approved Webhook-executed actions, signed when an HMAC key is set."""
+
+    url: str | None = None
+    url_secret: SecretKey | None = None
+    hmac_secret: SecretKey | None = None
+
+
+@dataclass(frozen=True)
 class Reviewers:
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
@@ -115,6 +124,7 @@ class CompiledPolicy:
     rules: tuple[Rule, ...] = ()
     notifications: tuple[NotificationTarget, ...] = ()
     kubernetes: KubernetesScope = field(default_factory=KubernetesScope)
+    webhook: WebhookExecutor | None = None
     errors: tuple[str, ...] = field(default=())
 
     @property
@@ -157,6 +167,7 @@ def compile_policy(
     agents = spec.get("agents") or {}
     reviewers = spec.get("reviewers") or {}
     kube = (spec.get("executors") or {}).get("kubernetes") or {}
+    hook = (spec.get("executors") or {}).get("webhook")
     return CompiledPolicy(
         namespace=namespace,
         name=name,
@@ -171,6 +182,13 @@ def compile_policy(
         tier4=tier4,
         rules=rules,
         notifications=tuple(_target(raw) for raw in spec.get("notifications") or ()),
+        webhook=WebhookExecutor(
+            url=hook.get("url"),
+            url_secret=_secret_key(hook.get("urlSecretRef")),
+            hmac_secret=_secret_key(hook.get("hmacSecretRef")),
+        )
+        if hook
+        else None,
         kubernetes=KubernetesScope(
             kinds=frozenset(kube.get("kinds") or ()),
             namespaces=frozenset(kube.get("namespaces") or ()),
@@ -214,16 +232,17 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
     )
 
 
-def _target(raw: NotificationJSON) -> NotificationTarget:
-    def secret(ref: SecretKeyJSON | None) -> SecretKey | None:
-        return SecretKey(ref["name"], ref["key"]) if ref else None
+def _secret_key(ref: SecretKeyJSON | None) -> SecretKey | None:
+    return SecretKey(ref["name"], ref["key"]) if ref else None
 
+
+def _target(raw: NotificationJSON) -> NotificationTarget:
     return NotificationTarget(
         name=raw["name"],
         format=raw.get("format", "JSON"),
         url=raw.get("url"),
-        url_secret=secret(raw.get("urlSecretRef")),
-        hmac_secret=secret(raw.get("hmacSecretRef")),
+        url_secret=_secret_key(raw.get("urlSecretRef")),
+        hmac_secret=_secret_key(raw.get("hmacSecretRef")),
         events=frozenset(raw.get("events") or ("Pending", "Escalated")),
     )
 

@@ -69,7 +69,7 @@ class PolicySpecJSON(TypedDict, total=False):
     tiers: dict[str, LaneJSON]
     rules: list[RuleJSON]
     notifications: list[NotificationJSON]
-    executors: dict[str, dict[str, list[str]]]
+    executors: dict[str, Any]
     credentials: list[dict[str, Any]]
 
 
