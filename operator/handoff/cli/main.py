@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import sys
+from datetime import timedelta
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     operator.add_argument(
         "--notify-attempts", type=int, default=6,
         help="tries per notification before it counts as failed (backoff from 0.5s, doubling)",
+    )  # fmt: skip
+    operator.add_argument(
+        "--retention", default="720h",
+        help="delete decided requests this long after their last transition, once their audit"
+        " record is out (Redis stream and JSON log lines); 0s keeps them forever",
     )  # fmt: skip
     operator.add_argument("--verbose", "-v", action="store_true")
 
@@ -100,6 +106,11 @@ def _operator(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    audit = logging.getLogger("handoff.audit")  # bare JSON lines on stdout, for log shipping
+    audit_handler = logging.StreamHandler(sys.stdout)
+    audit_handler.setFormatter(logging.Formatter("%(message)s"))
+    audit.addHandler(audit_handler)
+    audit.propagate = False
     if not args.verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
@@ -114,8 +125,16 @@ def _operator(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         console_url=args.console_url,
         notify_attempts=args.notify_attempts,
+        retention=_retention(args.retention),
     )
     return 0
+
+
+def _retention(text: str) -> timedelta | None:
+    from handoff.domain.durations import parse_duration  # noqa: PLC0415
+
+    value = parse_duration(text)
+    return value if value.total_seconds() > 0 else None
 
 
 def _dev(args: argparse.Namespace) -> int:

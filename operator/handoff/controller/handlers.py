@@ -61,8 +61,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     sender = WebhookSender(attempts=memo.get("notify_attempts") or 6)
     notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"), sender=sender)
     reconciler = Reconciler(
-        api, policies, utcnow, outbox=outbox, notifier=notifier, kubernetes=KubernetesExecutor(api)
-    )
+        api, policies, utcnow, outbox=outbox, notifier=notifier,
+        kubernetes=KubernetesExecutor(api), retention=memo.get("retention"),
+    )  # fmt: skip
     notifier.on_health = lambda namespace, name: policies.health_changed(
         namespace, name, notifier.policy_health(namespace, name)
     )
@@ -167,6 +168,7 @@ def run(
     redis_url: str | None = None,
     console_url: str | None = None,
     notify_attempts: int = 6,
+    retention: timedelta | None = None,
 ) -> None:
     """Run the operator until interrupted (``handoff operator``)."""
     memo = kopf.Memo(
@@ -176,6 +178,7 @@ def run(
         redis_url=redis_url,
         console_url=console_url,
         notify_attempts=notify_attempts,
+        retention=retention,
     )
     asyncio.run(
         kopf.operator(

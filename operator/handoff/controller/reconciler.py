@@ -8,6 +8,7 @@ records the new status implies (audit lines, the agent's decision message), publ
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 from collections import defaultdict
@@ -45,6 +46,8 @@ RETRY = timedelta(seconds=2)
 # Scheduler keys: (kind, namespace, name).
 DEADLINE = "deadline"
 ESCALATE = "escalate"
+RETAIN = "retain"
+audit_log = logging.getLogger("handoff.audit")  # one JSON line per transition, for log shipping
 
 
 def utcnow() -> datetime:
@@ -61,6 +64,7 @@ class Reconciler:
         outbox: Outbox | None = None,
         notifier: Notifier | None = None,
         kubernetes: KubernetesExecutor | None = None,
+        retention: timedelta | None = None,
     ) -> None:
         self.api = api
         self.clock = clock
@@ -68,6 +72,7 @@ class Reconciler:
         self.outbox = outbox
         self.notifier = notifier
         self.kubernetes = kubernetes
+        self.retention = retention
         self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -92,6 +97,7 @@ class Reconciler:
     async def request_deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
         self.scheduler.cancel((DEADLINE, namespace, name))
         self.scheduler.cancel((ESCALATE, namespace, name))
+        self.scheduler.cancel((RETAIN, namespace, name))
         self._set_pending((namespace, name), None)
         if uid:
             self._published.pop(uid, None)
@@ -113,6 +119,8 @@ class Reconciler:
             return
         if kind == ESCALATE:
             self._escalate(body)
+        elif kind == RETAIN:
+            await self._retire(body)
         else:
             await self.request_changed(body)
 
@@ -146,6 +154,7 @@ class Reconciler:
                 await self._run_kubernetes(
                     body, started_waiting=bool(step.patch and "deadline" in step.patch)
                 )
+            self._arm_retention(body)
             metrics.RECONCILE_SECONDS.observe((self.clock() - started).total_seconds())
             return
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
@@ -401,21 +410,58 @@ class Reconciler:
 
     # -- records, announcements, outcomes -----------------------------------------------------
 
-    async def _publish(self, body: RequestJSON) -> None:
-        """Publish what the status implies and was not published yet (the status is the outbox)."""
-        if self.outbox is None:
-            return
+    async def _publish(self, body: RequestJSON) -> bool:
+        """Publish what the status implies and was not published yet (the status is the outbox):
+        to Redis when configured, and always as a JSON line on the audit log. True when all of it
+        is out."""
         meta = body["metadata"]
         done = self._published.setdefault(meta["uid"], set())
         try:
             for record in records(body, AUDIT_STREAM, format_time(self.clock())):
-                if record.dedup not in done:
+                if record.dedup in done:
+                    continue
+                if self.outbox is not None:
                     await self.outbox.publish(meta["namespace"], meta["uid"], record)
-                    done.add(record.dedup)
+                if record.stream == AUDIT_STREAM:
+                    audit_log.info(json.dumps(record.fields, sort_keys=True))
+                done.add(record.dedup)
         except OutboxError as e:
             metrics.PUBLISH_ERRORS.inc()
             log.warning("publishing %s/%s: %s; retrying", meta["namespace"], meta["name"], e)
             self.retry_soon(meta["namespace"], meta["name"])
+            return False
+        return True
+
+    def _arm_retention(self, body: RequestJSON) -> None:
+        """Decided requests are deleted after the retention period, counted from their last
+        transition (decision, execution or rollback)."""
+        status = body.get("status") or {}
+        if self.retention is None or not status.get("decision"):
+            return
+        times = [status["decision"].get("at"), (status.get("execution") or {}).get("at"),
+                 (status.get("rollback") or {}).get("doneAt")]  # fmt: skip
+        last = max(parse_time(t) for t in times if t)
+        meta = body["metadata"]
+        self.scheduler.arm((RETAIN, meta["namespace"], meta["name"]), last + self.retention)
+
+    async def _retire(self, body: RequestJSON) -> None:
+        """Delete a request past its retention, only once its whole audit record is out."""
+        meta = body["metadata"]
+        if not await self._publish(body):
+            return  # retried by _publish; retention comes round again after that
+        path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"], meta["name"])
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": meta["uid"]},
+        }
+        with contextlib.suppress(NotFound):
+            await self.api.request("DELETE", path, options)
+        log.info(
+            "%s/%s deleted after its retention period; its audit record stays",
+            meta["namespace"],
+            meta["name"],
+        )
 
     def _announce(self, body: RequestJSON, event: str) -> None:
         if self.notifier is None:

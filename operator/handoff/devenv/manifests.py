@@ -15,6 +15,8 @@ def operator_objects() -> list[dict[str, Any]]:
     rules = [
         # Requests and policies: its whole input. create and approve only so it can grant them.
         _rule("handoff.dev", ["actionrequests"], ["get", "list", "watch", "create"]),
+        # Decided requests are deleted after the retention period, once their audit is out.
+        _rule("handoff.dev", ["actionrequests"], ["delete"]),
         _rule(
             "handoff.dev", ["agentactionpolicies"], ["get", "list", "watch", "approve", "rollback"]
         ),

@@ -103,6 +103,7 @@ class OperatorProcess:
         self.health_port = processes.free_port()
         self.metrics_port = processes.free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     @property
     def log(self) -> Path:
@@ -120,6 +121,7 @@ class OperatorProcess:
                 *([f"--redis-url={self.redis_url}"] if self.redis_url else []),
                 "--notify-attempts=3",
                 "--console-url=http://console.invalid",
+                *self.extra_args,
             ],
             self.folder,
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
