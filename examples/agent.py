@@ -74,7 +74,11 @@ async def propose(kubeconfig: str, run: str) -> None:
 async def resume(kubeconfig: str, idle: float) -> None:
     async def act(decision: Decision) -> str | None:
         state = decision.state or {}
-        where = f"step {state.get('step')} of '{state.get('task')}'"
+        where = (
+            f"step {state.get('step')} of '{state.get('task')}'"
+            if state
+            else "a rollback Handoff filed"
+        )
         if not decision.approved:
             print(
                 f"  {decision.action}: {decision.outcome} ({decision.reason}) -> {where} ends here",

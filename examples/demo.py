@@ -121,6 +121,21 @@ def main() -> int:
     let_expire(cluster, names[5])
     say("5. The agent starts again. Each decision arrives with the state it saved; it carries on:")
     agent("resume", "--idle", "3")
+    crm = request_name("crm.update", NS, "payments-agent", f"ticket-881-{run}-step-2")
+    say("\n6. alice decides the CRM note was wrong and rolls it back from her terminal:")
+    say(f"   kubectl handoff rollback {crm} --comment 'wrong contact'")
+    plugin = Path(sys.executable).parent / "kubectl-handoff"
+    subprocess.run(  # noqa: S603 - our own plugin, arguments built here
+        [str(plugin), f"--kubeconfig={env['KUBECONFIG']}", "--context=alice", "-n", NS,
+         "rollback", crm, "--comment", "wrong contact"],
+        check=True,
+    )  # fmt: skip
+    cluster.wait(crm, lambda s: bool((s.get("rollback") or {}).get("request")))
+    say("   Handoff files the rollback plan as a new request through the same policy; the agent")
+    say("   carries it out like any other decision:")
+    agent("resume", "--idle", "3")
+    s = cluster.wait(crm, lambda s: s.get("phase") == "RolledBack")
+    say(f"   -> {crm} is {s['phase']} ({s['rollback']['message']}).")
     say("\nWhat the cluster shows (kubectl get actionrequests):")
     say(cluster.kubectl("admin", "get", "actionrequests", "-l", "handoff.dev/agent=payments-agent",
                         "--sort-by=.metadata.creationTimestamp"))  # fmt: skip
