@@ -10,6 +10,7 @@ from handoff.adapters.webhooks import signature
 from handoff.domain.announce import package, slack
 from handoff.domain.execution import execution_patch
 from handoff.domain.records import records
+from handoff.domain.report import policy_report, result_of
 
 NOW = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
 
@@ -133,3 +134,32 @@ def test_slack_messages_cannot_ping_or_fake_links() -> None:
 def test_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
     expected = hmac.new(b"k", b"123.{}", hashlib.sha256).hexdigest()
     assert signature(b"k", "123", b"{}") == f"sha256={expected}"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({}, None),
+        ({"decision": {"outcome": "Approved", "reason": "AutoApproved"}}, "pass"),
+        ({"decision": {"outcome": "Denied", "reason": "HumanDenied"}}, "fail"),
+        ({"decision": {"outcome": "Denied", "reason": "Expired"}}, "warn"),
+        ({"decision": {"outcome": "Approved"}, "phase": "RolledBack"}, "warn"),
+        ({"decision": {"outcome": "Approved"}, "execution": {"outcome": "Failed"}}, "error"),
+    ],
+)
+def test_policy_report_results(status: dict[str, Any], expected: str | None) -> None:
+    assert result_of(body(status)) == expected
+
+
+def test_policy_report_summarises_an_agents_decisions() -> None:
+    decided = body(WAITING | {"phase": "Denied", "policy": "payments", "rule": "money",
+                             "decision": {"outcome": "Denied", "reason": "Expired", "at": "2026-11-29T18:15:00Z"}})  # fmt: skip
+    report = policy_report("agents", "payments-agent", [decided, body(WAITING)])
+    assert report["summary"] == {"pass": 0, "fail": 0, "warn": 1, "error": 0, "skip": 0}
+    [result] = report["results"]
+    assert (result["policy"], result["rule"], result["severity"]) == (
+        "agents/payments",
+        "money",
+        "high",
+    )
+    assert result["resources"][0]["name"] == "refund-1"

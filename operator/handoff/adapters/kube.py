@@ -223,6 +223,7 @@ _PLURALS = {
     "AgentActionPolicy": "agentactionpolicies",
     "ActionRequest": "actionrequests",
     "ServiceAccount": "serviceaccounts",
+    "PolicyReport": "policyreports",
 }
 
 

@@ -74,6 +74,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["tasks"] = [
         asyncio.create_task(reconciler.scheduler.run()),
         asyncio.create_task(policies.scheduler.run()),
+        asyncio.create_task(reconciler.write_reports()),
     ]
     if redis_url and outbox is not None:
         outcomes = RedisOutcomes(redis_url, socket.gethostname())

@@ -33,6 +33,7 @@ from handoff.domain.keys import AUDIT_STREAM, outcomes_key
 from handoff.domain.policy import SecretKey, WebhookExecutor
 from handoff.domain.reasons import CLASSIFIED, Reason
 from handoff.domain.records import records
+from handoff.domain.report import policy_report
 from handoff.domain.resources import RequestJSON
 from handoff.domain.rollback import requested_rollback, rollback_request
 from handoff.domain.timefmt import format_time, parse_time
@@ -47,6 +48,7 @@ RETRY = timedelta(seconds=2)
 DEADLINE = "deadline"
 ESCALATE = "escalate"
 RETAIN = "retain"
+REPORT_EVERY = timedelta(seconds=5)
 audit_log = logging.getLogger("handoff.audit")  # one JSON line per transition, for log shipping
 
 
@@ -73,6 +75,9 @@ class Reconciler:
         self.notifier = notifier
         self.kubernetes = kubernetes
         self.retention = retention
+        self.reports = True  # off when the cluster does not serve PolicyReports
+        self._dirty: set[tuple[str, str]] = set()  # (namespace, agent) whose report is stale
+        self._reported: dict[tuple[str, str], datetime] = {}
         self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -424,6 +429,7 @@ class Reconciler:
                     await self.outbox.publish(meta["namespace"], meta["uid"], record)
                 if record.stream == AUDIT_STREAM:
                     audit_log.info(json.dumps(record.fields, sort_keys=True))
+                    self._dirty.add((meta["namespace"], str(body["spec"].get("agent", ""))))
                 done.add(record.dedup)
         except OutboxError as e:
             metrics.PUBLISH_ERRORS.inc()
@@ -444,11 +450,49 @@ class Reconciler:
         meta = body["metadata"]
         self.scheduler.arm((RETAIN, meta["namespace"], meta["name"]), last + self.retention)
 
+    async def write_reports(self) -> None:
+        """Every few seconds, rewrite the PolicyReport of each agent that had a transition."""
+        while True:
+            await asyncio.sleep(REPORT_EVERY.total_seconds())
+            for namespace, agent in sorted(self._dirty):
+                try:
+                    await self._write_report(namespace, agent)
+                except NotFound:
+                    log.warning(
+                        "this cluster serves no wgpolicyk8s.io PolicyReports: not writing any"
+                    )
+                    self.reports = False
+                except KubeError as e:
+                    log.warning("PolicyReport for %s/%s: %s; retrying", namespace, agent, e)
+            if not self.reports:
+                return
+
+    async def _write_report(self, namespace: str, agent: str) -> None:
+        started = self.clock()
+        listing = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace))
+        mine = [b for b in listing.get("items") or [] if b["spec"].get("agent") == agent]
+        await self.api.apply(policy_report(namespace, agent, mine))
+        self._dirty.discard((namespace, agent))
+        self._reported[(namespace, agent)] = started
+
     async def _retire(self, body: RequestJSON) -> None:
         """Delete a request past its retention, only once its whole audit record is out."""
         meta = body["metadata"]
         if not await self._publish(body):
             return  # retried by _publish; retention comes round again after that
+        agent = (meta["namespace"], str(body["spec"].get("agent", "")))
+        decided_at = parse_time(
+            (body.get("status") or {}).get("decision", {}).get("at") or meta["creationTimestamp"]
+        )
+        if (
+            self.reports
+            and self._reported.get(agent, datetime.min.replace(tzinfo=UTC)) < decided_at
+        ):
+            self._dirty.add(agent)  # its report must show it before it goes
+            self.scheduler.arm(
+                (RETAIN, meta["namespace"], meta["name"]), self.clock() + REPORT_EVERY * 2
+            )
+            return
         path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"], meta["name"])
         options = {
             "apiVersion": "v1",

@@ -46,6 +46,9 @@ def install(control_plane: ControlPlane) -> None:
     control_plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{c}" for c in CRDS)
     )
+    thirdparty = paths.crd_dir() / "thirdparty"
+    if thirdparty.is_dir():  # the PolicyReport kind, when the cluster lacks it
+        control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(thirdparty))
     if paths.admission_dir().is_dir():
         control_plane.kubectl(
             "apply", "--server-side", "--force-conflicts", "-f", str(paths.admission_dir())

@@ -39,6 +39,8 @@ def operator_objects() -> list[dict[str, Any]]:
         # this list a value), and where it keeps each object's state before a change.
         _rule("apps", ["deployments"], WRITE),
         _rule("", ["configmaps"], ["get", "create", "delete"]),
+        # A PolicyReport per agent, for existing report tools.
+        _rule("wgpolicyk8s.io", ["policyreports"], ["get", "create", "update", "patch"]),
         # To wait until a generated Role is in effect before a policy says Ready.
         _rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
         # kopf follows CRDs to learn when the watched resources are served.
