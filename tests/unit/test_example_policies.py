@@ -1,89 +1,29 @@
-"""Every example under policies/ compiles, and its tests.yaml cases hold."""
+"""Every example under policies/ compiles, lints without errors, and its tests.yaml cases hold."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from handoff.domain.classify import RequestFacts
-from handoff.domain.decide import RequestState, decide
-from handoff.domain.durations import parse_duration
-from handoff.domain.policy import CompiledPolicy, compile_policy
-from handoff.domain.timefmt import parse_time
-
-from .helpers import CREATED
+from handoff.policytools.checks import CaseResult, lint, run_cases
+from handoff.policytools.loading import PolicyFile, load_cases, load_policies
 
 ROOT = Path(__file__).resolve().parents[2] / "policies"
-SUITES = sorted(ROOT.glob("**/tests.yaml"))
+POLICIES = load_policies([ROOT])
+CASES = load_cases([ROOT])
 
 
-def cases() -> list[Any]:
-    found = []
-    for suite in SUITES:
-        document = yaml.safe_load(suite.read_text())
-        for case in document["cases"]:
-            found.append(
-                pytest.param(
-                    suite, document["policies"], case, id=f"{suite.parent.name}: {case['name']}"
-                )
-            )
-    return found
+def test_there_are_examples_with_cases() -> None:
+    assert POLICIES, "policies/ should hold at least one example"
+    assert CASES, "every example should have tests.yaml cases"
 
 
-def load(suite: Path, files: list[str]) -> list[CompiledPolicy]:
-    compiled = []
-    for name in files:
-        for body in yaml.safe_load_all((suite.parent / name).read_text()):
-            meta = body["metadata"]
-            compiled.append(compile_policy(meta["namespace"], meta["name"], body["spec"]))
-    return compiled
-
-
-def test_there_are_examples() -> None:
-    assert SUITES, "policies/ should hold at least one example with tests.yaml"
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.path.parent.name}/{p.name}")
+def test_every_example_compiles_and_has_no_lint_errors(policy: PolicyFile) -> None:
+    assert policy.compiled().ready, policy.compiled().errors
+    assert [str(f) for f in lint([policy], []) if f.severity == "error"] == []
 
 
 @pytest.mark.parametrize(
-    "policy_file", sorted(ROOT.glob("**/policy*.yaml")), ids=lambda p: p.parent.name
+    "result", run_cases(POLICIES, CASES), ids=lambda r: f"{r.case.path.parent.name}: {r.case.name}"
 )
-def test_every_example_policy_compiles(policy_file: Path) -> None:
-    for body in yaml.safe_load_all(policy_file.read_text()):
-        compiled = compile_policy(
-            body["metadata"]["namespace"], body["metadata"]["name"], body["spec"]
-        )
-        assert compiled.ready, compiled.errors
-
-
-@pytest.mark.parametrize(("suite", "files", "case"), cases())
-def test_policy_case(suite: Path, files: list[str], case: dict[str, Any]) -> None:
-    policies = load(suite, files)
-    raw = case["request"]
-    namespace = policies[0].namespace
-    state = RequestState(
-        facts=RequestFacts(
-            namespace=namespace,
-            agent=raw["agent"],
-            action=raw["action"],
-            target=raw.get("target", ""),
-            parameters=raw.get("parameters", {}),
-            labels=raw.get("labels", {}),
-            has_rollback=bool(raw.get("rollback")),
-        ),
-        created=CREATED,
-        requester=f"system:serviceaccount:{namespace}:{raw['agent']}",
-    )
-    step = decide(policies, state, CREATED)
-    assert step.patch is not None
-    expect = case["expect"]
-    if "reason" in expect:
-        reasons = {step.decision.reason if step.decision else None} | {
-            c["reason"] for c in step.patch["conditions"]
-        }
-        assert expect["reason"] in reasons
-    for key in ("tier", "rule", "oversight"):
-        if key in expect:
-            assert step.patch.get(key) == expect[key], key
-    if "decisionWindow" in expect:
-        assert parse_time(step.patch["deadline"]) - CREATED == parse_duration(
-            expect["decisionWindow"]
-        )
+def test_example_case(result: CaseResult) -> None:
+    assert result.failures == ()

@@ -6,6 +6,9 @@ import os
 import sys
 from datetime import timedelta
 
+from handoff.cli.policy import add_commands as add_policy_commands
+from handoff.cli.policy import run as run_policy
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         "--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)"
     )
 
+    add_policy_commands(commands)
+
     dev = commands.add_parser("dev", help="the local environment on loopback")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True)
     for name, text in (("up", "start it"), ("down", "stop it"), ("status", "what runs")):
@@ -74,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         return _operator(args)
     if args.command == "console":
         return _console(args)
+    if args.command == "policy":
+        try:
+            return run_policy(args)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"handoff policy {args.policy_command}: {e}", file=sys.stderr)
+            return 2
     return _dev(args)
 
 

@@ -1,0 +1,1 @@
+"""Offline tools for a policy repository: lint, test, diff and explain, no cluster needed."""
