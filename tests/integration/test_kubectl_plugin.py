@@ -94,3 +94,19 @@ def test_deny_asks_why_and_refusals_read_as_one_sentence(
     log.expect("payments-agent proposes payments.charge on test:1: test payments.charge")
     log.expect("bob denied")
     log.expect(pexpect.EOF)
+
+
+def test_explain_against_the_cluster(
+    cluster: Cluster, namespace: str, kubeconfig: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "request.yaml"
+    manifest.write_text(
+        "apiVersion: handoff.dev/v1alpha1\nkind: ActionRequest\n"
+        f"metadata: {{namespace: {namespace}}}\n"
+        "spec: {agent: payments-agent, action: payments.refund, parameters: {amount: 20}, summary: x}\n"
+    )
+    session = plugin(kubeconfig, "alice", "explain", "-f", str(manifest))
+    session.expect(f"policies from the cluster, namespace {namespace}:")
+    session.expect("payments: tier 3, HOTL: rule refunds matched payments.refund")
+    session.expect("Result: tier 3, HOTL, from payments/refunds")
+    session.expect(pexpect.EOF)

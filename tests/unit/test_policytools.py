@@ -1,11 +1,13 @@
 """handoff policy lint | test | diff, on policies written to a temporary folder."""
 
+import io
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from handoff.cli import kubectl_plugin
 from handoff.cli.main import main
 
 BASE: dict[str, Any] = {
@@ -167,3 +169,31 @@ def test_diff_against_a_git_revision(
     assert "2 of 2 sample requests change" in out
     missing, _ = handoff("policy", "diff", "HEAD:nowhere", "policies", capsys=capsys)
     assert missing == 2
+
+
+def test_explain_offline_says_which_rule_in_which_policy(tmp_path: Path) -> None:
+    strict = variant(rules=[{"name": "all", "actions": ["*"], "tier": 4}]) | {
+        "metadata": {"name": "strict", "namespace": "agents"}
+    }
+    other = variant(agents={"serviceAccounts": ["other-agent"]}) | {
+        "metadata": {"name": "other", "namespace": "agents"}
+    }
+    write(tmp_path / "a", BASE)
+    write(tmp_path / "b", strict)
+    write(tmp_path / "c", other)
+    request = {"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest", "metadata": {"namespace": "agents"},
+               "spec": {"agent": "payments-agent", "action": "db.query", "summary": "read"}}  # fmt: skip
+    (tmp_path / "request.yaml").write_text(yaml.safe_dump(request))
+    out = io.StringIO()
+    code = kubectl_plugin.main(
+        ["explain", "-f", str(tmp_path / "request.yaml"), "--policies", str(tmp_path)], out=out
+    )
+    text = out.getvalue()
+    assert code == 0
+    assert "  other: does not govern payments-agent" in text
+    assert "  payments: tier 1, HOOTL: rule reads matched db.query" in text
+    assert "  strict: tier 4, HITL: rule all matched db.query" in text
+    assert (
+        "Result: tier 4, HITL, from strict/all (the highest tier wins), window 15m, 1 approval(s)"
+        in text
+    )

@@ -12,15 +12,23 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
 from kubernetes import config as k8s_config
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.domain.classify import RequestFacts
+from handoff.domain.classify import evaluate as evaluate_policy
 from handoff.domain.durations import parse_duration
+from handoff.domain.policy import compile_policy
 from handoff.domain.timefmt import parse_time
+from handoff.policytools.checks import outcome
+from handoff.policytools.loading import evaluate as evaluate_sample
+from handoff.policytools.loading import load_policies
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.package import Package, build, sentence, time_left
 
@@ -58,18 +66,32 @@ def main(
     undo = commands.add_parser("rollback", help="undo an approved, reversible action")
     undo.add_argument("name")
     undo.add_argument("--comment", default="")
+    explain = commands.add_parser(
+        "explain", help="which policies govern a request, which rule matches, why"
+    )
+    explain.add_argument("-f", "--filename", required=True, help="an ActionRequest manifest")
+    explain.add_argument(
+        "--policies", help="local policy files or folders instead of the cluster's"
+    )
     log = commands.add_parser("log", help="the audit trail as sentences")
     log.add_argument("--agent")
     log.add_argument("--since", default="24h", help="how far back, like 30m or 2h (default 24h)")
-    for sub in (pending, show, approve, deny, undo, log):
+    for sub in (pending, show, approve, deny, undo, explain, log):
         sub.add_argument("-n", "--namespace", dest="sub_namespace")
     args = parser.parse_args(argv)
     args.namespace = (
         getattr(args, "sub_namespace", None) or args.namespace or _context_namespace(args)
     )
     try:
+        if args.command == "explain":
+            args.document = yaml.safe_load(Path(args.filename).read_text()) or {}
+            if args.policies:  # offline: no cluster, no kubeconfig
+                return asyncio.run(_explain(None, args, out))
         return asyncio.run(_run(args, out, ask))
-    except (ReviewError, ValueError) as e:
+    except k8s_config.ConfigException as e:
+        print(f"error: no usable kubeconfig ({e}); set KUBECONFIG or --kubeconfig", file=sys.stderr)
+        return 1
+    except (ReviewError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KubeError as e:
@@ -81,18 +103,18 @@ async def _run(args: argparse.Namespace, out: TextIO, ask: Callable[[str], str])
     api = KubeApi(Credentials.load(args.kubeconfig, args.context))
     try:
         client = ReviewClient(api)
-        if args.command == "pending":
-            return await _pending(client, None if args.all_namespaces else [args.namespace], out)
-        if args.command == "show":
-            _show(build(await client.get(args.namespace, args.name)), out)
-            return 0
-        if args.command == "approve":
-            return await _decide(client, args, "Approve", out, ask)
-        if args.command == "deny":
-            return await _decide(client, args, "Deny", out, ask)
-        if args.command == "rollback":
-            return await _roll_back(client, args, out)
-        return await _log(client, args, out)
+        commands: dict[str, Callable[[], Awaitable[int]]] = {
+            "pending": lambda: _pending(
+                client, None if args.all_namespaces else [args.namespace], out
+            ),
+            "show": lambda: _show_one(client, args, out),
+            "approve": lambda: _decide(client, args, "Approve", out, ask),
+            "deny": lambda: _decide(client, args, "Deny", out, ask),
+            "rollback": lambda: _roll_back(client, args, out),
+            "explain": lambda: _explain(client, args, out),
+            "log": lambda: _log(client, args, out),
+        }
+        return await commands[args.command]()
     finally:
         await api.close()
 
@@ -125,6 +147,11 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
             file=out,
         )
+    return 0
+
+
+async def _show_one(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> int:
+    _show(build(await client.get(args.namespace, args.name)), out)
     return 0
 
 
@@ -242,6 +269,63 @@ async def _roll_back(client: ReviewClient, args: argparse.Namespace, out: TextIO
     )
     filed = "Handoff files its rollback plan as a new request"
     print(f"Recorded {user}'s rollback of {args.name}; {filed}.", file=out)
+    return 0
+
+
+async def _explain(client: ReviewClient | None, args: argparse.Namespace, out: TextIO) -> int:
+    document = args.document
+    spec = document.get("spec") or {}
+    namespace = (document.get("metadata") or {}).get("namespace") or args.namespace
+    if args.policies:
+        files = [p for p in load_policies([args.policies]) if p.namespace == namespace]
+        policies = [p.compiled() for p in files]
+        where = args.policies
+    else:
+        assert client is not None
+        listing = await client.api.get(
+            resource_path("handoff.dev", "v1alpha1", "agentactionpolicies", namespace)
+        )
+        items = listing.get("items") or []
+        policies = [compile_policy(namespace, i["metadata"]["name"], i["spec"]) for i in items]
+        where = f"the cluster, namespace {namespace}"
+    facts = RequestFacts(
+        namespace=namespace,
+        agent=str(spec.get("agent", "")),
+        action=str(spec.get("action", "")),
+        target=str(spec.get("target", "")),
+        parameters=spec.get("parameters") or {},
+        labels=(document.get("metadata") or {}).get("labels") or {},
+        has_rollback=bool(spec.get("rollback")),
+    )
+    target = safe(facts.target) or "(no target)"
+    what = f"{safe(facts.agent)} proposes {safe(facts.action)} on {target}"
+    print(f"{what}; policies from {where}:", file=out)
+    governing = [
+        p for p in sorted(policies, key=lambda p: p.name) if p.governs(namespace, facts.agent)
+    ]
+    for policy in sorted(policies, key=lambda p: p.name):
+        if policy not in governing:
+            print(f"  {policy.name}: does not govern {facts.agent}", file=out)
+            continue
+        verdict = evaluate_policy(policy, facts)
+        mode = " (Audit: recorded only, decides nothing)" if policy.mode == "Audit" else ""
+        said = f"tier {verdict.tier}, {verdict.oversight}: {safe(verdict.message)}"
+        print(f"  {policy.name}{mode}: {said}", file=out)
+    step = evaluate_sample(policies, {**spec, "labels": facts.labels}, namespace)
+    result = outcome(step, policies)
+    if result.tier is None:
+        print(
+            f"Result: Denied ({result.reason}): no Enforce policy governs {facts.agent}", file=out
+        )
+    else:
+        lane = (
+            f", window {result.window}, {result.approvals} approval(s)"
+            if result.window != "-"
+            else ""
+        )
+        source = f"{result.policy}/{result.rule or 'default'}"
+        print(f"Result: tier {result.tier}, {result.oversight}, from {source}"
+              f" (the highest tier wins){lane}; {result.reason}", file=out)  # fmt: skip
     return 0
 
 
