@@ -198,6 +198,13 @@ class KubeApi:
         secret = await self.get(resource_path("", "v1", "secrets", namespace, name))
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
+    async def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One key of a Secret; a KubeError (404) says which Secret or key is missing."""
+        data = await self.read_secret(namespace, name)
+        if key not in data:
+            raise NotFound(404, f"Secret {name} has no key {key}")
+        return data[key]
+
     async def delete_if_present(self, path: str) -> bool:
         try:
             await self.delete(path)

@@ -288,15 +288,7 @@ async def _explain(client: ReviewClient | None, args: argparse.Namespace, out: T
         items = listing.get("items") or []
         policies = [compile_policy(namespace, i["metadata"]["name"], i["spec"]) for i in items]
         where = f"the cluster, namespace {namespace}"
-    facts = RequestFacts(
-        namespace=namespace,
-        agent=str(spec.get("agent", "")),
-        action=str(spec.get("action", "")),
-        target=str(spec.get("target", "")),
-        parameters=spec.get("parameters") or {},
-        labels=(document.get("metadata") or {}).get("labels") or {},
-        has_rollback=bool(spec.get("rollback")),
-    )
+    facts = RequestFacts.from_spec(namespace, spec, (document.get("metadata") or {}).get("labels"))
     target = safe(facts.target) or "(no target)"
     what = f"{safe(facts.agent)} proposes {safe(facts.action)} on {target}"
     print(f"{what}; policies from {where}:", file=out)

@@ -119,10 +119,7 @@ class Notifier:
     async def _secret(self, namespace: str, ref: SecretKey | None) -> str:
         if ref is None:
             raise KubeError(0, "no URL or secret reference")
-        data = await self.api.read_secret(namespace, ref.name)
-        if ref.key not in data:
-            raise KubeError(404, f"Secret {ref.name} has no key {ref.key}")
-        return data[ref.key]
+        return await self.api.secret_value(namespace, ref.name, ref.key)
 
     @staticmethod
     def _count(namespace: str, policy: str, target: str, result: str) -> None:

@@ -321,10 +321,7 @@ class Reconciler:
     async def _secret_value(self, namespace: str, ref: SecretKey | None) -> str:
         if ref is None:
             raise KubeError(0, "no URL or Secret reference")
-        data = await self.api.read_secret(namespace, ref.name)
-        if ref.key not in data:
-            raise KubeError(404, f"Secret {ref.name} has no key {ref.key}")
-        return data[ref.key]
+        return await self.api.secret_value(namespace, ref.name, ref.key)
 
     def _status_path(self, body: RequestJSON) -> str:
         meta = body["metadata"]

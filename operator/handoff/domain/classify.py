@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from handoff.domain.expressions import ExpressionError
 from handoff.domain.globs import any_match
@@ -21,6 +22,21 @@ class RequestFacts:
     parameters: Mapping[str, object] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     has_rollback: bool = False
+
+    @classmethod
+    def from_spec(
+        cls, namespace: str, spec: Mapping[str, Any], labels: Mapping[str, str] | None = None
+    ) -> "RequestFacts":
+        """From an ActionRequest's spec (or a sample request written like one)."""
+        return cls(
+            namespace=namespace,
+            agent=str(spec.get("agent", "")),
+            action=str(spec.get("action", "")),
+            target=str(spec.get("target", "")),
+            parameters=spec.get("parameters") or {},
+            labels=labels or {},
+            has_rollback=bool(spec.get("rollback")),
+        )
 
     def variables(self) -> dict[str, object]:
         return {

@@ -95,15 +95,7 @@ class RequestState:
         namespace = str(meta.get("namespace", ""))
         agent = str(spec.get("agent", ""))
         return cls(
-            facts=RequestFacts(
-                namespace=namespace,
-                agent=agent,
-                action=str(spec.get("action", "")),
-                target=str(spec.get("target", "")),
-                parameters=spec.get("parameters") or {},
-                labels=meta.get("labels") or {},
-                has_rollback=bool(spec.get("rollback")),
-            ),
+            facts=RequestFacts.from_spec(namespace, spec, meta.get("labels")),
             created=parse_time(meta["creationTimestamp"]),
             requester=service_account_user(namespace, agent),
             generation=int(meta.get("generation") or 1),

@@ -110,15 +110,7 @@ def load_cases(paths: Iterable[str | Path]) -> list[Case]:
 def evaluate(policies: list[CompiledPolicy], request: dict[str, Any], namespace: str) -> Step:
     """What the policies make of a sample request, at its creation time."""
     state = RequestState(
-        facts=RequestFacts(
-            namespace=namespace,
-            agent=str(request.get("agent", "")),
-            action=str(request.get("action", "")),
-            target=str(request.get("target", "")),
-            parameters=request.get("parameters") or {},
-            labels=request.get("labels") or {},
-            has_rollback=bool(request.get("rollback")),
-        ),
+        facts=RequestFacts.from_spec(namespace, request, request.get("labels")),
         created=CREATED,
         requester=f"system:serviceaccount:{namespace}:{request.get('agent', '')}",
         spec={k: v for k, v in request.items() if k != "rollback"}
