@@ -8,6 +8,8 @@ from datetime import timedelta
 
 from handoff.cli.policy import add_commands as add_policy_commands
 from handoff.cli.policy import run as run_policy
+from handoff.cli.report import add_commands as add_report_commands
+from handoff.cli.report import run as run_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     add_policy_commands(commands)
+    add_report_commands(commands)
 
     dev = commands.add_parser("dev", help="the local environment on loopback")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True)
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return _operator(args)
     if args.command == "console":
         return _console(args)
+    if args.command == "report":
+        return run_report(args)
     if args.command == "policy":
         try:
             return run_policy(args)
