@@ -252,3 +252,27 @@ def test_the_api_server_refuses_what_the_schema_forbids(
     refused = cluster.apply(zero, check=False)
     assert refused.returncode != 0
     assert "approvals" in refused.stderr
+
+
+def test_a_budget_trips_and_resets(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    ns = namespace
+    apply_ready_policy(
+        cluster,
+        policy(ns, budgets=[{"name": "reads", "actions": ["db.*"], "max": 2, "per": "10s"}]),
+    )
+    first, second = file(cluster, ns, "db.query"), file(cluster, ns, "db.query")
+    for name in (first, second):
+        wait_for(cluster, ns, name, "decision.reason", "AutoApproved")
+    third = file(cluster, ns, "db.query")
+    held = wait_for(cluster, ns, third, "phase", "AwaitingApproval")
+    assert condition(held, "Decided")["reason"] == "BudgetExceeded"
+    eventually(lambda: _past_seconds(request(cluster, ns, second)["status"]["decision"]["at"], 10.5),
+               timeout=15, what="the budget window to pass")  # fmt: skip
+    fourth = file(cluster, ns, "db.query")
+    wait_for(cluster, ns, fourth, "decision.reason", "AutoApproved")
+
+
+def _past_seconds(at: str, seconds: float) -> bool:
+    return (datetime.now(UTC) - parse_time(at)).total_seconds() > seconds

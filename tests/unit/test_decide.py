@@ -1,5 +1,6 @@
 """The decision core, table by table, with a fixed clock."""
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -383,3 +384,22 @@ def test_condition_transition_time_moves_only_with_status() -> None:
     step = decide(policies, reviewed(state, approve("alice")), at(minutes=3))
     assert step.patch is not None
     assert step.patch["conditions"][-1]["lastTransitionTime"] == first
+
+
+def test_a_spent_budget_sends_tier1_and_tier2_to_a_person() -> None:
+    budgeted = policy(budgets=[{"name": "reads", "actions": ["db.*"], "max": 2, "per": "1h"}])
+    under = replace(request("db.query"), budget_usage={("payments", "reads"): 1})
+    assert decide([budgeted], under, CREATED).decision is not None
+    spent = replace(request("db.query"), budget_usage={("payments", "reads"): 2})
+    step = decide([budgeted], spent, CREATED)
+    assert step.decision is None
+    assert step.patch is not None
+    assert (step.patch["tier"], step.patch["oversight"], step.patch["phase"]) == (
+        1,
+        "HITL",
+        "AwaitingApproval",
+    )
+    assert step.patch["conditions"][-1]["reason"] == Reason.BUDGET_EXCEEDED
+    assert "budget reads (2 per 1h) is spent" in step.patch["conditions"][-1]["message"]
+    other = replace(request("crm.update", rollback=True), budget_usage={("payments", "reads"): 99})
+    assert decide([budgeted], other, CREATED).decision is not None  # the budget does not cover it

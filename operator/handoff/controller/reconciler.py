@@ -11,8 +11,9 @@ import contextlib
 import json
 import logging
 import socket
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -78,6 +79,11 @@ class Reconciler:
         self.reports = True  # off when the cluster does not serve PolicyReports
         self._dirty: set[tuple[str, str]] = set()  # (namespace, agent) whose report is stale
         self._reported: dict[tuple[str, str], datetime] = {}
+        # Budgets: when each auto-approval happened, by (namespace, policy, budget, agent).
+        self._budget_hits: defaultdict[tuple[str, str, str, str], deque[datetime]] = defaultdict(
+            deque
+        )
+        self._budget_counted: set[str] = set()
         self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -106,6 +112,7 @@ class Reconciler:
         self._set_pending((namespace, name), None)
         if uid:
             self._published.pop(uid, None)
+            self._budget_counted.discard(uid)
             self._reviews_seen.pop(uid, None)
             if self.notifier is not None:
                 self.notifier.forget(uid)
@@ -135,6 +142,10 @@ class Reconciler:
             meta = body["metadata"]
             namespace, name = meta["namespace"], meta["name"]
             state = RequestState.from_json(body)
+            if not state.decided:
+                state = replace(
+                    state, budget_usage=self._budget_usage(namespace, state.facts.agent)
+                )
             step = decide(self.policies.index.in_namespace(namespace), state, self.clock())
             if step.decision is not None and step.decision.reason == Reason.NO_POLICY:
                 await self.policies.refresh(namespace)
@@ -176,6 +187,7 @@ class Reconciler:
         key = (meta["namespace"], meta["name"])
         status = body.get("status") or {}
         self._count_fast_approvals(state, meta["uid"])
+        self._count_budget(body)
         if step.decision is not None:
             self._stop_waiting(key)
             decision = step.decision
@@ -211,6 +223,48 @@ class Reconciler:
         if step.event is not None:
             await self._post_event(body, step.event)
         await self._publish(body)
+
+    def _budget_usage(self, namespace: str, agent: str) -> dict[tuple[str, str], int]:
+        now = self.clock()
+        usage: dict[tuple[str, str], int] = {}
+        for policy in self.policies.index.in_namespace(namespace):
+            for budget in policy.budgets:
+                hits = self._budget_hits[(namespace, policy.name, budget.name, agent)]
+                while hits and hits[0] <= now - budget.per:
+                    hits.popleft()
+                usage[(policy.name, budget.name)] = len(hits)
+        return usage
+
+    def _count_budget(self, body: RequestJSON) -> None:
+        """An auto-approval spends from every budget of its policy that covers its action."""
+        status = body.get("status") or {}
+        decision = status.get("decision") or {}
+        uid = body["metadata"]["uid"]
+        if (
+            decision.get("reason") not in (Reason.AUTO_APPROVED, Reason.LOGGED)
+            or uid in self._budget_counted
+        ):
+            return
+        self._budget_counted.add(uid)
+        namespace, agent, action = (
+            body["metadata"]["namespace"],
+            body["spec"]["agent"],
+            body["spec"]["action"],
+        )
+        at = parse_time(decision["at"])
+        for policy in self.policies.index.in_namespace(namespace):
+            if policy.name != status.get("policy"):
+                continue
+            for budget in policy.budgets:
+                if budget.covers(action):
+                    hits = self._budget_hits[(namespace, policy.name, budget.name, agent)]
+                    hits.append(at)
+                    if (
+                        len(hits) > 1 and hits[-2] > at
+                    ):  # arrived out of order (a restart's listing)
+                        self._budget_hits[(namespace, policy.name, budget.name, agent)] = deque(
+                            sorted(hits)
+                        )
 
     def _count_fast_approvals(self, state: RequestState, uid: str) -> None:
         reviews = len(state.reviews)

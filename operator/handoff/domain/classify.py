@@ -7,7 +7,14 @@ from typing import Any
 
 from handoff.domain.expressions import ExpressionError
 from handoff.domain.globs import any_match
-from handoff.domain.policy import ChecklistItem, CompiledPolicy, Lane, Reviewers, Rule
+from handoff.domain.policy import (
+    DEFAULT_TIER4,
+    ChecklistItem,
+    CompiledPolicy,
+    Lane,
+    Reviewers,
+    Rule,
+)
 from handoff.domain.reasons import Mode, Oversight
 
 
@@ -60,6 +67,7 @@ class Verdict:
     reviewers: Reviewers
     message: str  # why, in words
     fail_closed: bool = False  # tier 4 because the policy or a rule is broken
+    policy_lane4: Lane = DEFAULT_TIER4  # where a tier 1 request waits when its budget is spent
 
     @property
     def oversight(self) -> Oversight:
@@ -138,6 +146,7 @@ def _verdict(
         reviewers=policy.reviewers,
         message=message,
         fail_closed=fail_closed,
+        policy_lane4=policy.tier4,
     )
 
 

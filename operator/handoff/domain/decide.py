@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from handoff.domain.classify import Classification, RequestFacts, Verdict, classify
+from handoff.domain.durations import format_duration
 from handoff.domain.executors import KUBERNETES, WEBHOOK, allowed, kubernetes_change
 from handoff.domain.policy import ChecklistItem, CompiledPolicy, Reviewers
 from handoff.domain.reasons import (
@@ -86,6 +87,7 @@ class RequestState:
     generation: int = 1
     spec: Mapping[str, Any] = field(default_factory=dict)
     status: Mapping[str, Any] = field(default_factory=dict)
+    budget_usage: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (policy, budget)
 
     @classmethod
     def from_json(cls, body: RequestJSON) -> "RequestState":
@@ -263,7 +265,8 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     if refused is not None:
         return replace(refused, classification=classification)
     classified_reason = _classified_reason(verdict)
-    if verdict.tier == 1 or (verdict.tier == 2 and facts.has_rollback):
+    spent = _spent_budget(policies, verdict, request)
+    if spent is None and (verdict.tier == 1 or (verdict.tier == 2 and facts.has_rollback)):
         reason = Reason.AUTO_APPROVED if verdict.tier == 1 else Reason.LOGGED
         message = verdict.message + (
             "; approved, HOOTL" if verdict.tier == 1 else "; approved and logged with its rollback"
@@ -281,25 +284,21 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
         }
         return Step(patch, decision, Event("Normal", reason, message), None, classification)
 
-    # Someone has to look: tier 3, tier 4, or tier 2 without a way back.
-    escalated = verdict.tier == 2
-    lane = verdict.lane
+    # Someone has to look: tier 3, tier 4, tier 2 without a way back, or a spent budget.
+    escalated = verdict.tier <= 2
+    lane = verdict.policy_lane4 if verdict.tier == 1 else verdict.lane
     oversight = Oversight.HITL if escalated else verdict.oversight
     hold = lane.hold_for if oversight is Oversight.HOTL and lane.hold_for else None
     deadline = request.created + (hold or lane.decision_window)
-    if escalated:
-        classified_reason = Reason.MISSING_ROLLBACK_PLAN
-        waiting_reason = Reason.MISSING_ROLLBACK_PLAN
-        message = f"{verdict.message}; tier 2 needs a rollback plan, so a person decides"
-    elif oversight is Oversight.HOTL:
-        waiting_reason = Reason.IN_VETO_WINDOW
-        message = f"{verdict.message}; approved at {format_time(deadline)} unless a reviewer denies"
-    else:
-        waiting_reason = Reason.AWAITING_REVIEW
-        message = (
-            f"{verdict.message}; needs {lane.approvals} approval(s) by {format_time(deadline)},"
-            " else Denied (Expired)"
-        )
+    classified_reason, waiting_reason, message = _waiting_words(
+        verdict,
+        classified_reason=classified_reason,
+        spent=spent,
+        escalated=escalated,
+        oversight=oversight,
+        deadline=deadline,
+        approvals=lane.approvals,
+    )
     base |= {
         "oversight": str(oversight),
         "phase": Phase.QUEUED if oversight is Oversight.HOTL else Phase.AWAITING_APPROVAL,
@@ -339,6 +338,50 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     )
     event = Event("Normal", waiting_reason, message)
     return Step(base, None, event, deadline, classification)
+
+
+def _waiting_words(
+    verdict: Verdict,
+    *,
+    classified_reason: Reason,
+    spent: str | None,
+    escalated: bool,
+    oversight: Oversight,
+    deadline: datetime,
+    approvals: int,
+) -> tuple[Reason, Reason, str]:
+    """The Classified and Decided reasons of a request that waits, and what it waits for."""
+    if spent is not None:
+        return (
+            Reason.BUDGET_EXCEEDED,
+            Reason.BUDGET_EXCEEDED,
+            f"{verdict.message}; {spent}, so a person decides",
+        )
+    if escalated:
+        text = f"{verdict.message}; tier 2 needs a rollback plan, so a person decides"
+        return Reason.MISSING_ROLLBACK_PLAN, Reason.MISSING_ROLLBACK_PLAN, text
+    if oversight is Oversight.HOTL:
+        text = f"{verdict.message}; approved at {format_time(deadline)} unless a reviewer denies"
+        return classified_reason, Reason.IN_VETO_WINDOW, text
+    text = (
+        f"{verdict.message}; needs {approvals} approval(s) by {format_time(deadline)},"
+        " else Denied (Expired)"
+    )
+    return classified_reason, Reason.AWAITING_REVIEW, text
+
+
+def _spent_budget(
+    policies: list[CompiledPolicy], verdict: Verdict, request: RequestState
+) -> str | None:
+    """Why a tier 1 or 2 action may not run on its own any more, or None."""
+    if verdict.tier > 2:
+        return None
+    policy = next(p for p in policies if p.name == verdict.policy)
+    for budget in policy.budgets:
+        used = request.budget_usage.get((policy.name, budget.name), 0)
+        if budget.covers(request.facts.action) and used >= budget.max:
+            return f"budget {budget.name} ({budget.max} per {format_duration(budget.per)}) is spent"
+    return None
 
 
 def _refuse_invalid(

@@ -90,6 +90,20 @@ class WebhookExecutor:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """At most ``max`` auto-approved (tier 1 and 2) actions matching ``actions`` per agent per
+    ``per``; past it, a person decides. A runaway agent is contained by the cluster."""
+
+    name: str
+    actions: tuple[Glob, ...]
+    max: int
+    per: timedelta
+
+    def covers(self, action: str) -> bool:
+        return any(glob.matches(action) for glob in self.actions)
+
+
+@dataclass(frozen=True)
 class Reviewers:
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
@@ -125,6 +139,7 @@ class CompiledPolicy:
     notifications: tuple[NotificationTarget, ...] = ()
     kubernetes: KubernetesScope = field(default_factory=KubernetesScope)
     webhook: WebhookExecutor | None = None
+    budgets: tuple[Budget, ...] = ()
     errors: tuple[str, ...] = field(default=())
 
     @property
@@ -182,6 +197,12 @@ def compile_policy(
         tier4=tier4,
         rules=rules,
         notifications=tuple(_target(raw) for raw in spec.get("notifications") or ()),
+        budgets=tuple(
+            Budget(b["name"], tuple(Glob.compile(a) for a in b["actions"]), int(b["max"]), per)
+            for b in spec.get("budgets") or []
+            if (per := _duration(b.get("per"), None, f"budget {b.get('name')!r}", errors))
+            is not None
+        ),
         webhook=WebhookExecutor(
             url=hook.get("url"),
             url_secret=_secret_key(hook.get("urlSecretRef")),

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     EXPIRED = "Expired"  # the decision window passed: fail safe to Denied
     NO_POLICY = "NoPolicy"
     MISSING_ROLLBACK_PLAN = "MissingRollbackPlan"  # tier 2 without rollback: sent to review
+    BUDGET_EXCEEDED = "BudgetExceeded"  # tier 1-2 past the policy's budget: sent to review
     INVALID = "Invalid"
 
     # Waiting (the Decided condition while status.decision is unset).

@@ -70,6 +70,7 @@ class PolicySpecJSON(TypedDict, total=False):
     rules: list[RuleJSON]
     notifications: list[NotificationJSON]
     executors: dict[str, Any]
+    budgets: list[dict[str, Any]]
     credentials: list[dict[str, Any]]
 
 
