@@ -137,8 +137,8 @@ PROPOSER = textwrap.dedent("""
             if sys.argv[3] == "read":
                 async for decision in agent.decisions():
                     print("got", decision.name, flush=True)
-                    await asyncio.sleep(3600)  # killed here: read, never acknowledged
-            await asyncio.sleep(3600)  # killed here: proposed, then gone
+                    await asyncio.Event().wait()  # killed here: read, never acknowledged
+            await asyncio.Event().wait()  # killed here: proposed, then gone
     asyncio.run(main())
 """)
 
