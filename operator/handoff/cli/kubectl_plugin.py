@@ -21,6 +21,7 @@ import yaml
 from kubernetes import config as k8s_config
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.cli.tables import print_table
 from handoff.domain.classify import RequestFacts
 from handoff.domain.classify import evaluate as evaluate_policy
 from handoff.domain.durations import parse_duration
@@ -141,12 +142,7 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
         rows.append((p.namespace, p.name, tier, p.agent, approvals, left, safe(p.summary)[:60]))
     if namespaces is not None:
         rows = [row[1:] for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
-            file=out,
-        )
+    print_table(rows, out)
     return 0
 
 

@@ -5,10 +5,10 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from handoff.cli.tables import print_table
 from handoff.domain.durations import parse_duration
 from handoff.policytools.checks import diff, lint, run_cases
 from handoff.policytools.loading import load_cases, load_policies
@@ -83,7 +83,7 @@ def _test(args: argparse.Namespace, out: TextIO) -> int:
     results = run_cases(policies, cases)
     rows = [["RESULT", "CASE", *HEADERS]]
     rows += [["ok" if not r.failures else "FAIL", r.case.name, *r.got.row()] for r in results]
-    _table(rows, out)
+    print_table(rows, out)
     failed = [r for r in results if r.failures]
     for result in failed:
         print(f"\nFAIL {result.case.path}: {result.case.name}", file=out)
@@ -120,7 +120,7 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
         rows.append([change.name, "before", *change.old.row()])
         rows.append(["", "after", *change.new.row()])
     if changes:
-        _table(rows, out)
+        print_table(rows, out)
     print(f"{len(changes)} of {count} sample requests change", file=out)
     return 0
 
@@ -141,11 +141,3 @@ def _materialize(spec: str, into: Path) -> Path:
         )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)  # noqa: S603, S607
     return into / path
-
-
-def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out
-        )

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from handoff import GROUP, VERSION
+from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import Credentials, KubeApi, resource_path
+from handoff.cli.tables import print_table
 from handoff.domain.oversight import calibration, fatigue, reliability_svg, shadow
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     requests = asyncio.run(_requests(args))
     if args.kind == "shadow":
         lines = shadow(requests)
-        _table(
+        print_table(
             [["AUDIT POLICY", "EVALUATED", "STRICTER", "LAXER", "SAME"]]
             + [
                 [s.policy, str(s.evaluated), str(s.stricter), str(s.laxer), str(s.same)]
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 0
     if args.kind == "fatigue":
         reviewers, policies = fatigue(requests, args.fast)
-        _table(
+        print_table(
             [
                 [
                     "REVIEWER",
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             out,
         )
         print("", file=out)
-        _table(
+        print_table(
             [["POLICY", "REQUESTS", "REACHED A HUMAN"]]
             + [[p.policy, str(p.requests), f"{p.reached_a_human:.0%}"] for p in policies],
             out,
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     by_agent = calibration(requests)
     for agent, bins in by_agent.items():
         print(f"{agent}: stated confidence against what happened", file=out)
-        _table(
+        print_table(
             [["CONFIDENCE", "REQUESTS", "STATED", "RIGHT"]]
             + [
                 [f"{b.low:.1f}-{b.high:.1f}", str(b.count), f"{b.stated:.0%}", f"{b.observed:.0%}"]
@@ -102,13 +103,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 async def _requests(args: argparse.Namespace) -> list[dict[str, Any]]:
     async with KubeApi(Credentials.load(args.kubeconfig, args.context)) as api:
-        listing = await api.get(resource_path(GROUP, VERSION, "actionrequests", args.namespace))
+        listing = await api.get(resource_path(GROUP, VERSION, REQUESTS, args.namespace))
     return list(listing.get("items") or [])
-
-
-def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out
-        )

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from handoff import GROUP, VERSION
+from handoff import GROUP, POLICIES, REQUESTS, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
@@ -23,8 +23,8 @@ from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.credentials import PostgresCredentials, RedisCredentials
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
-from handoff.controller.policy_reconciler import POLICIES, PolicyReconciler, Provisioner
-from handoff.controller.reconciler import REQUESTS, Reconciler, utcnow
+from handoff.controller.policy_reconciler import PolicyReconciler, Provisioner
+from handoff.controller.reconciler import Reconciler, utcnow
 
 log = logging.getLogger("handoff.operator")
 RETRY = timedelta(seconds=2)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from handoff import GROUP, VERSION
+from handoff import GROUP, POLICIES, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.controller.access import access_objects, agent_role_name, reviewer_role_name
@@ -21,7 +21,6 @@ from handoff.domain.timefmt import format_time
 
 log = logging.getLogger("handoff.operator")
 
-POLICIES = "agentactionpolicies"
 FINALIZER = "handoff.dev/cleanup"
 RBAC = "rbac.authorization.k8s.io"
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from handoff import GROUP, VERSION
+from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
@@ -41,7 +41,6 @@ from handoff.domain.timefmt import format_time, parse_time
 
 log = logging.getLogger("handoff.operator")
 
-REQUESTS = "actionrequests"
 _ATTEMPTS = 8
 RETRY = timedelta(seconds=2)
 

@@ -9,10 +9,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from handoff import GROUP, VERSION
+from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
 
-REQUESTS = "actionrequests"
 _ADMISSION = re.compile(
     r"(?:Validating|Mutating)AdmissionPolicy '[^']+' with binding '[^']+' denied request: "
 )

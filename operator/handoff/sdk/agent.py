@@ -13,7 +13,7 @@ from typing import Any
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-from handoff import API_VERSION, GROUP, VERSION
+from handoff import API_VERSION, GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, NotFound, resource_path
 from handoff.domain.decide import spec_digest
 from handoff.domain.keys import decisions_key, outcomes_key, state_key
@@ -27,7 +27,6 @@ from handoff.sdk.state import (
     open_envelope,
 )
 
-REQUESTS = "actionrequests"
 GROUP_NAME = "agent"  # the consumer group the operator creates on each decision stream
 MAX_WINDOW = timedelta(hours=168)  # the longest decision window a policy may set
 
