@@ -1,11 +1,12 @@
 """Which tier an action falls in: each governing policy's first matching rule, highest tier wins."""
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from handoff.domain.expressions import ExpressionError
+from handoff.domain.expressions import Bindings, ExpressionError
 from handoff.domain.globs import any_match
 from handoff.domain.policy import (
     DEFAULT_TIER4,
@@ -84,21 +85,76 @@ class Classification:
     shadow: tuple[Verdict, ...] = ()  # what each Audit policy would have said
 
 
+class RuleIndex:
+    """A policy's rules looked up by action: only rules whose action globs match are tried.
+
+    Rules are bucketed by the literal prefix of each action glob (``payments.`` for
+    ``payments.*``), so a lookup reads one bucket per distinct prefix length instead of matching
+    every glob; the answer for an action name is remembered, since agents reuse a small
+    vocabulary of actions. Candidates keep the policy's rule order: the first match still wins.
+    """
+
+    MEMO_SIZE = 8192  # action names remembered per policy; forgotten all at once past that
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self._buckets: dict[str, list[int]] = {}
+        for index, rule in enumerate(rules):
+            for glob in rule.actions:
+                bucket = self._buckets.setdefault(glob.literal_prefix, [])
+                if not bucket or bucket[-1] != index:
+                    bucket.append(index)
+        self._lengths = sorted({len(prefix) for prefix in self._buckets})
+        self._memo: dict[str, tuple[Rule, ...]] = {}
+
+    def candidates(self, action: str) -> tuple[Rule, ...]:
+        """The rules whose action globs match ``action``, in policy order."""
+        found = self._memo.get(action)
+        if found is None:
+            indices: set[int] = set()
+            for length in self._lengths:
+                if length > len(action):
+                    break
+                bucket = self._buckets.get(action[:length])
+                if bucket:
+                    indices.update(bucket)
+            found = tuple(
+                self.rules[i] for i in sorted(indices) if any_match(self.rules[i].actions, action)
+            )
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[action] = found
+        return found
+
+
+# Compiled policies are frozen values replaced (never mutated) when their YAML changes, so an
+# index is kept per policy object and dropped with it.
+_INDEXES: dict[int, tuple["weakref.ref[CompiledPolicy]", RuleIndex]] = {}
+
+
+def rule_index(policy: CompiledPolicy) -> RuleIndex:
+    entry = _INDEXES.get(id(policy))
+    if entry is not None and entry[0]() is policy:
+        return entry[1]
+    index = RuleIndex(policy.rules)
+    key = id(policy)
+    _INDEXES[key] = (weakref.ref(policy, lambda _: _INDEXES.pop(key, None)), index)
+    return index
+
+
 def evaluate(policy: CompiledPolicy, facts: RequestFacts) -> Verdict:
     """The verdict of one policy. Fails closed: a broken policy or rule gives tier 4."""
     if not policy.ready:
         message = f"policy {policy.name} is not Ready, so tier 4 (fail closed)"
         return _verdict(policy, 4, None, message, fail_closed=True)
-    variables: dict[str, object] | None = None
-    for rule in policy.rules:
-        if not any_match(rule.actions, facts.action):
-            continue
+    bindings: Bindings | None = None
+    for rule in rule_index(policy).candidates(facts.action):
         if rule.targets and not any_match(rule.targets, facts.target):
             continue
         if rule.when is not None:
-            variables = variables if variables is not None else facts.variables()
+            bindings = bindings if bindings is not None else Bindings(facts.variables())
             try:
-                if not rule.when.matches(variables):
+                if not rule.when.matches(bindings):
                     continue
             except ExpressionError as e:
                 message = f"rule {rule.name}: {e}; tier 4 (fail closed)"

@@ -32,6 +32,27 @@ class ExpressionError(ValueError):
     """A ``when`` expression that does not compile; the message is meant for the policy author."""
 
 
+class Bindings:
+    """One request's variables, converted to CEL values once and shared by every ``when``.
+
+    Executing a program with a plain dict converts every variable on every call (about 13 us for
+    a request's parameters and labels); a ``cel.Context`` converts them on first use and then
+    evaluates in well under a microsecond. A policy of many conditional rules pays once.
+    """
+
+    __slots__ = ("_context", "variables")
+
+    def __init__(self, variables: Mapping[str, object]) -> None:
+        self.variables = variables
+        self._context: Any = None  # cel.Context, built when a ``when`` is first evaluated
+
+    @property
+    def context(self) -> Any:
+        if self._context is None:
+            self._context = cel.Context(dict(self.variables))
+        return self._context
+
+
 @dataclass(frozen=True, eq=False)
 class Expression:
     """A compiled ``when``: evaluate it with :meth:`matches` many times."""
@@ -39,10 +60,11 @@ class Expression:
     source: str
     program: Any  # cel.Program: the library ships no type stubs
 
-    def matches(self, variables: Mapping[str, object]) -> bool:
+    def matches(self, variables: "Mapping[str, object] | Bindings") -> bool:
         """True when the expression holds; raises ExpressionError when it cannot be evaluated."""
+        bindings = variables if isinstance(variables, Bindings) else Bindings(variables)
         try:
-            result = self.program.execute(dict(variables))
+            result = self.program.execute(bindings.context)
         except Exception as e:  # the library raises KeyError, TypeError, RuntimeError...
             raise ExpressionError(f"{self.source!r} could not be evaluated: {_describe(e)}") from e
         if not isinstance(result, bool):
