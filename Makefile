@@ -13,13 +13,20 @@ VERSION_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$(K8S_MINOR)
 STAMP := $(BIN)/.built-$(K8S_VERSION)-$(ETCD_VERSION)
+HELM_VERSION := $(shell grep -oE 'helm\.sh/helm/v3 v[0-9.]+' tools/helm/go.mod | cut -d' ' -f2)
+HELM_K8S_MINOR := $(word 2,$(subst ., ,$(shell awk '$$1 == "k8s.io/client-go" {print $$2}' tools/helm/go.mod)))
+HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR)
+HELM_STAMP := $(BIN)/.helm-$(HELM_VERSION)
 
-.PHONY: help demo test unit integration smoke lint typecheck controlplane venv dev-up dev-down clean bench
+.PHONY: help demo test unit integration smoke lint typecheck controlplane helm chart-lint chart-crds venv dev-up dev-down clean bench
 
 help:
 	@echo "make demo          start the local environment and walk through every tier"
 	@echo "make test          install what the tests need and run them all"
 	@echo "make controlplane  build etcd, kube-apiserver and kubectl $(K8S_VERSION) from Go modules"
+	@echo "make helm          build helm $(HELM_VERSION) from its Go module (chart lint and tests)"
 
 # --- the local control plane, built from the official Go modules --------------------------------
 controlplane: $(STAMP)
@@ -31,6 +38,24 @@ $(STAMP): controlplane/go.mod controlplane/go.sum
 	cd controlplane && go build -trimpath -o ../$(BIN)/etcd go.etcd.io/etcd/server/v3
 	@rm -f $(BIN)/.built-*
 	@touch $@
+
+# --- helm, built from its official Go module, for `helm lint` and the chart's tests -------------
+helm: $(HELM_STAMP)
+
+$(HELM_STAMP): tools/helm/go.mod tools/helm/go.sum
+	@mkdir -p $(BIN)
+	cd tools/helm && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $(HELM_LDFLAGS)" -o ../../$(BIN)/helm helm.sh/helm/v3/cmd/helm
+	@rm -f $(BIN)/.helm-*
+	@touch $@
+
+chart-lint: helm
+	$(BIN)/helm lint --strict charts/handoff
+
+# The chart ships copies of crds/ (helm reads nothing outside the chart); a unit test checks them.
+chart-crds:
+	cp crds/*.yaml charts/handoff/files/crds/
+	cp crds/admission/*.yaml charts/handoff/files/admission/
+	cp crds/thirdparty/*.yaml charts/handoff/files/thirdparty/
 
 # --- Python ---------------------------------------------------------------------------------
 venv: $(VENV)/.installed
@@ -46,7 +71,7 @@ demo: venv controlplane
 	$(VENV)/bin/handoff dev up
 	$(PY) examples/demo.py
 
-test: venv controlplane
+test: venv controlplane helm
 	bash scripts/services.sh
 	$(MAKE) --no-print-directory lint typecheck
 	$(PY) -m pytest
@@ -63,7 +88,7 @@ typecheck: venv
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv controlplane
+integration: venv controlplane helm
 	$(PY) -m pytest tests/integration
 
 # The contract's conformance check, from outside, against a fresh `handoff dev up`.
