@@ -64,6 +64,31 @@ POLICIES_READY = Gauge(
     ["ready"],
     registry=REGISTRY,
 )
+SCHEDULED_DEADLINES = Gauge(
+    "handoff_scheduled_deadlines",
+    "Deadlines armed in the operator's scheduler (windows, escalations, retries, retention).",
+    registry=REGISTRY,
+)
+OUTBOX_LAG_SECONDS = Histogram(
+    "handoff_outbox_lag_seconds",
+    "Time from a decision to its message on the agent's Redis decision stream.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "handoff_leader",
+    "1 while this operator replica holds the leader Lease (or runs without leader election).",
+    registry=REGISTRY,
+)
+WATCHED_NAMESPACES = Gauge(
+    "handoff_watched_namespaces",
+    "Namespaces this operator shard handles (with --namespace-selector).",
+    registry=REGISTRY,
+)
+
+# Known label values start at zero, so that rate() and alerts see the series before the first error.
+for _kind in ("request", "policy"):
+    RECONCILE_ERRORS.labels(kind=_kind)
 
 
 def serve(address: str) -> None:

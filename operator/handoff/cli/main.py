@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import socket
 import sys
 from datetime import timedelta
 
@@ -26,10 +27,36 @@ def main(argv: list[str] | None = None) -> int:
         help="watch only this namespace (repeat for several); default: all",
     )  # fmt: skip
     operator.add_argument(
+        "--namespace-selector", metavar="SELECTOR",
+        help="handle only namespaces whose labels match (e.g. handoff.dev/shard=a): one shard",
+    )  # fmt: skip
+    operator.add_argument(
+        "--leader-election", action="store_true",
+        help="run as one of several replicas: only the holder of a coordination.k8s.io Lease acts",
+    )  # fmt: skip
+    operator.add_argument(
+        "--leader-election-namespace", metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else handoff-system)",
+    )  # fmt: skip
+    operator.add_argument(
+        "--leader-election-name", default="handoff-operator",
+        help="name of the Lease; give each shard its own",
+    )  # fmt: skip
+    operator.add_argument(
+        "--leader-election-identity", default=socket.gethostname(),
+        help="this replica's name in the Lease (default: the host name, the pod's name)",
+    )  # fmt: skip
+    operator.add_argument(
+        "--lease-duration", type=float, default=15.0, metavar="SECONDS",
+        help="how long a silent leader keeps the Lease; a standby takes over after it",
+    )  # fmt: skip
+    operator.add_argument(
         "--metrics-address", default="127.0.0.1:9090", help="host:port of /metrics"
     )
     operator.add_argument(
-        "--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+        "--liveness",
+        help="health endpoint, e.g. http://0.0.0.0:8081/healthz (also serves /readyz); fails when"
+        " the watches stop or a leader cannot renew its Lease",
     )
     operator.add_argument(
         "--redis-url", default=os.environ.get("HANDOFF_REDIS_URL"),
@@ -116,7 +143,7 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from handoff.controller.handlers import run  # noqa: PLC0415 - kopf loads only for this command
+    from handoff.controller.runner import Election, run  # noqa: PLC0415 - kopf loads only here
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -132,10 +159,19 @@ def _operator(args: argparse.Namespace) -> int:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
-    run(
+    election = None
+    if args.leader_election:
+        election = Election(
+            namespace=args.leader_election_namespace, name=args.leader_election_name,
+            identity=args.leader_election_identity, duration=args.lease_duration,
+            renew=max(args.lease_duration / 3, 0.5),
+        )  # fmt: skip
+    return run(
         kubeconfig=args.kubeconfig,
         context=args.context,
         namespaces=args.namespaces,
+        namespace_selector=args.namespace_selector,
+        election=election,
         metrics_address=args.metrics_address,
         liveness_endpoint=args.liveness,
         redis_url=args.redis_url,
@@ -143,7 +179,6 @@ def _operator(args: argparse.Namespace) -> int:
         notify_attempts=args.notify_attempts,
         retention=_retention(args.retention),
     )
-    return 0
 
 
 def _retention(text: str) -> timedelta | None:

@@ -16,7 +16,7 @@ import kopf
 
 from handoff import GROUP, POLICIES, REQUESTS, VERSION
 from handoff.adapters import metrics
-from handoff.adapters.kube import Credentials, KubeApi, KubeError
+from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.webhooks import WebhookSender
@@ -25,6 +25,7 @@ from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler, Provisioner
 from handoff.controller.reconciler import Reconciler, utcnow
+from handoff.controller.shards import NamespaceShard
 
 log = logging.getLogger("handoff.operator")
 RETRY = timedelta(seconds=2)
@@ -51,11 +52,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
     policies = PolicyReconciler(api, utcnow)
     policies.provisioners = provisioners(api, policies, memo.get("redis_url"))
+    shard = None
+    if memo.get("namespace_selector"):
+        shard = NamespaceShard(
+            api, memo["namespace_selector"], on_join=lambda ns: _join(memo, ns),
+            on_leave=lambda ns: _leave(memo, ns),
+        )  # fmt: skip
     try:
+        if shard is not None:
+            await shard.load()
         await policies.load_all()
     except KubeError as e:
         await api.close()
         raise kopf.TemporaryError(f"cannot list policies: {e}", delay=2) from e
+    if shard is not None:
+        for policy in policies.index.all():
+            if policy.namespace not in shard:
+                policies.index.remove(policy.namespace, policy.name)
     redis_url = memo.get("redis_url")
     outbox = RedisOutbox(redis_url) if redis_url else None
     sender = WebhookSender(attempts=memo.get("notify_attempts") or 6)
@@ -71,17 +84,20 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["policies"] = policies
     memo["reconciler"] = reconciler
     memo["closers"] = [api.close, notifier.close, reconciler.executor_sender.close]
+    memo["shard"] = shard
     memo["tasks"] = [
         asyncio.create_task(reconciler.scheduler.run()),
         asyncio.create_task(policies.scheduler.run()),
         asyncio.create_task(reconciler.write_reports()),
     ]
+    if shard is not None:
+        memo["tasks"].append(asyncio.create_task(shard.run()))
     if redis_url and outbox is not None:
         outcomes = RedisOutcomes(redis_url, socket.gethostname())
         memo["closers"] += [outbox.close, outcomes.close]
         memo["tasks"].append(asyncio.create_task(reconciler.consume_outcomes(outcomes)))
-    if memo.get("metrics_address"):
-        metrics.serve(memo["metrics_address"])
+    metrics.SCHEDULED_DEADLINES.set_function(lambda: len(reconciler.scheduler))
+    memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
 
 
@@ -109,9 +125,42 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await close()
 
 
+def _elsewhere(memo: kopf.Memo, namespace: str) -> bool:
+    """Whether the namespace belongs to another shard (with --namespace-selector)."""
+    shard: NamespaceShard | None = memo.get("shard")
+    return shard is not None and namespace not in shard
+
+
+async def _join(memo: kopf.Memo, namespace: str) -> None:
+    """A namespace came into this shard: catch up on its policies, then its requests."""
+    api: KubeApi = memo["api"]
+    for plural, handle in ((POLICIES, memo["policies"].changed),
+                           (REQUESTS, memo["reconciler"].request_changed)):  # fmt: skip
+        try:
+            listing = await api.get(resource_path(GROUP, VERSION, plural, namespace))
+        except KubeError as e:
+            log.warning("catching up on namespace %s: %s", namespace, e)
+            return
+        for item in listing.get("items") or []:
+            try:
+                await handle(item)
+            except KubeError as e:
+                log.warning("catching up on %s/%s: %s", namespace, item["metadata"]["name"], e)
+
+
+def _leave(memo: kopf.Memo, namespace: str) -> None:
+    """A namespace left this shard: forget its policies (their provisioning stays in place for
+    the shard that takes the namespace over)."""
+    policies: PolicyReconciler = memo["policies"]
+    for policy in policies.index.in_namespace(namespace):
+        policies.deleted(namespace, policy.name)
+
+
 async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     policies: PolicyReconciler = memo["policies"]
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if _elsewhere(memo, namespace):
+        return
     if type == "DELETED":
         policies.deleted(namespace, name)
         return
@@ -126,6 +175,8 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
 async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo["reconciler"]
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if _elsewhere(memo, namespace):
+        return
     if type == "DELETED":
         await reconciler.request_deleted(namespace, name, body.metadata.uid)
         return
@@ -157,37 +208,3 @@ def _plain(body: kopf.Body) -> Any:
         "spec": dict(body.spec),
         "status": dict(body.status),
     }
-
-
-def run(
-    *,
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    namespaces: list[str] | None = None,
-    metrics_address: str | None = None,
-    liveness_endpoint: str | None = None,
-    redis_url: str | None = None,
-    console_url: str | None = None,
-    notify_attempts: int = 6,
-    retention: timedelta | None = None,
-) -> None:
-    """Run the operator until interrupted (``handoff operator``)."""
-    memo = kopf.Memo(
-        kubeconfig=kubeconfig,
-        context=context,
-        metrics_address=metrics_address,
-        redis_url=redis_url,
-        console_url=console_url,
-        notify_attempts=notify_attempts,
-        retention=retention,
-    )
-    asyncio.run(
-        kopf.operator(
-            registry=build_registry(),
-            memo=memo,
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces or (),
-            liveness_endpoint=liveness_endpoint,
-        )
-    )

@@ -476,7 +476,10 @@ class Reconciler:
                 if record.dedup in done:
                     continue
                 if self.outbox is not None:
-                    await self.outbox.publish(meta["namespace"], meta["uid"], record)
+                    fresh = await self.outbox.publish(meta["namespace"], meta["uid"], record)
+                    if fresh and record.dedup == "decision" and record.fields.get("at"):
+                        lag = self.clock() - parse_time(record.fields["at"])
+                        metrics.OUTBOX_LAG_SECONDS.observe(max(lag.total_seconds(), 0.0))
                 if record.stream == AUDIT_STREAM:
                     audit_log.info(json.dumps(record.fields, sort_keys=True))
                     self._dirty.add((meta["namespace"], str(body["spec"].get("agent", ""))))

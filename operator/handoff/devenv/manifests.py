@@ -45,7 +45,11 @@ def operator_objects() -> list[dict[str, Any]]:
         _rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
         # kopf follows CRDs to learn when the watched resources are served.
         _rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]),
+        # Shards (--namespace-selector) follow the namespaces whose labels match theirs.
+        _rule("", ["namespaces"], ["get", "list", "watch"]),
     ]  # fmt: skip
+    # Leader election (--leader-election): the Lease, in the operator's own namespace only.
+    lease_rules = [_rule("coordination.k8s.io", ["leases"], ["get", "create", "update"])]
     return [
         _namespace(OPERATOR_NAMESPACE),
         _service_account(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT),
@@ -60,6 +64,25 @@ def operator_objects() -> list[dict[str, Any]]:
             "kind": "ClusterRoleBinding",
             "metadata": {"name": "handoff-operator"},
             "roleRef": _role_ref("ClusterRole", "handoff-operator"),
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": OPERATOR_ACCOUNT,
+                    "namespace": OPERATOR_NAMESPACE,
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "handoff-operator-leases", "namespace": OPERATOR_NAMESPACE},
+            "rules": lease_rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "handoff-operator-leases", "namespace": OPERATOR_NAMESPACE},
+            "roleRef": _role_ref("Role", "handoff-operator-leases"),
             "subjects": [
                 {
                     "kind": "ServiceAccount",
