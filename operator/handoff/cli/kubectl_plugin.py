@@ -2,8 +2,8 @@
 
 kubectl handoff pending [-n NS | -A]
 kubectl handoff show NAME
-kubectl handoff approve NAME [--ack what,impact,rollback --comment TEXT]
-kubectl handoff deny NAME --comment TEXT
+kubectl handoff approve NAME [--ack what,impact,rollback --comment TEXT] [--break-glass]
+kubectl handoff deny NAME --comment TEXT [--break-glass]
 kubectl handoff log [--agent A] [--since 1h]
 """
 
@@ -64,6 +64,12 @@ def main(
     deny = commands.add_parser("deny", help="deny, saying why")
     deny.add_argument("name")
     deny.add_argument("--comment", default="")
+    for sub in (approve, deny):
+        sub.add_argument(
+            "--break-glass", action="store_true",
+            help="decide under the policy's active break-glass annotation (leaves a post-incident"
+            " review behind)",
+        )  # fmt: skip
     undo = commands.add_parser("rollback", help="undo an approved, reversible action")
     undo.add_argument("name")
     undo.add_argument("--comment", default="")
@@ -249,10 +255,14 @@ async def _decide(
         if not comment:
             raise ReviewError("a Deny needs a reason")
     await client.review(
-        args.namespace, args.name, user, decision, acknowledged=acknowledged, comment=comment
-    )
+        args.namespace, args.name, user, decision, acknowledged=acknowledged, comment=comment,
+        break_glass=args.break_glass,
+    )  # fmt: skip
     verb = "approval" if decision == "Approve" else "denial"
-    print(f"Recorded {user}'s {verb} of {args.name}.", file=out)
+    glass = " under break-glass" if args.break_glass else ""
+    if args.break_glass and decision == "Approve":
+        glass += " (a post-incident review will follow)"
+    print(f"Recorded {user}'s {verb} of {args.name}{glass}.", file=out)
     return 0
 
 

@@ -11,6 +11,7 @@ console and the plugin check before undoing one of its actions.
 from typing import Any
 
 from handoff import API_VERSION
+from handoff.domain.breakglass import BreakGlass
 from handoff.domain.policy import CompiledPolicy
 
 RBAC = "rbac.authorization.k8s.io"
@@ -25,17 +26,35 @@ def reviewer_role_name(policy: str) -> str:
     return f"handoff-reviewer-{policy}"
 
 
+def break_glass_role_name(policy: str) -> str:
+    return f"handoff-break-glass-{policy}"
+
+
+def break_glass_objects(
+    policy: CompiledPolicy, uid: str, grant: BreakGlass
+) -> list[dict[str, Any]]:
+    """While a break-glass annotation holds: its groups may read the policy's requests and
+    append reviews marked breakGlass, which admission admits on the verb ``break-glass``."""
+    owner = _owner(policy, uid)
+    rules = [
+        _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], ["get", "list", "watch"]),
+        _rule("handoff.dev", ["actionrequests/status"], ["get", "patch", "update"]),
+        _rule("handoff.dev", ["agentactionpolicies"], ["break-glass"], [policy.name]),
+        _rule("", ["events"], ["get", "list", "watch"]),
+    ]
+    subjects = [{"kind": "Group", "apiGroup": RBAC, "name": name} for name in grant.groups]
+    name = break_glass_role_name(policy.name)
+    return [
+        _object("Role", name, policy, owner, rules=rules),
+        _object("RoleBinding", name, policy, owner, roleRef=_ref(name), subjects=subjects),
+    ]
+
+
 def access_objects(
     policy: CompiledPolicy, uid: str, secret_names: list[str]
 ) -> list[dict[str, Any]]:
     """Roles and RoleBindings for ``policy``, owned by it (uid) so a cluster's GC removes them."""
-    owner = {
-        "apiVersion": API_VERSION,
-        "kind": "AgentActionPolicy",
-        "name": policy.name,
-        "uid": uid,
-        "blockOwnerDeletion": False,
-    }
+    owner = _owner(policy, uid)
     agent_rules = [
         _rule("handoff.dev", ["actionrequests"], ["create", "get", "list", "watch"]),
         _rule("handoff.dev", ["agentactionpolicies"], ["get", "list", "watch"]),
@@ -70,6 +89,16 @@ def access_objects(
             roleRef=_ref(reviewer_role_name(policy.name)), subjects=reviewers,
         ),
     ]  # fmt: skip
+
+
+def _owner(policy: CompiledPolicy, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "AgentActionPolicy",
+        "name": policy.name,
+        "uid": uid,
+        "blockOwnerDeletion": False,
+    }
 
 
 def _object(

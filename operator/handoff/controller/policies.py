@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handoff.domain.policy import CompiledPolicy, compile_policy
-from handoff.domain.reasons import READY, Reason
+from handoff.domain.reasons import BREAK_GLASS, READY, Reason
 from handoff.domain.resources import PolicyJSON
 
 
@@ -36,12 +36,17 @@ class PolicyIndex:
 
 
 def policy_status(
-    policy: CompiledPolicy, old: Mapping[str, Any], now: str, problems: Sequence[str] = ()
+    policy: CompiledPolicy,
+    old: Mapping[str, Any],
+    now: str,
+    problems: Sequence[str] = (),
+    break_glass: tuple[str, Reason, str] | None = None,
 ) -> dict[str, Any]:
     """The status a policy should have; conditions keep their transition time when unchanged.
 
     ``problems`` are what provisioning could not do (a database unreachable): they make the
     policy Ready=False with their own reason, but do not change how it classifies.
+    ``break_glass`` is the BreakGlass condition (status, reason, message), when annotated.
     """
     status = "True" if policy.ready and not problems else "False"
     if not policy.ready:
@@ -54,22 +59,34 @@ def policy_status(
         reason = Reason.COMPILED
         agents = ", ".join(sorted(policy.service_accounts))
         message = f"{len(policy.rules)} rules compiled; governs {agents}"
-    previous = next((c for c in old.get("conditions") or () if c.get("type") == READY), None)
-    since = (
-        now if not previous or previous.get("status") != status else previous["lastTransitionTime"]
-    )
+    conditions = [_condition(old, READY, (status, reason, message), now, policy.generation)]
+    if break_glass is not None:
+        conditions.append(_condition(old, BREAK_GLASS, break_glass, now, policy.generation))
     return {
         "observedGeneration": policy.generation,
         "rules": len(policy.rules),
         "agents": sorted(policy.service_accounts),
-        "conditions": [
-            {
-                "type": READY,
-                "status": status,
-                "reason": str(reason),
-                "message": message[:4000],
-                "lastTransitionTime": since,
-                "observedGeneration": policy.generation,
-            }
-        ],
+        "conditions": conditions,
+    }
+
+
+def _condition(
+    old: Mapping[str, Any],
+    kind: str,
+    what: tuple[str, Reason, str],
+    now: str,
+    generation: int,
+) -> dict[str, Any]:
+    status, reason, message = what
+    previous = next((c for c in old.get("conditions") or () if c.get("type") == kind), None)
+    since = (
+        now if not previous or previous.get("status") != status else previous["lastTransitionTime"]
+    )
+    return {
+        "type": kind,
+        "status": status,
+        "reason": str(reason),
+        "message": message[:4000],
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
     }

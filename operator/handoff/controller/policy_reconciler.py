@@ -12,10 +12,18 @@ from typing import Any, Protocol, cast
 from handoff import GROUP, POLICIES, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
-from handoff.controller.access import access_objects, agent_role_name, reviewer_role_name
+from handoff.controller.access import (
+    access_objects,
+    agent_role_name,
+    break_glass_objects,
+    break_glass_role_name,
+    reviewer_role_name,
+)
 from handoff.controller.policies import PolicyIndex, policy_status
 from handoff.controller.scheduler import DeadlineScheduler
+from handoff.domain.breakglass import BreakGlassError, parse_break_glass
 from handoff.domain.policy import CompiledPolicy
+from handoff.domain.reasons import Reason
 from handoff.domain.resources import PolicyJSON
 from handoff.domain.timefmt import format_time
 
@@ -122,8 +130,8 @@ class PolicyReconciler:
         ]
         for document in access_objects(policy, meta["uid"], secrets):
             await self.api.apply(document)
+        come_back, glass = await self._break_glass(policy, body)
         await self._wait_for_access(policy)
-        come_back: datetime | None = None
         for provisioner in self.provisioners:
             try:
                 when = await provisioner.ensure(policy, body, self.clock())
@@ -142,7 +150,31 @@ class PolicyReconciler:
             self._failures.pop(key, None)
         if come_back is not None:
             self.scheduler.arm(key, come_back)
-        await self._write_status(policy, body, problems)
+        await self._write_status(policy, body, problems, glass)
+
+    async def _break_glass(
+        self, policy: CompiledPolicy, body: PolicyJSON
+    ) -> tuple[datetime | None, tuple[str, Reason, str] | None]:
+        """Grant or withdraw the break-glass Role; when to look again, and the condition."""
+        now = self.clock()
+        condition: tuple[str, Reason, str] | None = None
+        try:
+            grant = parse_break_glass(body["metadata"].get("annotations"), now)
+        except BreakGlassError as e:
+            grant, condition = None, ("False", Reason.BREAK_GLASS_INVALID, str(e))
+        if grant is not None and grant.active(now):
+            for document in break_glass_objects(policy, body["metadata"]["uid"], grant):
+                await self.api.apply(document)
+            log.warning("policy %s/%s: %s", policy.namespace, policy.name, grant.describe())
+            return grant.until, ("True", Reason.BREAK_GLASS_ACTIVE, grant.describe())
+        for kind in ("rolebindings", "roles"):
+            path = resource_path(RBAC, "v1", kind, policy.namespace,
+                                 break_glass_role_name(policy.name))  # fmt: skip
+            await self.api.delete_if_present(path)
+        if grant is not None:
+            message = f"ended at {format_time(grant.until)}; {', '.join(grant.groups)} no longer"
+            condition = ("False", Reason.BREAK_GLASS_ENDED, message + " hold break-glass")
+        return None, condition
 
     async def _wait_for_access(self, policy: CompiledPolicy) -> None:
         """Wait (briefly) until the API server's authorizer sees the new RoleBinding, so that
@@ -190,10 +222,15 @@ class PolicyReconciler:
             )
 
     async def _write_status(
-        self, policy: CompiledPolicy, body: PolicyJSON, problems: list[str]
+        self,
+        policy: CompiledPolicy,
+        body: PolicyJSON,
+        problems: list[str],
+        glass: tuple[str, Reason, str] | None = None,
     ) -> None:
         old = body.get("status") or {}
-        new = policy_status(policy, old, format_time(self.clock().replace(microsecond=0)), problems)
+        now = format_time(self.clock().replace(microsecond=0))
+        new = policy_status(policy, old, now, problems, glass)
         if (policy.namespace, policy.name) in self._health:
             new["notifications"] = self._health[(policy.namespace, policy.name)]
         if all(old.get(k) == v for k, v in new.items()):
@@ -221,7 +258,8 @@ class PolicyReconciler:
                 self.scheduler.arm((namespace, name), self.clock() + timedelta(seconds=2))
                 return
         for kind in ("rolebindings", "roles"):
-            for role in (agent_role_name(name), reviewer_role_name(name)):
+            for role in (agent_role_name(name), reviewer_role_name(name),
+                         break_glass_role_name(name)):  # fmt: skip
                 await self.api.delete_if_present(resource_path(RBAC, "v1", kind, namespace, role))
         remaining = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
         try:

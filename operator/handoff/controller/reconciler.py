@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from handoff import GROUP, REQUESTS, VERSION
+from handoff import GROUP, POLICIES, REQUESTS, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
@@ -27,6 +27,7 @@ from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.announce import DECIDED, ESCALATED, PENDING
+from handoff.domain.breakglass import BreakGlassError, parse_break_glass, post_incident_request
 from handoff.domain.decide import Event, RequestState, Review, Step, decide, fast_approvals
 from handoff.domain.execution import EXECUTING, execution_patch
 from handoff.domain.executors import KUBERNETES, WEBHOOK, kubernetes_change
@@ -83,6 +84,7 @@ class Reconciler:
             deque
         )
         self._budget_counted: set[str] = set()
+        self._reviewed: set[str] = set()  # break-glass approvals whose review request is filed
         self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -112,6 +114,7 @@ class Reconciler:
         if uid:
             self._published.pop(uid, None)
             self._budget_counted.discard(uid)
+            self._reviewed.discard(uid)
             self._reviews_seen.pop(uid, None)
             if self.notifier is not None:
                 self.notifier.forget(uid)
@@ -161,6 +164,7 @@ class Reconciler:
                     await self.request_deleted(namespace, name)
                     return
             await self._apply(body, state, step)
+            await self._file_post_incident_review(body)
             if step.decision is None and state.decided:
                 await self._roll_back_if_asked(body)
             if body["spec"].get("execution") == WEBHOOK and state.decided:
@@ -174,6 +178,31 @@ class Reconciler:
             return
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
         raise KubeError(409, f"{namespace}/{name} kept changing; will retry")
+
+    async def _file_post_incident_review(self, body: RequestJSON) -> None:
+        """A break-glass approval always leaves a post-incident review request behind."""
+        status, meta = body.get("status") or {}, body["metadata"]
+        decision = status.get("decision") or {}
+        if decision.get("reason") != Reason.BREAK_GLASS_APPROVED or meta["uid"] in self._reviewed:
+            return
+        reason = "(the break-glass annotation was removed before the review was filed)"
+        path = resource_path(GROUP, VERSION, POLICIES, meta["namespace"], str(status["policy"]))
+        with contextlib.suppress(KubeError, BreakGlassError):
+            policy = await self.api.get(path)
+            grant = parse_break_glass(policy["metadata"].get("annotations"), self.clock())
+            reason = grant.reason if grant is not None else reason
+        document = post_incident_request(
+            cast(dict[str, Any], body), tuple(decision.get("by") or ()), reason
+        )
+        with contextlib.suppress(Conflict):  # filed before (a restart): once is enough
+            await self.api.create(
+                resource_path(GROUP, VERSION, REQUESTS, meta["namespace"]), document
+            )
+            log.warning(
+                "%s/%s was approved under break-glass: filed %s for its reviewers",
+                meta["namespace"], meta["name"], document["metadata"]["name"],
+            )  # fmt: skip
+        self._reviewed.add(meta["uid"])
 
     async def _patch_status(self, body: RequestJSON, patch: dict[str, Any]) -> RequestJSON:
         meta = body["metadata"]

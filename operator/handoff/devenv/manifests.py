@@ -18,7 +18,8 @@ def operator_objects() -> list[dict[str, Any]]:
         # Decided requests are deleted after the retention period, once their audit is out.
         _rule("handoff.dev", ["actionrequests"], ["delete"]),
         _rule(
-            "handoff.dev", ["agentactionpolicies"], ["get", "list", "watch", "approve", "rollback"]
+            "handoff.dev", ["agentactionpolicies"],
+            ["get", "list", "watch", "approve", "rollback", "break-glass"],
         ),
         # Finalizers on policies, so their roles and credentials go with them.
         _rule("handoff.dev", ["agentactionpolicies"], ["patch", "update"]),

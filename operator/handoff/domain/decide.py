@@ -11,10 +11,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from handoff.domain.breakglass import (
+    POST_INCIDENT_ACTION,
+    POST_INCIDENT_CHECKLIST,
+    POST_INCIDENT_WINDOW,
+)
 from handoff.domain.classify import Classification, RequestFacts, Verdict, classify
 from handoff.domain.durations import format_duration
 from handoff.domain.executors import KUBERNETES, WEBHOOK, allowed, kubernetes_change
-from handoff.domain.policy import ChecklistItem, CompiledPolicy, Reviewers
+from handoff.domain.policy import ChecklistItem, CompiledPolicy, Lane, Reviewers
 from handoff.domain.reasons import (
     CLASSIFIED,
     DECIDED,
@@ -34,6 +39,7 @@ class Review:
     decision: str
     acknowledged: frozenset[str] = frozenset()
     comment: str = ""
+    break_glass: bool = False  # admitted on the policy's verb break-glass, not approve
 
     @classmethod
     def from_json(cls, raw: ReviewJSON) -> "Review":
@@ -42,6 +48,7 @@ class Review:
             decision=str(raw.get("decision", "")),
             acknowledged=frozenset(raw.get("acknowledged") or ()),
             comment=str(raw.get("comment", "")),
+            break_glass=raw.get("breakGlass") is True,
         )
 
 
@@ -157,6 +164,7 @@ class Tally:
     approvers: tuple[str, ...]
     deniers: tuple[str, ...]
     ignored: tuple[str, ...]  # "bob: not acknowledged rollback", for the condition message
+    break_glass: tuple[str, ...] = ()  # approvers who approved under break-glass
 
 
 def decide(policies: Iterable[CompiledPolicy], request: RequestState, now: datetime) -> Step:
@@ -195,17 +203,19 @@ def tally(
 
     Group membership cannot be seen from here (the reviews carry user names only): a reviewer of
     a policy that names groups is vouched for by admission, which checks the caller's verb
-    ``approve`` on the policy, the way Kubernetes checks ``approve`` on signers for CSRs.
+    ``approve`` on the policy, the way Kubernetes checks ``approve`` on signers for CSRs. A
+    break-glass review is vouched for the same way, on the verb ``break-glass``.
     """
     required = {item.id for item in checklist}
     approvers: list[str] = []
     deniers: list[str] = []
     ignored: list[str] = []
+    glass: list[str] = []
     for review in reviews:
         who = review.reviewer
         if who == requester:
             ignored.append(f"{who}: the requester cannot review its own request")
-        elif who not in reviewers.users and not reviewers.groups:
+        elif who not in reviewers.users and not reviewers.groups and not review.break_glass:
             ignored.append(f"{who}: not a reviewer of this policy")
         elif review.decision == ReviewDecision.DENY:
             if who not in deniers:
@@ -216,7 +226,9 @@ def tally(
             ignored.append(f"{who}: did not acknowledge {', '.join(missing)}")
         elif who not in approvers:
             approvers.append(who)
-    return Tally(tuple(approvers), tuple(deniers), tuple(ignored))
+            if review.break_glass:
+                glass.append(who)
+    return Tally(tuple(approvers), tuple(deniers), tuple(ignored), tuple(glass))
 
 
 def service_account_user(namespace: str, name: str) -> str:
@@ -232,7 +244,7 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
 
 def _classify(policies: list[CompiledPolicy], request: RequestState, now: datetime) -> Step:
     facts = request.facts
-    classification = classify(policies, facts)
+    classification = _post_incident(classify(policies, facts), facts)
     shadow = [_shadow_json(v) for v in classification.shadow]
     base: dict[str, Any] = {"specDigest": spec_digest(request.spec)}
     if shadow:
@@ -264,7 +276,11 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     refused = _refuse_invalid(request, policies, verdict, base, now)
     if refused is not None:
         return replace(refused, classification=classification)
-    classified_reason = _classified_reason(verdict)
+    classified_reason = (
+        Reason.POST_INCIDENT_REVIEW
+        if facts.action == POST_INCIDENT_ACTION
+        else _classified_reason(verdict)
+    )
     spent = _spent_budget(policies, verdict, request)
     if spent is None and (verdict.tier == 1 or (verdict.tier == 2 and facts.has_rollback)):
         reason = Reason.AUTO_APPROVED if verdict.tier == 1 else Reason.LOGGED
@@ -421,7 +437,10 @@ def _refuse_invalid(
 
 
 def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: datetime) -> Step:
-    counted = tally(request.reviews, reviewers, waiting.checklist, request.requester)
+    reviews = request.reviews
+    if request.facts.action == POST_INCIDENT_ACTION:  # looking back is for the normal reviewers
+        reviews = tuple(r for r in reviews if not r.break_glass)
+    counted = tally(reviews, reviewers, waiting.checklist, request.requester)
     veto_lane = waiting.oversight is Oversight.HOTL
     decision: Decision | None = None
     if counted.deniers:
@@ -443,9 +462,19 @@ def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: d
             decision = Decision(Outcome.DENIED, Reason.EXPIRED, (), now, message)
     elif len(counted.approvers) >= waiting.required_approvals:
         who = ", ".join(counted.approvers)
-        decision = Decision(
-            Outcome.APPROVED, Reason.HUMAN_APPROVED, counted.approvers, now, f"approved by {who}"
-        )
+        if counted.break_glass:
+            message = f"approved by {who}; under break-glass: {', '.join(counted.break_glass)}"
+            decision = Decision(
+                Outcome.APPROVED, Reason.BREAK_GLASS_APPROVED, counted.approvers, now, message
+            )
+        else:
+            decision = Decision(
+                Outcome.APPROVED,
+                Reason.HUMAN_APPROVED,
+                counted.approvers,
+                now,
+                f"approved by {who}",
+            )
 
     if decision is not None:
         phase = Phase.APPROVED if decision.outcome is Outcome.APPROVED else Phase.DENIED
@@ -482,6 +511,19 @@ def _progress(waiting: Waiting, counted: Tally) -> str:
     if counted.ignored:
         text += "; not counted: " + "; ".join(counted.ignored)
     return text
+
+
+def _post_incident(classification: Classification, facts: RequestFacts) -> Classification:
+    """A post-incident review (filed by the operator only: admission refuses it from anyone
+    else) waits in tier 4 for the governing policy's normal reviewers, whatever its rules say,
+    for a week, with a checklist of its own."""
+    verdict = classification.verdict
+    if facts.action != POST_INCIDENT_ACTION or verdict is None:
+        return classification
+    lane = Lane(Oversight.HITL, POST_INCIDENT_WINDOW, 1, POST_INCIDENT_CHECKLIST)
+    message = f"post-incident review of {facts.target}: tier 4 for the policy's reviewers"
+    review = replace(verdict, tier=4, rule=None, lane=lane, message=message, fail_closed=False)
+    return replace(classification, verdict=review)
 
 
 def _classified_reason(verdict: Verdict) -> Reason:

@@ -16,6 +16,7 @@ class Reason(StrEnum):
     NOT_VETOED = "NotVetoed"  # tier 3 HOTL: the hold passed with no veto
     HUMAN_APPROVED = "HumanApproved"
     HUMAN_DENIED = "HumanDenied"
+    BREAK_GLASS_APPROVED = "BreakGlassApproved"  # approved with a break-glass review
     VETOED = "Vetoed"  # tier 3 HOTL: a reviewer denied during the hold
     EXPIRED = "Expired"  # the decision window passed: fail safe to Denied
     NO_POLICY = "NoPolicy"
@@ -31,11 +32,15 @@ class Reason(StrEnum):
     RULE_MATCHED = "RuleMatched"
     DEFAULT_TIER = "DefaultTier"
     FAIL_CLOSED = "FailClosed"  # the policy is not Ready or a rule could not be evaluated
+    POST_INCIDENT_REVIEW = "PostIncidentReview"  # filed after a break-glass approval: tier 4
 
     # Policy conditions.
     COMPILED = "Compiled"
     COMPILE_FAILED = "CompileFailed"
     CREDENTIALS_FAILED = "CredentialsFailed"  # compiled, but a database credential is not in place
+    BREAK_GLASS_ACTIVE = "BreakGlassActive"  # the break-glass annotation is in effect
+    BREAK_GLASS_ENDED = "BreakGlassEnded"  # its until has passed; the groups lost the verb
+    BREAK_GLASS_INVALID = "BreakGlassInvalid"  # malformed, or too long a window: not granted
 
 
 class Phase(StrEnum):
@@ -72,6 +77,7 @@ class ReviewDecision(StrEnum):
 
 # Condition types.
 READY = "Ready"
+BREAK_GLASS = "BreakGlass"  # a policy's break-glass annotation: active, ended or invalid
 CLASSIFIED = "Classified"
 DECIDED = "Decided"
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handoff.domain.breakglass import POST_INCIDENT_ACTION
 from handoff.domain.keys import decisions_key
 
 EVENT_FOR_PHASE = {
@@ -83,17 +84,19 @@ def records(body: Mapping[str, Any], audit_stream: str, now: str = "") -> list[R
             "at": str(decision.get("at", "")),
         }
         found.append(_audit(audit_stream, f"phase:{outcome}", common, outcome, details))
-        found.append(
-            Record(
-                decisions_key(namespace, agent),
-                "decision",
-                common | details | {
-                    "outcome": outcome,
-                    "stateRef": str(spec.get("stateRef", "")),
-                    "specDigest": str(status.get("specDigest", "")),
-                },
-            )
-        )  # fmt: skip
+        # A post-incident review is for people only: no agent waits for its decision.
+        if spec.get("action") != POST_INCIDENT_ACTION:
+            found.append(
+                Record(
+                    decisions_key(namespace, agent),
+                    "decision",
+                    common | details | {
+                        "outcome": outcome,
+                        "stateRef": str(spec.get("stateRef", "")),
+                        "specDigest": str(status.get("specDigest", "")),
+                    },
+                )
+            )  # fmt: skip
     rollback = status.get("rollback") or {}
     if rollback.get("request"):
         extra = {"by": str(rollback.get("by", "")), "at": str(rollback.get("at", "")),

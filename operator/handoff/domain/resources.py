@@ -108,6 +108,7 @@ class ReviewJSON(TypedDict, total=False):
     decision: str
     acknowledged: list[str]
     comment: str
+    breakGlass: bool
 
 
 class ConditionJSON(TypedDict, total=False):

@@ -101,9 +101,12 @@ class ReviewClient:
         acknowledged: Sequence[str] = (),
         comment: str = "",
         after_decision: bool = False,
+        break_glass: bool = False,
     ) -> dict[str, Any]:
         """Append one review through the status subresource; retry if the request changed."""
         entry: dict[str, Any] = {"reviewer": reviewer, "decision": decision}
+        if break_glass:
+            entry["breakGlass"] = True
         if acknowledged:
             entry["acknowledged"] = list(acknowledged)
         if comment:
