@@ -89,7 +89,8 @@ class ControlPlane:
     def restart_apiserver(self) -> None:
         """Stop and start kube-apiserver alone; etcd keeps the data."""
         processes.stop(self.folder / "kube-apiserver.pid")
-        self._reap()
+        # Collect the stopped apiserver only: _reap() would wait on etcd, which keeps running.
+        self._children = [c for c in self._children if c.poll() is None]
         self._start_apiserver()
         processes.wait_until(self.ready, 90, "kube-apiserver", self.folder / "kube-apiserver.log")
 

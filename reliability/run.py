@@ -1,0 +1,245 @@
+"""`make reliability`: a real control plane, Redis, PostgreSQL and two operator replicas (a Lease
+picks the active one); a mixed load for a few minutes while faults are injected in turn; then the
+independent checker (``reliability/checker.py``) in a process of its own.
+
+    python -m reliability.run [--rate 3] [--seconds 240] [--folder .handoff/reliability]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import redis
+from handoff import paths
+from handoff.devenv.postgres import PostgresServer
+from handoff.devenv.redis import RedisServer
+from handoff.testing.cluster import Cluster, OperatorProcess
+
+from reliability.faults import Faults, lease_holder
+from reliability.load import Journal, Load, api_for
+from reliability.scenario import AGENTS, policy, scenario_json
+
+LEASE = ("handoff-system", "handoff-reliability")
+LEASE_SECONDS = 6
+
+
+def leader_election_available() -> bool:
+    result = subprocess.run(
+        [sys.executable, "-m", "handoff", "operator", "--help"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return "--leader-election" in result.stdout
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+class Environment:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.cluster = Cluster(folder / "controlplane")
+        self.redis = RedisServer(folder / "redis")
+        pg_folder = Path(tempfile.mkdtemp(prefix="handoff-rel-pg-"))
+        pg_folder.chmod(0o755)  # the server runs as postgres when we are root
+        self.postgres = PostgresServer(pg_folder / "pg")
+        self.operators: list[OperatorProcess] = []
+        self.ha = leader_election_available()
+
+    def start(self) -> None:
+        say("starting etcd and kube-apiserver")
+        self.cluster.start()
+        say("starting Redis and PostgreSQL")
+        self.redis.start()
+        self.postgres.start()
+        names = ["operator-a", "operator-b"] if self.ha else ["operator-a"]
+        for name in names:
+            operator = OperatorProcess(
+                self.cluster, self.folder / "operators", name=name, redis_url=self.redis.url
+            )
+            if self.ha:
+                operator.extra_args = [
+                    "--leader-election", f"--leader-election-namespace={LEASE[0]}",
+                    f"--leader-election-name={LEASE[1]}", f"--leader-election-identity={name}",
+                    f"--lease-duration={LEASE_SECONDS}",
+                ]  # fmt: skip
+            self.operators.append(operator)
+        say(f"starting {len(names)} operator replica(s)" + (" with leader election" if self.ha
+            else ": `handoff operator --leader-election` is not there yet"))  # fmt: skip
+        for operator in self.operators:
+            operator.start()
+        if self.ha:
+            _wait(lambda: lease_holder(self.cluster, LEASE) in names, 60, "a leader")
+
+    def stop(self) -> None:
+        for operator in self.operators:
+            operator.stop()
+        self.redis.stop()
+        self.postgres.stop()
+        self.cluster.stop()
+
+
+def _wait(probe: Any, seconds: float, what: str) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            if probe():
+                return
+        except (RuntimeError, OSError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def setup_namespaces(env: Environment) -> tuple[str, dict[str, str]]:
+    cluster = env.cluster
+    ns = cluster.new_namespace(agents=AGENTS)
+    cluster.apply(policy(ns))
+    _wait(lambda: _ready(cluster, "reliability", ns), 60, "the load policy to be Ready")
+    kubeconfigs = {}
+    for agent in AGENTS:
+        token = cluster.token(f"{ns}/{agent}")
+        kubeconfigs[agent] = str(
+            cluster.control_plane.write_kubeconfig(
+                env.folder / f"{agent}.kubeconfig", {agent: token}, ns
+            )
+        )
+        _wait(
+            lambda a=agent: cluster.kubectl(
+                "get", "secret", f"handoff-redis-{a}", "-n", ns, check=False
+            ).returncode == 0,
+            60, f"the Redis Secret of {agent}",
+        )  # fmt: skip
+    return ns, kubeconfigs
+
+
+def _ready(cluster: Cluster, name: str, ns: str) -> bool:
+    body = cluster.get("agentactionpolicy", name, ns)
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+async def drive(env: Environment, journal: Journal, ns: str, kubeconfigs: dict[str, str],
+                faults: Faults, rate: float, seconds: float) -> dict[str, Any]:  # fmt: skip
+    control = env.cluster.control_plane
+    server, ca = control.server, str(control.ca_file)
+    apis = {who: api_for(server, ca, env.cluster.token(who))
+            for who in ("admin", "alice", "bob", "carol", "mallory")}  # fmt: skip
+    for agent in AGENTS:
+        apis[agent] = api_for(server, ca, env.cluster.token(f"{ns}/{agent}"))
+    load = Load(journal, ns, apis, kubeconfigs, rate, seconds)
+    background = [asyncio.create_task(load.watch())]
+    background += [asyncio.create_task(load.consume(a)) for a in AGENTS]
+    fault_task = asyncio.create_task(asyncio.to_thread(faults.run_all))
+    supervisor = asyncio.create_task(asyncio.to_thread(faults.supervise))
+    say(f"load: {rate}/s for {seconds:.0f}s, {int(rate * seconds)} requests")
+    await load.run()
+    say(f"load done: {len(load.filed)} filed; waiting for the faults to finish")
+    await fault_task
+    progress: dict[str, Any] = {}
+    for what, target, limit in (("decided", load.decided, 120), ("delivered", load.delivered, 90)):
+        end = time.monotonic() + limit
+        while time.monotonic() < end and set(load.filed) - target:
+            await asyncio.sleep(1)
+        progress[what] = f"{len(set(load.filed) & target)} of {len(load.filed)}"
+        say(f"{what}: {progress[what]}")
+    end = time.monotonic() + 30
+    while time.monotonic() < end and load.approved - load.executed:
+        await asyncio.sleep(1)
+    say(f"executed reported: {len(load.executed)} of {len(load.approved)} approved")
+    faults.done.set()
+    await supervisor
+    dump: dict[str, Any] = {"progress": progress}
+    listing = await apis["admin"].get(load.path())
+    dump["requests"] = listing.get("items") or []
+    await asyncio.sleep(5)  # publication follows the status write: let it catch up
+    events = await apis["admin"].get(f"/api/v1/namespaces/{ns}/events")
+    dump["events"] = events.get("items") or []
+    load.stopping = True
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    for api in apis.values():
+        await api.close()
+    return dump
+
+
+def dump_redis(env: Environment, ns: str, dump: dict[str, Any]) -> None:
+    client = redis.Redis.from_url(env.redis.url, decode_responses=True)
+
+    def entries(stream: str) -> list[dict[str, Any]]:
+        found: Any = client.xrange(stream)
+        return [{"stream": stream, "id": i, **(fields or {})} for i, fields in found or []]
+
+    dump["decision_entries"] = [
+        e for agent in AGENTS for e in entries(f"handoff:decisions:{ns}:{agent}")
+    ]
+    dump["audit"] = [e for e in entries("handoff:audit") if e.get("namespace") == ns]
+    client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reliability.run", description=__doc__)
+    parser.add_argument("--rate", type=float, default=3.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=240, help="how long the load runs")
+    parser.add_argument(
+        "--folder", type=Path, default=paths.project_root() / ".handoff/reliability"
+    )
+    args = parser.parse_args(argv)
+    if not (paths.bin_dir() / "kube-apiserver").exists():
+        print(f"no control plane in {paths.bin_dir()}: run 'make controlplane' first")
+        return 2
+    folder = args.folder / time.strftime("run-%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True)
+    started = time.monotonic()
+    say(f"reliability run in {folder}")
+    env = Environment(folder)
+    journal = Journal(folder)
+    faults: Faults | None = None
+    try:
+        env.start()
+        ns, kubeconfigs = setup_namespaces(env)
+        faults = Faults(env, journal, ns, LEASE, offsets=_offsets(args.seconds))
+        faults.prepare()
+        (folder / "scenario.json").write_text(
+            json.dumps(scenario_json(ns, args.rate, args.seconds) | {"ha": env.ha}, indent=2)
+        )
+        dump = asyncio.run(drive(env, journal, ns, kubeconfigs, faults, args.rate, args.seconds))
+        dump_redis(env, ns, dump)
+        (folder / "dump.json").write_text(json.dumps(dump))
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        if faults is not None:
+            faults.done.set()
+        journal.close()
+        say("stopping the environment")
+        env.stop()
+    say(f"load and faults took {time.monotonic() - started:.0f}s; checking")
+    checked = subprocess.run(  # noqa: S603 - the checker, in a process of its own
+        [sys.executable, "-m", "reliability.checker", str(folder)],
+        cwd=paths.project_root(), env=os.environ, check=False,
+    )  # fmt: skip
+    say(f"total {time.monotonic() - started:.0f}s; checker exit {checked.returncode}")
+    return checked.returncode
+
+
+def _offsets(seconds: float) -> dict[str, float]:
+    """When each fault starts, in seconds after the load starts: spread over the load."""
+    step = seconds / 5.5
+    names = ["operator-kill", "redis-kill", "apiserver-restart", "postgres-rotation",
+             "ha-leader-kill"]  # fmt: skip
+    return {name: round(step * (k + 0.5), 1) for k, name in enumerate(names)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

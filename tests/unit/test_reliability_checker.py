@@ -1,0 +1,50 @@
+"""The reliability checker must be able to fail: each doctored run is reported for what is wrong
+with it, and the clean sample reports nothing."""
+
+import pytest
+
+from reliability import checker
+
+
+def test_the_clean_sample_passes() -> None:
+    report = checker.check(checker.sample())
+    assert report.problems == []
+    assert report.counts["filed"] == 2
+    assert report.counts["lost"] == 0
+    assert "no discrepancies" in checker.table(report)
+
+
+@pytest.mark.parametrize("case", sorted(checker.doctored()))
+def test_each_doctored_run_is_reported(case: str) -> None:
+    kind, data = checker.doctored()[case]
+    report = checker.check(data)
+    assert kind in report.kinds(), (case, report.problems)
+    assert report.counts["discrepancies"] >= 1
+    assert "DISCREPANCIES" in checker.table(report)
+
+
+def test_the_four_the_issue_names_are_among_them() -> None:
+    cases = checker.doctored()
+    assert cases["a lost request"][0] == "lost"
+    assert cases["a double decision"][0] == "decided twice"
+    assert cases["an approval past its deadline"][0] == "approved past deadline"
+    assert cases["a missing audit entry"][0] == "audit missing"
+
+
+def test_an_approval_in_time_that_expired_anyway_is_a_contradiction() -> None:
+    data = checker.sample()
+    body = data.requests[1]
+    body["status"]["decision"] = {
+        "outcome": "Denied", "reason": "Expired", "by": [], "at": "2026-11-29T21:00:20.5Z"
+    }  # fmt: skip
+    report = checker.check(data)
+    assert "contradicts reviews" in report.kinds()
+    data.faults.append(  # ... unless the operator was out when the deadline came
+        {"fault": "x", "started": checker.ts("2026-11-29T21:00:10Z"),
+         "recovered": checker.ts("2026-11-29T21:00:30Z"), "outage": True}
+    )  # fmt: skip
+    assert "contradicts reviews" not in checker.check(data).kinds()
+
+
+def test_self_check_finds_nothing_wrong_with_itself() -> None:
+    assert checker.self_check() == []
