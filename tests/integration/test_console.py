@@ -209,3 +209,62 @@ def _fast_approvals(operator: OperatorProcess, namespace: str) -> float:
         if line.startswith("handoff_fast_approvals_total{") and f'namespace="{namespace}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_reports_page_shows_fatigue_and_calibration_from_the_history(
+    cluster: Cluster, console: ConsoleProcess, namespace: str, page: Page
+) -> None:
+    # A small history: three requests stated at 90% confidence; alice approves two, denies one.
+    names = [file(cluster, namespace, "payments.charge") for _ in range(3)]
+    for name in names:
+        wait_for(cluster, namespace, name, "phase", "AwaitingApproval")
+    for name in names[:2]:
+        assert review(cluster, namespace, name, "alice").returncode == 0
+    assert (
+        review(cluster, namespace, names[2], "alice", "Deny", comment="wrong card").returncode == 0
+    )
+    for name in names:
+        wait_for(cluster, namespace, name, "decision.by", ["alice"])
+
+    sign_in(page, console, cluster, "alice")
+    page.click("a[href='/reports']")
+    page.wait_for_url("**/reports")
+    row = page.locator("#reviewers tbody tr", has_text="alice")
+    cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+    assert cells[:3] == ["alice", "3", "67%"], cells
+    policies = page.locator("#policies tbody tr", has_text="payments")
+    assert [c.strip() for c in policies.locator("td").all_inner_texts()] == [
+        "payments",
+        "3",
+        "100%",
+    ]
+    table = page.locator("table[data-agent='payments-agent'] tbody tr")
+    assert [c.strip() for c in table.first.locator("td").all_inner_texts()][1:] == [
+        "3",
+        "90%",
+        "67%",
+    ]
+    plot = page.locator("img[alt='Reliability plot of payments-agent']")
+    plot.wait_for()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth === 360", arg=plot.element_handle()
+    )
+    svg = page.request.get(f"{console.url}/reports/calibration.svg?agent=payments-agent")
+    assert svg.status == 200
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert "stated confidence vs. share right" in svg.text()
+
+
+def test_reports_are_computed_with_the_readers_own_rights(
+    cluster: Cluster, console: ConsoleProcess, namespace: str, page: Page
+) -> None:
+    name = file(cluster, namespace, "payments.charge")
+    wait_for(cluster, namespace, name, "phase", "AwaitingApproval")
+    assert review(cluster, namespace, name, "alice", "Deny", comment="no").returncode == 0
+    wait_for(cluster, namespace, name, "phase", "Denied")
+    sign_in(page, console, cluster, "mallory")
+    page.goto(f"{console.url}/reports")
+    assert "from the 0 request(s) you may read" in page.inner_text("main")
+    assert page.locator("#reviewers").count() == 0
+    plot = page.request.get(f"{console.url}/reports/calibration.svg?agent=payments-agent")
+    assert plot.status == 404

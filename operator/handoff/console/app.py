@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
 from handoff.console.sessions import Session, Sessions
 from handoff.domain.keys import AUDIT_STREAM
+from handoff.domain.oversight import calibration, fatigue, reliability_svg, shadow
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.package import Package, build, sentence, time_left
 
@@ -59,6 +60,8 @@ def make_app(config: Config) -> web.Application:
     app.router.add_post("/requests/{namespace}/{name}/approve", approve)
     app.router.add_post("/requests/{namespace}/{name}/deny", deny)
     app.router.add_post("/requests/{namespace}/{name}/rollback", rollback)
+    app.router.add_get("/reports", reports_page)
+    app.router.add_get("/reports/calibration.svg", calibration_plot)
     app.router.add_get("/feed", feed_page)
     app.router.add_get("/feed/events", feed_events)
     app.router.add_get("/healthz", healthz)
@@ -361,6 +364,49 @@ async def rollback(request: web.Request) -> web.StreamResponse:
 
 
 # -- the live feed -------------------------------------------------------------------------
+
+
+# -- reports: are people still reading, and does the agent's confidence mean anything ----------
+
+
+async def _history(request: web.Request) -> tuple[Session, list[str], list[dict[str, Any]]]:
+    """The requests this person may read, in the namespaces the console shows (or the one
+    asked for): the reports are computed with their own rights."""
+    session = await require_session(request)
+    namespaces = await visible_namespaces(session, config_of(request))
+    wanted = request.query.get("namespace", "")
+    chosen = [wanted] if wanted in namespaces else namespaces
+    bodies = await ReviewClient(session.api).requests(chosen, skip_forbidden=True)
+    return session, namespaces, bodies
+
+
+async def reports_page(request: web.Request) -> web.StreamResponse:
+    session, namespaces, bodies = await _history(request)
+    try:
+        fast = min(max(float(request.query.get("fast", "30")), 1.0), 3600.0)
+    except ValueError:
+        fast = 30.0
+    reviewers, policies = fatigue(bodies, fast)
+    by_agent = calibration(bodies)
+    return page(
+        request, "reports.html", session, namespaces=namespaces, fast=fast,
+        namespace=request.query.get("namespace", ""), reviewers=reviewers, policies=policies,
+        calibration=sorted(by_agent.items()), shadow=shadow(bodies), total=len(bodies),
+    )  # fmt: skip
+
+
+async def calibration_plot(request: web.Request) -> web.StreamResponse:
+    """One agent's reliability plot, as an image (an SVG in an <img> runs no script)."""
+    _, _, bodies = await _history(request)
+    agent = request.query.get("agent", "")
+    bins = calibration(bodies).get(agent)
+    if bins is None:
+        raise web.HTTPNotFound(text="no decided request of that agent carries a confidence")
+    return web.Response(
+        text=reliability_svg(agent, bins),
+        content_type="image/svg+xml",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+    )
 
 
 async def feed_page(request: web.Request) -> web.StreamResponse:
