@@ -149,6 +149,26 @@ def test_diff_between_two_versions(tmp_path: Path, capsys: pytest.CaptureFixture
     )
 
 
+def test_diff_takes_recorded_traffic_from_a_file_of_any_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = write(tmp_path / "old", BASE, CASES)
+    new = write(
+        tmp_path / "new", variant(rules=[{"name": "all", "actions": ["*"], "tier": 1}]), CASES
+    )
+    traffic = tmp_path / "last-week.yaml"
+    traffic.write_text(
+        "cases:\n- name: a wire transfer\n"
+        "  request: {agent: payments-agent, action: payments.wire, target: bank:1}\n"
+    )
+    code, out = handoff(
+        "policy", "diff", "--samples", str(traffic), str(old), str(new), capsys=capsys
+    )
+    assert code == 0
+    assert "3 of 3 sample requests change" in out
+    assert "a wire transfer" in out
+
+
 def test_diff_against_a_git_revision(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

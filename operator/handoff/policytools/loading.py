@@ -90,9 +90,12 @@ def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
 
 
 def load_cases(paths: Iterable[str | Path]) -> list[Case]:
+    """Test cases from the tests.yaml files in folders, and from files named explicitly (a
+    recording of real traffic may have any name)."""
     cases: list[Case] = []
-    for path in yaml_files(paths):
-        if path.name not in ("tests.yaml", "tests.yml"):
+    given = [Path(p) for p in paths]
+    for path in yaml_files(given):
+        if path.name not in ("tests.yaml", "tests.yml") and path not in given:
             continue
         document = yaml.safe_load(path.read_text()) or {}
         for raw in document.get("cases") or []:
