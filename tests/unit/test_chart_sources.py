@@ -99,7 +99,14 @@ def test_dashboards_and_alerts_use_only_metrics_the_operator_defines(source: str
 def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
     dashboard = json.loads((CHART / "dashboards" / "handoff.json").read_text())
     titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
-    for wanted in ("pending", "by reason", "time to decision", "expiries", "fast approvals", "load"):
+    for wanted in (
+        "pending",
+        "by reason",
+        "time to decision",
+        "expiries",
+        "fast approvals",
+        "load",
+    ):
         assert wanted in titles, wanted
     assert len({p["title"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
