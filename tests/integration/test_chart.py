@@ -7,6 +7,7 @@ operator runs here as a process, signed in with a token of the chart's ServiceAc
 arguments of the chart's Deployment: what it manages to do, the chart's RBAC allows.
 """
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,12 +16,15 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 from handoff import paths
+from handoff.adapters.redis_acl import RedisAdmin
 from handoff.devenv import processes
 from handoff.devenv.manifests import console_objects, operator_objects
 from handoff.devenv.redis import RedisServer
@@ -663,3 +667,109 @@ def test_helm_upgrade_updates_the_crds_and_uninstall_keeps_them(
         "get", "secret", f"{FULLNAME}-redis", "-n", NAMESPACE, "-o", "jsonpath={.data.password}"
     ).stdout
     assert kept == password  # a reinstall keeps Redis's password (and the agents' users in it)
+
+
+@dataclass
+class ChartRedis:
+    """The bundled Redis's command, environment and URLs, with the pod's paths and port local."""
+
+    command: list[str]
+    env: dict[str, str]
+    admin_url: str
+    console_url: str
+    data: Path
+    port: int
+
+
+def chart_redis(folder: Path) -> ChartRedis:
+    rendered = render()
+    config = find(rendered, "ConfigMap", f"{FULLNAME}-redis")["data"]
+    secret = find(rendered, "Secret", f"{FULLNAME}-redis")["stringData"]
+    statefulset = find(rendered, "StatefulSet", f"{FULLNAME}-redis")
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    data, etc = folder / "data", folder / "etc"
+    data.mkdir()
+    etc.mkdir()
+    port = processes.free_port()
+
+    def local(text: str) -> str:
+        text = text.replace(mounts["config"], str(etc)).replace(mounts["data"], str(data))
+        return text.replace("port 6379", f"port {port}").replace("bind * -::*", "bind 127.0.0.1")
+
+    for name, text in config.items():
+        (etc / name).write_text(local(text))
+    service = f"{FULLNAME}-redis.{NAMESPACE}.svc:6379"
+    return ChartRedis(
+        command=[local(part) for part in container["command"]],
+        env={
+            "PATH": os.environ["PATH"],
+            "REDIS_PASSWORD": secret["password"],
+            "CONSOLE_PASSWORD": secret["console-password"],
+        },
+        admin_url=secret["url"].replace(service, f"127.0.0.1:{port}"),
+        console_url=secret["console-url"].replace(service, f"127.0.0.1:{port}"),
+        data=data,
+        port=port,
+    )
+
+
+def test_the_bundled_redis_keeps_its_data_and_users_across_restarts(tmp_path: Path) -> None:
+    """The chart's redis.conf and start script, run with this machine's redis-server: the
+    passwords come from the Secret, the append-only file and the ACL file are on the volume, and
+    the agents' users the operator saves survive a restart."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is missing: bash scripts/services.sh")
+    chart = chart_redis(tmp_path)
+
+    def start() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(
+            chart.command, env=chart.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        with redis.Redis.from_url(chart.admin_url) as probe:
+            eventually(lambda: server.poll() is None and _pings(probe), 15, "the chart's Redis")
+        return server
+
+    server = start()
+    try:
+        with redis.Redis.from_url(chart.admin_url) as admin:
+            admin.xadd("handoff:audit", {"event": "Approved"})
+        agent_url = asyncio.run(_ensure_agent(RedisAdmin(chart.admin_url)))
+        with redis.Redis.from_url(chart.console_url) as console:
+            assert len(console.xrange("handoff:audit")) == 1
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                console.set("handoff:audit:x", "1")
+    finally:
+        server.terminate()
+        server.wait(15)
+    assert list(chart.data.glob("appendonly*")), "no append-only file on the volume"
+
+    server = start()
+    try:
+        with redis.Redis.from_url(chart.admin_url) as admin:
+            assert admin.xlen("handoff:audit") == 1
+        with redis.Redis.from_url(agent_url) as agent:
+            agent.set("handoff:state:agents:payments-agent:1", "x")  # its user is back
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                agent.xrange("handoff:audit")
+        with (
+            redis.Redis(host="127.0.0.1", port=chart.port) as anonymous,
+            pytest.raises(redis.exceptions.AuthenticationError),
+        ):
+            anonymous.ping()
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except (OSError, redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
+        return False
+
+
+async def _ensure_agent(admin: RedisAdmin) -> str:
+    user, saved = await admin.ensure_agent("agents", "payments-agent", "agent-password")
+    assert saved, "ACL SAVE failed: the chart's Redis has no aclfile"
+    return admin.url_for(user, "agent-password")
