@@ -67,9 +67,13 @@ def helm(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProc
 
 
 def render(
-    *settings: str, release: str = RELEASE, namespace: str = NAMESPACE, chart: Path = CHART
+    *settings: str,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    chart: Path = CHART,
+    values: Path | None = None,
 ) -> list[dict[str, Any]]:
-    flags = [f"--set={s}" for s in settings]
+    flags = [f"--set={s}" for s in settings] + ([f"--values={values}"] if values else [])
     out = helm("template", release, str(chart), f"--namespace={namespace}", *flags).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -204,6 +208,53 @@ def test_without_leader_election_one_replica_is_recreated_not_rolled() -> None:
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"]["type"] == "Recreate"
     assert "--leader-election" not in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_shards_share_the_service_account_and_each_has_its_own_lease(tmp_path: Path) -> None:
+    values = tmp_path / "shards.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "operator": {
+                    "shards": [
+                        {"name": "a", "namespaceSelector": "handoff.dev/shard=a"},
+                        {"name": "b", "namespaceSelector": "handoff.dev/shard in (b,c)"},
+                    ]
+                }
+            }
+        )
+    )
+    rendered = render(values=values)
+    deployments = {
+        o["metadata"]["name"]: o["spec"]
+        for o in rendered
+        if o["kind"] == "Deployment" and "operator" in o["metadata"]["name"]
+    }
+    assert set(deployments) == {f"{FULLNAME}-operator-a", f"{FULLNAME}-operator-b"}
+    args = {
+        name: spec["template"]["spec"]["containers"][0]["args"]
+        for name, spec in deployments.items()
+    }
+    assert "--namespace-selector=handoff.dev/shard=a" in args[f"{FULLNAME}-operator-a"]
+    assert "--namespace-selector=handoff.dev/shard in (b,c)" in args[f"{FULLNAME}-operator-b"]
+    leases = {
+        next(a for a in argv if a.startswith("--leader-election-name=")) for argv in args.values()
+    }
+    assert leases == {
+        "--leader-election-name=handoff-operator-a",
+        "--leader-election-name=handoff-operator-b",
+    }
+    accounts = {spec["template"]["spec"]["serviceAccountName"] for spec in deployments.values()}
+    assert accounts == {OPERATOR_SA}  # the one user the admission policies let write status
+    selectors = [spec["selector"]["matchLabels"] for spec in deployments.values()]
+    assert selectors[0] != selectors[1]  # each Deployment owns only its own pods
+    single = find(
+        render("operator.namespaces={agents,billing}"), "Deployment", f"{FULLNAME}-operator"
+    )
+    single_args = single["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=agents" in single_args
+    assert "--namespace=billing" in single_args
+    assert not any(a.startswith("--namespace-selector") for a in single_args)
 
 
 def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
