@@ -19,8 +19,10 @@ HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR) \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR)
 HELM_STAMP := $(BIN)/.helm-$(HELM_VERSION)
+PROMETHEUS_VERSION := $(shell grep -oE 'github\.com/prometheus/prometheus v[0-9.]+' tools/promql/go.mod | cut -d' ' -f2)
+PROMQL_STAMP := $(BIN)/.promql-check-$(PROMETHEUS_VERSION)
 
-.PHONY: help demo test unit integration smoke lint typecheck controlplane helm chart-lint chart-crds venv dev-up dev-down clean bench reliability
+.PHONY: help demo test unit integration smoke lint typecheck controlplane helm promql-check chart-lint chart-crds venv dev-up dev-down clean bench reliability
 
 help:
 	@echo "make demo          start the local environment and walk through every tier"
@@ -48,6 +50,15 @@ $(HELM_STAMP): tools/helm/go.mod tools/helm/go.sum
 	@rm -f $(BIN)/.helm-*
 	@touch $@
 
+# Prometheus's own PromQL parser, for the tests of the chart's alerts and dashboard.
+promql-check: $(PROMQL_STAMP)
+
+$(PROMQL_STAMP): tools/promql/go.mod tools/promql/go.sum tools/promql/main.go
+	@mkdir -p $(BIN)
+	cd tools/promql && CGO_ENABLED=0 go build -trimpath -o ../../$(BIN)/promql-check .
+	@rm -f $(BIN)/.promql-check-*
+	@touch $@
+
 chart-lint: helm
 	$(BIN)/helm lint --strict charts/handoff
 
@@ -71,7 +82,7 @@ demo: venv controlplane
 	$(VENV)/bin/handoff dev up
 	$(PY) examples/demo.py
 
-test: venv controlplane helm
+test: venv controlplane helm promql-check
 	bash scripts/services.sh
 	$(MAKE) --no-print-directory lint typecheck
 	$(PY) -m pytest
@@ -88,7 +99,7 @@ typecheck: venv
 unit: venv
 	$(PY) -m pytest tests/unit
 
-integration: venv controlplane helm
+integration: venv controlplane helm promql-check
 	$(PY) -m pytest tests/integration
 
 # The contract's conformance check, from outside, against a fresh `handoff dev up`.

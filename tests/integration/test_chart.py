@@ -30,6 +30,8 @@ from handoff.devenv.manifests import console_objects, operator_objects
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, eventually
 
+from tests.unit.test_chart_sources import dashboard_queries_list, defined_metrics, series_names
+
 from .helpers import apply_ready_policy, file, policy, review, wait_for
 
 pytestmark = pytest.mark.integration
@@ -342,6 +344,40 @@ def test_monitoring_objects_only_when_asked_and_consistent() -> None:
         )
     dashboard = find(rendered, "ConfigMap", f"{FULLNAME}-dashboard")
     assert json.loads(dashboard["data"]["handoff.json"])["uid"] == "handoff-overview"
+
+
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": ".*"}
+
+
+def promql_check(expressions: list[str]) -> list[dict[str, Any]]:
+    binary = paths.bin_dir() / "promql-check"
+    if not binary.exists():
+        pytest.fail(f"no {binary}: run 'make promql-check' first")
+    result = subprocess.run(
+        [str(binary)], input=json.dumps(expressions), capture_output=True, text=True, check=True
+    )
+    return list(json.loads(result.stdout))
+
+
+def test_the_alerts_and_the_dashboard_are_valid_promql_on_defined_metrics() -> None:
+    """Prometheus's own parser reads every query; the metric names come from its syntax tree."""
+    rules = find(render(*EVERYTHING_ON), "PrometheusRule", f"{FULLNAME}-operator")
+    expressions = [rule["expr"] for rule in rules["spec"]["groups"][0]["rules"]]
+    for query in dashboard_queries_list():
+        if query.startswith("label_values("):  # Grafana's own function around a metric name
+            continue
+        expression = query
+        for variable, value in GRAFANA_VARIABLES.items():
+            expression = expression.replace(variable, value)
+        expressions.append(expression)
+    assert len(expressions) > 10
+    results = promql_check(expressions)
+    assert [(r["expr"], r["error"]) for r in results if r["error"]] == []
+    used = {name for r in results for name in r["metrics"]}
+    assert used - series_names(defined_metrics()) == set()
+    # The checker does reject what Prometheus would.
+    broken = promql_check(["rate(handoff_pending_requests[5m]", 'sum({tier="4"})'])
+    assert all(r["error"] for r in broken)
 
 
 # --- the real control plane ---------------------------------------------------------------------

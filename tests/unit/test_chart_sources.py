@@ -52,7 +52,8 @@ def used_metric_names(text: str) -> set[str]:
     return set(re.findall(r"\bhandoff_[a-z_]+\b", text))
 
 
-def dashboard_queries() -> str:
+def dashboard_queries_list() -> list[str]:
+    """Every query of the dashboard: panel targets and template variables."""
     dashboard = json.loads((CHART / "dashboards" / "handoff.json").read_text())
     queries: list[str] = []
 
@@ -67,7 +68,11 @@ def dashboard_queries() -> str:
                 walk(item)
 
     walk(dashboard)
-    return "\n".join(queries)
+    return [q for q in queries if q != "prometheus"]  # the datasource variable's plugin type
+
+
+def dashboard_queries() -> str:
+    return "\n".join(dashboard_queries_list())
 
 
 def alert_rules() -> str:
