@@ -1,7 +1,9 @@
 """What every benchmark shares: percentiles, summaries and the result table."""
 
+import asyncio
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -46,3 +48,15 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
              for line in grid]  # fmt: skip
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+async def until(condition: Callable[[], bool], limit: float, every: float = 0.05) -> bool:
+    """Poll ``condition`` (filled in by another task) until it holds or ``limit`` seconds pass."""
+    deadline = time.perf_counter() + limit
+    for _ in iter(int, 1):  # forever; the deadline ends it
+        if condition():
+            return True
+        if time.perf_counter() >= deadline:
+            return False
+        await asyncio.sleep(every)
+    return False

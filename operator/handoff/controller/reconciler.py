@@ -12,7 +12,7 @@ import json
 import logging
 import socket
 from collections import defaultdict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -25,6 +25,7 @@ from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
+from handoff.controller.reports import DecidedRequests
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.announce import DECIDED, ESCALATED, PENDING
 from handoff.domain.breakglass import BreakGlassError, parse_break_glass, post_incident_request
@@ -50,6 +51,7 @@ DEADLINE = "deadline"
 ESCALATE = "escalate"
 RETAIN = "retain"
 REPORT_EVERY = timedelta(seconds=5)
+CONCURRENCY = 16  # reconciles at once: below the API client's 32 connections
 audit_log = logging.getLogger("handoff.audit")  # one JSON line per transition, for log shipping
 
 
@@ -79,6 +81,7 @@ class Reconciler:
         self.reports = True  # off when the cluster does not serve PolicyReports
         self._dirty: set[tuple[str, str]] = set()  # (namespace, agent) whose report is stale
         self._reported: dict[tuple[str, str], datetime] = {}
+        self.decided = DecidedRequests()  # what the reports show, noted as requests go by
         # Budgets: when each auto-approval happened, by (namespace, policy, budget, agent).
         self._budget_hits: defaultdict[tuple[str, str, str, str], deque[datetime]] = defaultdict(
             deque
@@ -87,7 +90,16 @@ class Reconciler:
         self._reviewed: set[str] = set()  # break-glass approvals whose review request is filed
         self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
-        self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One lock per request being worked on, dropped when its last user leaves (a lock kept
+        # for every request ever seen grows without bound at scale).
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+        # The resourceVersion each request was last fully handled at: the watch echo of the
+        # operator's own status write carries it, and needs no second pass.
+        self._settled: dict[tuple[str, str], str] = {}
+        # At most this many reconciles talk to the API server at once. Past it, work waits here
+        # rather than in the HTTP pool, where the wait counted against each call's timeout and a
+        # burst of thousands of requests turned into timeouts and retries.
+        self._slots = asyncio.Semaphore(CONCURRENCY)
         self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
         self._published: dict[str, set[str]] = {}  # uid -> dedup keys known to be published
         self._reviews_seen: dict[str, int] = {}  # uid -> reviews already looked at
@@ -96,17 +108,32 @@ class Reconciler:
     def retry_soon(self, namespace: str, name: str) -> None:
         self.scheduler.arm((DEADLINE, namespace, name), self.clock() + RETRY)
 
+    @contextlib.asynccontextmanager
+    async def _holding(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users > 1:
+                self._locks[key] = (lock, users - 1)
+            else:
+                del self._locks[key]
+
     async def request_changed(self, body: RequestJSON) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        async with self._locks[key]:
-            try:
+        async with self._holding(key):
+            if self._settled.get(key) == meta.get("resourceVersion"):
+                return  # the echo of a version already handled in full (usually our own write)
+            async with self._slots:
                 await self._reconcile(body)
-            finally:
-                if not self._locks[key].locked():
-                    self._locks.pop(key, None)
 
     async def request_deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
+        self._settled.pop((namespace, name), None)
+        self.decided.forget(namespace, name)
         self.scheduler.cancel((DEADLINE, namespace, name))
         self.scheduler.cancel((ESCALATE, namespace, name))
         self.scheduler.cancel((RETAIN, namespace, name))
@@ -127,7 +154,8 @@ class Reconciler:
     async def _on_timer(self, key: Hashable) -> None:
         kind, namespace, name = cast(tuple[str, str, str], key)
         try:
-            body = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace, name))
+            async with self._slots:
+                body = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace, name))
         except NotFound:
             await self.request_deleted(namespace, name)
             return
@@ -136,6 +164,7 @@ class Reconciler:
         elif kind == RETAIN:
             await self._retire(body)
         else:
+            self._settled.pop((namespace, name), None)  # a deadline: the same version, decided anew
             await self.request_changed(body)
 
     async def _reconcile(self, body: RequestJSON) -> None:
@@ -163,7 +192,7 @@ class Reconciler:
                 except NotFound:
                     await self.request_deleted(namespace, name)
                     return
-            await self._apply(body, state, step)
+            published = await self._apply(body, state, step)
             await self._file_post_incident_review(body)
             if step.decision is None and state.decided:
                 await self._roll_back_if_asked(body)
@@ -174,6 +203,9 @@ class Reconciler:
                     body, started_waiting=bool(step.patch and "deadline" in step.patch)
                 )
             self._arm_retention(body)
+            self.decided.record(body)
+            if published:  # else a retry comes through the scheduler, for this same version
+                self._settled[(namespace, name)] = body["metadata"]["resourceVersion"]
             metrics.RECONCILE_SECONDS.observe((self.clock() - started).total_seconds())
             return
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
@@ -210,7 +242,8 @@ class Reconciler:
         document = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": patch}
         return cast(RequestJSON, await self.api.merge_patch(path, document))
 
-    async def _apply(self, body: RequestJSON, state: RequestState, step: Step) -> None:
+    async def _apply(self, body: RequestJSON, state: RequestState, step: Step) -> bool:
+        """Everything a new status implies; True when all of it is published."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         status = body.get("status") or {}
@@ -248,9 +281,11 @@ class Reconciler:
             if step.patch is not None and "deadline" in step.patch:  # it has just started waiting
                 self._announce(body, PENDING)
             self._arm_escalation(body)
+        # The agent's decision message first: it must not wait for an Event, a courtesy.
+        published = await self._publish(body)
         if step.event is not None:
             await self._post_event(body, step.event)
-        await self._publish(body)
+        return published
 
     def _budget_usage(self, namespace: str, agent: str) -> dict[tuple[str, str], int]:
         now = self.clock()
@@ -551,9 +586,7 @@ class Reconciler:
 
     async def _write_report(self, namespace: str, agent: str) -> None:
         started = self.clock()
-        listing = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace))
-        mine = [b for b in listing.get("items") or [] if b["spec"].get("agent") == agent]
-        await self.api.apply(policy_report(namespace, agent, mine))
+        await self.api.apply(policy_report(namespace, agent, self.decided.of(namespace, agent)))
         self._dirty.discard((namespace, agent))
         self._reported[(namespace, agent)] = started
 
@@ -657,7 +690,7 @@ class Reconciler:
                 "ignoring an outcome from %s for a request it did not file: %s", agent, name
             )
             return
-        async with self._locks[(namespace, name)]:
+        async with self._holding((namespace, name)):
             for _ in range(_ATTEMPTS):
                 status = body.get("status") or {}
                 patch = execution_patch(status, outcome, message, self.clock())

@@ -1,0 +1,278 @@
+"""Tier 1 decision latency and sustained throughput, beside the two-write floor.
+
+Handoff: the agent creates an ActionRequest (as its own ServiceAccount) and watches its namespace;
+the latency of a request is from its scheduled send time to the watch event that shows
+``status.decision.outcome == Approved`` (the operator classified, decided and wrote it).
+
+Floor: the same client on the same control plane creates a request (as an agent with no policy,
+in a namespace the operator does not watch) and patches its status to Approved itself, with the
+operator's credentials, as the operator would: two API writes and no operator. Its latency is
+from the scheduled send time to the patch's answer.
+
+Load is open-loop: requests are sent on a fixed schedule whatever the answers, and latency counts
+from the scheduled time, so a backlog shows up in the figures (no coordinated omission).
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from common import ratio, stats, until
+from environment import BenchEnvironment
+from handoff import GROUP, REQUESTS, VERSION
+from handoff.adapters.kube import KubeApi, KubeError, resource_path
+from handoff.domain.timefmt import parse_time
+
+NS = "bench-decisions"
+AGENT = "bench-agent"
+FLOOR_NS = "bench-floor"
+FLOOR_AGENT = "floor-agent"
+P99_LIMIT_MS = 250.0
+GRACE = 10.0  # seconds after the last send to wait for stragglers; missing ones count as lost
+
+POLICY = {
+    "agents": {"serviceAccounts": [AGENT]},
+    "defaultTier": 4,
+    "rules": [{"name": "reads", "actions": ["bench.read", "bench.list"], "tier": 1}],
+}
+
+
+def _request(namespace: str, agent: str, i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ActionRequest",
+        "metadata": {"generateName": "b-", "namespace": namespace},
+        "spec": {"agent": agent, "action": "bench.read", "target": "db:orders",
+                 "parameters": {"limit": 10, "i": i}, "summary": f"read orders {i}",
+                 "reasoning": "benchmark", "blastRadius": "none: a read"},
+    }  # fmt: skip
+
+
+def _floor_status(now: str) -> dict[str, Any]:
+    """What the operator writes for a tier 1 request, written by the floor client instead."""
+    return {"status": {
+        "phase": "Approved", "tier": 1, "oversight": "HOOTL", "policy": "floor", "rule": "reads",
+        "decision": {"outcome": "Approved", "reason": "AutoApproved", "by": [], "at": now,
+                     "message": "rule reads matched bench.read"},
+        "conditions": [
+            {"type": "Classified", "status": "True", "reason": "RuleMatched",
+             "message": "rule reads matched bench.read", "lastTransitionTime": now},
+            {"type": "Decided", "status": "True", "reason": "AutoApproved",
+             "message": "tier 1", "lastTransitionTime": now}],
+    }}  # fmt: skip
+
+
+class ApprovalWatch:
+    """Watches a namespace and notes when each request is first seen Approved."""
+
+    def __init__(self, api: KubeApi, namespace: str) -> None:
+        self.api = api
+        self.path = resource_path(GROUP, VERSION, REQUESTS, namespace)
+        self.seen: dict[str, float] = {}
+        self.decided_at: dict[str, float] = {}  # the operator's decision.at (wall clock)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        listing = await self.api.get(self.path + "?limit=1")
+        self._version = listing["metadata"]["resourceVersion"]
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            params = {"resourceVersion": self._version, "allowWatchBookmarks": "true"}
+            with contextlib.suppress(KubeError):
+                async for event in self.api.watch(self.path, params, 240):
+                    now = time.perf_counter()
+                    obj = event["object"]
+                    self._version = obj["metadata"]["resourceVersion"]
+                    decision = (obj.get("status") or {}).get("decision") or {}
+                    if decision.get("outcome") == "Approved":
+                        name = obj["metadata"]["name"]
+                        if name not in self.seen:
+                            self.seen[name] = now
+                            self.decided_at[name] = parse_time(decision["at"]).timestamp()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def open_loop(
+    rate: float, seconds: float, send: Callable[[int, float], Awaitable[None]]
+) -> float:
+    """Call ``send(i, scheduled)`` ``rate`` times a second for ``seconds``; returns the start."""
+    count = max(1, round(rate * seconds))
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for i in range(count):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(i, scheduled)))
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return start
+
+
+class Bench:
+    def __init__(self, env: BenchEnvironment) -> None:
+        self.env = env
+
+    async def __aenter__(self) -> "Bench":
+        self.agent = self.env.api(f"{NS}/{AGENT}")
+        self.floor_agent = self.env.api(f"{FLOOR_NS}/{FLOOR_AGENT}")
+        self.writer = self.env.api("operator")
+        self.watch = ApprovalWatch(self.env.api(f"{NS}/{AGENT}"), NS)
+        await self.watch.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.watch.stop()
+        for api in (self.agent, self.floor_agent, self.writer, self.watch.api):
+            await api.close()
+
+    async def handoff(self, rate: float, seconds: float) -> dict[str, Any]:
+        """Tier 1 requests at ``rate`` per second: latency to the agent seeing Approved."""
+        sent: dict[str, float] = {}
+        wall: dict[str, float] = {}  # scheduled send time on the wall clock, for the breakdown
+        errors = 0
+        path = resource_path(GROUP, VERSION, REQUESTS, NS)
+        offset = time.time() - time.perf_counter()
+
+        async def send(i: int, scheduled: float) -> None:
+            nonlocal errors
+            try:
+                created = await self.agent.create(path, _request(NS, AGENT, i))
+            except KubeError:
+                errors += 1
+                return
+            sent[created["metadata"]["name"]] = scheduled
+            wall[created["metadata"]["name"]] = scheduled + offset
+
+        start = await open_loop(rate, seconds, send)
+        await until(lambda: all(n in self.watch.seen for n in sent), GRACE)
+        latencies = [self.watch.seen[n] - t for n, t in sent.items() if n in self.watch.seen]
+        lost = errors + sum(1 for n in sent if n not in self.watch.seen)
+        done = [self.watch.seen[n] for n in sent if n in self.watch.seen]
+        result = self._result("handoff", rate, seconds, latencies, lost, start, done)
+        # Where the time goes: send -> the operator's decision, and decision -> the agent sees it.
+        decided = [n for n in sent if n in self.watch.decided_at]
+        before = stats([self.watch.decided_at[n] - wall[n] for n in decided], 1000)
+        after = stats(
+            [self.watch.seen[n] + offset - self.watch.decided_at[n] for n in decided], 1000
+        )
+        result["to_decision_ms"] = [before["median"], before["p99"]]
+        result["decision_to_seen_ms"] = [after["median"], after["p99"]]
+        return result
+
+    async def floor(self, rate: float, seconds: float) -> dict[str, Any]:
+        """The same client doing both writes itself: create, then the status patch."""
+        path = resource_path(GROUP, VERSION, REQUESTS, FLOOR_NS)
+        latencies: list[float] = []
+        finished: list[float] = []
+        errors = 0
+
+        async def send(i: int, scheduled: float) -> None:
+            nonlocal errors
+            try:
+                created = await self.floor_agent.create(path, _request(FLOOR_NS, FLOOR_AGENT, i))
+                status = _floor_status(created["metadata"]["creationTimestamp"])
+                await self.writer.merge_patch(
+                    f"{path}/{created['metadata']['name']}/status", status
+                )
+            except KubeError:
+                errors += 1
+                return
+            now = time.perf_counter()
+            latencies.append(now - scheduled)
+            finished.append(now)
+
+        start = await open_loop(rate, seconds, send)
+        return self._result("floor", rate, seconds, latencies, errors, start, finished)
+
+    @staticmethod
+    def _result(path: str, rate: float, seconds: float, latencies: list[float], lost: int,  # noqa: PLR0917
+                start: float, finished: list[float]) -> dict[str, Any]:  # fmt: skip
+        offered = max(1, round(rate * seconds))
+        span = (max(finished) - start) if finished else seconds
+        figures = stats(latencies + [float("inf")] * lost, 1000)
+        sustained = (lost == 0 and figures["p99"] is not None and figures["p99"] < P99_LIMIT_MS
+                     and len(latencies) >= offered)  # fmt: skip
+        return {"path": path, "rate": rate, "seconds": seconds, "offered": offered,
+                "completed": len(latencies), "lost": lost,
+                "achieved_rate": round(len(latencies) / max(span, 1e-9), 1),
+                "median_ms": figures["median"], "p99_ms": figures["p99"], "sustained": sustained}  # fmt: skip
+
+
+async def measure(env: BenchEnvironment, *, step_seconds: float = 10, confirm_seconds: float = 60,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+    """Latency at 10 and 50 per second and at the highest sustained rate; that rate's share of
+    the floor's."""
+    async with Bench(env) as bench:
+        # Warm both paths (connections, the apiserver's caches, the operator's imports).
+        await bench.floor(20, 2)
+        await bench.handoff(20, 2)
+        rows: dict[str, Any] = {}
+        for rate in (10, 50):
+            floor = await bench.floor(rate, 15)
+            handoff = await bench.handoff(rate, 15)
+            log(
+                f"  {rate}/s: floor {floor['median_ms']}/{floor['p99_ms']} ms, handoff {handoff['median_ms']}/{handoff['p99_ms']} ms"
+            )
+            rows[str(rate)] = {"floor": floor, "handoff": handoff}
+        # The floor's highest sustained rate: double until it fails, then bisect a little.
+        floor_rate = await _highest(bench.floor, 100, step_seconds, log)
+        floor_confirm = await bench.floor(floor_rate, step_seconds * 2)
+        log(f"  floor sustains {floor_rate}/s: {floor_confirm}")
+        # Handoff's: the same search, then held for confirm_seconds (one step down if it fails).
+        rate = await _highest(bench.handoff, max(50, floor_rate / 4), step_seconds, log)
+        confirm: dict[str, Any] = {}
+        for _ in range(3):
+            confirm = await bench.handoff(rate, confirm_seconds)
+            log(f"  handoff held {rate}/s for {confirm_seconds}s: {confirm}")
+            if confirm["sustained"]:
+                break
+            rate = round(rate * 0.8)
+        top_floor = await bench.floor(rate, 15)
+        rows["max"] = {"floor": top_floor, "handoff": confirm}
+    latency = {
+        key: {"rate": row["handoff"]["rate"], "handoff": row["handoff"], "floor": row["floor"],
+              "median_ratio": ratio(row["handoff"]["median_ms"], row["floor"]["median_ms"]),
+              "p99_ratio": ratio(row["handoff"]["p99_ms"], row["floor"]["p99_ms"])}
+        for key, row in rows.items()
+    }  # fmt: skip
+    sustained_rate = confirm["rate"] if confirm.get("sustained") else 0
+    return {
+        "latency": latency,
+        "throughput": {"handoff_rate": sustained_rate, "handoff_run": confirm,
+                       "floor_rate": floor_rate, "floor_run": floor_confirm,
+                       "share_of_floor": ratio(sustained_rate, floor_rate)},
+    }  # fmt: skip
+
+
+async def _highest(run: Callable[[float, float], Awaitable[dict[str, Any]]], start: float,
+                   seconds: float, log: Callable[[str], None]) -> float:  # fmt: skip
+    """The highest rate (to about 15%) at which ``run`` is sustained for ``seconds``."""
+    good, bad = 0.0, None
+    rate = start
+    for _ in range(7):
+        result = await run(rate, seconds)
+        log(
+            f"  {result['path']} at {rate:.0f}/s: p99 {result['p99_ms']} ms, lost {result['lost']}, sustained {result['sustained']}"
+        )
+        if result["sustained"]:
+            good = rate
+        else:
+            bad = rate
+        if bad is None:
+            rate *= 2
+        elif bad / max(good, 1) <= 1.15:
+            break
+        else:
+            rate = (good + bad) / 2 if good else bad / 2
+        await asyncio.sleep(2)  # let a backlog drain before the next step
+    return float(round(good))

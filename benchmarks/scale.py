@@ -1,0 +1,171 @@
+"""10,000 pending tier 4 requests: the operator's memory, re-arming after a restart, expiry lateness.
+
+The requests are filed by 24 concurrent clients while the operator classifies them. 8,000 wait in
+a lane with a one-hour window (they stay pending through the run); the last 2,000 are spread over
+ten rules whose windows differ by 8 s, so their deadlines fall over about 80 s after the restart,
+with all 10,000 deadlines armed. Then:
+
+- memory: the operator's resident set (VmRSS) once all 10,000 are armed;
+- re-arm: the operator is stopped (SIGTERM) and started again; the time from the start until its
+  ``handoff_pending_requests`` gauge counts all 10,000 again (each one is counted when its deadline
+  is armed in the scheduler);
+- lateness: a watch notes when each short-window request is seen Denied (Expired); lateness is
+  that time minus ``status.deadline``, both on this machine's clock.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common import stats, until
+from environment import BenchEnvironment, metric_sum, operator_rss_mb
+from handoff import GROUP, REQUESTS, VERSION
+from handoff.adapters.kube import KubeError, resource_path
+from handoff.domain.timefmt import parse_time
+
+NS = "bench-scale"
+AGENT = "scale-agent"
+TOTAL = 10_000
+SHORT = 2_000
+SHORT_RULES = 10
+SHORT_WINDOW = 150  # seconds for the first short rule; each next one 8 s more
+CLIENTS = 24
+
+
+def policy() -> dict[str, Any]:
+    rules = [{"name": f"expire-{k}", "actions": [f"bench.expire.{k}"], "tier": 4,
+              "decisionWindow": f"{SHORT_WINDOW + 8 * k}s"} for k in range(SHORT_RULES)]  # fmt: skip
+    rules.append({"name": "hold", "actions": ["bench.hold"], "tier": 4, "decisionWindow": "1h"})
+    return {"agents": {"serviceAccounts": [AGENT]}, "defaultTier": 4,
+            "reviewers": {"users": ["alice"]}, "rules": rules}  # fmt: skip
+
+
+def _request(i: int) -> dict[str, Any]:
+    short = i >= TOTAL - SHORT
+    action = f"bench.expire.{i % SHORT_RULES}" if short else "bench.hold"
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ActionRequest",
+            "metadata": {"generateName": "s-", "namespace": NS},
+            "spec": {"agent": AGENT, "action": action, "target": f"db:table/{i}",
+                     "parameters": {"i": i}, "summary": f"write {i}", "reasoning": "benchmark",
+                     "blastRadius": "one row"}}  # fmt: skip
+
+
+def _pending(env: BenchEnvironment) -> float:
+    """Requests the operator has armed a deadline for, plus those it expired since it started
+    (the earliest deadlines may fall while the rest are still being re-armed)."""
+    assert env.operator is not None
+    try:
+        text = env.operator.metrics()
+    except OSError:
+        return 0.0
+    expired = metric_sum(text, "handoff_action_requests_total", namespace=NS, reason="Expired")
+    return metric_sum(text, "handoff_pending_requests", namespace=NS) + expired
+
+
+async def _wait_pending(env: BenchEnvironment, count: int, limit: float) -> float | None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        if await asyncio.to_thread(_pending, env) >= count:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.25)
+    return None
+
+
+async def measure(env: BenchEnvironment, log: Callable[[str], None] = print) -> dict[str, Any]:
+    agent = env.api(f"{NS}/{AGENT}")
+    path = resource_path(GROUP, VERSION, REQUESTS, NS)
+    queue = iter(range(TOTAL))
+    errors = 0
+
+    async def client() -> None:
+        nonlocal errors
+        for i in queue:
+            for _ in range(5):
+                try:
+                    await agent.create(path, _request(i))
+                    break
+                except KubeError:
+                    errors += 1
+                    await asyncio.sleep(0.5)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    filed = time.perf_counter() - started
+    await agent.close()
+    log(f"  filed {TOTAL} in {filed:.0f}s ({errors} retries)")
+    armed = await _wait_pending(env, TOTAL, 600)
+    fill = time.perf_counter() - started
+    log(f"  all {TOTAL} pending after {fill:.0f}s")
+    assert env.operator is not None
+    await asyncio.sleep(2)
+    rss = operator_rss_mb(env.operator)
+
+    watch = _ExpiryWatch(env)
+    await watch.start()
+    env.operator.stop()
+    restarted = time.perf_counter()
+    await asyncio.to_thread(env.operator.start)
+    healthy = time.perf_counter() - restarted
+    rearm = await _wait_pending(env, TOTAL, 300)
+    rearm_total = None if rearm is None else round(healthy + rearm, 2)
+    log(
+        f"  re-armed {TOTAL} deadlines {rearm_total}s after the restart (healthy after {healthy:.1f}s)"
+    )
+    rss_after = operator_rss_mb(env.operator)
+    await until(lambda: len(watch.late) >= SHORT, SHORT_WINDOW + 8 * SHORT_RULES + 120)
+    await watch.stop()
+    late = stats(list(watch.late.values()), 1000)
+    log(
+        f"  {len(watch.late)} of {SHORT} expired; late by median {late['median']} ms, p99 {late['p99']} ms"
+    )
+    return {
+        "pending": TOTAL,
+        "fill_seconds": round(fill, 1),
+        "all_armed_before_restart": armed is not None,
+        "rss_mb": round(rss, 1),
+        "rss_mb_after_restart": round(rss_after, 1),
+        "rearm_seconds": rearm_total,
+        "operator_healthy_seconds": round(healthy, 2),
+        "expired": len(watch.late),
+        "expiries_expected": SHORT,
+        "lateness_ms": late,
+        "early": sum(1 for v in watch.late.values() if v < 0),
+    }
+
+
+class _ExpiryWatch:
+    """Notes when each request is seen Denied, as lateness past its own status.deadline."""
+
+    def __init__(self, env: BenchEnvironment) -> None:
+        self.api = env.api()
+        self.path = resource_path(GROUP, VERSION, REQUESTS, NS)
+        self.late: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        listing = await self.api.get(self.path + "?limit=1")
+        self._version = listing["metadata"]["resourceVersion"]
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            params = {"resourceVersion": self._version, "allowWatchBookmarks": "true"}
+            with contextlib.suppress(KubeError):
+                async for event in self.api.watch(self.path, params, 240):
+                    now = time.time()
+                    obj = event["object"]
+                    self._version = obj["metadata"]["resourceVersion"]
+                    status = obj.get("status") or {}
+                    decision = status.get("decision") or {}
+                    name = obj["metadata"]["name"]
+                    if decision.get("reason") == "Expired" and name not in self.late:
+                        self.late[name] = now - parse_time(status["deadline"]).timestamp()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.api.close()

@@ -1,0 +1,54 @@
+"""What the PolicyReports are written from: each agent's latest decided requests, kept in memory.
+
+The reconciler sees every request (all of them in its first listing after a start, then each
+change), so it can note what a report shows as it goes. Listing every request of a namespace to
+rewrite one agent's report, every few seconds, does not scale: with 10,000 requests that is tens
+of megabytes parsed each time, and it starved the operator of CPU and memory.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from handoff.domain.report import MAX_RESULTS, result_of
+
+_KEEP = 2 * MAX_RESULTS  # per agent: the report shows the newest MAX_RESULTS of these
+
+
+class DecidedRequests:
+    def __init__(self) -> None:
+        self._by_agent: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._agent_of: dict[tuple[str, str], tuple[str, str]] = {}  # (namespace, name) -> agent
+
+    def record(self, body: Mapping[str, Any]) -> None:
+        """Note a request's latest state; only decided ones appear in reports."""
+        if result_of(body) is None:
+            return
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        agent = (meta["namespace"], str(spec.get("agent", "")))
+        self._agent_of[(meta["namespace"], meta["name"])] = agent
+        mine = self._by_agent.setdefault(agent, {})
+        mine[meta["name"]] = {  # only what policy_report reads
+            "metadata": {"name": meta["name"], "uid": meta.get("uid", ""),
+                         "creationTimestamp": meta.get("creationTimestamp")},
+            "spec": {"action": spec.get("action", "")},
+            "status": {key: status[key] for key in
+                       ("decision", "phase", "policy", "rule", "tier", "execution")
+                       if key in status},
+        }  # fmt: skip
+        if len(mine) > 2 * _KEEP:
+            newest = sorted(mine.items(), key=lambda item: _decided_at(item[1]), reverse=True)
+            for name, _ in newest[_KEEP:]:
+                del mine[name]
+                self._agent_of.pop((meta["namespace"], name), None)
+
+    def forget(self, namespace: str, name: str) -> None:
+        agent = self._agent_of.pop((namespace, name), None)
+        if agent is not None:
+            self._by_agent.get(agent, {}).pop(name, None)
+
+    def of(self, namespace: str, agent: str) -> list[dict[str, Any]]:
+        return list(self._by_agent.get((namespace, agent), {}).values())
+
+
+def _decided_at(body: Mapping[str, Any]) -> str:
+    return str(body["status"]["decision"].get("at") or body["metadata"]["creationTimestamp"])
