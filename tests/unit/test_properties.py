@@ -507,3 +507,23 @@ def test_any_when_compiles_or_says_why_and_evaluates_or_says_why(
 def test_the_requester_is_the_agents_service_account() -> None:
     # The properties above rely on it: reviews by the requester never count.
     assert service_account_user(NS, "agent-a") == f"system:serviceaccount:{NS}:agent-a"
+
+
+def test_parameters_nested_too_deep_for_cel_fail_closed_instead_of_crashing() -> None:
+    # The API server accepts JSON nested almost 10,000 deep; the CEL library's converter
+    # overflows the process's stack some thousands down (a segfault, not an exception).
+    deep: dict[str, object] = {"amount": 1}
+    inner = deep
+    for _ in range(20_000):
+        inner["x"] = {}
+        inner = inner["x"]  # type: ignore[assignment]
+    refunds = compile_policy(
+        NS, "p1",
+        {"agents": {"serviceAccounts": ["agent-a"]},
+         "rules": [{"name": "refunds", "actions": ["*"], "when": "parameters.amount < 10", "tier": 1}]},  # type: ignore[typeddict-item]
+    )  # fmt: skip
+    verdict = evaluate(refunds, RequestFacts(NS, "agent-a", "a.b", parameters=deep))
+    assert (verdict.tier, verdict.fail_closed) == (4, True)
+    assert "nest deeper than 100 levels" in verdict.message
+    shallow = RequestFacts(NS, "agent-a", "a.b", parameters={"amount": 1, "n": [[[{"x": 1}]]]})
+    assert evaluate(refunds, shallow).tier == 1

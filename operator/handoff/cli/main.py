@@ -12,6 +12,15 @@ from handoff.cli.policy import run as run_policy
 from handoff.cli.report import add_commands as add_report_commands
 from handoff.cli.report import run as run_report
 
+#: The API server accepts JSON nested up to 10,000 levels (an ActionRequest's free-form
+#: parameters, say). Python's parser gives up at its recursion limit (1,000 by default), and
+#: kopf's watch would stop on the RecursionError: one hostile request would halt the operator.
+JSON_DEPTH_LIMIT = 30_000
+
+
+def allow_deep_json() -> None:
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), JSON_DEPTH_LIMIT))
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -105,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--quiet", "-q", action="store_true")
 
     args = parser.parse_args(argv)
+    allow_deep_json()
     if args.command == "operator":
         return _operator(args)
     if args.command == "console":

@@ -49,8 +49,27 @@ class Bindings:
     @property
     def context(self) -> Any:
         if self._context is None:
+            _check_depth(self.variables)
             self._context = cel.Context(dict(self.variables))
         return self._context
+
+
+#: How deep a request's values may nest for a ``when`` to read them. The CEL library converts
+#: values recursively and overflows the stack (a crash, not an exception) some thousands of
+#: levels down, while the API server accepts JSON nested up to 10,000 levels.
+MAX_DEPTH = 100
+
+
+def _check_depth(variables: Mapping[str, object]) -> None:
+    stack: list[tuple[object, int]] = [(variables, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"the request's values nest deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((item, depth + 1) for item in value)
 
 
 @dataclass(frozen=True, eq=False)
