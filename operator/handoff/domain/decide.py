@@ -492,7 +492,10 @@ def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: d
     current = _condition(request.status.get("conditions") or [], DECIDED)
     waiting_reason = str(current.get("reason")) if current else str(Reason.AWAITING_REVIEW)
     message = _progress(waiting, counted)
-    if current and current.get("message") == message:
+    if current and (current.get("message") == message or not reviews):
+        # Nothing to add: with no reviews yet, the condition written at classification already
+        # says what the request waits for (a rewrite would be a second status write for one
+        # transition, for every waiting request, again after every operator restart).
         return Step(wake_at=waiting.deadline)
     patch = {"conditions": _conditions(request, now, (DECIDED, "False", waiting_reason, message))}
     return Step(patch, wake_at=waiting.deadline)
