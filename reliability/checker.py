@@ -50,6 +50,7 @@ class RunData:
     audit_log: list[Json]
     events: list[Json]
     restarts: list[Json] = field(default_factory=list)
+    observed: dict[str, int] = field(default_factory=dict)  # counts shown as they are
 
 
 @dataclass
@@ -101,7 +102,23 @@ def load(run: Path) -> RunData:
         audit_log=_audit_lines(run / "operators"),
         events=dump["events"],
         restarts=_jsonl(run / "restarts.jsonl"),
+        observed=_observed(run),
     )
+
+
+def _observed(run: Path) -> dict[str, int]:
+    """How often the operators retried a publication (Redis away) and the agents reconnected."""
+    retried = 0
+    for log in sorted((run / "operators").glob("operator-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if " publishing " in line and "Redis" in line and "retrying" in line:
+                retried += 1
+    errors = _jsonl(run / "errors.jsonl")
+    return {
+        "operator publications retried (Redis away)": retried,
+        "agent consumer reconnections": sum(e["where"].startswith("consume") for e in errors),
+        "watch reconnections": sum(e["where"] == "watch" for e in errors),
+    }
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -111,6 +128,7 @@ def check(data: RunData) -> Report:
     report = Report()
     scenario = data.scenario
     bound = float(scenario["expiry_bound_s"])
+    catch_up = float(scenario.get("catch_up_s", bound))
     plans: dict[str, Json] = scenario["plans"]
     outages = [
         (float(f["started"]), float(f["recovered"]))
@@ -138,7 +156,8 @@ def check(data: RunData) -> Report:
     attempts_by_id = {a["id"]: a for a in data.attempts}
 
     outcomes: Counter[str] = Counter()
-    lateness: list[float] = []
+    lateness: list[float] = []  # outside any outage
+    after_outage: list[float] = []  # deadlines inside an outage: measured from its end
     late: list[str] = []
     lost = 0
     for uid, f in filed.items():
@@ -164,22 +183,29 @@ def check(data: RunData) -> Report:
                 )
         extra = _check_decision(body, plan, attempts_by_id, scenario, outages, report)
         if extra is not None:
-            raw, adjusted = extra
-            lateness.append(raw)
-            if adjusted > bound:
+            raw, adjusted, in_outage = extra
+            (after_outage if in_outage else lateness).append(adjusted)
+            if adjusted > (catch_up if in_outage else bound):
                 late.append(
-                    f"{f['name']}: {raw:.1f}s after its deadline ({adjusted:.1f}s adjusted)"
+                    f"{f['name']}: {raw:.1f}s after its deadline"
+                    + (f" ({adjusted:.1f}s after its outage ended)" if in_outage else "")
                 )
     report.counts["lost"] = lost
     report.counts["decided"] = dict(sorted(outcomes.items()))
     for line in late:
         report.bad("late expiry", line)
     lateness.sort()
-    report.counts["expiries/holds timed"] = len(lateness)
-    report.counts["late (over bound)"] = len(late)
+    after_outage.sort()
+    report.counts["expiries/holds timed"] = len(lateness) + len(after_outage)
+    report.counts[f"late (over {bound:g}s, or {catch_up:g}s after an outage)"] = len(late)
     if lateness:
-        report.counts["lateness p50/p99/max s"] = (
+        report.counts["lateness outside outages p50/p99/max s"] = (
             f"{_pct(lateness, 50):.2f} / {_pct(lateness, 99):.2f} / {lateness[-1]:.2f}"
+        )
+    if after_outage:
+        report.counts["deadlines inside an outage"] = len(after_outage)
+        report.counts["  lateness after it ended p50/max s"] = (
+            f"{_pct(after_outage, 50):.2f} / {after_outage[-1]:.2f}"
         )
     _check_bad_inputs(data, cluster, report)
     _check_streams(data, filed, cluster, report)
@@ -187,6 +213,7 @@ def check(data: RunData) -> Report:
     _check_audit(data, filed, cluster, report)
     _check_transitions(data, filed, report)
     _check_events(data, filed, report)
+    report.counts.update(data.observed)
     report.counts["discrepancies"] = len(report.problems)
     return report
 
@@ -195,22 +222,23 @@ def _pct(values: list[float], p: int) -> float:
     return values[min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))]
 
 
-def _covered(instant: float, outages: list[tuple[float, float]]) -> float | None:
-    """The end of the outage that ``instant`` falls in, if any."""
-    ends = [end for start, end in outages if start <= instant <= end]
+def _covered(instant: float, outages: list[tuple[float, float]], catch_up: float) -> float | None:
+    """The end of the outage that ``instant`` falls in (or in the catch-up after it), if any."""
+    ends = [end for start, end in outages if start <= instant <= end + catch_up]
     return max(ends) if ends else None
 
 
-def _check_decision(
+def _check_decision(  # noqa: PLR0911 - one return per kind of decision
     body: Json,
     plan: Json,
     attempts: dict[str, Json],
     scenario: Json,
     outages: list[tuple[float, float]],
     report: Report,
-) -> tuple[float, float] | None:
+) -> tuple[float, float, bool] | None:
     """Check one decision against the reviews the API server accepted and the request's window.
-    Returns (lateness, lateness measured from the end of an outage) for expiries and holds."""
+    For expiries and holds, returns the lateness, the lateness counted from the end of the outage
+    the deadline fell in (or its catch-up), and whether it fell in one."""
     name = body["metadata"]["name"]
     status = body["status"]
     decision = status["decision"]
@@ -294,9 +322,10 @@ def _check_decision(
             f"{name}: {reason} at {decision['at']}, before its deadline {deadline_text}",
         )
     raw = at - deadline
-    recovered = _covered(deadline, outages)
-    adjusted = at - max(deadline, recovered) if recovered is not None else raw
-    return raw, adjusted
+    recovered = _covered(deadline, outages, float(scenario.get("catch_up_s", 0)))
+    if recovered is None:
+        return raw, raw, False
+    return raw, at - max(deadline, recovered), True
 
 
 def _check_bad_inputs(data: RunData, cluster: dict[str, Json], report: Report) -> None:
@@ -306,19 +335,24 @@ def _check_bad_inputs(data: RunData, cluster: dict[str, Json], report: Report) -
         for r in (body.get("status") or {}).get("reviews") or []
     }
     tried = [a for a in data.attempts if a.get("bad") and a.get("final", True)]
-    refused = 0
+    per_kind: dict[str, Counter[str]] = defaultdict(Counter)
     for attempt in tried:
+        tally = per_kind[attempt["bad"]]
+        tally["tried"] += 1
         if attempt["id"] in comments:
+            tally["recorded"] += 1
             if attempt["expect"] == "refused":
                 report.bad(
                     "bad input accepted",
                     f"{attempt['name']}: {attempt['bad']} ({attempt['who']}) was recorded",
                 )
         elif attempt["status"] >= 400:
-            refused += 1
-    report.counts["bad inputs tried/refused"] = f"{len(tried)} / {refused}"
+            tally["refused"] += 1
+    report.counts["bad inputs: tried / refused / recorded (not counted)"] = {
+        kind: f"{t['tried']} / {t['refused']} / {t['recorded']}"
+        for kind, t in sorted(per_kind.items())
+    }
     kinds = Counter(a["bad"] for a in tried)
-    report.counts["bad input kinds"] = len(kinds)
     expected = set(data.scenario.get("bad_inputs") or [])
     if expected - set(kinds):
         report.bad("bad input not tried", ", ".join(sorted(expected - set(kinds))))
@@ -521,8 +555,8 @@ def table(report: Report) -> str:
     rows: list[tuple[str, str]] = []
     for key, value in report.counts.items():
         if isinstance(value, dict):
-            for sub, n in value.items():
-                rows.append((f"{key}: {sub}", str(n)))
+            rows.append((key, ""))
+            rows += [(f"  {sub}", str(n)) for sub, n in value.items()]
         else:
             rows.append((key, str(value)))
     width = max(len(k) for k, _ in rows)
@@ -549,7 +583,7 @@ def sample() -> RunData:
     ns, agent = "rel", "agent-a"
     checklist = ["what", "impact", "rollback"]
     scenario = {
-        "namespace": ns, "expiry_bound_s": 5, "reviewers": ["alice", "bob"],
+        "namespace": ns, "expiry_bound_s": 5, "catch_up_s": 10, "reviewers": ["alice", "bob"],
         "checklist": checklist, "bad_inputs": [],
         "plans": {
             "auto": {"tier": 1, "rule": "reads", "oversight": "HOOTL", "window_s": 0},

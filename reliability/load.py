@@ -90,7 +90,11 @@ class Load:
             await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
             plan = self.rng.choices(names, weights)[0]
             tasks.append(asyncio.create_task(self.one(i, plan, AGENTS[i % len(AGENTS)])))
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for client in self._agents.values():
+                await client.close()
 
     async def one(self, i: int, plan_name: str, agent_name: str) -> None:
         plan = PLANS[plan_name]

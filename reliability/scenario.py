@@ -13,6 +13,10 @@ CHECKLIST = ("what", "impact", "rollback")
 HOLD_S = 15  # tier 3 HOTL hold
 WINDOW_S = 20  # tier 4 decision window
 EXPIRY_BOUND_S = 5  # an expiry or hold decision at most this long after its deadline
+# ... unless the deadline fell while the operator could not act (killed, no leader, API server
+# away) or in the catch-up after it: then at most this long after the harness saw a replica lead
+# again. A new leader first lists every request and re-checks what each has published.
+CATCH_UP_S = 10
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def scenario_json(namespace: str, rate: float, seconds: float) -> dict[str, Any]
         "rate_per_s": rate,
         "load_seconds": seconds,
         "expiry_bound_s": EXPIRY_BOUND_S,
+        "catch_up_s": CATCH_UP_S,
         "reviewers": list(REVIEWERS),
         "checklist": list(CHECKLIST),
         "bad_inputs": list(BAD_INPUTS),

@@ -48,3 +48,18 @@ def test_an_approval_in_time_that_expired_anyway_is_a_contradiction() -> None:
 
 def test_self_check_finds_nothing_wrong_with_itself() -> None:
     assert checker.self_check() == []
+
+
+def test_an_expiry_inside_an_outage_gets_the_catch_up_bound_from_its_end() -> None:
+    data = checker.sample()
+    body = data.requests[1]
+    body["status"]["reviews"] = []
+    body["status"]["decision"] = {
+        "outcome": "Denied", "reason": "Expired", "by": [], "at": "2026-11-29T21:00:38Z"
+    }  # fmt: skip
+    assert "late expiry" in checker.check(data).kinds()  # 18 s after the deadline
+    outage = {"fault": "x", "outage": True, "started": checker.ts("2026-11-29T21:00:15Z")}
+    data.faults.append(outage | {"recovered": checker.ts("2026-11-29T21:00:30Z")})
+    assert "late expiry" not in checker.check(data).kinds()  # 8 s after the operator was back
+    data.faults[-1]["recovered"] = checker.ts("2026-11-29T21:00:25Z")
+    assert "late expiry" in checker.check(data).kinds()  # 13 s after: over the catch-up bound
