@@ -3,8 +3,9 @@
 #   docker build -t handoff .
 # It runs as a non-root user and writes nothing outside /tmp, so it runs with a read-only root
 # filesystem (the chart mounts an emptyDir on /tmp). tests/unit/test_image.py lints this file with
-# hadolint, and tests/integration/test_image_install.py runs every RUN line below, in order, in a
-# clean virtual environment (with HANDOFF_HOME and WHEELS pointed at temporary folders).
+# hadolint, and tests/integration/test_image_install.py runs every RUN (and the run stage's COPY)
+# below, in order, into a clean virtual environment, with HANDOFF_HOME, HANDOFF_ROOT and WHEELS
+# pointed at temporary folders.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: the kube-handoff wheel and wheels of everything it depends on -----------------------
@@ -22,6 +23,9 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv "$HANDOFF_HOME" \
     && "$HANDOFF_HOME/bin/pip" install --no-index --find-links "$WHEELS" "$WHEELS"/kube_handoff-*.whl \
     && "$HANDOFF_HOME/bin/handoff" --help > /dev/null
+# `handoff policy lint` validates policies against the CRD schema, read from $HANDOFF_ROOT/crds.
+ENV HANDOFF_ROOT=/opt/handoff/share
+COPY crds/*.yaml ${HANDOFF_ROOT}/crds/
 ENV PATH=/opt/handoff/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ("WHEELS", "HANDOFF_HOME")
+PATHS = ("WHEELS", "HANDOFF_HOME", "HANDOFF_ROOT")
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -34,9 +34,9 @@ def instructions() -> list[tuple[str, str]]:
     return parsed
 
 
-def stages() -> list[list[tuple[dict[str, str], str]]]:
-    """Per stage, each RUN command (BuildKit --mount flags removed) with the ENV set before it."""
-    result: list[list[tuple[dict[str, str], str]]] = []
+def stages() -> list[list[tuple[str, dict[str, str], str]]]:
+    """Per stage, each RUN (BuildKit --mount flags removed) and COPY, with the ENV set before it."""
+    result: list[list[tuple[str, dict[str, str], str]]] = []
     env: dict[str, str] = {}
     for keyword, rest in instructions():
         if keyword == "FROM":
@@ -47,8 +47,39 @@ def stages() -> list[list[tuple[dict[str, str], str]]]:
                 key, _, value = pair.partition("=")
                 env[key] = value
         elif keyword == "RUN":
-            result[-1].append((dict(env), re.sub(r"^(--mount=\S+\s+)+", "", rest)))
+            result[-1].append(("RUN", dict(env), re.sub(r"^(--mount=\S+\s+)+", "", rest)))
+        elif keyword == "COPY":
+            result[-1].append(("COPY", dict(env), rest))
     return result
+
+
+def final_env() -> dict[str, str]:
+    """The ENV of the last stage, as the running container has it."""
+    env: dict[str, str] = {}
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            env = {}
+        elif keyword == "ENV":
+            env.update(pair.partition("=")[::2] for pair in shlex.split(rest))
+    return env
+
+
+def copy(arguments: str, context: Path, env: dict[str, str]) -> None:
+    """COPY from the build context, its destination's ${VARIABLES} taken from ``env``."""
+    *sources, destination = shlex.split(arguments)
+    for key, value in env.items():
+        destination = destination.replace("${" + key + "}", value).replace("$" + key, value)
+    target = Path(destination)
+    assert target.is_absolute(), destination
+    assert str(target).startswith(tuple(env[k] for k in PATHS)), (
+        f"COPY to {destination}: write it with one of {PATHS} so this test can place it"
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    for pattern in sources:
+        matches = sorted(context.glob(pattern))
+        assert matches, f"COPY {pattern}: nothing in the build context"
+        for match in matches:
+            shutil.copy2(match, target / match.name)
 
 
 def build_context(target: Path) -> Path:
@@ -71,17 +102,34 @@ def build_context(target: Path) -> Path:
     return target
 
 
+def without_cache(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != "PIP_NO_CACHE_DIR"}
+
+
+def execute(command: str, cwd: Path, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        ["/bin/sh", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, check=False,
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        f"RUN {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+
+
 def test_the_dockerfile_is_read_as_two_stages_with_install_steps() -> None:
     build, run = stages()
-    assert build
-    assert run
-    assert "WHEELS" in build[0][0]
-    assert set(PATHS) <= set(run[0][0])
-    assert "--mount" not in run[0][1]
+    assert [kind for kind, _, _ in build].count("RUN") >= 1
+    runs = [(env, text) for kind, env, text in run if kind == "RUN"]
+    assert runs
+    assert "WHEELS" in runs[0][0]
+    assert "HANDOFF_HOME" in runs[0][0]
+    assert "--mount" not in runs[0][1]
+    assert any(kind == "COPY" for kind, _, _ in run)
 
 
 def test_the_image_install_steps_give_working_commands(tmp_path: Path) -> None:
-    wheels, home = tmp_path / "wheels", tmp_path / "opt-handoff"
+    wheels, home, share = tmp_path / "wheels", tmp_path / "opt-handoff", tmp_path / "share"
+    local = {"WHEELS": str(wheels), "HANDOFF_HOME": str(home), "HANDOFF_ROOT": str(share)}
     context = build_context(tmp_path / "src")
     # `python` and `pip` as the base image has them: this interpreter, outside any venv.
     base_bin = tmp_path / "base-bin"
@@ -95,39 +143,53 @@ def test_the_image_install_steps_give_working_commands(tmp_path: Path) -> None:
         "HOME": os.environ.get("HOME", str(tmp_path)),  # pip's cache
         "LANG": "C.UTF-8",
     }
-    for steps, cwd in zip(stages(), [context, tmp_path], strict=True):
-        for env, command in steps:
-            assert "PATH" not in env, "ENV PATH before a RUN: this test would need to expand it"
-            stage_env = clean | {k: v for k, v in env.items() if k != "PIP_NO_CACHE_DIR"}
-            stage_env |= {"WHEELS": str(wheels), "HANDOFF_HOME": str(home)}
-            result = subprocess.run(
-                ["/bin/sh", "-c", command], cwd=cwd, env=stage_env, capture_output=True, text=True,
-                check=False, timeout=900,
-            )  # fmt: skip
-            assert result.returncode == 0, (
-                f"RUN {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            )
+    build, run = stages()
+    # The build stage's COPY lines fill its WORKDIR from the context: here the context is the cwd.
+    for kind, env, text in build:
+        if kind == "RUN":
+            execute(text, context, clean | without_cache(env) | local)
+    for kind, env, text in run:
+        assert "PATH" not in env, "ENV PATH before a step: this test would need to expand it"
+        if kind == "RUN":
+            execute(text, tmp_path, clean | without_cache(env) | local)
+        else:
+            copy(text, context, env | local)
+    # The image's final environment, but PATH and HOME (the venv's bin is called by path here).
+    final = {k: v for k, v in final_env().items() if k not in ("PATH", "HOME")}
+    assert final["PYTHONDONTWRITEBYTECODE"] == "1"  # nothing written beside the code at run time
+    image_env = clean | final | {"HANDOFF_ROOT": str(share)}
 
     handoff = home / "bin" / "handoff"
     for argv in ([], ["operator"], ["console"]):
         result = subprocess.run(
-            [str(handoff), *argv, "--help"], env=clean, capture_output=True, text=True, check=False, timeout=120
+            [str(handoff), *argv, "--help"], env=image_env, capture_output=True, text=True, check=False, timeout=120
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert "usage: handoff" in result.stdout
     operator_help = subprocess.run(
-        [str(handoff), "operator", "--help"], env=clean, capture_output=True, text=True, check=True
+        [str(handoff), "operator", "--help"],
+        env=image_env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for flag in ("--leader-election", "--metrics-address", "--liveness", "--retention"):
         assert flag in operator_help  # what the chart's Deployment passes
     plugin = subprocess.run(
-        [str(home / "bin" / "kubectl-handoff"), "--help"], env=clean, capture_output=True, text=True, check=False
+        [str(home / "bin" / "kubectl-handoff"), "--help"], env=image_env, capture_output=True, text=True, check=False
     )  # fmt: skip
     assert plugin.returncode == 0, plugin.stderr
+    # Policy lint finds the CRD schema the image carries, with no checkout around.
+    lint = subprocess.run(
+        [str(handoff), "policy", "lint", str(ROOT / "policies" / "payments")],
+        env=image_env, cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "0 errors" in lint.stdout
     # The installed package, not this checkout, with the console's templates and static files.
     where = subprocess.run(
         [str(home / "bin" / "python"), "-c", "import handoff, pathlib; print(pathlib.Path(handoff.__file__).parent)"],
-        env=clean, cwd=tmp_path, capture_output=True, text=True, check=True,
+        env=image_env, cwd=tmp_path, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     package = Path(where)
     assert package.is_relative_to(home), where
