@@ -2,7 +2,7 @@
 # One image for `handoff operator` and `handoff console`:
 #   docker build -t handoff .
 # It runs as a non-root user and writes nothing outside /tmp, so it runs with a read-only root
-# filesystem (the chart mounts an emptyDir on /tmp). tests/unit/test_image.py lints this file with
+# filesystem (the chart mounts an emptyDir on /tmp). tests/unit/test_dockerfile.py lints this file with
 # hadolint, and tests/integration/test_image_install.py runs every RUN (and the run stage's COPY)
 # below, in order, into a clean virtual environment, with HANDOFF_HOME, HANDOFF_ROOT and WHEELS
 # pointed at temporary folders.
