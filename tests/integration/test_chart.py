@@ -210,6 +210,20 @@ def test_without_leader_election_one_replica_is_recreated_not_rolled() -> None:
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"]["type"] == "Recreate"
     assert "--leader-election" not in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [
+        o
+        for o in render("operator.leaderElection.enabled=false")
+        if o["kind"] == "PodDisruptionBudget"
+    ]
+
+
+def test_a_drain_leaves_a_standby_operator() -> None:
+    rendered = render()
+    budget = find(rendered, "PodDisruptionBudget", f"{FULLNAME}-operator")
+    pods = find(rendered, "Deployment", f"{FULLNAME}-operator")["spec"]["template"]["metadata"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pods["labels"].items()
+    assert not [o for o in render("operator.replicas=1") if o["kind"] == "PodDisruptionBudget"]
 
 
 def test_shards_share_the_service_account_and_each_has_its_own_lease(tmp_path: Path) -> None:
