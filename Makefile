@@ -22,7 +22,7 @@ HELM_STAMP := $(BIN)/.helm-$(HELM_VERSION)
 PROMETHEUS_VERSION := $(shell grep -oE 'github\.com/prometheus/prometheus v[0-9.]+' tools/promql/go.mod | cut -d' ' -f2)
 PROMQL_STAMP := $(BIN)/.promql-check-$(PROMETHEUS_VERSION)
 
-.PHONY: help demo test unit integration smoke lint typecheck controlplane helm promql-check chart-lint chart-crds venv dev-up dev-down clean bench reliability
+.PHONY: help demo test unit integration smoke lint typecheck audit controlplane helm promql-check chart-lint chart-crds venv dev-up dev-down clean bench reliability
 
 help:
 	@echo "make demo          start the local environment and walk through every tier"
@@ -84,7 +84,7 @@ demo: venv controlplane
 
 test: venv controlplane helm promql-check
 	bash scripts/services.sh
-	$(MAKE) --no-print-directory lint typecheck
+	$(MAKE) --no-print-directory lint typecheck audit
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory smoke
 
@@ -95,6 +95,11 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+
+# Known vulnerabilities in the installed dependencies: pip-audit, with a fallback where no
+# vulnerability service answers (scripts/audit.py says which packages it could check).
+audit: venv
+	$(PY) scripts/audit.py
 
 unit: venv
 	$(PY) -m pytest tests/unit
