@@ -8,12 +8,14 @@ arguments of the chart's Deployment: what it manages to do, the chart's RBAC all
 """
 
 import asyncio
+import http.client
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -721,6 +723,65 @@ def test_the_operator_works_with_nothing_but_the_charts_rbac(
         if "forbidden" in line.lower() or "403" in line
     ]
     assert forbidden == []
+
+
+def test_the_console_signs_reviewers_in_with_nothing_but_the_charts_rbac(
+    installed: Cluster, tmp_path: Path
+) -> None:
+    """``handoff console`` with the installed Deployment's arguments, as the chart's console
+    ServiceAccount: it checks a reviewer's token with a TokenReview and sets a Secure cookie."""
+    cluster = installed
+    token = cluster.control_plane.service_account_token(NAMESPACE, CONSOLE_SA, hours=1)
+    kubeconfig = cluster.control_plane.write_kubeconfig(
+        tmp_path / "console.kubeconfig", {"console": token}
+    )
+    deployment = json.loads(
+        cluster.kubectl(
+            "get", "deployment", f"{FULLNAME}-console", "-n", NAMESPACE, "-o", "json"
+        ).stdout
+    )
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    port = processes.free_port()
+    assert "--listen=0.0.0.0:8080" in args
+    args = [f"--listen=127.0.0.1:{port}" if a.startswith("--listen=") else a for a in args]
+    process = processes.spawn(
+        "chart-console", [sys.executable, "-m", "handoff", *args, f"--kubeconfig={kubeconfig}"], tmp_path,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        processes.wait_until(
+            lambda: _http_status(port, "GET", "/healthz")[0] == 200,
+            30,
+            "the console",
+            tmp_path / "chart-console.log",
+        )
+        status, headers = _http_status(port, "POST", "/login", {"token": cluster.token("alice")})
+        assert status == 303, (status, (tmp_path / "chart-console.log").read_text()[-2000:])
+        cookie = headers.get("Set-Cookie", "")
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
+        assert _http_status(port, "POST", "/login", {"token": "not-a-token"})[0] == 401
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+
+
+def _http_status(
+    port: int, method: str, path: str, form: dict[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
+    """One request, no redirect followed: the status and the headers (0 when nobody answers)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        body = urllib.parse.urlencode(form) if form is not None else None
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if form is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, dict(response.getheaders())
+    except OSError:
+        return 0, {}
+    finally:
+        connection.close()
 
 
 def test_helm_upgrade_updates_the_crds_and_uninstall_keeps_them(
