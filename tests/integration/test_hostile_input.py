@@ -338,6 +338,16 @@ WHEN_THAT_FAIL_TO_COMPILE: list[tuple[str, str]] = [
     ("lookup(target) == 'x'", "calls unknown functions lookup"),
     ("request.amount > 1", "names unknown variables request"),
     ("confidence > 0.9", "names 'confidence'"),
+    # Too costly: nested loops over lists the agent sizes (about 700,000 items fit in a request).
+    ("parameters.items.all(a, parameters.items.exists(b, a == b))", "is too costly"),
+    (
+        "["
+        + ",".join(map(str, range(300)))
+        + "].all(a, ["
+        + ",".join(map(str, range(300)))
+        + "].all(b, [0, 1, 2, 3].exists(c, a + b + c < 0)))",
+        "is too costly",
+    ),
     ("parameters.amount < 10 || labels['x\\u0000'] == '\\x1b'", ""),  # odd but valid: compiles
 ]
 

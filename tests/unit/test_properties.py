@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from handoff.domain.classify import RequestFacts, classify, evaluate
 from handoff.domain.decide import RequestState, Step, Waiting, decide, service_account_user
 from handoff.domain.expressions import ExpressionError, compile_expression
@@ -527,3 +528,33 @@ def test_parameters_nested_too_deep_for_cel_fail_closed_instead_of_crashing() ->
     assert "nest deeper than 100 levels" in verdict.message
     shallow = RequestFacts(NS, "agent-a", "a.b", parameters={"amount": 1, "n": [[[{"x": 1}]]]})
     assert evaluate(refunds, shallow).tier == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "too_costly"),
+    [
+        ("parameters.items.all(i, i > 2)", False),
+        ("parameters.items.all(i, i.tags.exists(t, t == 'x'))", False),  # each item's own list
+        ("parameters.items.all(i, i['tags'].exists(t, t.subs.all(u, u > 1)))", False),
+        ("parameters.a.exists(x, x > 1) && parameters.b.all(y, y < 3)", False),
+        ("parameters.items.map(i, i * 2).exists(j, j > 3)", False),
+        ("target.matches('.all(x, y.exists(z, 1))')", False),  # in a string: not a call
+        ("parameters.items.all(a, parameters.items.exists(b, a == b))", True),
+        ("[1, 2, 3].all(a, [1, 2, 3].all(b, [1, 2, 3].all(c, a + b + c > 0)))", True),
+        ("parameters.items.all(i, i.tags.exists(t, i.tags.all(u, u != t)))", True),
+        ("parameters.xs.exists ( i , parameters.ys . all ( j , true ) )", True),
+    ],
+)
+def test_nested_comprehensions_over_independent_lists_are_refused_as_too_costly(
+    source: str, too_costly: bool
+) -> None:
+    problem = ""
+    try:
+        compile_expression(source)
+    except ExpressionError as e:
+        problem = str(e)
+    assert ("is too costly" in problem) is too_costly, problem
+    if too_costly:
+        assert "product of list sizes an agent chooses" in problem
+    else:
+        assert problem == ""

@@ -113,7 +113,60 @@ def compile_expression(source: str) -> Expression:
     unknown_calls = sorted(calls - _FUNCTIONS)
     if unknown_calls:
         raise ExpressionError(f"{source!r} calls unknown functions {', '.join(unknown_calls)}")
+    if _nests_comprehensions(source):
+        raise ExpressionError(
+            f"{source!r} is too costly: it nests a comprehension (all, exists, exists_one, map,"
+            " filter) over a list inside another, so its cost is the product of list sizes an"
+            " agent chooses; loop over one list at a time, or over the outer item's own list"
+        )
     return Expression(source, program)
+
+
+_MACRO_CALL = re.compile(
+    r"(?<![\w.)\]\s])\s*([A-Za-z_]\w*)(?:\s*\.\s*[A-Za-z_]\w*|\s*\[[^\[\]]*\])*"
+    r"\s*\.\s*(?:all|exists|exists_one|map|filter)\s*$"
+)
+_ANY_MACRO_CALL = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*$")
+_BOUND = re.compile(r"\s*([A-Za-z_]\w*)\s*,")
+
+
+def _nests_comprehensions(source: str) -> bool:
+    """Whether a comprehension runs, inside another, over anything but the outer one's item.
+
+    The library evaluates with no cost limit, holding the operator's event loop meanwhile. A
+    comprehension over a request's values is linear in a size the API server bounds, and so is
+    one over each item's own list (``items.all(i, i.tags.exists(t, ...))``); one over the same
+    or another list inside it (``items.all(a, items.exists(b, ...))``) costs the product.
+    """
+    opened: list[str | None] = []  # per open parenthesis: a comprehension's variable, or None
+    index, quote = 0, ""
+    while index < len(source):
+        char = source[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif source.startswith(quote, index):
+                index += len(quote) - 1
+                quote = ""
+        elif char in "'\"":
+            triple = source[index : index + 3]
+            quote = triple if triple in ("'''", '"""') else char
+            index += len(quote) - 1
+        elif char == "(":
+            before = source[:index]
+            variable: str | None = None
+            if _ANY_MACRO_CALL.search(before):
+                bound = _BOUND.match(source, index + 1)
+                variable = bound.group(1) if bound else ""
+                outer = next((v for v in reversed(opened) if v is not None), None)
+                receiver = _MACRO_CALL.search(" " + before)
+                if outer is not None and (receiver is None or receiver.group(1) != outer):
+                    return True
+            opened.append(variable)
+        elif char == ")" and opened:
+            opened.pop()
+        index += 1
+    return False
 
 
 def _is_operator(name: str) -> bool:
