@@ -156,6 +156,7 @@ def check(data: RunData) -> Report:
     attempts_by_id = {a["id"]: a for a in data.attempts}
 
     outcomes: Counter[str] = Counter()
+    intended: dict[str, Counter[str]] = defaultdict(Counter)
     lateness: list[float] = []  # outside any outage
     after_outage: list[float] = []  # deadlines inside an outage: measured from its end
     late: list[str] = []
@@ -174,6 +175,8 @@ def check(data: RunData) -> Report:
             continue
         outcomes[f"{decision['outcome']}/{decision['reason']}"] += 1
         plan = plans[f["plan"]]
+        intended[f["plan"]]["filed"] += 1
+        intended[f["plan"]]["reached"] += decision["reason"] == plan.get("intended")
         for key, expected in (("tier", plan["tier"]), ("rule", plan["rule"]),
                               ("oversight", plan["oversight"])):  # fmt: skip
             if status.get(key) != expected:
@@ -192,6 +195,16 @@ def check(data: RunData) -> Report:
                 )
     report.counts["lost"] = lost
     report.counts["decided"] = dict(sorted(outcomes.items()))
+    report.counts["plans decided as intended (else: a fault, or review timing)"] = {
+        f"{name} -> {plans[name].get('intended')}": f"{t['reached']} of {t['filed']}"
+        for name, t in sorted(intended.items())
+    }
+    for name, t in sorted(intended.items()):
+        if plans[name].get("intended") and t["filed"] and not t["reached"]:
+            report.bad(
+                "plan never reached",
+                f"{name}: none of {t['filed']} became {plans[name]['intended']}",
+            )
     for line in late:
         report.bad("late expiry", line)
     lateness.sort()
@@ -586,8 +599,10 @@ def sample() -> RunData:
         "namespace": ns, "expiry_bound_s": 5, "catch_up_s": 10, "reviewers": ["alice", "bob"],
         "checklist": checklist, "bad_inputs": [],
         "plans": {
-            "auto": {"tier": 1, "rule": "reads", "oversight": "HOOTL", "window_s": 0},
-            "approve": {"tier": 4, "rule": "deploys", "oversight": "HITL", "window_s": 20},
+            "auto": {"tier": 1, "rule": "reads", "oversight": "HOOTL", "window_s": 0,
+                     "intended": "AutoApproved"},
+            "approve": {"tier": 4, "rule": "deploys", "oversight": "HITL", "window_s": 20,
+                        "intended": "HumanApproved"},
         },
     }  # fmt: skip
     created = "2026-11-29T21:00:00Z"

@@ -29,24 +29,31 @@ class Plan:
     oversight: str
     window_s: int
     weight: int
+    intended: str  # the decision reason the plan aims at (faults may change it legitimately)
     rollback: bool = False
     parameters: dict[str, Any] | None = None
 
 
 PLANS: dict[str, Plan] = {
     # tier 1 and 2: decided at once
-    "auto": Plan("db.query", 1, "reads", "HOOTL", 0, 28),
-    "retry": Plan("db.query", 1, "reads", "HOOTL", 0, 3),  # proposed twice, same key
-    "logged": Plan("crm.update", 2, "edits", "HOTL", 0, 14, rollback=True),
+    "auto": Plan("db.query", 1, "reads", "HOOTL", 0, 28, "AutoApproved"),
+    "retry": Plan(
+        "db.query", 1, "reads", "HOOTL", 0, 3, "AutoApproved"
+    ),  # proposed twice, same key
+    "logged": Plan("crm.update", 2, "edits", "HOTL", 0, 14, "Logged", rollback=True),
     # tier 3 HOTL: runs unless vetoed within the hold
-    "hold": Plan("payments.refund", 3, "refunds", "HOTL", HOLD_S, 10, parameters={"amount": 50}),
-    "veto": Plan("payments.refund", 3, "refunds", "HOTL", HOLD_S, 6, parameters={"amount": 80}),
+    "hold": Plan(
+        "payments.refund", 3, "refunds", "HOTL", HOLD_S, 10, "NotVetoed", parameters={"amount": 50}
+    ),
+    "veto": Plan(
+        "payments.refund", 3, "refunds", "HOTL", HOLD_S, 6, "Vetoed", parameters={"amount": 80}
+    ),
     # tier 4 HITL
-    "approve": Plan("deploy.web", 4, "deploys", "HITL", WINDOW_S, 14),
-    "deny": Plan("deploy.db", 4, "deploys", "HITL", WINDOW_S, 8),
-    "expire": Plan("deploy.cache", 4, "deploys", "HITL", WINDOW_S, 8),
-    "late-approve": Plan("deploy.api", 4, "deploys", "HITL", WINDOW_S, 4),
-    "gauntlet": Plan("deploy.queue", 4, "deploys", "HITL", WINDOW_S, 5),
+    "approve": Plan("deploy.web", 4, "deploys", "HITL", WINDOW_S, 14, "HumanApproved"),
+    "deny": Plan("deploy.db", 4, "deploys", "HITL", WINDOW_S, 8, "HumanDenied"),
+    "expire": Plan("deploy.cache", 4, "deploys", "HITL", WINDOW_S, 8, "Expired"),
+    "late-approve": Plan("deploy.api", 4, "deploys", "HITL", WINDOW_S, 4, "Expired"),
+    "gauntlet": Plan("deploy.queue", 4, "deploys", "HITL", WINDOW_S, 5, "HumanApproved"),
 }
 
 #: The bad inputs the load tries; each must be refused (or, for the unacknowledged approval,
@@ -113,6 +120,7 @@ def scenario_json(namespace: str, rate: float, seconds: float) -> dict[str, Any]
                 "oversight": p.oversight,
                 "window_s": p.window_s,
                 "weight": p.weight,
+                "intended": p.intended,
             }
             for name, p in PLANS.items()
         },
