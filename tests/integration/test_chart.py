@@ -50,6 +50,9 @@ EVERYTHING_ON = [
     "metrics.prometheusRule.enabled=true",
     "metrics.grafanaDashboard.enabled=true",
     "networkPolicy.enabled=true",
+    "console.ingress.enabled=true",
+    "console.ingress.host=handoff.example.com",
+    "console.ingress.tlsSecretName=handoff-tls",
 ]
 
 
@@ -338,7 +341,9 @@ def test_secrets_come_from_secret_references_never_from_values() -> None:
 
 
 def test_monitoring_objects_only_when_asked_and_consistent() -> None:
-    assert not {"ServiceMonitor", "PrometheusRule", "NetworkPolicy"} & {o["kind"] for o in render()}
+    assert not {"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "Ingress"} & {
+        o["kind"] for o in render()
+    }
     rendered = render(*EVERYTHING_ON)
     monitor = find(rendered, "ServiceMonitor", f"{FULLNAME}-operator")
     service = find(rendered, "Service", f"{FULLNAME}-operator-metrics")
@@ -358,6 +363,13 @@ def test_monitoring_objects_only_when_asked_and_consistent() -> None:
             "{{ $labels" in alert["annotations"]["summary"]
             or "$" not in alert["annotations"]["summary"]
         )
+    ingress = find(rendered, "Ingress", f"{FULLNAME}-console")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    console_service = find(rendered, "Service", backend["name"])
+    assert backend["port"]["name"] in {p["name"] for p in console_service["spec"]["ports"]}
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["handoff.example.com"], "secretName": "handoff-tls"}
+    ]
     dashboard = find(rendered, "ConfigMap", f"{FULLNAME}-dashboard")
     assert json.loads(dashboard["data"]["handoff.json"])["uid"] == "handoff-overview"
 

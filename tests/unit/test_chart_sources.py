@@ -152,6 +152,7 @@ def test_the_default_values_match_the_schema() -> None:
         (("image", "digest"), "latest"),
         (("operator", "typo"), True),
         (("metrics", "prometheusRule", "fastApprovalRatio"), 2),
+        (("console", "ingress", "enabled"), True),  # without a host
     ],
 )
 def test_the_schema_refuses_bad_values(path: tuple[str, ...], value: Any) -> None:
