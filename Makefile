@@ -135,9 +135,10 @@ $(OPA_STAMP): benchmarks/opa/go.mod benchmarks/opa/go.sum benchmarks/opa/main.go
 	@rm -f $(BIN)/.opa-classify-*
 	@touch $@
 
-# Load and faults on a private control plane, Redis and PostgreSQL (about 6 minutes), then the
+# Load and faults on a private control plane, Redis and PostgreSQL (about 5 minutes), then the
 # independent checker; see docs/reliability.md. Never in `make test`.
 reliability: venv controlplane
+	bash scripts/services.sh
 	$(PY) -m reliability.run
 
 dev-up: venv controlplane
