@@ -125,9 +125,7 @@ def test_shards_handle_only_their_own_namespaces(own_cluster: Cluster, tmp_path:
         for ns in spaces.values():
             cluster.apply(policy(ns))
         # Filed as the admin: the agents' own rights come from policies no shard has seen yet.
-        filed = {
-            shard: file(cluster, ns, "db.query", who="admin") for shard, ns in spaces.items()
-        }
+        filed = {shard: file(cluster, ns, "db.query", who="admin") for shard, ns in spaces.items()}
         wait_for(cluster, spaces["a"], filed["a"], "phase", "Approved", timeout=30)
         # Shard a has decided its own; the others' requests and policies stay untouched.
         pol_b = cluster.get("agentactionpolicy", "payments", spaces["b"])
