@@ -532,6 +532,7 @@ def _check_events(data: RunData, filed: dict[str, Json], report: Report) -> None
             twice += 1
             report.bad("decided twice", f"{f['name']}: {per_uid[uid]} decision Events")
     report.counts["decision Events"] = sum(per_uid[u] for u in filed)
+    report.counts["decided without an Event (best effort)"] = sum(not per_uid[u] for u in filed)
     report.counts["decided twice (Events)"] = twice
 
 

@@ -134,6 +134,8 @@ class Load:
 
     async def review_script(self, plan_name: str, plan: Plan, name: str, agent: str) -> None:
         delay = self.rng.uniform(1.0, 8.0)
+        if plan_name in ("approve", "deny", "veto"):
+            await self.deadline_of(name)  # reviews are taken once the request is classified
         if plan_name == "approve":
             await asyncio.sleep(delay)
             await self.review(name, "alice", "Approve", until=plan.window_s + 5)
