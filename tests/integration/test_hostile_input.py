@@ -9,19 +9,23 @@ every barrage the operator is alive and still decides an ordinary tier 1 request
 import json
 import re
 import ssl
+import subprocess
 import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from handoff.cli.main import JSON_DEPTH_LIMIT
-from handoff.testing.cluster import Cluster, OperatorProcess, eventually
+from handoff.cli.limits import JSON_DEPTH_LIMIT
+from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
 
 from .helpers import AGENT, apply_ready_policy, condition, file, policy, ready, request, wait_for
+from .test_security import Web
 
 pytestmark = pytest.mark.integration
+PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,7 @@ def test_oversized_and_overdeep_bodies_are_refused(
 
 
 def test_deeply_nested_parameters_do_not_stop_the_operator(
-    cluster: Cluster, operator: OperatorProcess, namespace: str
+    cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
     """The API server accepts parameters nested almost 10,000 deep. Python's JSON parser stops
     at its recursion limit and the CEL library overflows the stack far sooner, so before the
@@ -239,6 +243,24 @@ def test_deeply_nested_parameters_do_not_stop_the_operator(
     finally:
         sys.setrecursionlimit(limit)
     still_running(cluster, operator, namespace)
+    # The reviewers' tools read them too: the queue still lists, in the terminal and the browser.
+    people = cluster.control_plane.write_kubeconfig(
+        tmp_path / "people.kubeconfig", {"alice": cluster.token("alice")}, namespace
+    )
+    listed = subprocess.run(
+        [PLUGIN, "--kubeconfig", str(people), "--context", "alice", "pending"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    console = ConsoleProcess(cluster, tmp_path, [namespace], None).start()
+    try:
+        alice = Web(console)
+        assert alice.sign_in(cluster.token("alice"))[0] == 303
+        status, _, html = alice.send("GET", "/queue")
+        assert status == 200, html[-2000:]
+        assert "Pending" in html
+    finally:
+        console.stop()
 
 
 def _file_deep_requests(cluster: Cluster, namespace: str, agent: str, path: str) -> None:

@@ -12,6 +12,7 @@ in any order. Whatever comes in, the core never raises and these hold:
 - within one policy the first matching rule wins (checked against a plain reference).
 """
 
+import json
 import random
 from dataclasses import replace
 from datetime import timedelta
@@ -25,6 +26,7 @@ from handoff.domain.globs import any_match
 from handoff.domain.policy import CompiledPolicy, compile_policy
 from handoff.domain.reasons import Mode, Outcome, Oversight, Reason
 from handoff.domain.timefmt import format_time
+from handoff.review.package import parameters_text
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -558,3 +560,22 @@ def test_nested_comprehensions_over_independent_lists_are_refused_as_too_costly(
         assert "product of list sizes an agent chooses" in problem
     else:
         assert problem == ""
+
+
+@FAST
+@given(json_values)
+def test_parameters_are_shown_as_json_whatever_their_shape(value: Any) -> None:
+    text = parameters_text({"p": value})
+    assert json.loads(text) == json.loads(json.dumps({"p": value}))  # NaN compares by text
+    assert text == json.dumps({"p": value}, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def test_deep_parameters_are_shown_compact_not_quadratically_indented() -> None:
+    deep: dict[str, Any] = {"amount": 1}
+    inner = deep
+    for _ in range(500):  # (10,000 in the cluster: see tests/integration/test_hostile_input.py)
+        inner["x"] = {}
+        inner = inner["x"]
+    text = parameters_text(deep)
+    assert len(text) < 10_000  # indented, it would be some 250,000 characters
+    assert text.startswith('{"amount": 1, "x": {"x": ')

@@ -21,6 +21,7 @@ import yaml
 from kubernetes import config as k8s_config
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.cli.limits import allow_deep_json
 from handoff.cli.tables import print_table
 from handoff.domain.classify import RequestFacts
 from handoff.domain.classify import evaluate as evaluate_policy
@@ -86,6 +87,7 @@ def main(
     for sub in (pending, show, approve, deny, undo, explain, log):
         sub.add_argument("-n", "--namespace", dest="sub_namespace")
     args = parser.parse_args(argv)
+    allow_deep_json()
     args.namespace = (
         getattr(args, "sub_namespace", None) or args.namespace or _context_namespace(args)
     )

@@ -7,19 +7,11 @@ import socket
 import sys
 from datetime import timedelta
 
+from handoff.cli.limits import allow_deep_json
 from handoff.cli.policy import add_commands as add_policy_commands
 from handoff.cli.policy import run as run_policy
 from handoff.cli.report import add_commands as add_report_commands
 from handoff.cli.report import run as run_report
-
-#: The API server accepts JSON nested up to 10,000 levels (an ActionRequest's free-form
-#: parameters, say). Python's parser gives up at its recursion limit (1,000 by default), and
-#: kopf's watch would stop on the RecursionError: one hostile request would halt the operator.
-JSON_DEPTH_LIMIT = 30_000
-
-
-def allow_deep_json() -> None:
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), JSON_DEPTH_LIMIT))
 
 
 def main(argv: list[str] | None = None) -> int:

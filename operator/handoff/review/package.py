@@ -87,9 +87,7 @@ def build(body: Mapping[str, Any]) -> Package:
         reasoning=str(spec.get("reasoning", "")),
         blast_radius=str(spec.get("blastRadius", "")),
         rollback=rollback_text,
-        parameters=json.dumps(
-            spec.get("parameters") or {}, indent=2, sort_keys=True, ensure_ascii=False
-        ),
+        parameters=parameters_text(spec.get("parameters") or {}),
         confidence=spec.get("confidence"),
         tier=status.get("tier"),
         oversight=str(status.get("oversight", "")),
@@ -109,6 +107,25 @@ def build(body: Mapping[str, Any]) -> Package:
         execution=status.get("execution"),
         reversible=bool(spec.get("rollback")),
     )
+
+
+#: Deeper than this, parameters are shown compact: indentation grows with the square of the
+#: depth (parameters nested 10,000 deep, which the API server accepts, would take 200 MB).
+PRETTY_DEPTH = 32
+
+
+def parameters_text(parameters: Any) -> str:
+    """The parameters as a person reads them: indented JSON, or compact when nested deep."""
+    stack: list[tuple[Any, int]] = [(parameters, 0)]
+    deep = False
+    while stack and not deep:
+        value, depth = stack.pop()
+        deep = depth > PRETTY_DEPTH
+        if isinstance(value, Mapping):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return json.dumps(parameters, indent=None if deep else 2, sort_keys=True, ensure_ascii=False)
 
 
 def _review(raw: Mapping[str, Any]) -> ReviewView:
