@@ -55,7 +55,7 @@ WHENS = (
 )
 DURATIONS = ("10s", "90s", "2m", "15m", "1h", "168h", "5s", "200h", "0s", "soon", "1h30m")
 
-FAST = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
