@@ -239,10 +239,17 @@ def test_deeply_nested_parameters_do_not_stop_the_operator(
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(JSON_DEPTH_LIMIT)  # to read them back here, as the operator does
     try:
-        _file_deep_requests(cluster, namespace, agent, path)
+        deep = _file_deep_requests(cluster, namespace, agent, path)
     finally:
         sys.setrecursionlimit(limit)
-    still_running(cluster, operator, namespace)
+    try:
+        still_running(cluster, operator, namespace)
+        _reviewers_still_read(cluster, namespace, deep, tmp_path)
+    finally:  # other tests' clients need not read them
+        cluster.kubectl("delete", "actionrequests", "--all", "-n", namespace, "--timeout=60s")
+
+
+def _reviewers_still_read(cluster: Cluster, namespace: str, deep: str, tmp_path: Path) -> None:
     # The reviewers' tools read them too: the queue still lists, in the terminal and the browser.
     people = cluster.control_plane.write_kubeconfig(
         tmp_path / "people.kubeconfig", {"alice": cluster.token("alice")}, namespace
@@ -258,12 +265,14 @@ def test_deeply_nested_parameters_do_not_stop_the_operator(
         assert alice.sign_in(cluster.token("alice"))[0] == 303
         status, _, html = alice.send("GET", "/queue")
         assert status == 200, html[-2000:]
-        assert "Pending" in html
+        status, _, html = alice.send("GET", f"/requests/{namespace}/{deep}")
+        assert status == 200, html[-2000:]
+        assert "{&#34;amount&#34;: 1, &#34;n&#34;: {&#34;x&#34;: {&#34;x&#34;:" in html  # compact
     finally:
         console.stop()
 
 
-def _file_deep_requests(cluster: Cluster, namespace: str, agent: str, path: str) -> None:
+def _file_deep_requests(cluster: Cluster, namespace: str, agent: str, path: str) -> str:
     # Tier 1 by its action alone: no `when` reads the parameters, so it is simply approved.
     read = call(cluster, "POST", path, with_parameters(namespace, "db.query", nested(9_990)), agent)
     assert read.status == 201, read.message
@@ -280,6 +289,7 @@ def _file_deep_requests(cluster: Cluster, namespace: str, agent: str, path: str)
     assert classified["reason"] == "FailClosed"
     assert "nest deeper than 100 levels" in classified["message"]
     assert "tier 4 (fail closed)" in classified["message"]
+    return refund.message
 
 
 def test_invalid_utf8_and_control_characters_are_stored_as_text_and_decided(
