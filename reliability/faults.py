@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -37,8 +38,6 @@ def _lease(cluster: Cluster, lease: tuple[str, str]) -> dict[str, Any]:
 
 
 def _micro(text: str) -> float:
-    from datetime import UTC, datetime  # noqa: PLC0415
-
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
 
 

@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +329,4 @@ async def _retry(call: Callable[[], Awaitable[Any]], seconds: float) -> Any:
 
 
 def _epoch(text: str) -> float:
-    from datetime import UTC, datetime  # noqa: PLC0415
-
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
