@@ -112,6 +112,10 @@ def test_expiry_fails_safe_to_denied(
     assert expired["status"]["decision"]["outcome"] == "Denied"
     assert parse_time(expired["status"]["decision"]["at"]) >= parse_time(deadline)
     # Nothing is appended once a decision is made... by the operator's own hand, at least:
+    # The Event follows the status write (the agent's message goes out first): wait for it.
+    eventually(
+        lambda: "Expired" in [e["reason"] for e in events(cluster, ns, name)], 10, "Expired Event"
+    )
     assert [e["reason"] for e in events(cluster, ns, name)].count("Expired") == 1
 
 
@@ -147,6 +151,12 @@ def test_operator_killed_and_restarted_while_a_request_waits(
     again = request(cluster, ns, approved)
     assert again["status"]["decision"] == decided["status"]["decision"]
     assert [e["reason"] for e in events(cluster, ns, approved)].count("HumanApproved") == 1
+    # The Event follows the status write (the agent's message goes out first): wait for it.
+    eventually(
+        lambda: "Expired" in [e["reason"] for e in events(cluster, ns, waiting)],
+        10,
+        "Expired Event",
+    )
     assert [e["reason"] for e in events(cluster, ns, waiting)].count("Expired") == 1
 
 

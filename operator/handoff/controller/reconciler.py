@@ -196,7 +196,7 @@ class Reconciler:
             await self._file_post_incident_review(body)
             if step.decision is None and state.decided:
                 await self._roll_back_if_asked(body)
-            if body["spec"].get("execution") == WEBHOOK and state.decided:
+            if body["spec"].get("execution") == WEBHOOK:  # on the decision itself, or later
                 await self._run_webhook(body)
             if self.kubernetes is not None and body["spec"].get("execution") == KUBERNETES:
                 await self._run_kubernetes(
