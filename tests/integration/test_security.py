@@ -3,7 +3,8 @@ itself, a review signed with another name, a reviewer of another policy, rewritt
 reviews after the decision) and test_console.py (a guessed CSRF token, the checklist checked
 again on the server, script in a summary shown as text):
 
-- replayed reviews count once, and a stale replay is refused;
+- replayed reviews count once, a third is refused, and a stale replay is refused;
+- one reviewer cannot fill status.reviews and so crowd out the others' veto;
 - forged reviewer names and impersonation are refused;
 - a reviewer's ServiceAccount token stops working, in the API and the console, when revoked;
 - the console refuses cross-site and cross-session posts and escapes every agent-written field;
@@ -82,6 +83,10 @@ def test_a_replayed_review_counts_once_and_a_stale_one_is_refused(
     body = eventually(counted, 30, "the replayed approval counted once")
     assert body["status"]["phase"] == "AwaitingApproval"
     assert "decision" not in body["status"]
+    refused(
+        patch_status(cluster, namespace, name, "alice", captured),
+        "you have already approved this request twice",
+    )
 
     # bob replays alice's captured patch: it is signed with her name, not his.
     refused(
@@ -104,6 +109,31 @@ def test_a_replayed_review_counts_once_and_a_stale_one_is_refused(
         patch_status(cluster, namespace, name, "alice", captured),
         "this request was already decided (Approved, HumanApproved): no more reviews are taken",
     )
+
+
+def test_one_reviewer_cannot_crowd_out_the_others_veto(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    """status.reviews holds 32 entries: approvals that do not count (no checklist), repeated,
+    would fill it, and then nobody could veto a HOTL hold before it runs."""
+    apply_ready_policy(
+        cluster, policy(namespace, tiers={"tier3": {"oversight": "HOTL", "holdFor": "5m"}})
+    )
+    name = file(cluster, namespace, "payments.refund", parameters={"amount": 50})
+    wait_for(cluster, namespace, name, "phase", "Queued")
+    hollow = json.dumps([{"op": "add", "path": "/status/reviews/-",
+                          "value": {"reviewer": "alice", "decision": "Approve", "acknowledged": []}}])  # fmt: skip
+    for _ in range(2):
+        assert patch_status(cluster, namespace, name, "alice", hollow).returncode == 0
+    refused(
+        patch_status(cluster, namespace, name, "alice", hollow),
+        "you have already approved this request twice; more reviews from you would only crowd"
+        " out the other reviewers (a Deny is still taken)",
+    )
+    assert review(cluster, namespace, name, "bob", "Deny", comment="not this one").returncode == 0
+    vetoed = wait_for(cluster, namespace, name, "decision.reason", "Vetoed")
+    assert vetoed["status"]["decision"]["by"] == ["bob"]
+    assert len(vetoed["status"]["reviews"]) == 3
 
 
 def test_forged_reviewer_names_and_impersonation_are_refused(
