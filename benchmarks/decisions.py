@@ -86,7 +86,13 @@ class ApprovalWatch:
                 async for event in self.api.watch(self.path, params, 240):
                     now = time.perf_counter()
                     obj = event["object"]
+                    if event.get("type") == "ERROR":  # e.g. 410 Gone: start again from now
+                        listing = await self.api.get(self.path + "?limit=1")
+                        self._version = listing["metadata"]["resourceVersion"]
+                        break
                     self._version = obj["metadata"]["resourceVersion"]
+                    if event.get("type") == "BOOKMARK":
+                        continue
                     decision = (obj.get("status") or {}).get("decision") or {}
                     if decision.get("outcome") == "Approved":
                         name = obj["metadata"]["name"]
@@ -205,40 +211,86 @@ class Bench:
         return {"path": path, "rate": rate, "seconds": seconds, "offered": offered,
                 "completed": len(latencies), "lost": lost,
                 "achieved_rate": round(len(latencies) / max(span, 1e-9), 1),
-                "median_ms": figures["median"], "p99_ms": figures["p99"], "sustained": sustained}  # fmt: skip
+                "median_ms": figures["median"], "p99_ms": figures["p99"], "sustained": sustained,
+                "_latencies": latencies}  # fmt: skip
 
 
-async def measure(env: BenchEnvironment, *, step_seconds: float = 10, confirm_seconds: float = 60,
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from several slices at the same rate (their latencies pooled)."""
+    latencies = [v for r in results for v in r["_latencies"]]
+    lost = sum(r["lost"] for r in results)
+    offered = sum(r["offered"] for r in results)
+    figures = stats(latencies + [float("inf")] * lost, 1000)
+    sustained = (lost == 0 and figures["p99"] is not None and figures["p99"] < P99_LIMIT_MS
+                 and len(latencies) >= offered)  # fmt: skip
+    merged = {"path": results[0]["path"], "rate": results[0]["rate"],
+              "seconds": sum(r["seconds"] for r in results), "slices": len(results),
+              "offered": offered, "completed": len(latencies), "lost": lost,
+              "achieved_rate": min(r["achieved_rate"] for r in results),
+              "median_ms": figures["median"], "p99_ms": figures["p99"], "sustained": sustained}  # fmt: skip
+    for key in ("to_decision_ms", "decision_to_seen_ms"):
+        if key in results[0]:
+            merged[key] = [
+                max(r[key][0] or 0 for r in results),
+                max(r[key][1] or 0 for r in results),
+            ]
+    return merged
+
+
+async def paired(
+    bench: Bench, rate: float, slices: int, seconds: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The floor and Handoff at the same rate in alternating slices (floor first, then Handoff
+    first, ...), so both see the same moments of a shared, noisy machine."""
+    floors, handoffs = [], []
+    for k in range(slices):
+        order = (bench.floor, bench.handoff) if k % 2 == 0 else (bench.handoff, bench.floor)
+        for run in order:
+            result = await run(rate, seconds)
+            (floors if result["path"] == "floor" else handoffs).append(result)
+            await asyncio.sleep(1)  # let a backlog drain
+    return merge(floors), merge(handoffs)
+
+
+LADDER = (30, 42, 60, 84, 118, 165, 230)
+
+
+async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_seconds: float = 60,
                   log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
-    """Latency at 10 and 50 per second and at the highest sustained rate; that rate's share of
-    the floor's."""
+    """Latency at 10 and 50 per second and at the highest sustained rate, and that rate beside
+    the floor's: both climb the same ladder of rates, in alternating slices."""
     async with Bench(env) as bench:
-        # Warm both paths (connections, the apiserver's caches, the operator's imports).
-        await bench.floor(20, 2)
+        await bench.floor(20, 2)  # warm both paths: connections, caches, imports
         await bench.handoff(20, 2)
         rows: dict[str, Any] = {}
         for rate in (10, 50):
-            floor = await bench.floor(rate, 15)
-            handoff = await bench.handoff(rate, 15)
+            floor, handoff = await paired(bench, rate, 4, slice_seconds)
             log(
-                f"  {rate}/s: floor {floor['median_ms']}/{floor['p99_ms']} ms, handoff {handoff['median_ms']}/{handoff['p99_ms']} ms"
+                f"  {rate}/s: floor {floor['median_ms']}/{floor['p99_ms']} ms, handoff {handoff['median_ms']}/{handoff['p99_ms']} ms (median/p99)"
             )
             rows[str(rate)] = {"floor": floor, "handoff": handoff}
-        # The floor's highest sustained rate: double until it fails, then bisect a little.
-        floor_rate = await _highest(bench.floor, 100, step_seconds, log)
-        floor_confirm = await bench.floor(floor_rate, step_seconds * 2)
-        log(f"  floor sustains {floor_rate}/s: {floor_confirm}")
-        # Handoff's: the same search, then held for confirm_seconds (one step down if it fails).
-        rate = await _highest(bench.handoff, max(50, floor_rate / 4), step_seconds, log)
+        ladder: list[dict[str, Any]] = []
+        for rate in LADDER:
+            floor, handoff = await paired(bench, rate, 2, slice_seconds)
+            ladder.append({"rate": rate, "floor": floor, "handoff": handoff})
+            log(
+                f"  ladder {rate}/s: floor p99 {floor['p99_ms']} ms sustained {floor['sustained']}; handoff p99 {handoff['p99_ms']} ms sustained {handoff['sustained']}"
+            )
+            if not floor["sustained"] and not handoff["sustained"]:
+                break
+        floor_rate = max((s["rate"] for s in ladder if s["floor"]["sustained"]), default=0)
+        candidates = sorted((s["rate"] for s in ladder if s["handoff"]["sustained"]), reverse=True)
         confirm: dict[str, Any] = {}
-        for _ in range(3):
-            confirm = await bench.handoff(rate, confirm_seconds)
-            log(f"  handoff held {rate}/s for {confirm_seconds}s: {confirm}")
+        for rate in candidates[:2]:  # the best step, then the one below it if 60 s fails there
+            confirm = merge([await bench.handoff(rate, confirm_seconds)])
+            log(
+                f"  handoff held {rate}/s for {confirm_seconds:.0f}s: median {confirm['median_ms']} ms, p99 {confirm['p99_ms']} ms, lost {confirm['lost']}, sustained {confirm['sustained']}"
+            )
             if confirm["sustained"]:
                 break
-            rate = round(rate * 0.8)
-        top_floor = await bench.floor(rate, 15)
-        rows["max"] = {"floor": top_floor, "handoff": confirm}
+        if confirm:
+            top_floor = merge([await bench.floor(confirm["rate"], 2 * slice_seconds)])
+            rows["max"] = {"floor": top_floor, "handoff": confirm}
     latency = {
         key: {"rate": row["handoff"]["rate"], "handoff": row["handoff"], "floor": row["floor"],
               "median_ratio": ratio(row["handoff"]["median_ms"], row["floor"]["median_ms"]),
@@ -248,31 +300,7 @@ async def measure(env: BenchEnvironment, *, step_seconds: float = 10, confirm_se
     sustained_rate = confirm["rate"] if confirm.get("sustained") else 0
     return {
         "latency": latency,
+        "ladder": ladder,
         "throughput": {"handoff_rate": sustained_rate, "handoff_run": confirm,
-                       "floor_rate": floor_rate, "floor_run": floor_confirm,
-                       "share_of_floor": ratio(sustained_rate, floor_rate)},
+                       "floor_rate": floor_rate, "share_of_floor": ratio(sustained_rate, floor_rate)},
     }  # fmt: skip
-
-
-async def _highest(run: Callable[[float, float], Awaitable[dict[str, Any]]], start: float,
-                   seconds: float, log: Callable[[str], None]) -> float:  # fmt: skip
-    """The highest rate (to about 15%) at which ``run`` is sustained for ``seconds``."""
-    good, bad = 0.0, None
-    rate = start
-    for _ in range(7):
-        result = await run(rate, seconds)
-        log(
-            f"  {result['path']} at {rate:.0f}/s: p99 {result['p99_ms']} ms, lost {result['lost']}, sustained {result['sustained']}"
-        )
-        if result["sustained"]:
-            good = rate
-        else:
-            bad = rate
-        if bad is None:
-            rate *= 2
-        elif bad / max(good, 1) <= 1.15:
-            break
-        else:
-            rate = (good + bad) / 2 if good else bad / 2
-        await asyncio.sleep(2)  # let a backlog drain before the next step
-    return float(round(good))

@@ -12,6 +12,7 @@ Runs its own control plane, Redis and operator in .handoff/bench; prints a table
 import argparse
 import asyncio
 import json
+import os
 import platform
 import sys
 import time
@@ -56,9 +57,11 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
         await env.apply_policy(decisions.NS, "bench", decisions.POLICY)
         await env.grant_create(decisions.FLOOR_NS, decisions.FLOOR_AGENT)
         log("decision latency and throughput")
-        figures = await decisions.measure(env, step_seconds=args.step_seconds,
+        figures = await decisions.measure(env, slice_seconds=args.slice_seconds,
                                           confirm_seconds=args.confirm_seconds, log=log)  # fmt: skip
         operator.stop()
+        if args.only == "decisions":
+            return figures
         log("10,000 pending requests")
         operator = env.start_operator([scale.NS])
         await env.apply_policy(scale.NS, "bench-scale", scale.policy())
@@ -131,20 +134,23 @@ COLUMNS = [("figure", "figure"), ("handoff", "Handoff"), ("baseline", "baseline"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default=str(FOLDER / "results.json"))
-    parser.add_argument("--only", choices=["classification", "cluster"], default=None)
-    parser.add_argument("--step-seconds", type=float, default=8)
+    parser.add_argument("--only", choices=["classification", "cluster", "decisions"], default=None)
+    parser.add_argument("--slice-seconds", type=float, default=6)
     parser.add_argument("--confirm-seconds", type=float, default=60)
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}}  # fmt: skip
+                               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                           "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}}  # fmt: skip
     if args.only in (None, "classification"):
         log("classification: 100 rules, 10,000 requests")
         results["classification"] = classification.measure()
         results["classification_growth"] = classification.growth()
-    if args.only in (None, "cluster"):
+    if args.only in (None, "cluster", "decisions"):
         results.update(asyncio.run(cluster_figures(args)))
     results["seconds"] = round(time.perf_counter() - started, 1)
+    # Other work on the machine moves every absolute figure: record how busy it was.
+    results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     results["table"] = rows(results)
     print()
     print(table(results["table"], COLUMNS))
@@ -154,7 +160,19 @@ def main() -> int:
         for row in growth:
             print(f"  {row['rules']:>5} rules: Handoff {row['handoff']['median']} / {row['handoff']['p99']}"
                   f"   cedarpy {row['cedar']['median']} / {row['cedar']['p99']}")  # fmt: skip
-    print(f"\n{results['seconds']:.0f} s in all; results in {args.output}")
+    ladder = results.get("ladder")
+    if ladder:
+        print("\ntier 1 latency by request rate (ms, median / p99; * = sustained, p99 < 250 ms):")
+        for step in ladder:
+            f, h = step["floor"], step["handoff"]
+            print(f"  {step['rate']:>5}/s: floor {f['median_ms']} / {f['p99_ms']}{' *' if f['sustained'] else ''}"
+                  f"   Handoff {h['median_ms']} / {h['p99_ms']}{' *' if h['sustained'] else ''}")  # fmt: skip
+    machine = results["machine"]
+    print(
+        f"\nload average (1, 5, 15 min) at start {machine['load_average_at_start']}, at end "
+        f"{machine['load_average_at_end']} on {machine['cpus']} CPUs"
+    )
+    print(f"{results['seconds']:.0f} s in all; results in {args.output}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))
     return 0

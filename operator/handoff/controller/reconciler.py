@@ -22,6 +22,7 @@ from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
 from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
+from handoff.controller import memory
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
@@ -52,6 +53,7 @@ ESCALATE = "escalate"
 RETAIN = "retain"
 REPORT_EVERY = timedelta(seconds=5)
 CONCURRENCY = 16  # reconciles at once: below the API client's 32 connections
+BURST = 500  # this many queued at once is a burst: give its memory back once it has passed
 audit_log = logging.getLogger("handoff.audit")  # one JSON line per transition, for log shipping
 
 
@@ -100,6 +102,10 @@ class Reconciler:
         # rather than in the HTTP pool, where the wait counted against each call's timeout and a
         # burst of thousands of requests turned into timeouts and retries.
         self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._queued = 0  # reconciles waiting for a slot or in one
+        self._event_slots = asyncio.Semaphore(CONCURRENCY // 2)  # Events posted at once
+        self._courtesies: set[asyncio.Task[None]] = set()  # Events being posted
+        self._burst = False  # more than BURST were queued at once since memory was released
         self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
         self._published: dict[str, set[str]] = {}  # uid -> dedup keys known to be published
         self._reviews_seen: dict[str, int] = {}  # uid -> reviews already looked at
@@ -128,8 +134,20 @@ class Reconciler:
         async with self._holding(key):
             if self._settled.get(key) == meta.get("resourceVersion"):
                 return  # the echo of a version already handled in full (usually our own write)
-            async with self._slots:
-                await self._reconcile(body)
+            self._queued += 1
+            self._burst = self._burst or self._queued > BURST
+            try:
+                async with self._slots:
+                    await self._reconcile(body)
+            finally:
+                self._queued -= 1
+                if self._burst and not self._queued:
+                    asyncio.get_running_loop().call_later(1.0, self._after_burst)
+
+    def _after_burst(self) -> None:
+        if self._burst and not self._queued:  # still quiet a second later
+            self._burst = False
+            memory.release()
 
     async def request_deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
         self._settled.pop((namespace, name), None)
@@ -284,7 +302,7 @@ class Reconciler:
         # The agent's decision message first: it must not wait for an Event, a courtesy.
         published = await self._publish(body)
         if step.event is not None:
-            await self._post_event(body, step.event)
+            self._post_event_soon(body, step.event)
         return published
 
     def _budget_usage(self, namespace: str, agent: str) -> dict[tuple[str, str], int]:
@@ -721,7 +739,16 @@ class Reconciler:
             self._pending[key] = tier
             metrics.PENDING.labels(namespace=key[0], tier=tier).inc()
 
-    async def _post_event(self, body: RequestJSON, event: Event) -> None:
+    def _post_event_soon(self, body: RequestJSON, event: Event) -> None:
+        """Post a transition's Event beside the work: it does not hold a reconcile slot, so a
+        slow Event write never delays the next request's decision."""
+        task = asyncio.create_task(self._post_event(body, event, self._event_slots))
+        self._courtesies.add(task)
+        task.add_done_callback(self._courtesies.discard)
+
+    async def _post_event(
+        self, body: RequestJSON, event: Event, slots: asyncio.Semaphore | None = None
+    ) -> None:
         meta = body["metadata"]
         now = format_time(self.clock())
         record: dict[str, Any] = {
@@ -747,6 +774,7 @@ class Reconciler:
             "reportingInstance": self._instance,
         }
         try:
-            await self.api.create(resource_path("", "v1", "events", meta["namespace"]), record)
+            async with slots or contextlib.nullcontext():
+                await self.api.create(resource_path("", "v1", "events", meta["namespace"]), record)
         except KubeError as e:  # an Event is a courtesy: never let it block a decision
             log.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], e)
