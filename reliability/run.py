@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,9 @@ class Environment:
         self.redis.stop()
         self.postgres.stop()
         self.cluster.stop()
+        # What the checker needs is in the journals and dump.json: drop the bulky data folders.
+        shutil.rmtree(self.postgres.folder.parent, ignore_errors=True)
+        shutil.rmtree(self.cluster.folder / "etcd", ignore_errors=True)
 
 
 def _wait(probe: Any, seconds: float, what: str) -> None:
