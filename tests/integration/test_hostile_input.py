@@ -135,9 +135,10 @@ MALFORMED_REQUESTS: list[tuple[str, dict[str, Any], int, tuple[str, ...]]] = [
      ("spec.execution: Unsupported value: \"Sudo\"", '"Agent", "Kubernetes", "Webhook"')),
     ("rollback without a description", {"rollback": {"action": "x"}}, 422,
      ("spec.rollback.description: Required value",)),
-    # The mutating admission policy meets the wrong type first: its message names the field too.
-    ("summary that is a number", {"summary": 42}, 403, (".spec.summary", "string")),
-    ("parameters that are a list", {"parameters": [1, 2]}, 403, (".spec.parameters", "map")),
+    ("summary that is a number", {"summary": 42}, 422,
+     ("spec.summary: Invalid value", "must be of type string")),
+    ("parameters that are a list", {"parameters": [1, 2]}, 422,
+     ("spec.parameters: Invalid value", "must be of type object")),
 ]  # fmt: skip
 
 
