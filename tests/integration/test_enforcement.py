@@ -130,7 +130,10 @@ def test_a_review_is_signed_with_your_own_name(cluster: Cluster, waiting: tuple[
         {"op": "add", "path": "/status/reviews/-", "value": {
             "reviewer": "bob", "decision": "Approve", "acknowledged": ["what", "impact", "rollback"]}},
     ])  # fmt: skip
-    refused(forged, "a review is signed with your own user name: you are alice, not bob")
+    refused(
+        forged,
+        'a review is signed with your own user name: you are "alice", not "bob" (3 characters)',
+    )
 
 
 def test_reviews_cannot_be_rewritten_and_the_rest_of_status_is_the_operators(

@@ -91,7 +91,7 @@ def test_a_replayed_review_counts_once_and_a_stale_one_is_refused(
     # bob replays alice's captured patch: it is signed with her name, not his.
     refused(
         patch_status(cluster, namespace, name, "bob", captured),
-        "a review is signed with your own user name: you are bob, not alice",
+        'a review is signed with your own user name: you are "bob", not "alice" (5 characters)',
     )
     # A whole status captured before, sent back: the resourceVersion is stale.
     stale = dict(before)
@@ -142,17 +142,20 @@ def test_forged_reviewer_names_and_impersonation_are_refused(
     apply_ready_policy(cluster, two_approvals(namespace))
     name = file(cluster, namespace, "deploy.production")
     wait_for(cluster, namespace, name, "phase", "AwaitingApproval")
-    for forged in (
-        "Alice",
-        "alice ",
-        "alice\u200b",
-        f"system:serviceaccount:{namespace}:{AGENT}",
-        "bob",
+    for forged, shown in (
+        ("Alice", '"Alice" (5 characters)'),
+        ("alice ", '"alice " (6 characters)'),
+        ("alice\u200b", '"alice\u200b" (6 characters)'),  # invisible, but counted
+        (
+            f"system:serviceaccount:{namespace}:{AGENT}",
+            f'"system:serviceaccount:{namespace}:{AGENT}"',
+        ),
+        ("bob", '"bob" (3 characters)'),
     ):
         refused(
             patch_status(cluster, namespace, name, "alice", approval_patch(forged)),
-            # (The name is printed as given: "alice " and "alice\u200b" look like alice.)
-            "a review is signed with your own user name: you are alice, not ",
+            # Quoted and counted: a look-alike name (a trailing space, a zero-width one) is told apart.
+            f'a review is signed with your own user name: you are "alice", not {shown}',
         )
     empty = patch_status(cluster, namespace, name, "alice", approval_patch(""))
     refused(empty, "status.reviews[0].reviewer", "should be at least 1 chars long")
@@ -266,13 +269,17 @@ def test_a_revoked_service_account_token_is_refused_by_the_api_and_the_console(
         return str(result.stderr) if result.returncode != 0 else None
 
     assert "Unauthorized" in eventually(api_refuses, 60, "the API to refuse the revoked token")
-    # The console's session still holds the token: every call with it is refused now.
-    status, _, text = bot.send(
+    # The console's session still holds the token: the cluster refuses the approval made with
+    # it, and that refusal ends the session: the browser goes to the sign-in, told why.
+    status, headers, text = bot.send(
         "POST", f"{page}/approve", {"csrf": csrf, **ACKS}, Origin=process.url
     )
-    assert status >= 400, text
-    assert "Unauthorized" in text, text
+    assert (status, headers.get("location")) == (303, "/login?expired=1"), text
     assert request(cluster, ns, name)["status"]["reviews"] == []
+    status, headers, _ = bot.send("GET", page)
+    assert (status, headers["location"]) == (303, "/login")
+    status, _, text = bot.send("GET", "/login?expired=1")
+    assert "no longer accepts your token" in text
     # Signing in again with it is refused by the TokenReview.
     again = Web(process)
     status, _, text = again.sign_in(token)
@@ -312,6 +319,13 @@ def test_the_console_refuses_cross_site_and_cross_session_posts(
     status, headers, _ = forged.send("POST", f"{page}/approve", form, Origin=process.url)
     assert (status, headers["location"]) == (303, "/login")
     assert request(cluster, ns, name)["status"]["reviews"] == []
+    # Another site cannot sign this browser in as someone else (login CSRF).
+    victim = Web(process)
+    status, _, text = victim.send(
+        "POST", "/login", {"token": cluster.token("mallory")}, Origin="https://evil.example"
+    )
+    assert (status, text) == (403, "cross-site request refused")
+    assert victim.sign_in(cluster.token("bob"))[0] == 303  # no Origin: a non-browser client
     # The session cookie is out of scripts' and other sites' reach.
     status, headers, _ = Web(process).sign_in(cluster.token("alice"))
     cookie = headers["set-cookie"]

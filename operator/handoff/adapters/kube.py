@@ -84,6 +84,7 @@ class KubeApi:
     def __init__(self, credentials: Credentials) -> None:
         self._credentials = credentials
         self._session: aiohttp.ClientSession | None = None
+        self.unauthorized = False  # the API server refused these credentials (401) once
 
     async def __aenter__(self) -> "KubeApi":
         return self
@@ -124,6 +125,8 @@ class KubeApi:
                 method, path, data=data, headers=headers, params=params
             ) as response:
                 text = await response.text()
+                if response.status == 401:
+                    self.unauthorized = True
                 if response.status >= 400:
                     raise _error(response.status, text)
                 return json.loads(text) if text else None

@@ -43,7 +43,7 @@ class Config:
 
 
 def make_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[security_headers])
+    app = web.Application(middlewares=[security_headers, end_refused_sessions])
     app["config"] = config
     app["own_api"] = KubeApi(config.credentials)
     app["templates"] = jinja2.Environment(
@@ -88,6 +88,19 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+@web.middleware
+async def end_refused_sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A session whose token the cluster stopped accepting (revoked, expired, its account
+    deleted) ends at once, rather than living on as a signed-in page that can do nothing."""
+    try:
+        return await handler(request)
+    finally:
+        session: Session | None = request.get("session")
+        if session is not None and session.api.unauthorized:
+            await config_of(request).sessions.end(session.id)
+            log.info("%s signed out: the cluster no longer accepts their token", session.user)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -105,14 +118,23 @@ async def require_session(request: web.Request) -> Session:
     session = await session_of(request)
     if session is None:
         raise web.HTTPSeeOther("/login")
+    if session.api.unauthorized:
+        await config_of(request).sessions.end(session.id)
+        raise web.HTTPSeeOther("/login?expired=1")
+    request["session"] = session
     return session
+
+
+def same_origin(request: web.Request) -> None:
+    """Browsers send Origin on every POST: one from elsewhere is a cross-site request."""
+    origin = request.headers.get("Origin")
+    if origin and origin != f"{request.scheme}://{request.host}":
+        raise web.HTTPForbidden(text="cross-site request refused")
 
 
 async def check_form(request: web.Request, session: Session) -> dict[str, Any]:
     """A POST must carry the session's CSRF token and come from this origin."""
-    origin = request.headers.get("Origin")
-    if origin and origin != f"{request.scheme}://{request.host}":
-        raise web.HTTPForbidden(text="cross-site request refused")
+    same_origin(request)
     form = await request.post()
     if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
         raise web.HTTPForbidden(
@@ -141,12 +163,16 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    return page(request, "login.html", None, error=None)
+    expired = "expired" in request.query
+    message = "The cluster no longer accepts your token; sign in again." if expired else None
+    return page(request, "login.html", None, error=message)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """Check the bearer token with a TokenReview; the session then acts with that token."""
+    """Check the bearer token with a TokenReview; the session then acts with that token.
+    Only from this origin: another site must not sign a browser in as someone else."""
     config = config_of(request)
+    same_origin(request)
     form = await request.post()
     token = str(form.get("token", "")).strip()
     if not token:
