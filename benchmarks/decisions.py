@@ -279,9 +279,10 @@ async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_se
             if not floor["sustained"] and not handoff["sustained"]:
                 break
         floor_rate = max((s["rate"] for s in ladder if s["floor"]["sustained"]), default=0)
-        candidates = sorted((s["rate"] for s in ladder if s["handoff"]["sustained"]), reverse=True)
+        best = max((s["rate"] for s in ladder if s["handoff"]["sustained"]), default=LADDER[0])
+        candidates = [rate for rate in reversed(LADDER) if rate <= best]
         confirm: dict[str, Any] = {}
-        for rate in candidates[:2]:  # the best step, then the one below it if 60 s fails there
+        for rate in candidates[:3]:  # the best step, then the steps below it while 60 s fails
             confirm = merge([await bench.handoff(rate, confirm_seconds)])
             log(
                 f"  handoff held {rate}/s for {confirm_seconds:.0f}s: median {confirm['median_ms']} ms, p99 {confirm['p99_ms']} ms, lost {confirm['lost']}, sustained {confirm['sustained']}"
