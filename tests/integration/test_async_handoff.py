@@ -440,3 +440,41 @@ def test_notifications_announce_retry_and_escalate(
     )  # fmt: skip
     assert "Pending" in failing["lastError"]
     assert wait_for(cluster, namespace, ticket.name, "decision.reason", "HumanApproved")
+
+
+def test_redis_that_comes_back_without_its_data_gets_every_decision_again(
+    cluster: Cluster, operator: OperatorProcess, governed: str, kubeconfig: str,
+    redis_server: RedisServer,
+) -> None:  # fmt: skip
+    """A crash inside the fsync interval (or a failover to a lagging replica) loses writes Redis
+    had acknowledged. Simulated here at its worst: the append-only data is gone entirely (the
+    ACL file, with the agents' users, is kept). The operator notices the new server run_id and
+    publishes every decision the statuses hold again."""
+
+    async def propose() -> Any:
+        async with Agent(governed, AGENT, kubeconfig=kubeconfig) as agent:
+            return await agent.propose("db.query", summary="count orders")
+
+    ticket = run(propose())
+    assert ticket.approved
+    stream = f"handoff:decisions:{governed}:{AGENT}"
+    client = redis_client(redis_server.url)
+
+    def names() -> list[str]:
+        return [fields[b"name"].decode() for _, fields in client.xrange(stream)]
+
+    assert eventually(lambda: names() == [ticket.name], 15, "the decision on the stream")
+    redis_server.kill()
+    for lost in redis_server.folder.glob("appendonly*"):
+        if lost.is_dir():
+            for part in lost.iterdir():
+                part.unlink()
+            lost.rmdir()
+        else:
+            lost.unlink()
+    redis_server.start()
+    assert client.xlen(stream) == 0  # nothing survived
+    eventually(lambda: names() == [ticket.name], 30, "the decision published again")
+    audit = [f for _, f in client.xrange("handoff:audit") if f[b"uid"].decode() == ticket.uid]
+    assert [f[b"event"].decode() for f in audit] == ["Approved"]
+    assert "Redis restarted or failed over" in operator.log.read_text()

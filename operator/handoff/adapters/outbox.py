@@ -46,6 +46,11 @@ class Outbox(Protocol):
 
     async def mark(self, namespace: str, uid: str, key: str) -> None: ...
 
+    async def epoch(self) -> str:
+        """Which life of the store this is: it changes when the store restarts or fails over,
+        which is when acknowledged writes may have been lost."""
+        ...
+
 
 def dedup_key(namespace: str, uid: str) -> str:
     return f"handoff:published:{namespace}:{uid}"
@@ -87,6 +92,14 @@ class RedisOutbox:
         except (_LibraryRedisError, OSError) as e:
             raise OutboxError(f"Redis: {type(e).__name__}") from e
 
+    async def epoch(self) -> str:
+        """The server's run_id: new after every restart, and on another server after a failover."""
+        try:
+            info = await self._client.info("server")
+        except (_LibraryRedisError, OSError) as e:
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+        return str(info.get("run_id", ""))
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -98,6 +111,7 @@ class MemoryOutbox:
         self.streams: dict[str, list[dict[str, str]]] = {}
         self.seen: set[tuple[str, str, str]] = set()
         self.down = False
+        self.run_id = "1"
 
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
         if self.down:
@@ -116,6 +130,15 @@ class MemoryOutbox:
 
     async def mark(self, namespace: str, uid: str, key: str) -> None:
         self.seen.add((namespace, uid, key))
+
+    async def epoch(self) -> str:
+        if self.down:
+            raise OutboxError("Redis: ConnectionError")
+        return self.run_id
+
+    def lose_everything(self) -> None:
+        """A restart that kept nothing (a crash inside the fsync interval, a lagging replica)."""
+        self.streams, self.seen, self.run_id = {}, set(), str(int(self.run_id) + 1)
 
 
 class RedisOutcomes:

@@ -92,10 +92,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ]
     if shard is not None:
         memo["tasks"].append(asyncio.create_task(shard.run()))
+        reconciler.owns = shard.__contains__
     if redis_url and outbox is not None:
         outcomes = RedisOutcomes(redis_url, socket.gethostname())
         memo["closers"] += [outbox.close, outcomes.close]
         memo["tasks"].append(asyncio.create_task(reconciler.consume_outcomes(outcomes)))
+        memo["tasks"].append(asyncio.create_task(reconciler.follow_redis()))
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(reconciler.scheduler))
     memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))

@@ -52,6 +52,7 @@ DEADLINE = "deadline"
 ESCALATE = "escalate"
 RETAIN = "retain"
 REPORT_EVERY = timedelta(seconds=5)
+EPOCH_EVERY = timedelta(seconds=2)  # how often the Redis server's run_id is compared
 CONCURRENCY = 16  # reconciles at once: below the API client's 32 connections
 BURST = 500  # this many queued at once is a burst: give its memory back once it has passed
 audit_log = logging.getLogger("handoff.audit")  # one JSON line per transition, for log shipping
@@ -90,6 +91,7 @@ class Reconciler:
         )
         self._budget_counted: set[str] = set()
         self._reviewed: set[str] = set()  # break-glass approvals whose review request is filed
+        self.owns: Callable[[str], bool] = lambda _namespace: True  # this shard's namespaces
         self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         # One lock per request being worked on, dropped when its last user leaves (a lock kept
@@ -584,6 +586,35 @@ class Reconciler:
         last = max(parse_time(t) for t in times if t)
         meta = body["metadata"]
         self.scheduler.arm((RETAIN, meta["namespace"], meta["name"]), last + self.retention)
+
+    async def follow_redis(self) -> None:
+        """Redis that restarted or failed over may have lost acknowledged writes (the last
+        second, with appendfsync everysec; more, on a lagging replica), and what this replica
+        remembers as published would then be wrong. When the server's run_id changes, publish
+        again whatever the statuses imply: the dedup marks that survived drop what is there."""
+        assert self.outbox is not None
+        seen = ""
+        while True:
+            await asyncio.sleep(EPOCH_EVERY.total_seconds())
+            try:
+                epoch = await self.outbox.epoch()
+            except OutboxError:
+                continue
+            if seen and epoch != seen:
+                log.warning("Redis restarted or failed over: publishing every decision again")
+                await self._republish_all()
+            seen = epoch
+
+    async def _republish_all(self) -> None:
+        try:
+            listing = await self.api.get(resource_path(GROUP, VERSION, REQUESTS))
+        except KubeError as e:
+            log.warning("listing requests to publish them again: %s", e)
+            return
+        self._published.clear()
+        for body in listing.get("items") or []:
+            if self.owns(body["metadata"]["namespace"]) and (body.get("status") or {}).get("phase"):
+                await self._publish(body)
 
     async def write_reports(self) -> None:
         """Every few seconds, rewrite the PolicyReport of each agent that had a transition."""
