@@ -1,10 +1,14 @@
 """What every benchmark shares: percentiles, summaries and the result table."""
 
 import asyncio
+import contextlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from handoff import GROUP, REQUESTS, VERSION
+from handoff.adapters.kube import KubeApi, KubeError, resource_path
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -60,3 +64,46 @@ async def until(condition: Callable[[], bool], limit: float, every: float = 0.05
             return False
         await asyncio.sleep(every)
     return False
+
+
+class RequestWatch:
+    """Follows a namespace's requests from now on (through 410s and reconnects) and hands each
+    object to ``note`` with the moment it arrived, by ``clock``."""
+
+    def __init__(self, api: KubeApi, namespace: str, clock: Callable[[], float]) -> None:
+        self.api = api
+        self.path = resource_path(GROUP, VERSION, REQUESTS, namespace)
+        self.clock = clock
+        self._version = ""
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, obj: dict[str, Any], now: float) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        await self._now()
+        self._task = asyncio.create_task(self._run())
+
+    async def _now(self) -> None:
+        listing = await self.api.get(self.path + "?limit=1")
+        self._version = listing["metadata"]["resourceVersion"]
+
+    async def _run(self) -> None:
+        while True:
+            params = {"resourceVersion": self._version, "allowWatchBookmarks": "true"}
+            with contextlib.suppress(KubeError):
+                async for event in self.api.watch(self.path, params, 240):
+                    now = self.clock()
+                    obj = event["object"]
+                    if event.get("type") == "ERROR":  # e.g. 410 Gone: start again from now
+                        await self._now()
+                        break
+                    self._version = obj["metadata"]["resourceVersion"]
+                    if event.get("type") != "BOOKMARK":
+                        self.note(obj, now)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

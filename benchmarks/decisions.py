@@ -14,12 +14,11 @@ from the scheduled time, so a backlog shows up in the figures (no coordinated om
 """
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from common import ratio, stats, until
+from common import RequestWatch, ratio, stats, until
 from environment import BenchEnvironment
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
@@ -64,47 +63,20 @@ def _floor_status(now: str) -> dict[str, Any]:
     }}  # fmt: skip
 
 
-class ApprovalWatch:
-    """Watches a namespace and notes when each request is first seen Approved."""
+class ApprovalWatch(RequestWatch):
+    """Notes when each request is first seen Approved."""
 
     def __init__(self, api: KubeApi, namespace: str) -> None:
-        self.api = api
-        self.path = resource_path(GROUP, VERSION, REQUESTS, namespace)
+        super().__init__(api, namespace, time.perf_counter)
         self.seen: dict[str, float] = {}
         self.decided_at: dict[str, float] = {}  # the operator's decision.at (wall clock)
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        listing = await self.api.get(self.path + "?limit=1")
-        self._version = listing["metadata"]["resourceVersion"]
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            params = {"resourceVersion": self._version, "allowWatchBookmarks": "true"}
-            with contextlib.suppress(KubeError):
-                async for event in self.api.watch(self.path, params, 240):
-                    now = time.perf_counter()
-                    obj = event["object"]
-                    if event.get("type") == "ERROR":  # e.g. 410 Gone: start again from now
-                        listing = await self.api.get(self.path + "?limit=1")
-                        self._version = listing["metadata"]["resourceVersion"]
-                        break
-                    self._version = obj["metadata"]["resourceVersion"]
-                    if event.get("type") == "BOOKMARK":
-                        continue
-                    decision = (obj.get("status") or {}).get("decision") or {}
-                    if decision.get("outcome") == "Approved":
-                        name = obj["metadata"]["name"]
-                        if name not in self.seen:
-                            self.seen[name] = now
-                            self.decided_at[name] = parse_time(decision["at"]).timestamp()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def note(self, obj: dict[str, Any], now: float) -> None:
+        decision = (obj.get("status") or {}).get("decision") or {}
+        name = obj["metadata"]["name"]
+        if decision.get("outcome") == "Approved" and name not in self.seen:
+            self.seen[name] = now
+            self.decided_at[name] = parse_time(decision["at"]).timestamp()
 
 
 async def open_loop(

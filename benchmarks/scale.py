@@ -14,12 +14,11 @@ deadlines fall over about a minute after the restart, with all 10,000 deadlines 
 """
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from common import stats, until
+from common import RequestWatch, stats, until
 from environment import BenchEnvironment, metric_sum, operator_rss_mb
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeError, resource_path
@@ -140,43 +139,20 @@ async def measure(env: BenchEnvironment, log: Callable[[str], None] = print) -> 
     }
 
 
-class _ExpiryWatch:
+class _ExpiryWatch(RequestWatch):
     """Notes when each request is seen Denied, as lateness past its own status.deadline."""
 
     def __init__(self, env: BenchEnvironment) -> None:
-        self.api = env.api()
-        self.path = resource_path(GROUP, VERSION, REQUESTS, NS)
+        super().__init__(env.api(), NS, time.time)
         self.late: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        listing = await self.api.get(self.path + "?limit=1")
-        self._version = listing["metadata"]["resourceVersion"]
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            params = {"resourceVersion": self._version, "allowWatchBookmarks": "true"}
-            with contextlib.suppress(KubeError):
-                async for event in self.api.watch(self.path, params, 240):
-                    now = time.time()
-                    obj = event["object"]
-                    if event.get("type") == "ERROR":  # e.g. 410 Gone: start again from now
-                        listing = await self.api.get(self.path + "?limit=1")
-                        self._version = listing["metadata"]["resourceVersion"]
-                        break
-                    self._version = obj["metadata"]["resourceVersion"]
-                    if event.get("type") == "BOOKMARK":
-                        continue
-                    status = obj.get("status") or {}
-                    decision = status.get("decision") or {}
-                    name = obj["metadata"]["name"]
-                    if decision.get("reason") == "Expired" and name not in self.late:
-                        self.late[name] = now - parse_time(status["deadline"]).timestamp()
+    def note(self, obj: dict[str, Any], now: float) -> None:
+        status = obj.get("status") or {}
+        decision = status.get("decision") or {}
+        name = obj["metadata"]["name"]
+        if decision.get("reason") == "Expired" and name not in self.late:
+            self.late[name] = now - parse_time(status["deadline"]).timestamp()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         await self.api.close()
