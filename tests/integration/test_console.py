@@ -1,7 +1,6 @@
 """The web console in real headless Chromium (Debian's), as a reviewer would click it."""
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,22 +10,11 @@ import pytest
 from handoff.devenv.environment import console_reader
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from .helpers import apply_ready_policy, file, policy, request, review, wait_for
 
 pytestmark = pytest.mark.integration
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a dry-run diff first, and puts things back on rollback (from the console and fro
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,12 @@ import pytest
 from handoff.devenv.environment import console_reader
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from .helpers import AGENT, apply_ready_policy, policy, wait_for
 
 pytestmark = pytest.mark.integration
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 def deployment(ns: str) -> dict[str, Any]:
@@ -62,14 +59,6 @@ def propose(
 
 def web(cluster: Cluster, ns: str) -> dict[str, Any]:
     return cluster.get("deployment", "web", ns)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def test_scale_is_applied_by_handoff_and_rolled_back_from_the_console(
