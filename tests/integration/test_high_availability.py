@@ -4,7 +4,6 @@ These tests run their own operators, so they use a control plane of their own: t
 operator would otherwise decide everything first.
 """
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -159,4 +158,4 @@ def test_leases_are_all_the_operator_may_write_in_its_namespace(own_cluster: Clu
     assert can("update", "leases", "-n", "handoff-system") == "yes"
     assert can("update", "leases", "-n", "kube-system") == "no"
     assert can("delete", "leases", "-n", "handoff-system") == "no"
-    assert json.loads(json.dumps(can("watch", "namespaces"))) == "yes"
+    assert can("watch", "namespaces") == "yes"

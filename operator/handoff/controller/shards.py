@@ -75,16 +75,13 @@ class NamespaceShard:
     async def _relist(self) -> None:
         before = set(self.members)
         try:
-            await self.load()
+            await self.load()  # replaces the members only when the listing succeeds
         except KubeError as e:
             log.warning("listing namespaces: %s", e)
-            self.members = before
             return
         for name in sorted(self.members - before):
-            self.members.discard(name)
             await self._join(name)
         for name in sorted(before - self.members):
-            self.members.add(name)
             self._leave(name)
 
     async def _join(self, name: str) -> None:
