@@ -84,7 +84,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["policies"] = policies
     memo["reconciler"] = reconciler
     memo["closers"] = [api.close, notifier.close, reconciler.executor_sender.close]
-    memo["shard"] = shard
     memo["tasks"] = [
         asyncio.create_task(reconciler.scheduler.run()),
         asyncio.create_task(policies.scheduler.run()),
@@ -129,8 +128,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def _elsewhere(memo: kopf.Memo, namespace: str) -> bool:
     """Whether the namespace belongs to another shard (with --namespace-selector)."""
-    shard: NamespaceShard | None = memo.get("shard")
-    return shard is not None and namespace not in shard
+    reconciler: Reconciler = memo["reconciler"]
+    return not reconciler.owns(namespace)
 
 
 async def _join(memo: kopf.Memo, namespace: str) -> None:
