@@ -255,7 +255,7 @@ def test_redis_user_reaches_only_its_own_keys(
     admin.set(f"handoff:state:{ns}:other-agent:x", "secret plans")
     agent = redis_client(mine["url"])
     own = f"handoff:state:{ns}:{AGENT}:u-1"
-    assert agent.set(own, "my state")
+    assert agent.execute_command("SETEX", own, 60, "my state")  # state always expires
     assert agent.get(own) == b"my state"
     stream = f"handoff:decisions:{ns}:{AGENT}"
     admin.xadd(stream, {"decision": "Approved"})
@@ -265,6 +265,8 @@ def test_redis_user_reaches_only_its_own_keys(
 
     for attempt in (
         lambda: agent.get(f"handoff:state:{ns}:other-agent:x"),
+        lambda: agent.set(own, "forever"),
+        lambda: agent.execute_command("SELECT", 1),
         lambda: agent.xadd(stream, {"decision": "Approved"}),
         lambda: agent.delete(stream),
         lambda: agent.xrange("handoff:audit"),

@@ -1,10 +1,18 @@
 """Redis ACL users for agents: each may keep its own working state and read its own decisions.
 
-An agent's user can GET/SET/DEL/EXPIRE keys under ``handoff:state:{ns}:{agent}:*`` and, through
+An agent's user can SETEX/GET/DEL/EXPIRE keys under ``handoff:state:{ns}:{agent}:*`` and, through
 a second selector, read and acknowledge its decision stream ``handoff:decisions:{ns}:{agent}``
 with its consumer group; through a third, append (only) to ``handoff:outcomes:{ns}:{agent}``
 what happened when it acted. It can neither append to its decision stream nor reach any other
-key, the audit stream, pub/sub, scripting or admin commands.
+key, the audit stream, pub/sub, scripting, admin commands or another database.
+
+Bounds Redis can enforce, and how: every key the agent creates expires (it may write state only
+with SETEX, never SET, GETEX or PERSIST, so no key of its outlives the TTL it gave), it stays in
+database 0 (``SELECT 0`` only; our servers have one database), and a single value is at most the
+server's ``proto-max-bulk-len`` (1 MiB on the servers Handoff starts). What Redis cannot bound
+per user: how many keys it writes, how long the TTLs are, and how long its outcome stream grows
+(ACL rules cannot require XADD's MAXLEN). The server's ``maxmemory`` with ``noeviction`` bounds
+the total without ever evicting Handoff's own keys; see docs/security.md.
 """
 
 from dataclasses import dataclass
@@ -15,15 +23,18 @@ from redis.exceptions import RedisError as _LibraryRedisError
 
 from handoff.domain.keys import decisions_key, outcomes_key, state_pattern
 
+# No +set, +getex or +persist: each can leave a key without a TTL, to stay until deleted.
 STATE_COMMANDS = (
-    "+get", "+set", "+getex", "+getdel", "+del", "+unlink", "+exists", "+expire", "+pexpire",
+    "+setex", "+psetex", "+get", "+getdel", "+del", "+unlink", "+exists", "+expire", "+pexpire",
     "+ttl", "+pttl", "+strlen",
 )  # fmt: skip
 STREAM_READ_COMMANDS = (
     "+xreadgroup", "+xack", "+xpending", "+xautoclaim", "+xclaim", "+xinfo|stream",
     "+xinfo|groups", "+xinfo|consumers", "+xlen", "+xrange", "+xrevrange",
 )  # fmt: skip
-CONNECTION_COMMANDS = ("+ping", "+hello", "+select")  # redis-py tolerates a refused CLIENT SETINFO
+# SELECT of database 0 only (clients that select it explicitly still work); redis-py tolerates
+# a refused CLIENT SETINFO.
+CONNECTION_COMMANDS = ("+ping", "+hello", "+select|0")
 CONSUMER_GROUP = "agent"
 
 

@@ -1,6 +1,10 @@
 """A private Redis server on loopback with append-only persistence, for dev and tests.
 
 The default user has a password, so the only way in for an agent is its own ACL user.
+Bounds: ``maxmemory`` with ``noeviction`` (when full, writes are refused; nothing is evicted,
+because Handoff's own dedup marks carry TTLs too and any ``volatile-*`` policy could drop them),
+one database (an agent cannot SELECT its way out of database 0), and no value over 1 MiB
+(``proto-max-bulk-len``'s minimum).
 """
 
 import shutil
@@ -11,12 +15,15 @@ from pathlib import Path
 
 from handoff.devenv import processes
 
+BOUNDS = ("maxmemory-policy noeviction", "databases 1", "proto-max-bulk-len 1mb")
+
 
 @dataclass
 class RedisServer:
     folder: Path
     port: int = 0
     password: str = ""
+    maxmemory: str = "512mb"
     _child: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -47,7 +54,8 @@ class RedisServer:
                 "\n".join([
                     f"port {self.port}", "bind 127.0.0.1", f"dir {self.folder}",
                     "appendonly yes", "appendfsync everysec", 'save ""',
-                    f"aclfile {users}", "protected-mode yes",
+                    f"aclfile {users}", "protected-mode yes", *BOUNDS,
+                    f"maxmemory {self.maxmemory}",
                 ]) + "\n"
             )  # fmt: skip
             data = self.folder

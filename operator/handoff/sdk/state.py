@@ -40,13 +40,26 @@ class StateStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
 
+#: The largest state Redis takes: the servers Handoff starts refuse any value over 1 MiB.
+MAX_STATE_BYTES = 1024 * 1024
+
+
 class RedisStateStore:
     def __init__(self, client: "redis_asyncio.Redis") -> None:
         self._client = client
 
     async def put(self, key: str, value: bytes, ttl: timedelta) -> None:
+        if len(value) > MAX_STATE_BYTES:
+            raise HandoffError(
+                f"the agent's state is {len(value)} bytes once serialized; Redis takes at most"
+                f" {MAX_STATE_BYTES}: keep large data elsewhere and save a reference to it"
+            )
         try:
-            await self._client.set(key, value, ex=int(ttl.total_seconds()))
+            # SETEX, not SET: the agent's Redis user may only write keys that expire. Sent as a
+            # raw command: redis-py marks its setex() deprecated in favour of SET ... EX, which
+            # the ACL could not tell from a SET without a TTL.
+            seconds = max(1, int(ttl.total_seconds()))
+            await self._client.execute_command("SETEX", key, seconds, value)  # type: ignore[no-untyped-call]
         except RedisError as e:
             raise HandoffError(f"could not save the agent's state in Redis: {e}") from e
 
