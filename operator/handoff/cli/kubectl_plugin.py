@@ -10,7 +10,6 @@ kubectl handoff log [--agent A] [--since 1h]
 import argparse
 import asyncio
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from kubernetes import config as k8s_config
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
 from handoff.cli.limits import allow_deep_json
+from handoff.cli.show import log_lines, package_lines, summary_cell, terminal_columns
 from handoff.cli.tables import print_table
 from handoff.domain.classify import RequestFacts
 from handoff.domain.classify import evaluate as evaluate_policy
@@ -33,13 +33,10 @@ from handoff.policytools.loading import evaluate as evaluate_sample
 from handoff.policytools.loading import load_policies
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.package import Package, build, sentence, time_left
+from handoff.review.untrusted import inline
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
-
-
-def safe(text: object) -> str:
-    """Agent-written text cannot move the cursor, recolour or rewrite the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+# Agent-written text is never printed raw: see handoff.review.untrusted and handoff.cli.show.
+safe = inline
 
 
 def main(
@@ -101,10 +98,10 @@ def main(
         print(f"error: no usable kubeconfig ({e}); set KUBECONFIG or --kubeconfig", file=sys.stderr)
         return 1
     except (ReviewError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {safe(e)}", file=sys.stderr)
         return 1
     except KubeError as e:
-        print(f"error: {plain(e)}", file=sys.stderr)
+        print(f"error: {safe(plain(e))}", file=sys.stderr)
         return 1
 
 
@@ -147,9 +144,13 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
         left = time_left(p.seconds_left(now))
         approvals = f"{p.approvals()}/{p.required_approvals}"
         tier = f"{p.tier} {p.oversight}"
-        rows.append((p.namespace, p.name, tier, p.agent, approvals, left, safe(p.summary)[:60]))
+        rows.append((p.namespace, p.name, tier, safe(p.agent), approvals, left, p.summary))
     if namespaces is not None:
         rows = [row[1:] for row in rows]
+    # Every column but the summary, two spaces apart; the summary gets what the terminal has left.
+    used = sum(max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]) - 1))
+    columns = terminal_columns()
+    rows = rows[:1] + [(*row[:-1], summary_cell(row[-1], used, columns)) for row in rows[1:]]
     print_table(rows, out)
     return 0
 
@@ -160,57 +161,7 @@ async def _show_one(client: ReviewClient, args: argparse.Namespace, out: TextIO)
 
 
 def _show(p: Package, out: TextIO) -> None:
-    now = datetime.now(UTC)
-    if p.decided:
-        d = p.decision or {}
-        by = f" by {', '.join(d.get('by') or [])}" if d.get("by") else ""
-        state = f"decided: {d.get('outcome')} ({d.get('reason')}){by}"
-    elif p.waiting:
-        deadline = p.deadline.strftime("%Y-%m-%d %H:%M:%SZ") if p.deadline else ""
-        left = time_left(p.seconds_left(now))
-        if p.oversight == "HOTL":
-            state = f"runs when its hold ends unless a reviewer denies it: {left} (at {deadline})"
-        else:
-            needs = f"waits for {p.required_approvals} approval(s)"
-            state = f"{needs}: {left} (until {deadline}), then Denied"
-    else:
-        state = f"phase {p.phase}"
-    lines = [
-        f"{p.name} in {p.namespace}: {state}",
-        "",
-        f"What        {safe(sentence(p))}",
-        f"Why         {safe(p.reasoning) or '(the agent gave no reason)'}",
-        f"If wrong    {safe(p.blast_radius) or '(the agent did not say)'}",
-        f"Undo        {safe(p.rollback) or 'no rollback plan: treat it as irreversible'}",
-        "Parameters  " + safe(p.parameters).replace("\n", "\n            "),
-        f"Policy      {p.policy or '-'}, rule {p.rule or '(none: default tier)'}:"
-        f" tier {p.tier}, {p.oversight}",
-        f"            {safe(p.why_matched)}",
-        f"Filed by    {p.requested_by or p.agent}",
-    ]
-    if p.confidence is not None:
-        lines.append(
-            f"Confidence  {p.confidence} (the agent's own claim; Handoff never uses it to decide)"
-        )
-    if p.reviews:
-        lines.append("Reviews")
-        for review in p.reviews:
-            verb = "approved" if review.decision == "Approve" else "denied"
-            acked = (
-                f" (acknowledged {', '.join(review.acknowledged)})" if review.acknowledged else ""
-            )
-            said = f': "{safe(review.comment)}"' if review.comment else ""
-            lines.append(f"  {review.reviewer} {verb}{acked}{said}")
-    if p.progress and not p.decided:
-        lines.append(f"Progress    {safe(p.progress)}")
-    if p.checklist and not p.decided:
-        lines.append("Checklist (each must be acknowledged to approve)")
-        lines += [f"  [{item_id}] {text}" for item_id, text in p.checklist]
-    if p.execution:
-        lines.append(
-            f"Outcome     {p.execution.get('outcome')}: {safe(p.execution.get('message', ''))}"
-        )
-    print("\n".join(lines), file=out)
+    print("\n".join(package_lines(p, datetime.now(UTC), terminal_columns())), file=out)
 
 
 async def _decide(
@@ -244,7 +195,7 @@ async def _decide(
             raise ReviewError("no terminal to ask on: pass --ack with every checklist item id")
         else:
             for item_id, text in package.checklist:
-                answer = ask(f"[{item_id}] {text}? (yes/no) ").strip().lower()
+                answer = ask(f"[{safe(item_id)}] {safe(text)}? (yes/no) ").strip().lower()
                 if answer not in ("y", "yes"):
                     print("Not approved: every item must be acknowledged.", file=out)
                     return 1
@@ -305,7 +256,7 @@ async def _explain(client: ReviewClient | None, args: argparse.Namespace, out: T
     ]
     for policy in sorted(policies, key=lambda p: p.name):
         if policy not in governing:
-            print(f"  {policy.name}: does not govern {facts.agent}", file=out)
+            print(f"  {policy.name}: does not govern {safe(facts.agent)}", file=out)
             continue
         verdict = evaluate_policy(policy, facts)
         mode = " (Audit: recorded only, decides nothing)" if policy.mode == "Audit" else ""
@@ -314,9 +265,8 @@ async def _explain(client: ReviewClient | None, args: argparse.Namespace, out: T
     step = evaluate_sample(policies, {**spec, "labels": facts.labels}, namespace)
     result = outcome(step, policies)
     if result.tier is None:
-        print(
-            f"Result: Denied ({result.reason}): no Enforce policy governs {facts.agent}", file=out
-        )
+        nobody = f"no Enforce policy governs {safe(facts.agent)}"
+        print(f"Result: Denied ({result.reason}): {nobody}", file=out)
     else:
         lane = (
             f", window {result.window}, {result.approvals} approval(s)"
@@ -350,28 +300,22 @@ async def _log(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> i
         if p.created is None or p.created < since:
             continue
         where = f"tier {p.tier}, {p.oversight}, policy {p.policy}/{p.rule or 'default'}"
-        lines.append((p.created, f"{safe(sentence(p))} ({where})"))
+        lines.append((p.created, f"{sentence(p)} ({where})"))
         for review in p.reviews:
-            verb = "approved" if review.decision == "Approve" else "denied"
-            said = f': "{safe(review.comment)}"' if review.comment else ""
-            lines.append(
-                (
-                    p.created + timedelta(microseconds=1),
-                    f"  {review.reviewer} {verb} {p.name}{said}",
-                )
-            )
+            said = f': "{review.comment}"' if review.comment else ""
+            text = f"  {review.reviewer} {review.verb} {p.name}{said}"
+            lines.append((p.created + timedelta(microseconds=1), text))
         for event in events.get(p.name, []):
             at = parse_time(
                 event.get("lastTimestamp")
                 or event.get("eventTime")
                 or body["metadata"]["creationTimestamp"]
             )
-            lines.append(
-                (at, f"  {p.name}: {event.get('reason')}: {safe(event.get('message', ''))}")
-            )
+            lines.append((at, f"  {p.name}: {event.get('reason')}: {event.get('message', '')}"))
     lines.sort(key=lambda line: line[0])
+    columns = terminal_columns()
     for at, text in lines:
-        print(f"{at.strftime('%H:%M:%S')} {text}", file=out)
+        print("\n".join(log_lines(at, text, columns)), file=out)
     if not lines:
         print(f"Nothing happened in {args.namespace} in the last {args.since}.", file=out)
     return 0

@@ -95,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument(
         "--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)"
     )
+    console.add_argument(
+        "--allow-service-accounts", action="store_true",
+        help="let ServiceAccount tokens sign in (refused by default: the console is for people)",
+    )  # fmt: skip
+    console.add_argument(
+        "--sessions-per-user", type=int, default=5,
+        help="sessions one person may hold; signing in again ends the oldest (default 5)",
+    )  # fmt: skip
+    console.add_argument(
+        "--sign-in-attempts", type=int, default=10,
+        help="sign-in attempts allowed per client address per minute; then 429 (default 10)",
+    )  # fmt: skip
 
     add_policy_commands(commands)
     add_report_commands(commands)
@@ -127,6 +139,8 @@ def _console(args: argparse.Namespace) -> int:
 
     from handoff.adapters.kube import Credentials  # noqa: PLC0415
     from handoff.console.app import Config, make_app  # noqa: PLC0415
+    from handoff.console.sessions import Sessions  # noqa: PLC0415
+    from handoff.console.signin import SignInGate  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -135,6 +149,10 @@ def _console(args: argparse.Namespace) -> int:
         namespaces=args.namespaces,
         redis_url=args.redis_url,
         secure_cookies=args.secure_cookies,
+        sessions=Sessions(per_user=args.sessions_per_user),
+        sign_in=SignInGate(
+            allow_service_accounts=args.allow_service_accounts, attempts=args.sign_in_attempts
+        ),
     )
     host, _, port = args.listen.rpartition(":")
     # Live feeds are long-lived: give them 2 s to end on shutdown, not aiohttp's 60.

@@ -17,10 +17,12 @@ from redis.exceptions import RedisError
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
 from handoff.console.sessions import Session, Sessions
+from handoff.console.signin import SignInGate
 from handoff.domain.keys import AUDIT_STREAM
 from handoff.domain.oversight import calibration, fatigue, reliability_svg, shadow
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.package import Package, build, sentence, time_left
+from handoff.review.untrusted import visible
 
 log = logging.getLogger("handoff.console")
 HERE = Path(__file__).parent
@@ -39,6 +41,7 @@ class Config:
     redis_url: str | None = None  # read access to the audit stream
     secure_cookies: bool = False
     sessions: Sessions = field(default_factory=Sessions)
+    sign_in: SignInGate = field(default_factory=SignInGate)  # who may sign in, how often
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -173,6 +176,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     Only from this origin: another site must not sign a browser in as someone else."""
     config = config_of(request)
     same_origin(request)
+    wait = config.sign_in.wait(request.remote or "", config.clock())
+    if wait:
+        busy = f"Too many sign-in attempts from your address: try again in {wait} seconds."
+        response = page(request, "login.html", None, status=429, error=busy)
+        response.headers["Retry-After"] = str(wait)
+        return response
     form = await request.post()
     token = str(form.get("token", "")).strip()
     if not token:
@@ -201,6 +210,10 @@ async def login(request: web.Request) -> web.StreamResponse:
             request, "login.html", None, status=401, error="The cluster does not accept this token."
         )
     user = status.get("user") or {}
+    refused = config.sign_in.refusal(str(user.get("username", "")), list(user.get("groups") or []))
+    if refused:
+        log.info("refused a sign-in: %s", refused.split(",")[0])
+        return page(request, "login.html", None, status=403, error=refused)
     own = config.credentials
     api = KubeApi(
         Credentials(server=own.server, ca_file=own.ca_file, token=token, verify=own.verify)
@@ -337,6 +350,13 @@ async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
     comment = (form.get("comment") or [""])[0].strip()
     try:
         package = build(await client.get(namespace, name))
+        if package.waiting and not await _may_decide(client, package):
+            refused = (
+                f"{session.user} may not decide requests of policy {package.policy}: that takes"
+                f" the verb approve on agentactionpolicies/{package.policy}, which the policy"
+                " grants to its reviewers."
+            )
+            return await request_page(request, error=refused, status=403)
         acknowledged: list[str] = []
         if decision == "Approve":
             acknowledged = [str(a) for a in form.get("ack", [])]
@@ -347,8 +367,8 @@ async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
                 )
             opened = session.opened.get(package.uid)
             now = config_of(request).clock()
-            if opened is None or (now - opened).total_seconds() < package.min_review_seconds:
-                hold = package.min_review_seconds
+            hold = package.min_review_seconds
+            if hold and (opened is None or (now - opened).total_seconds() < hold):
                 raise ReviewError(f"This lane asks for at least {hold}s of review; read it again.")
         elif not comment:
             raise ReviewError("Say why you deny it: the agent and the audit trail need the reason.")
@@ -475,7 +495,7 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
 async def _send(
     response: web.StreamResponse, entry_id: Any, fields: dict[Any, Any], allowed: set[str]
 ) -> None:
-    entry = {_text(k): _text(v) for k, v in fields.items()}
+    entry = {_text(k): visible(_text(v)) for k, v in fields.items()}  # bidi controls shown
     if entry.get("namespace") not in allowed:
         return
     entry["id"] = _text(entry_id)

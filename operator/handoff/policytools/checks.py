@@ -16,6 +16,7 @@ from handoff.domain.decide import Step
 from handoff.domain.durations import format_duration
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.timefmt import parse_time
+from handoff.policytools.bounds import one_sided
 from handoff.policytools.loading import CREATED, Case, PolicyFile, evaluate
 
 
@@ -140,6 +141,11 @@ def lint(
         compiled = policy.compiled()
         findings += [Finding(policy.path, policy.line, "error", e) for e in compiled.errors]
         findings += _shadowed(policy)
+        rules = (policy.document.get("spec") or {}).get("rules") or []
+        findings += [
+            Finding(policy.path, policy.rule_lines.get(i, policy.line), "warning", message)
+            for i, message in one_sided(rules)
+        ]
         findings += _lanes(policy, compiled, min_window)
     findings += _hitl_share(policies, cases, hitl_share)
     return findings

@@ -1,4 +1,9 @@
-"""The handoff package as a reviewer reads it: plain words, built from a request. Pure."""
+"""The handoff package as a reviewer reads it: plain words, built from a request. Pure.
+
+Every string an agent (or a reviewer) wrote is passed through ``untrusted.visible``: control and
+bidi characters arrive as visible escapes, so neither the console nor the terminal can be made
+to reorder or redraw them. Newlines are kept; ``untrusted.block`` quotes them on a terminal.
+"""
 
 import json
 from collections.abc import Mapping
@@ -7,6 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from handoff.domain.timefmt import parse_time
+from handoff.review.untrusted import visible, visible_json
+
+VERBS = {"Approve": "approved", "Deny": "denied", "Rollback": "asked to roll back"}
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,14 @@ class ReviewView:
     decision: str
     acknowledged: tuple[str, ...]
     comment: str
+    break_glass: bool = False
+
+    @property
+    def verb(self) -> str:
+        """What the reviewer did, as a past-tense phrase: ``approved``, ``denied``, ``asked to
+        roll back`` (a Rollback is neither an approval nor a denial)."""
+        done = VERBS.get(self.decision, f"reviewed ({self.decision})")
+        return f"{done} under break-glass" if self.break_glass else done
 
 
 @dataclass(frozen=True)
@@ -73,40 +89,47 @@ def build(body: Mapping[str, Any]) -> Package:
     status = body.get("status") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     rollback = spec.get("rollback") or {}
-    rollback_text = rollback.get("description", "")
+    rollback_text = str(rollback.get("description", ""))
     if rollback.get("action"):
         rollback_text += f" (as {rollback['action']})"
     return Package(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
-        agent=str(spec.get("agent", "")),
-        action=str(spec.get("action", "")),
-        target=str(spec.get("target", "")),
-        summary=str(spec.get("summary", "")),
-        reasoning=str(spec.get("reasoning", "")),
-        blast_radius=str(spec.get("blastRadius", "")),
-        rollback=rollback_text,
-        parameters=parameters_text(spec.get("parameters") or {}),
+        agent=visible(spec.get("agent", "")),
+        action=visible(spec.get("action", "")),
+        target=visible(spec.get("target", "")),
+        summary=visible(spec.get("summary", "")),
+        reasoning=visible(spec.get("reasoning", "")),
+        blast_radius=visible(spec.get("blastRadius", "")),
+        rollback=visible(rollback_text),
+        parameters=visible_json(parameters_text(spec.get("parameters") or {})),
         confidence=spec.get("confidence"),
         tier=status.get("tier"),
         oversight=str(status.get("oversight", "")),
         phase=str(status.get("phase", "Pending")),
         policy=str(status.get("policy") or ""),
         rule=status.get("rule"),
-        why_matched=str((conditions.get("Classified") or {}).get("message", "")),
+        why_matched=visible((conditions.get("Classified") or {}).get("message", "")),
         deadline=parse_time(status["deadline"]) if status.get("deadline") else None,
         required_approvals=int(status.get("requiredApprovals") or 0),
         checklist=tuple((c["id"], c["text"]) for c in status.get("checklist") or []),
         reviews=tuple(_review(r) for r in status.get("reviews") or []),
-        decision=status.get("decision"),
-        progress=str((conditions.get("Decided") or {}).get("message", "")),
+        decision=_shown(status.get("decision")),
+        progress=visible((conditions.get("Decided") or {}).get("message", "")),
         requested_by=str((meta.get("annotations") or {}).get("handoff.dev/requested-by", "")),
         created=parse_time(meta["creationTimestamp"]) if meta.get("creationTimestamp") else None,
         min_review_seconds=int(status.get("minReviewSeconds") or 0),
-        execution=status.get("execution"),
+        execution=_shown(status.get("execution")),
         reversible=bool(spec.get("rollback")),
     )
+
+
+def _shown(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A status part with its strings made visible (an execution's message is the agent's)."""
+    if not value:
+        return value
+    return {k: visible(v) if isinstance(v, str) else v for k, v in value.items()}
 
 
 #: Deeper than this, parameters are shown compact: indentation grows with the square of the
@@ -130,10 +153,11 @@ def parameters_text(parameters: Any) -> str:
 
 def _review(raw: Mapping[str, Any]) -> ReviewView:
     return ReviewView(
-        reviewer=str(raw.get("reviewer", "")),
+        reviewer=visible(raw.get("reviewer", "")),
         decision=str(raw.get("decision", "")),
-        acknowledged=tuple(raw.get("acknowledged") or ()),
-        comment=str(raw.get("comment", "")),
+        acknowledged=tuple(visible(a) for a in raw.get("acknowledged") or ()),
+        comment=visible(raw.get("comment", "")),
+        break_glass=bool(raw.get("breakGlass")),
     )
 
 

@@ -1,0 +1,118 @@
+"""Agent-written text as reviewers see it: shown, never able to steer a terminal or a page.
+
+Three threats, one module for the terminal and the console:
+- control characters (escape sequences, carriage returns, backspaces) would move the cursor,
+  recolour or overwrite what the terminal already printed;
+- bidi controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C) reorder what follows
+  them, on a terminal and in a page alike: ``cod\u202egnp.exe`` reads as ``codexe.png``;
+- newlines, tabs and long lines that the terminal wraps would print lines that look like the
+  tool's own (``Policy ... tier 1, HOOTL``, ``bob approved``).
+
+Each is shown as a visible escape (``\\x1b``, ``\\u202e``, ``\\n``). Multi-line text keeps its
+lines only where a field may span several, and every line after the first carries ``| `` so it
+reads as the agent's, never as the tool's next line. Pure: no I/O.
+"""
+
+import re
+import unicodedata
+
+BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+LINE_SEPARATORS = frozenset([0x2028, 0x2029])  # some terminals and renderers break lines there
+QUOTE = "| "
+
+_BIDI = "".join(chr(c) for c in sorted(BIDI_CONTROLS | LINE_SEPARATORS))
+# C0 and C1 controls and DEL, and the bidi controls: escaped everywhere. Newline and tab are
+# escaped only in text shown on one line.
+_HIDDEN = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+_HIDDEN_INLINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: object) -> str:
+    """Every control and bidi character as a visible escape; newlines and tabs kept (for a page,
+    where they cannot fake the page's own lines, and for ``block``, which quotes them)."""
+    return _HIDDEN.sub(_escape, str(text).replace("\r\n", "\n"))
+
+
+def visible_json(text: str) -> str:
+    """JSON text with what ``json.dumps(ensure_ascii=False)`` leaves raw (DEL, C1 and bidi
+    controls, line separators) as ``\\uXXXX`` escapes: it stays valid JSON of the same value."""
+    return _HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def inline(text: object) -> str:
+    """One line: newlines and tabs escaped too."""
+    return _HIDDEN_INLINE.sub(_escape, str(text).replace("\r\n", "\n"))
+
+
+def _columns(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def width(text: str) -> int:
+    """Columns a terminal gives ``text``: wide East Asian characters take two, combining marks
+    and other zero-width characters none."""
+    return sum(_columns(char) for char in text)
+
+
+def _fitting(text: str, columns: int) -> int:
+    """How many leading characters of ``text`` fit in ``columns``."""
+    used = 0
+    for index, char in enumerate(text):
+        used += _columns(char)
+        if used > columns:
+            return index
+    return len(text)
+
+
+def wrap(line: str, columns: int) -> list[str]:
+    """``line`` cut into pieces of at most ``columns`` terminal columns, at a space when there
+    is one, so that the terminal never wraps it on its own (a wrapped remainder would start at
+    the first column, where it could pass for one of the tool's own lines)."""
+    columns = max(columns, 8)
+    pieces: list[str] = []
+    while width(line) > columns:
+        cut = max(_fitting(line, columns), 1)
+        space = line.rfind(" ", 0, cut + 1)
+        if space > 0:
+            pieces.append(line[:space])
+            line = line[space + 1 :]
+        else:
+            pieces.append(line[:cut])
+            line = line[cut:]
+    pieces.append(line)
+    return pieces
+
+
+def block(text: object, columns: int) -> list[str]:
+    """Agent text for a field that may span lines: its own lines, each neutralised (tabs
+    escaped), wrapped to ``columns``; every line after the first starts with ``| ``."""
+    lines: list[str] = []
+    for raw in visible(text).split("\n"):
+        lines += wrap(raw.replace("\t", "\\t"), columns - len(QUOTE))
+    return lines[:1] + [QUOTE + line for line in lines[1:]]
+
+
+def line(text: object, columns: int) -> list[str]:
+    """Text shown on one line (neutralised, newlines escaped), wrapped to ``columns``; the
+    pieces after the first start with ``| ``."""
+    pieces = wrap(inline(text), columns - len(QUOTE))
+    return pieces[:1] + [QUOTE + piece for piece in pieces[1:]]
+
+
+def clip(text: object, columns: int) -> str:
+    """One line of at most ``columns`` terminal columns, ending in ``…`` when cut."""
+    shown = inline(text)
+    if width(shown) <= columns:
+        return shown
+    return shown[: _fitting(shown, max(columns - 1, 1))] + "…"
