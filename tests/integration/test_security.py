@@ -224,6 +224,7 @@ def console(
         cluster, policy(ns, reviewers={"groups": ["payments-approvers"], "users": [bot_user]})
     )
     process = ConsoleProcess(cluster, tmp_path, [ns], console_reader(redis_server, tmp_path))
+    process.extra_args = ["--allow-service-accounts"]  # BOT, a ServiceAccount, reviews here
     process.start()
     yield ns, process
     process.stop()

@@ -75,14 +75,15 @@ def _fitting(text: str, columns: int) -> int:
     return len(text)
 
 
-def wrap(line: str, columns: int) -> list[str]:
-    """``line`` cut into pieces of at most ``columns`` terminal columns, at a space when there
-    is one, so that the terminal never wraps it on its own (a wrapped remainder would start at
-    the first column, where it could pass for one of the tool's own lines)."""
-    columns = max(columns, 8)
+def wrap(line: str, columns: int, rest: int | None = None) -> list[str]:
+    """``line`` cut into pieces of at most ``columns`` terminal columns (``rest`` for the pieces
+    after the first), at a space when there is one, so that the terminal never wraps it on its
+    own (a wrapped remainder would start at the first column, where it could pass for one of
+    the tool's own lines)."""
+    limit = max(columns, 8)
     pieces: list[str] = []
-    while width(line) > columns:
-        cut = max(_fitting(line, columns), 1)
+    while width(line) > limit:
+        cut = max(_fitting(line, limit), 1)
         space = line.rfind(" ", 0, cut + 1)
         if space > 0:
             pieces.append(line[:space])
@@ -90,6 +91,7 @@ def wrap(line: str, columns: int) -> list[str]:
         else:
             pieces.append(line[:cut])
             line = line[cut:]
+        limit = max(columns if rest is None else rest, 8)
     pieces.append(line)
     return pieces
 
@@ -99,14 +101,15 @@ def block(text: object, columns: int) -> list[str]:
     escaped), wrapped to ``columns``; every line after the first starts with ``| ``."""
     lines: list[str] = []
     for raw in visible(text).split("\n"):
-        lines += wrap(raw.replace("\t", "\\t"), columns - len(QUOTE))
+        first = columns if not lines else columns - len(QUOTE)
+        lines += wrap(raw.replace("\t", "\\t"), first, columns - len(QUOTE))
     return lines[:1] + [QUOTE + line for line in lines[1:]]
 
 
 def line(text: object, columns: int) -> list[str]:
     """Text shown on one line (neutralised, newlines escaped), wrapped to ``columns``; the
     pieces after the first start with ``| ``."""
-    pieces = wrap(inline(text), columns - len(QUOTE))
+    pieces = wrap(inline(text), columns, columns - len(QUOTE))
     return pieces[:1] + [QUOTE + piece for piece in pieces[1:]]
 
 

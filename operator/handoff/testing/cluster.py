@@ -194,6 +194,7 @@ class ConsoleProcess:
         self.redis_url = redis_url
         self.port = processes.free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []  # more ``handoff console`` flags
 
     @property
     def url(self) -> str:
@@ -208,7 +209,7 @@ class ConsoleProcess:
         argv = [
             sys.executable, "-m", "handoff", "console", f"--kubeconfig={kubeconfig}",
             f"--listen=127.0.0.1:{self.port}", *(f"--namespace={ns}" for ns in self.namespaces),
-            *([f"--redis-url={self.redis_url}"] if self.redis_url else []),
+            *([f"--redis-url={self.redis_url}"] if self.redis_url else []), *self.extra_args,
         ]  # fmt: skip
         self.process = processes.spawn(
             "console", argv, self.folder, env=os.environ | {"PYTHONUNBUFFERED": "1"}
