@@ -157,3 +157,6 @@ def test_block_and_wrap() -> None:
     assert wrap("x" * 20, 8) == ["x" * 8, "x" * 8, "x" * 4]
     assert wrap("漢" * 6, 8) == ["漢" * 4, "漢" * 2]
     assert clip("漢字漢字漢字", 5) == "漢字…"
+    long = wrap("word " * 50_000, 40, 38)  # parameters can be long: one pass, every piece fits
+    assert max(width(piece) for piece in long[1:]) <= 38
+    assert "".join(long).count("word") == 50_000

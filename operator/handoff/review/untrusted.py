@@ -65,35 +65,38 @@ def width(text: str) -> int:
     return sum(_columns(char) for char in text)
 
 
-def _fitting(text: str, columns: int) -> int:
-    """How many leading characters of ``text`` fit in ``columns``."""
+def _fitting(text: str, columns: int, start: int = 0) -> int:
+    """How many characters of ``text`` from ``start`` fit in ``columns``."""
     used = 0
-    for index, char in enumerate(text):
-        used += _columns(char)
+    for index in range(start, len(text)):
+        used += _columns(text[index])
         if used > columns:
-            return index
-    return len(text)
+            return index - start
+    return len(text) - start
 
 
 def wrap(line: str, columns: int, rest: int | None = None) -> list[str]:
     """``line`` cut into pieces of at most ``columns`` terminal columns (``rest`` for the pieces
     after the first), at a space when there is one, so that the terminal never wraps it on its
     own (a wrapped remainder would start at the first column, where it could pass for one of
-    the tool's own lines)."""
+    the tool's own lines). Linear in the length: parameters can be long."""
     limit = max(columns, 8)
     pieces: list[str] = []
-    while width(line) > limit:
-        cut = max(_fitting(line, limit), 1)
-        space = line.rfind(" ", 0, cut + 1)
-        if space > 0:
-            pieces.append(line[:space])
-            line = line[space + 1 :]
+    start = 0
+    while True:
+        cut = start + _fitting(line, limit, start)
+        if cut >= len(line):
+            pieces.append(line[start:])
+            return pieces
+        cut = max(cut, start + 1)
+        space = line.rfind(" ", start, cut + 1)
+        if space > start:
+            pieces.append(line[start:space])
+            start = space + 1
         else:
-            pieces.append(line[:cut])
-            line = line[cut:]
+            pieces.append(line[start:cut])
+            start = cut
         limit = max(columns if rest is None else rest, 8)
-    pieces.append(line)
-    return pieces
 
 
 def block(text: object, columns: int) -> list[str]:
