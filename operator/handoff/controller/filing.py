@@ -27,7 +27,7 @@ from handoff.domain.rollback import untrusted_undo
 
 log = logging.getLogger("handoff.operator")
 SELF_REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
-_GENERATE_ATTEMPTS = 3
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,17 @@ class Filer:
 
     async def operator(self) -> str:
         """The operator's own user name, as the API server sees it (a SelfSubjectReview): the
-        requested-by stamp on everything it files. Empty when it cannot be learnt; then nothing
-        found is taken for the operator's, and rollbacks are not marked done."""
+        requested-by stamp on everything it files. Asked once; a KubeError while it cannot be
+        learnt (the caller retries, as after any failed call)."""
         if self._user is None:
             body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
             try:
                 review = await self.api.create(SELF_REVIEW, body)
             except KubeError as e:
-                log.warning("could not learn the operator's own user name: %s", e.message)
-                return ""
-            self._user = str(
-                ((review.get("status") or {}).get("userInfo") or {}).get("username", "")
-            )
+                message = f"learning the operator's own user name: {e.message}"
+                raise KubeError(e.status, message) from e
+            user = ((review.get("status") or {}).get("userInfo") or {}).get("username", "")
+            self._user = str(user)
         return self._user
 
     async def file(self, document: dict[str, Any], of: str, label: str, what: str) -> Filed:
@@ -65,18 +64,10 @@ class Filer:
         meta = document["metadata"]
         namespace, taken = meta["namespace"], meta["name"]
         collection = resource_path(GROUP, VERSION, REQUESTS, namespace)
-        try:
-            await self.api.create(collection, document)
-            return Filed(taken, fresh=True)
-        except Conflict:
-            pass
         operator = await self.operator()
-        try:
-            found = await self.api.get(f"{collection}/{taken}")
-        except NotFound:  # deleted meanwhile: the next pass files it under its own name
-            raise KubeError(
-                409, f"{namespace}/{taken} was deleted while filing; will retry"
-            ) from None
+        found = await self._create_or_get(collection, document)
+        if found is None:
+            return Filed(taken, fresh=True)
         if same_filing(found, document, operator):
             return Filed(taken, fresh=False)
         by = squatter(found)
@@ -87,7 +78,7 @@ class Filer:
                 namespace, of, what, earlier, taken, by,
             )  # fmt: skip
             return Filed(earlier, fresh=False)
-        for _ in range(_GENERATE_ATTEMPTS):
+        for _ in range(_ATTEMPTS):
             try:
                 created = await self.api.create(collection, under_generated_name(document))
             except Conflict:  # a generated name that happened to be taken: draw another
@@ -99,6 +90,21 @@ class Filer:
             )  # fmt: skip
             return Filed(name, fresh=True, warning=name_taken(taken, by, what, name))
         raise KubeError(409, f"could not file the {what} of {namespace}/{of}; will retry")
+
+    async def _create_or_get(self, collection: str, document: dict[str, Any]) -> Any:
+        """None when ``document`` is filed now, else what is already under its name."""
+        name = document["metadata"]["name"]
+        for _ in range(_ATTEMPTS):
+            try:
+                await self.api.create(collection, document)
+                return None
+            except Conflict:
+                pass
+            try:
+                return await self.api.get(f"{collection}/{name}")
+            except NotFound:  # deleted meanwhile: the name is free again
+                continue
+        raise KubeError(409, f"{name} keeps appearing and disappearing; will retry")
 
     async def _earlier(
         self, collection: str, document: dict[str, Any], value: str, label: str, operator: str
