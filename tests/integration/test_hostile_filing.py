@@ -1,47 +1,45 @@
-"""A hostile agent files what only the operator may file (issue 14, items 2, 3 and 8).
+"""A hostile agent files what only the operator may file (issue 14, items 2 and 3).
 
 - A request that says it rolls back someone else's (`spec.rollbackOf`), reported Executed on the
   agent's own outcome stream, would mark the victim RolledBack.
 - A request created first under the name the operator files a rollback (`<name>-rollback`) or a
   post-incident review (`<name>-pir`) under would hijack the one or suppress the other.
-- Finalizers keep a request past its retention for ever; an owner lets a garbage collector delete
-  it; Handoff's own labels and annotations would steer whoever reads them.
 
 Admission refuses each of them, with a message saying who may set it. The operator does not rely
 on that alone: on a cluster without the filing policy (installed with admission.install=false, or
 squatted before the policy existed), it trusts only what it filed itself.
 """
 
-import asyncio
-import contextlib
 import json
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from handoff import paths
-from handoff.sdk import Agent, Decision
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 
 from .helpers import AGENT, apply_ready_policy, events, file, policy, request, review, wait_for
+from .hostile import (
+    OPERATOR_USER,
+    OTHER,
+    create,
+    created_name,
+    document,
+    event,
+    refused,
+    report,
+    two_agents,
+    without_filing_policy,
+)
 
 pytestmark = pytest.mark.integration
-OTHER = "other-agent"
-OPERATOR_USER = "system:serviceaccount:handoff-system:handoff-operator"
-FILING = "handoff-filing"
 PIR_ACK = ["why", "what", "follow-up"]
 
 
 @pytest.fixture
 def ns(cluster: Cluster, operator: OperatorProcess) -> str:
-    """A namespace with two agents governed by the payments policy."""
-    name = cluster.new_namespace(agents=(AGENT, OTHER))
-    apply_ready_policy(cluster, policy(name, agents={"serviceAccounts": [AGENT, OTHER]}))
-    return name
+    return two_agents(cluster)
 
 
 @pytest.fixture
@@ -51,86 +49,6 @@ def kubeconfig(cluster: Cluster, ns: str, tmp_path: Path) -> str:
     return str(
         cluster.control_plane.write_kubeconfig(tmp_path / "agents.kubeconfig", identities, ns)
     )
-
-
-def document(ns: str, *, name: str = "", agent: str = AGENT, meta: dict[str, Any] | None = None,
-             **spec: Any) -> dict[str, Any]:  # fmt: skip
-    metadata: dict[str, Any] = {
-        "namespace": ns,
-        **({"name": name} if name else {"generateName": "req-"}),
-    }
-    return {
-        "apiVersion": "handoff.dev/v1alpha1",
-        "kind": "ActionRequest",
-        "metadata": metadata | (meta or {}),
-        "spec": {"agent": agent, "action": "db.query", "target": "test:1", "summary": "hostile"} | spec,
-    }  # fmt: skip
-
-
-def create(cluster: Cluster, body: dict[str, Any], who: str) -> subprocess.CompletedProcess[str]:
-    return cluster.create(body, who=who, check=False)
-
-
-def created_name(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["metadata"]["name"])
-
-
-def refused(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
-    assert result.returncode != 0, result.stdout
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
-
-
-def report(kubeconfig: str, ns: str, body: dict[str, Any], outcome: str = "Executed") -> None:
-    """What a hostile agent appends to its own outcome stream: 'I carried it out'."""
-    meta, spec = body["metadata"], body["spec"]
-    decision = Decision(
-        namespace=ns, name=meta["name"], uid=meta["uid"], action=spec["action"],
-        target=spec.get("target", ""), outcome="Approved", reason="AutoApproved", by=[],
-        message="", state=None, spec_digest="", state_ref="",
-    )  # fmt: skip
-
-    async def send() -> None:
-        async with Agent(ns, spec["agent"], kubeconfig=kubeconfig, context=spec["agent"]) as agent:
-            await agent.report(decision, outcome, "done, trust me")
-
-    asyncio.run(send())
-
-
-def event(cluster: Cluster, ns: str, name: str, reason: str, timeout: float = 15) -> dict[str, Any]:
-    return eventually(
-        lambda: next((e for e in events(cluster, ns, name) if e["reason"] == reason), None),
-        timeout, f"a {reason} Event on {name}",
-    )  # fmt: skip
-
-
-def dry_run_admitted(cluster: Cluster, ns: str) -> bool:
-    """Would the cluster take a request filed as another agent? (A server-side dry run runs
-    admission and stores nothing.)"""
-    probe = document(ns, agent=OTHER)
-    return (
-        cluster.kubectl(
-            "create", "--dry-run=server", "-f", "-", who=f"{ns}/{AGENT}",
-            input=json.dumps(probe), check=False,
-        ).returncode == 0
-    )  # fmt: skip
-
-
-@contextlib.contextmanager
-def without_filing_policy(cluster: Cluster, ns: str) -> Iterator[None]:
-    """As on a cluster installed without the filing policy (the chart's admission.install=false),
-    or before it existed: its binding is removed, and applied again afterwards."""
-    cluster.kubectl("delete", "validatingadmissionpolicybinding", FILING)
-    try:
-        eventually(lambda: dry_run_admitted(cluster, ns), 30, "the filing policy to be off")
-        yield
-    finally:
-        cluster.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f",
-            str(paths.admission_dir() / "actionrequests.yaml"),
-        )  # fmt: skip
-        eventually(lambda: not dry_run_admitted(cluster, ns), 30, "the filing policy back on")
 
 
 def victims(cluster: Cluster, ns: str, elsewhere: str) -> dict[str, str]:
@@ -370,122 +288,3 @@ def test_a_squatted_review_name_does_not_suppress_the_post_incident_review(
     )  # fmt: skip
     assert [p["metadata"]["name"] for p in _reviews_of(cluster, ns, stuck)] == [real]
     assert len([e for e in events(cluster, ns, stuck) if e["reason"] == "NameTaken"]) == 1
-
-
-# -- item 8 and what else an agent might set -----------------------------------------------------
-
-
-def test_finalizers_and_owners_are_the_operators(cluster: Cluster, ns: str) -> None:
-    payments = cluster.get("agentactionpolicy", "payments", ns)
-    owner = {"apiVersion": "handoff.dev/v1alpha1", "kind": "AgentActionPolicy", "name": "payments",
-             "uid": payments["metadata"]["uid"], "blockOwnerDeletion": True}  # fmt: skip
-    dangling = owner | {"name": "gone", "uid": "00000000-0000-0000-0000-000000000000",
-                        "blockOwnerDeletion": False}  # fmt: skip
-    for who in (f"{ns}/{AGENT}", "admin"):
-        kept = create(cluster, document(ns, meta={"finalizers": ["example.com/keep"]}), who)
-        refused(kept, "finalizers on an ActionRequest are reserved for the Handoff operator")
-        for reference in (owner, dangling):
-            owned = create(cluster, document(ns, meta={"ownerReferences": [reference]}), who)
-            refused(
-                owned, "ownerReferences on an ActionRequest are reserved for the Handoff operator"
-            )
-
-    # Later: an agent may not update a request at all, and nobody else may add either.
-    name = file(cluster, ns, "db.query")
-    add = json.dumps({"metadata": {"finalizers": ["example.com/keep"]}})
-    refused(
-        cluster.kubectl("patch", "actionrequest", name, "-n", ns, "--type=merge", "-p", add,
-                        who=f"{ns}/{AGENT}", check=False),
-        'cannot patch resource "actionrequests"',
-    )  # fmt: skip
-    refused(
-        cluster.kubectl("patch", "actionrequest", name, "-n", ns, "--type=merge", "-p", add, check=False),
-        "you may remove one, not add one (example.com/keep)",
-    )  # fmt: skip
-    own = json.dumps({"metadata": {"ownerReferences": [dangling]}})
-    refused(
-        cluster.kubectl("patch", "actionrequest", name, "-n", ns, "--type=merge", "-p", own, check=False),
-        "ownerReferences on an ActionRequest are reserved for the Handoff operator",
-    )  # fmt: skip
-    assert "finalizers" not in request(cluster, ns, name)["metadata"]
-
-    # One set before the policy existed can still be removed, and the request deleted.
-    with without_filing_policy(cluster, ns):
-        old = created_name(
-            create(cluster, document(ns, meta={"finalizers": ["example.com/keep"]}), "admin")
-        )
-    drop = json.dumps({"metadata": {"finalizers": None}})
-    cluster.kubectl("patch", "actionrequest", old, "-n", ns, "--type=merge", "-p", drop)
-    cluster.kubectl("delete", "actionrequest", old, "-n", ns, "--wait=true", "--timeout=15s")
-
-
-def test_handoff_labels_and_annotations_are_set_by_handoff(cluster: Cluster, ns: str) -> None:
-    agent = f"{ns}/{AGENT}"
-    # What the SDK sets is taken: its own name as handoff.dev/agent, and its proposal id.
-    sdk = {
-        "labels": {"handoff.dev/agent": AGENT},
-        "annotations": {"handoff.dev/proposal-id": "p-1"},
-    }
-    name = created_name(create(cluster, document(ns, meta=sdk), agent))
-    assert request(cluster, ns, name)["metadata"]["labels"] == {"handoff.dev/agent": AGENT}
-
-    labels = {
-        "handoff.dev/agent": OTHER,  # another agent's name
-        "handoff.dev/rollback-of": name,
-        "handoff.dev/post-incident-of": name,
-        "handoff.dev/policy": "payments",
-        "sub.handoff.dev/anything": "x",
-    }
-    for key, value in labels.items():
-        forged = create(cluster, document(ns, meta={"labels": {key: value}}), agent)
-        refused(forged, "labels under handoff.dev/ are set by Handoff",
-                f"equal to spec.agent ({AGENT})", f"remove {key}={value}")  # fmt: skip
-    annotations = ["handoff.dev/break-glass", "handoff.dev/anything", "Handoff.Dev/requested-by",
-                   "sub.handoff.dev/requested-by"]  # fmt: skip
-    for key in annotations:
-        forged = create(cluster, document(ns, meta={"annotations": {key: "alice"}}), agent)
-        refused(forged, "annotations under handoff.dev/ are set by Handoff", f"remove {key}")
-    for bad in ("x" * 254, "line\nFiled by alice", "abc\u202edcba"):
-        odd = {"annotations": {"handoff.dev/proposal-id": bad}}
-        refused(create(cluster, document(ns, meta=odd), agent), "at most 253 characters")
-    # A person may set labels of their own on a request, not Handoff's.
-    cluster.kubectl("label", "actionrequest", name, "-n", ns, "team=payments")
-    for change in (
-        "handoff.dev/agent=other-agent",
-        "handoff.dev/agent-",
-        "handoff.dev/rollback-of=x",
-    ):
-        refused(
-            cluster.kubectl("label", "--overwrite", "actionrequest", name, "-n", ns, change, check=False),
-            "labels under handoff.dev/ are set by Handoff when a request is filed and cannot change",
-        )  # fmt: skip
-    refused(
-        cluster.kubectl("annotate", "actionrequest", name, "-n", ns, "handoff.dev/break-glass=x",
-                        check=False),
-        "annotations under handoff.dev/ are set by Handoff when a request is filed",
-    )  # fmt: skip
-
-
-def test_an_agent_cannot_create_what_the_operator_names_predictably(
-    cluster: Cluster, ns: str
-) -> None:
-    """Beside requests, the operator creates under predictable names: ConfigMaps
-    handoff-previous-<uid> (the Kubernetes executor), Roles and RoleBindings handoff-agent-<policy>,
-    handoff-reviewer-<policy>, handoff-break-glass-<policy> and handoff-redis-<agent>, credential
-    Secrets, PolicyReports, Events. An agent may create none of them, nor change a request."""
-    refusals = [
-        ("create", "configmaps"), ("create", "secrets"), ("create", "roles.rbac.authorization.k8s.io"),
-        ("create", "rolebindings.rbac.authorization.k8s.io"), ("create", "serviceaccounts"),
-        ("create", "policyreports.wgpolicyk8s.io"), ("create", "events"),
-        ("create", "leases.coordination.k8s.io"), ("update", "actionrequests.handoff.dev"),
-        ("patch", "actionrequests.handoff.dev"), ("delete", "actionrequests.handoff.dev"),
-        ("patch", "actionrequests.handoff.dev", "--subresource=status"),
-    ]  # fmt: skip
-    for who in (f"{ns}/{AGENT}", f"{ns}/{OTHER}"):
-        for question in refusals:
-            answer = cluster.kubectl("auth", "can-i", *question, "-n", ns, who=who, check=False)
-            assert answer.stdout.strip() == "no", f"{who} may {' '.join(question)}"
-        answer = cluster.kubectl(
-            "auth", "can-i", "create", "actionrequests.handoff.dev", "-n", ns, who=who
-        )
-        assert answer.stdout.strip() == "yes"

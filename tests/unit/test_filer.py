@@ -20,7 +20,7 @@ ORIGINAL = {
     "spec": {"agent": "payments-agent", "action": "crm.update", "target": "crm:42",
              "rollback": {"description": "undo", "action": "crm.update"}},
 }  # fmt: skip
-UNDO = rollback_request(ORIGINAL, Review("alice", "Rollback", (), ""))
+UNDO = rollback_request(ORIGINAL, Review("alice", "Rollback", frozenset(), ""))
 
 
 class FakeApi:

@@ -45,7 +45,7 @@ def filed(document: dict[str, Any], by: str, name: str | None = None) -> dict[st
     return {**document, "metadata": meta}
 
 
-UNDO = rollback_request(original(), Review("alice", "Rollback", (), "wrong contact"))
+UNDO = rollback_request(original(), Review("alice", "Rollback", frozenset(), "wrong contact"))
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_a_label_value_is_at_most_63_characters_and_ends_alphanumeric() -> None:
 
 def test_the_rollback_and_review_carry_their_label_however_long_the_name() -> None:
     long = original(name="a" * 62 + "-" + "b" * 20)
-    undo = rollback_request(long, Review("alice", "Rollback", (), ""))
+    undo = rollback_request(long, Review("alice", "Rollback", frozenset(), ""))
     assert undo["metadata"]["labels"][ROLLBACK_OF] == "a" * 62
     assert UNDO["metadata"]["labels"][ROLLBACK_OF] == "crm-update-0a1b2c3d4e5f"
     review = post_incident_request(long, ("carol",), "INC-1")
