@@ -23,6 +23,7 @@ from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resour
 from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
 from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
 from handoff.controller import memory
+from handoff.controller.filing import Filer
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
@@ -33,9 +34,10 @@ from handoff.domain.breakglass import BreakGlassError, parse_break_glass, post_i
 from handoff.domain.decide import Event, RequestState, Review, Step, decide, fast_approvals
 from handoff.domain.execution import EXECUTING, execution_patch
 from handoff.domain.executors import KUBERNETES, WEBHOOK, kubernetes_change
+from handoff.domain.filing import POST_INCIDENT_OF, ROLLBACK_OF
 from handoff.domain.keys import AUDIT_STREAM, outcomes_key
 from handoff.domain.policy import SecretKey, WebhookExecutor
-from handoff.domain.reasons import CLASSIFIED, Reason
+from handoff.domain.reasons import CLASSIFIED, Filing, Reason
 from handoff.domain.records import records
 from handoff.domain.report import policy_report
 from handoff.domain.resources import RequestJSON
@@ -91,6 +93,7 @@ class Reconciler:
         )
         self._budget_counted: set[str] = set()
         self._reviewed: set[str] = set()  # break-glass approvals whose review request is filed
+        self.filer = Filer(api)  # files rollbacks and post-incident reviews under trusted names
         self.owns: Callable[[str], bool] = lambda _namespace: True  # this shard's namespaces
         self.executor_sender = WebhookSender(attempts=3)
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
@@ -246,14 +249,18 @@ class Reconciler:
         document = post_incident_request(
             cast(dict[str, Any], body), tuple(decision.get("by") or ()), reason
         )
-        with contextlib.suppress(Conflict):  # filed before (a restart): once is enough
-            await self.api.create(
-                resource_path(GROUP, VERSION, REQUESTS, meta["namespace"]), document
+        # Found when filed before (a restart): once is enough. Never suppressed by a squatter.
+        filed = await self.filer.file(
+            document, meta["name"], POST_INCIDENT_OF, "post-incident review"
+        )
+        if filed.warning:
+            await self._post_event(body, Event("Warning", Filing.NAME_TAKEN, filed.warning))
+        if filed.fresh:
+            message = f"approved under break-glass: filed {filed.name} for the policy's reviewers"
+            log.warning("%s/%s was %s", meta["namespace"], meta["name"], message)
+            await self._post_event(
+                body, Event("Normal", Filing.POST_INCIDENT_REVIEW_FILED, message)
             )
-            log.warning(
-                "%s/%s was approved under break-glass: filed %s for its reviewers",
-                meta["namespace"], meta["name"], document["metadata"]["name"],
-            )  # fmt: skip
         self._reviewed.add(meta["uid"])
 
     async def _patch_status(self, body: RequestJSON, patch: dict[str, Any]) -> RequestJSON:
@@ -475,20 +482,19 @@ class Reconciler:
         if body["spec"].get("execution") == KUBERNETES and self.kubernetes is not None:
             await self._restore(body, review)
             return
-        document = rollback_request(body, review)
-        path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"])
-        with contextlib.suppress(
-            Conflict
-        ):  # filed before a restart: the same name, the same request
-            await self.api.create(path, document)
+        filed = await self.filer.file(
+            rollback_request(body, review), meta["name"], ROLLBACK_OF, "rollback"
+        )  # found when filed before a restart; never the squatter of its name
         patch = {"rollback": {"by": review.reviewer, "at": format_time(self.clock()),
-                              "request": document["metadata"]["name"]}}  # fmt: skip
+                              "request": filed.name}}  # fmt: skip
         try:
             body = await self._patch_status(body, patch)
         except Conflict:
             self.retry_soon(meta["namespace"], meta["name"])
             return
-        message = f"{review.reviewer} asked to roll it back: filed {document['metadata']['name']}"
+        if filed.warning:
+            await self._post_event(body, Event("Warning", Filing.NAME_TAKEN, filed.warning))
+        message = f"{review.reviewer} asked to roll it back: filed {filed.name}"
         await self._post_event(body, Event("Normal", "RollbackRequested", message))
         await self._publish(body)
 
@@ -522,13 +528,16 @@ class Reconciler:
         await self._publish(body)
 
     async def _rolled_back(self, undo: RequestJSON) -> None:
-        """The rollback request was carried out: the original's phase becomes RolledBack."""
-        meta, spec = undo["metadata"], undo["spec"]
-        path = resource_path(GROUP, VERSION, REQUESTS, meta["namespace"], spec["rollbackOf"])
+        """The rollback request was carried out: the original's phase becomes RolledBack, when
+        the operator filed that rollback for it (spec.rollbackOf alone proves nothing)."""
+        meta = undo["metadata"]
         for _ in range(_ATTEMPTS):
-            try:
-                original = await self.api.get(path)
-            except NotFound:
+            original, untrusted = await self.filer.undone(undo)
+            if untrusted is not None:
+                log.warning("%s/%s: %s", meta["namespace"], meta["name"], untrusted)
+                await self._post_event(undo, Event("Warning", Filing.UNTRUSTED_ROLLBACK, untrusted))
+                return
+            if original is None:
                 return
             rollback = dict((original.get("status") or {}).get("rollback") or {})
             if rollback.get("done"):

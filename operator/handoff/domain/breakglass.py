@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from handoff.domain.filing import POST_INCIDENT_OF, label_value
 from handoff.domain.policy import ChecklistItem
 from handoff.domain.timefmt import format_time, parse_time
 
@@ -104,7 +105,7 @@ def post_incident_request(
         "metadata": {
             "name": name,
             "namespace": meta["namespace"],
-            "labels": {"handoff.dev/post-incident-of": meta["name"][:63].rstrip("-.")},
+            "labels": {POST_INCIDENT_OF: label_value(meta["name"])},
         },
         "spec": {
             "agent": spec["agent"],

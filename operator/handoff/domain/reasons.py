@@ -84,3 +84,11 @@ DECIDED = "Decided"
 FINAL_PHASES = frozenset(
     {Phase.APPROVED, Phase.DENIED, Phase.EXECUTED, Phase.FAILED, Phase.ROLLED_BACK}
 )
+
+
+class Filing(StrEnum):
+    """Events about the requests the operator files itself (rollbacks, post-incident reviews)."""
+
+    NAME_TAKEN = "NameTaken"  # its name was taken first by a request Handoff did not file
+    UNTRUSTED_ROLLBACK = "UntrustedRollback"  # says it undoes a request; Handoff did not file it
+    POST_INCIDENT_REVIEW_FILED = "PostIncidentReviewFiled"

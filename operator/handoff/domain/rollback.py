@@ -5,6 +5,7 @@ from typing import Any
 
 from handoff import API_VERSION
 from handoff.domain.decide import Review
+from handoff.domain.filing import ROLLBACK_OF, filed_by_operator, is_name, label_value, requested_by
 
 ROLLBACK = "Rollback"
 MAX_NAME = 253
@@ -58,8 +59,41 @@ def rollback_request(body: Mapping[str, Any], review: Review) -> dict[str, Any]:
             "namespace": meta["namespace"],
             "labels": {
                 "handoff.dev/agent": spec["agent"],
-                "handoff.dev/rollback-of": meta["name"][:63],
+                ROLLBACK_OF: label_value(meta["name"]),
             },
         },
         "spec": undo,
     }
+
+
+def untrusted_undo(
+    undo: Mapping[str, Any], original: Mapping[str, Any] | None, operator: str
+) -> str | None:
+    """Why the carried-out ``undo`` may not mark the request it names RolledBack; None when it
+    may. It may when the operator filed it (the cluster's requested-by stamp is the operator's
+    user), it names a request of its own namespace, and that request's ``status.rollback.request``
+    (which only the operator writes) names it back. ``original`` is that request, None when gone."""
+    meta = undo["metadata"]
+    name, target = meta["name"], undo["spec"].get("rollbackOf")
+    if not is_name(target):
+        return (
+            f"{name} says it rolls back {str(target)[:300]!r}, which is not the name of a request"
+            " in this namespace: nothing was marked RolledBack"
+        )
+    if not filed_by_operator(undo, operator):
+        return (
+            f"{name} says it rolls back {target}, but it was filed by"
+            f" {requested_by(undo) or 'someone the cluster did not stamp'}, not by the Handoff"
+            f" operator: only a rollback Handoff filed marks {target} RolledBack"
+        )
+    if original is None:
+        return None  # gone (retention): nothing to mark
+    if original["metadata"].get("namespace") != meta.get("namespace"):
+        return f"{name} and {target} are in different namespaces: nothing was marked RolledBack"
+    recorded = ((original.get("status") or {}).get("rollback") or {}).get("request")
+    if recorded != name:
+        return (
+            f"{target} records {recorded or 'no rollback request'} as its rollback, not {name}:"
+            " nothing was marked RolledBack"
+        )
+    return None
