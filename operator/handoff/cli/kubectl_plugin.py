@@ -21,6 +21,7 @@ import yaml
 from kubernetes import config as k8s_config
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.cli import failures
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.tables import print_table
 from handoff.domain.classify import RequestFacts
@@ -31,7 +32,7 @@ from handoff.domain.timefmt import parse_time
 from handoff.policytools.checks import outcome
 from handoff.policytools.loading import evaluate as evaluate_sample
 from handoff.policytools.loading import load_policies
-from handoff.review.client import ReviewClient, ReviewError, plain
+from handoff.review.client import ReviewClient, ReviewError
 from handoff.review.package import Package, build, sentence, time_left
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
@@ -104,7 +105,7 @@ def main(
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KubeError as e:
-        print(f"error: {plain(e)}", file=sys.stderr)
+        print(f"error: {failures.kube(e)}", file=sys.stderr)
         return 1
 
 
