@@ -47,3 +47,12 @@ def kube(error: KubeError) -> str:
     if error.status == 404:
         return f"{error.message}: check the name and the namespace (-n)"
     return plain(error)
+
+
+def reworded(error: Exception) -> str:
+    """A reviewer's refusal as it is, but a cluster that did not answer (or refused the
+    credentials) said as :func:`kube` says it, with what to do."""
+    cause = error.__cause__
+    if isinstance(cause, KubeError) and cause.status in (0, 401):
+        return kube(cause)
+    return str(error)

@@ -102,7 +102,7 @@ def main(
         print(f"error: no usable kubeconfig ({e}); set KUBECONFIG or --kubeconfig", file=sys.stderr)
         return 1
     except (ReviewError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {failures.reworded(e)}", file=sys.stderr)
         return 1
     except KubeError as e:
         print(f"error: {failures.kube(e)}", file=sys.stderr)

@@ -179,8 +179,10 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
+    from handoff.adapters.kube import Credentials  # noqa: PLC0415
     from handoff.controller.runner import Election, run  # noqa: PLC0415 - kopf loads only here
 
+    Credentials.load(args.kubeconfig, args.context)  # none usable: one sentence now, not retries
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -91,7 +91,8 @@ class DevEnvironment:
         redis_server = prerequisites.redis_server()
         postgres_bin = prerequisites.postgres_bin_dir() if postgres else None
         try:
-            self._up(say, redis_server, postgres_bin)
+            with processes.detached():  # the servers outlive this command
+                self._up(say, redis_server, postgres_bin)
         except BaseException:  # an error, or Ctrl-C: nothing half-started stays behind
             self.down(lambda _: None)
             raise
@@ -102,6 +103,7 @@ class DevEnvironment:
         cp = self.control_plane
         say(f"control plane: etcd and kube-apiserver from {paths.bin_dir()}")
         cp.start()
+        say("control plane: running; applying the CRDs, admission policies and RBAC")
         install(cp)
         apply(cp, agent_namespace_objects(AGENTS_NAMESPACE, [AGENT]))
         identities = {user: cp.tokens[user] for user in USERS}
@@ -128,7 +130,7 @@ class DevEnvironment:
         health_port = self._port("health")
         env["METRICS_URL"] = f"http://127.0.0.1:{metrics_port}/metrics"
         if processes.read_pid(self.folder / "operator.pid") is None:
-            say("operator: handoff operator")
+            say("operator: starting (its log: operator.log)")
             processes.spawn(
                 "operator",
                 [
@@ -145,7 +147,8 @@ class DevEnvironment:
             lambda: _http_ok(f"http://127.0.0.1:{health_port}/healthz"),
             60, "the operator", self.folder / "operator.log",
         )  # fmt: skip
-        if processes.read_pid(self.folder / "console.pid") is None:
+        if not _http_ok(console_url + devlogin.ROUTE):  # none, or one from before sign-in links
+            processes.stop(self.folder / "console.pid")
             say(f"console: {console_url}")
             console_token = cp.service_account_token(OPERATOR_NAMESPACE, CONSOLE_ACCOUNT)
             console_kubeconfig = cp.write_kubeconfig(
@@ -172,7 +175,7 @@ class DevEnvironment:
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         say(f"ready: export KUBECONFIG={self.kubeconfig}  (contexts: {', '.join(identities)})")
         say(f"environment: {self.env_file}; stop it with 'handoff dev down'")
-        say(f"console: {console_url}; sign in as alice with the link of 'handoff dev login alice'")
+        say("sign in to the console: 'handoff dev login alice' prints a one-time link")
 
     def _redis(self, say: Callable[[str], None], program: Path) -> RedisServer:
         say(f"redis: {program}, append-only, fsync every second, a password on the default user")
@@ -191,7 +194,10 @@ class DevEnvironment:
         try:
             postgres.start()
         except (OSError, TimeoutError, RuntimeError) as e:
-            raise did_not_start("PostgreSQL", e, postgres.folder / "postgres.log") from e
+            raise did_not_start(
+                "PostgreSQL", e, postgres.folder / "postgres.log",
+                " To go on without it: 'handoff dev up --without-postgres'.",
+            ) from e  # fmt: skip
         self._analytics_database(cp, postgres)
         return postgres
 

@@ -40,7 +40,9 @@ def postgres_bin_dir() -> Path:
     return found
 
 
-def did_not_start(what: str, error: Exception, log: Path) -> NotReady:
-    """A server that is installed but would not start: its own words and where its log is."""
+def did_not_start(what: str, error: Exception, log: Path, instead: str = "") -> NotReady:
+    """A server that is installed but would not start: its own words, where its log is, and
+    what else to do (``instead``)."""
     first = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return NotReady(f"{what} did not start ({first}); see {log}.")
+    see = f"; its log is {log}" if log.exists() else ""
+    return NotReady(f"{what} did not start ({first}){see}.{instead}")

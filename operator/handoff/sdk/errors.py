@@ -69,17 +69,18 @@ def kube_failure(error: KubeError, doing: str, agent: str, namespace: str) -> Ha
 def redis_failure(error: RedisError, doing: str) -> HandoffError:
     """A Redis failure while ``doing``, as the agent should read it."""
     said = str(error).rstrip(".") or type(error).__name__
-    if isinstance(error, RedisConnectionError | RedisTimeoutError):
-        return Unavailable(
-            f"could not {doing}: Redis does not answer ({said}); is it running? Retry when it is"
-            f" ({START_LOCAL})"
-        )
+    # First: redis-py's AuthenticationError is a kind of ConnectionError.
     if isinstance(error, AuthenticationError | NoPermissionError) or (
         isinstance(error, ResponseError) and str(error).startswith(("NOPERM", "WRONGPASS"))
     ):
         return Forbidden(
             f"could not {doing}: Redis refused this agent's user ({said}); the operator keeps"
             " that user and its URL in the agent's Secret: read the URL again from there"
+        )
+    if isinstance(error, RedisConnectionError | RedisTimeoutError):
+        return Unavailable(
+            f"could not {doing}: Redis does not answer ({said}); is it running? Retry when it is"
+            f" ({START_LOCAL})"
         )
     return HandoffError(f"could not {doing}: Redis said {said}")
 
