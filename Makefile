@@ -90,7 +90,7 @@ demo:
 	@echo "make demo: installs Redis and PostgreSQL when missing, builds the control plane once (about"
 	@echo "5 minutes on 2 cores the first time), starts the local environment and walks through every tier."
 	bash scripts/services.sh redis postgresql
-	@$(MAKE) --no-print-directory venv controlplane
+	@$(MAKE) --no-print-directory -s venv controlplane
 	$(VENV)/bin/handoff dev up
 	$(PY) examples/demo.py
 

@@ -41,6 +41,11 @@ if [[ -n $dry_run ]]; then
   echo "would install: ${need[*]}"
   exit 0
 fi
+if ! command -v apt-get >/dev/null; then
+  echo "scripts/services.sh: missing ${need[*]}, and there is no apt-get here to install them:" \
+    "install them with your system's package manager, then run this again" >&2
+  exit 1
+fi
 echo "installing with apt: ${need[*]} (about a minute; asks for your sudo password when not root)"
 sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
 $sudo apt-get update -qq

@@ -1,9 +1,15 @@
 """One-time sign-in links of the local environment: the files behind them (the console's side
 runs against the real API server in tests/integration/test_first_run.py)."""
 
+import asyncio
 import stat
+import time
 from pathlib import Path
 
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from handoff.adapters.kube import Credentials
+from handoff.console.app import Config, make_app
 from handoff.console.devlogin import LIFETIME, issue, redeem
 
 TOKEN = "alice-secret-token"  # noqa: S105 - a test value, no real secret
@@ -56,3 +62,42 @@ def test_another_folder_redeems_nothing(tmp_path: Path) -> None:
     code = issue(tmp_path / "dev", "alice", TOKEN, now=1000.0)
     assert redeem(tmp_path / "elsewhere", code, now=1001.0) is None
     assert redeem(tmp_path / "dev", code, now=1001.0) is not None
+
+
+def answer(dev_logins: Path | None, code: str) -> tuple[int, str, bool]:
+    """A console (its API server unreachable) asked for ``/dev-login/CODE``: status, page,
+    and whether it set a session cookie."""
+
+    async def scenario() -> tuple[int, str, bool]:
+        config = Config(
+            credentials=Credentials(server="https://127.0.0.1:9", verify=False),
+            namespaces=["agents"], dev_logins=dev_logins,
+        )  # fmt: skip
+        async with TestClient(TestServer(make_app(config))) as client:
+            response = await client.get(f"/dev-login/{code}", allow_redirects=False)
+            return response.status, await response.text(), "Set-Cookie" in response.headers
+
+    return asyncio.run(scenario())
+
+
+# The console keeps its own state under string keys (app["config"]): aiohttp recommends AppKeys.
+QUIET_KEYS = "ignore::aiohttp.web_exceptions.NotAppKeyWarning"
+
+
+@pytest.mark.filterwarnings(QUIET_KEYS)
+def test_a_console_not_started_for_the_dev_environment_has_no_such_page(tmp_path: Path) -> None:
+    code = issue(tmp_path, "alice", TOKEN, now=time.time())
+    assert answer(None, code)[0] == 404
+    assert redeem(tmp_path, code, now=time.time()) is not None  # untouched
+
+
+@pytest.mark.filterwarnings(QUIET_KEYS)
+def test_a_used_link_is_spent_even_when_the_cluster_cannot_check_it(tmp_path: Path) -> None:
+    code = issue(tmp_path, "alice", TOKEN, now=time.time())
+    status, page, cookie = answer(tmp_path, code)
+    assert (status, cookie) == (503, False)
+    assert "could not check the token" in page
+    status, page, cookie = answer(tmp_path, code)
+    assert (status, cookie) == (410, False)
+    assert "used already or has expired" in page
+    assert "handoff dev login NAME" in page

@@ -101,3 +101,13 @@ def test_the_cold_build_says_what_it_builds_and_how_long_before_it_starts(tmp_pa
     assert "etcd, kube-apiserver and kubectl" in before
     assert "minutes on 2 cores" in before
     assert all("scripts/progress.sh" in line for line in lines if "go build" in line)
+
+
+def test_without_apt_the_services_step_says_what_to_install(tmp_path: Path) -> None:
+    path = hidden_path(tmp_path, "redis-server", "redis-cli", "apt-get")
+    result = subprocess.run(
+        ["bash", SERVICES, "redis"],
+        cwd=ROOT, env=os.environ | {"PATH": path}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "missing redis-server redis-tools, and there is no apt-get here" in result.stderr
