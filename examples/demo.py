@@ -198,7 +198,7 @@ def way_on(env: dict[str, str], refund: str) -> None:
     say("            kubectl -n agents get ar,aap")
     say(f"            kubectl -n agents describe ar {refund}")
     say("            kubectl handoff pending                      # what waits for a reviewer")
-    say("            kubectl --context alice handoff log          # the story, as sentences")
+    say("            kubectl handoff --context alice log          # the story, as sentences")
     say("  Docs      README.md (a five-minute tour), docs/reviewing.md, docs/async-handoff.md")
     say("  Stop      make dev-down   (or .venv/bin/handoff dev down)")
 
