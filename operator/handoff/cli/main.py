@@ -107,6 +107,27 @@ def main(argv: list[str] | None = None) -> int:
     add_policy_commands(commands)
     add_report_commands(commands)
 
+    _add_dev_commands(commands)
+
+    args = parser.parse_args(argv)
+    allow_deep_json()
+    try:
+        return _command(args)
+    except KeyboardInterrupt:
+        print(f"handoff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader left (| head): nothing to say, and no flush error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:
+        said = sentence(e, getattr(args, "kubeconfig", None), getattr(args, "context", None))
+        if said is None:
+            raise  # not an expected failure: a bug, whose traceback helps
+        print(f"handoff {args.command}: {said}", file=sys.stderr)
+        return 1
+
+
+def _add_dev_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     dev = commands.add_parser("dev", help="the local environment on loopback")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True)
     for name, text in (("up", "start it"), ("down", "stop it"), ("status", "what runs")):
@@ -123,20 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     login.add_argument("user", metavar="NAME", help="alice, bob, carol, mallory or admin")
     login.add_argument("--quiet", "-q", action="store_true", help="print the link alone")
-
-    args = parser.parse_args(argv)
-    allow_deep_json()
-    try:
-        return _command(args)
-    except KeyboardInterrupt:
-        print(f"handoff {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
-        said = sentence(e, getattr(args, "kubeconfig", None), getattr(args, "context", None))
-        if said is None:
-            raise  # not an expected failure: a bug, whose traceback helps
-        print(f"handoff {args.command}: {said}", file=sys.stderr)
-        return 1
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -11,21 +11,19 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as redis_asyncio
-from kubernetes.config import ConfigException
 from redis.exceptions import RedisError
 
 from handoff import API_VERSION, GROUP, REQUESTS, VERSION
-from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.domain.decide import spec_digest
 from handoff.domain.keys import decisions_key, outcomes_key, state_key
+from handoff.sdk import connection
 from handoff.sdk.errors import (
-    Forbidden,
     HandoffError,
     IdempotencyConflict,
     SpecMismatch,
     StateTooLarge,
     kube_failure,
-    kubeconfig_failure,
     redis_failure,
 )
 from handoff.sdk.state import (
@@ -132,18 +130,12 @@ class Agent:
 
     async def _connect(self) -> None:
         if self._api is None:
-            try:
-                credentials = Credentials.load(self._kubeconfig, self._context)
-            except (ConfigException, OSError, ValueError, TypeError) as e:
-                raise HandoffError(kubeconfig_failure(e, self._kubeconfig, self._context)) from e
-            self._api = KubeApi(credentials)
+            self._api = connection.kube_api(self._kubeconfig, self._context)
         if self._redis is None:
-            url = self._redis_url or await self._redis_url_from_secret()
-            self._redis = redis_asyncio.from_url(url, socket_timeout=30, socket_connect_timeout=5)
-            try:
-                await self._redis.ping()
-            except RedisError as e:
-                raise redis_failure(e, f"connect to Redis as {self.name}") from e
+            url = self._redis_url or await connection.redis_url(
+                self._api, self.namespace, self.name
+            )
+            self._redis = await connection.redis_client(url, self.name)
         if self._store is None:
             self._store = RedisStateStore(self._redis)
 
@@ -392,25 +384,6 @@ class Agent:
             state_ref=state_ref,
             entry_id=entry_id,
         )
-
-    async def _redis_url_from_secret(self) -> str:
-        secret = f"handoff-redis-{self.name}"
-        try:
-            data = await self._kube().read_secret(self.namespace, secret)
-        except KubeError as e:
-            if e.status not in (403, 404):
-                raise self._kube_failure(e, f"read the Secret {secret}") from e
-            why = "forbidden" if e.status == 403 else "not found"
-            raise Forbidden(
-                f"{self.name} cannot read its Redis credentials, the Secret {secret} in"
-                f" {self.namespace} ({why}). The operator makes it, and lets the agent read it,"
-                f" once a Ready policy governs {self.name} and the operator runs with a Redis"
-                " (--redis-url; 'handoff dev up' starts both): check"
-                f" 'kubectl -n {self.namespace} get aap', or give the Agent a redis_url"
-            ) from e
-        if "url" not in data:
-            raise HandoffError(f"the Secret {secret} has no key 'url': the operator writes it")
-        return data["url"]
 
     def _kube_failure(self, error: KubeError, doing: str) -> HandoffError:
         return kube_failure(error, doing, self.name, self.namespace)
