@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handoff.sdk import Agent, Decision
+from handoff.sdk import Agent, Decision, HandoffError
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "agents"
@@ -110,10 +110,17 @@ def main() -> int:
         "--run", default=str(int(time.time())), help="propose: names this run's proposals"
     )
     args = parser.parse_args()
-    if args.mode == "propose":
-        asyncio.run(propose(args.kubeconfig, args.run))
-    else:
-        asyncio.run(resume(args.kubeconfig, args.idle))
+    try:
+        if args.mode == "propose":
+            asyncio.run(propose(args.kubeconfig, args.run))
+        else:
+            asyncio.run(resume(args.kubeconfig, args.idle))
+    except HandoffError as e:  # the SDK's errors say what happened and what to do
+        print(f"example agent ({args.mode}): {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"example agent ({args.mode}): interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -20,6 +20,7 @@ import yaml
 from kubernetes import config as k8s_config
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.cli import failures
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.show import log_lines, package_lines, summary_cell, terminal_columns
 from handoff.cli.tables import print_table
@@ -31,7 +32,7 @@ from handoff.domain.timefmt import parse_time
 from handoff.policytools.checks import outcome
 from handoff.policytools.loading import evaluate as evaluate_sample
 from handoff.policytools.loading import load_policies
-from handoff.review.client import ReviewClient, ReviewError, plain
+from handoff.review.client import ReviewClient, ReviewError
 from handoff.review.package import Package, build, sentence, time_left
 from handoff.review.untrusted import inline
 
@@ -98,10 +99,10 @@ def main(
         print(f"error: no usable kubeconfig ({e}); set KUBECONFIG or --kubeconfig", file=sys.stderr)
         return 1
     except (ReviewError, ValueError, OSError) as e:
-        print(f"error: {safe(e)}", file=sys.stderr)
+        print(f"error: {safe(failures.reworded(e))}", file=sys.stderr)
         return 1
     except KubeError as e:
-        print(f"error: {safe(plain(e))}", file=sys.stderr)
+        print(f"error: {safe(failures.kube(e))}", file=sys.stderr)
         return 1
 
 

@@ -5,8 +5,11 @@ import logging
 import os
 import socket
 import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
+from handoff.cli.failures import sentence
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.policy import add_commands as add_policy_commands
 from handoff.cli.policy import run as run_policy
@@ -107,18 +110,55 @@ def main(argv: list[str] | None = None) -> int:
         "--sign-in-attempts", type=int, default=10,
         help="sign-in attempts allowed per client address per minute; then 429 (default 10)",
     )  # fmt: skip
+    console.add_argument(
+        "--dev-logins", metavar="FOLDER",
+        help="redeem the one-time sign-in links of 'handoff dev login' kept in FOLDER (the local"
+        " environment's folder; 'handoff dev up' passes it, never use it on a cluster)",
+    )  # fmt: skip
 
     add_policy_commands(commands)
     add_report_commands(commands)
 
+    _add_dev_commands(commands)
+
+    args = parser.parse_args(argv)
+    allow_deep_json()
+    try:
+        return _command(args)
+    except KeyboardInterrupt:
+        print(f"handoff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader left (| head): nothing to say, and no flush error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:
+        said = sentence(e, getattr(args, "kubeconfig", None), getattr(args, "context", None))
+        if said is None:
+            raise  # not an expected failure: a bug, whose traceback helps
+        print(f"handoff {args.command}: {said}", file=sys.stderr)
+        return 1
+
+
+def _add_dev_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     dev = commands.add_parser("dev", help="the local environment on loopback")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True)
     for name, text in (("up", "start it"), ("down", "stop it"), ("status", "what runs")):
         sub = dev_commands.add_parser(name, help=text)
         sub.add_argument("--quiet", "-q", action="store_true")
+        if name == "up":
+            sub.add_argument(
+                "--without-postgres", action="store_true",
+                help="start no PostgreSQL (no DATABASE_URL, no analytics examples); without this"
+                " flag a missing PostgreSQL stops 'up' with a sentence saying how to get it",
+            )  # fmt: skip
+    login = dev_commands.add_parser(
+        "login", help="print a one-time link that signs NAME in to the console (5 minutes, once)"
+    )
+    login.add_argument("user", metavar="NAME", help="alice, bob, carol, mallory or admin")
+    login.add_argument("--quiet", "-q", action="store_true", help="print the link alone")
 
-    args = parser.parse_args(argv)
-    allow_deep_json()
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "operator":
         return _operator(args)
     if args.command == "console":
@@ -153,6 +193,7 @@ def _console(args: argparse.Namespace) -> int:
         sign_in=SignInGate(
             allow_service_accounts=args.allow_service_accounts, attempts=args.sign_in_attempts
         ),
+        dev_logins=Path(args.dev_logins).resolve() if args.dev_logins else None,
     )
     host, _, port = args.listen.rpartition(":")
     # Live feeds are long-lived: give them 2 s to end on shutdown, not aiohttp's 60.
@@ -163,8 +204,10 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
+    from handoff.adapters.kube import Credentials  # noqa: PLC0415
     from handoff.controller.runner import Election, run  # noqa: PLC0415 - kopf loads only here
 
+    Credentials.load(args.kubeconfig, args.context)  # none usable: one sentence now, not retries
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -209,7 +252,8 @@ def _retention(text: str) -> timedelta | None:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from handoff.devenv.environment import DevEnvironment  # noqa: PLC0415 - as above
+    from handoff.console.devlogin import LIFETIME  # noqa: PLC0415 - as above
+    from handoff.devenv.environment import DevEnvironment  # noqa: PLC0415
 
     environment = DevEnvironment.default()
 
@@ -219,7 +263,15 @@ def _dev(args: argparse.Namespace) -> int:
 
     try:
         if args.dev_command == "up":
-            environment.up(say)
+            environment.up(say, postgres=not args.without_postgres)
+        elif args.dev_command == "login":
+            print(environment.login_link(args.user, time.time()), flush=True)
+            if not args.quiet:
+                print(
+                    f"Open it in a browser within {LIFETIME / 60:.0f} minutes to sign in to the"
+                    f" console as {args.user}; it works once.",
+                    file=sys.stderr,
+                )
         elif args.dev_command == "down":
             environment.down(say)
         else:
@@ -229,5 +281,7 @@ def _dev(args: argparse.Namespace) -> int:
                 print(environment.env_file.read_text(), end="")
     except (FileNotFoundError, TimeoutError, RuntimeError) as e:
         print(f"handoff dev {args.dev_command}: {e}", file=sys.stderr)
+        if args.dev_command == "up":
+            print("handoff dev up: not ready; nothing it started is left running", file=sys.stderr)
         return 1
     return 0

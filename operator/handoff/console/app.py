@@ -16,6 +16,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from handoff.adapters.kube import Credentials, KubeApi, KubeError
+from handoff.console import devlogin
 from handoff.console.sessions import Session, Sessions
 from handoff.console.signin import SignInGate
 from handoff.domain.keys import AUDIT_STREAM
@@ -43,6 +44,7 @@ class Config:
     sessions: Sessions = field(default_factory=Sessions)
     sign_in: SignInGate = field(default_factory=SignInGate)  # who may sign in, how often
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    dev_logins: Path | None = None  # handoff dev up's folder: redeem its one-time sign-in links
 
 
 def make_app(config: Config) -> web.Application:
@@ -69,6 +71,8 @@ def make_app(config: Config) -> web.Application:
     app.router.add_get("/feed/events", feed_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static", HERE / "static", show_index=False)
+    if config.dev_logins is not None:
+        devlogin.install(app, config.dev_logins, COOKIE)
     app.on_cleanup.append(_cleanup)
     return app
 

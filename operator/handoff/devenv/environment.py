@@ -5,10 +5,9 @@ tokens), so a second ``up`` is quick and keeps every object.
 """
 
 import asyncio
+import json
 import os
 import secrets
-import shutil
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
@@ -20,7 +19,8 @@ import yaml
 
 from handoff import paths
 from handoff.adapters.redis_acl import ensure_reader
-from handoff.devenv import processes
+from handoff.console import devlogin
+from handoff.devenv import prerequisites, processes
 from handoff.devenv.controlplane import USERS, ControlPlane
 from handoff.devenv.manifests import (
     CONSOLE_ACCOUNT,
@@ -31,7 +31,8 @@ from handoff.devenv.manifests import (
     console_objects,
     operator_objects,
 )
-from handoff.devenv.postgres import ADMIN, PostgresServer, find_bin_dir
+from handoff.devenv.postgres import ADMIN, PostgresServer
+from handoff.devenv.prerequisites import NotReady, did_not_start
 from handoff.devenv.redis import RedisServer
 from handoff.domain.keys import AUDIT_STREAM
 
@@ -83,10 +84,26 @@ class DevEnvironment:
     def env_file(self) -> Path:
         return self.folder / "env"
 
-    def up(self, say: Callable[[str], None]) -> None:
+    def up(self, say: Callable[[str], None], postgres: bool = True) -> None:
+        """Start what is not running and report ready, or refuse with one sentence: a server the
+        environment promises (Redis; PostgreSQL unless ``postgres`` is False) that is missing
+        stops it before anything starts, one that will not start stops what had started."""
+        redis_server = prerequisites.redis_server()
+        postgres_bin = prerequisites.postgres_bin_dir() if postgres else None
+        try:
+            with processes.detached():  # the servers outlive this command
+                self._up(say, redis_server, postgres_bin)
+        except BaseException:  # an error, or Ctrl-C: nothing half-started stays behind
+            self.down(lambda _: None)
+            raise
+
+    def _up(
+        self, say: Callable[[str], None], redis_server: Path, postgres_bin: Path | None
+    ) -> None:
         cp = self.control_plane
         say(f"control plane: etcd and kube-apiserver from {paths.bin_dir()}")
         cp.start()
+        say("control plane: running; applying the CRDs, admission policies and RBAC")
         install(cp)
         apply(cp, agent_namespace_objects(AGENTS_NAMESPACE, [AGENT]))
         identities = {user: cp.tokens[user] for user in USERS}
@@ -101,30 +118,19 @@ class DevEnvironment:
         console_url = f"http://127.0.0.1:{console_port}"
         operator_args: list[str] = [f"--console-url={console_url}"]
         console_args: list[str] = []
-        if shutil.which("redis-server"):
-            say(
-                "redis: append-only persistence, fsync every second, a password on the default user"
-            )
-            redis = RedisServer(self.folder / "redis")
-            redis.start()
-            env["REDIS_URL"] = redis.url
-            operator_args.append(f"--redis-url={redis.url}")
-            console_args.append(f"--redis-url={console_reader(redis, self.folder)}")
+        redis = self._redis(say, redis_server)
+        env["REDIS_URL"] = redis.url
+        operator_args.append(f"--redis-url={redis.url}")
+        console_args.append(f"--redis-url={console_reader(redis, self.folder)}")
+        if postgres_bin is not None:
+            env["DATABASE_URL"] = self._postgres(say, cp, postgres_bin).url
         else:
-            say("redis: not installed, skipped (apt-get install redis-server)")
-        if find_bin_dir() is not None:
-            say("postgres: a private server with an analytics database for the examples")
-            postgres = PostgresServer(self.folder / "postgres")
-            postgres.start()
-            env["DATABASE_URL"] = postgres.url
-            self._analytics_database(cp, postgres)
-        else:
-            say("postgres: not installed, skipped (apt-get install postgresql)")
+            say("postgres: left out (--without-postgres): no DATABASE_URL, no analytics examples")
         metrics_port = self._port("metrics")
         health_port = self._port("health")
         env["METRICS_URL"] = f"http://127.0.0.1:{metrics_port}/metrics"
         if processes.read_pid(self.folder / "operator.pid") is None:
-            say("operator: handoff operator")
+            say("operator: starting (its log: operator.log)")
             processes.spawn(
                 "operator",
                 [
@@ -141,7 +147,8 @@ class DevEnvironment:
             lambda: _http_ok(f"http://127.0.0.1:{health_port}/healthz"),
             60, "the operator", self.folder / "operator.log",
         )  # fmt: skip
-        if processes.read_pid(self.folder / "console.pid") is None:
+        if not _http_ok(console_url + devlogin.ROUTE):  # none, or one from before sign-in links
+            processes.stop(self.folder / "console.pid")
             say(f"console: {console_url}")
             console_token = cp.service_account_token(OPERATOR_NAMESPACE, CONSOLE_ACCOUNT)
             console_kubeconfig = cp.write_kubeconfig(
@@ -152,7 +159,8 @@ class DevEnvironment:
                 [
                     sys.executable, "-m", "handoff", "console",
                     f"--kubeconfig={console_kubeconfig}", f"--listen=127.0.0.1:{console_port}",
-                    f"--namespace={AGENTS_NAMESPACE}", *console_args,
+                    f"--namespace={AGENTS_NAMESPACE}", f"--dev-logins={self.folder}",
+                    *console_args,
                 ],
                 self.folder,
                 env=os.environ | {"PYTHONUNBUFFERED": "1"},
@@ -167,6 +175,31 @@ class DevEnvironment:
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         say(f"ready: export KUBECONFIG={self.kubeconfig}  (contexts: {', '.join(identities)})")
         say(f"environment: {self.env_file}; stop it with 'handoff dev down'")
+        say("sign in to the console: 'handoff dev login alice' prints a one-time link")
+
+    def _redis(self, say: Callable[[str], None], program: Path) -> RedisServer:
+        say(f"redis: {program}, append-only, fsync every second, a password on the default user")
+        redis = RedisServer(self.folder / "redis")
+        try:
+            redis.start()
+        except (OSError, TimeoutError, RuntimeError) as e:
+            raise did_not_start("Redis", e, redis.folder / "redis.log") from e
+        return redis
+
+    def _postgres(
+        self, say: Callable[[str], None], cp: ControlPlane, bin_dir: Path
+    ) -> PostgresServer:
+        say(f"postgres: {bin_dir}, a private server with an analytics database")
+        postgres = PostgresServer(self.folder / "postgres")
+        try:
+            postgres.start()
+        except (OSError, TimeoutError, RuntimeError) as e:
+            raise did_not_start(
+                "PostgreSQL", e, postgres.folder / "postgres.log",
+                " To go on without it: 'handoff dev up --without-postgres'.",
+            ) from e  # fmt: skip
+        self._analytics_database(cp, postgres)
+        return postgres
 
     def _analytics_database(self, cp: ControlPlane, postgres: PostgresServer) -> None:
         """An ``analytics`` database and its admin Secret, as policies/analytics expects."""
@@ -197,6 +230,36 @@ class DevEnvironment:
             "stopped the control plane (its data stays in "
             f"{self.folder}; 'handoff dev up' reuses it)"
         )
+
+    def login_link(self, user: str, now: float) -> str:
+        """A one-time link that signs ``user`` in to this environment's console."""
+        env = self.settings()
+        console = env.get("CONSOLE_URL", "")
+        if not console or processes.read_pid(self.folder / "console.pid") is None:
+            raise NotReady(
+                f"the local environment in {self.folder} is not running: start it with"
+                " 'handoff dev up' (or 'make demo'), then ask for a link again"
+            )
+        tokens: dict[str, str] = json.loads((self.folder / "state.json").read_text())["tokens"]
+        if user not in tokens:
+            raise NotReady(
+                f"the local environment has no user {user!r}: choose one of {', '.join(tokens)}"
+            )
+        if not _http_ok(console + devlogin.ROUTE):
+            raise NotReady(
+                f"the console at {console} was started without one-time sign-in links (by an"
+                " older 'handoff dev up'): run 'handoff dev down' and 'handoff dev up', then"
+                " ask for a link again"
+            )
+        code = devlogin.issue(self.folder, user, tokens[user], now)
+        return f"{console}{devlogin.ROUTE}/{code}"
+
+    def settings(self) -> dict[str, str]:
+        """What ``up`` wrote to the env file (empty when it never finished)."""
+        if not self.env_file.exists():
+            return {}
+        lines = self.env_file.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
 
     def status(self) -> dict[str, int | None]:
         running = self.control_plane.running()
@@ -238,13 +301,3 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _redis_ping(port: int) -> bool:
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        return True
-    result = subprocess.run(  # noqa: S603
-        [cli, "-p", str(port), "ping"], capture_output=True, text=True, check=False
-    )
-    return result.stdout.strip() == "PONG"

@@ -16,12 +16,27 @@ from handoff.devenv import processes
 ADMIN = "handoff_admin"
 
 
+DEBIAN_BIN = "/usr/lib/postgresql/*/bin"
+
+
 def find_bin_dir() -> Path | None:
-    """Debian keeps server programs in /usr/lib/postgresql/<major>/bin; newest first."""
-    if os.environ.get("HANDOFF_PG_BIN"):
-        return Path(os.environ["HANDOFF_PG_BIN"])
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), reverse=True)
-    return Path(found[0]).parent if found else None
+    """Where PostgreSQL's server programs are: $HANDOFF_PG_BIN when set (and only there), else
+    Debian's /usr/lib/postgresql/<major>/bin (newest first), else the folder of a ``postgres``
+    on PATH (other distributions, Homebrew)."""
+    if chosen := os.environ.get("HANDOFF_PG_BIN"):
+        return Path(chosen) if (Path(chosen) / "postgres").is_file() else None
+    found = sorted(glob.glob(f"{DEBIAN_BIN}/postgres"), reverse=True)
+    if found:
+        return Path(found[0]).parent
+    on_path = shutil.which("postgres")
+    return Path(on_path).parent if on_path else None
+
+
+def search_path() -> str:
+    """Where :func:`find_bin_dir` looks, in words, for messages."""
+    if chosen := os.environ.get("HANDOFF_PG_BIN"):
+        return f"{chosen} ($HANDOFF_PG_BIN)"
+    return f"{DEBIAN_BIN} nor on PATH ({os.environ.get('PATH', '')})"
 
 
 @dataclass
@@ -41,7 +56,10 @@ class PostgresServer:
     def start(self) -> None:
         bin_dir = find_bin_dir()
         if bin_dir is None:
-            raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+            raise FileNotFoundError(
+                f"PostgreSQL is not installed: no postgres in {search_path()}"
+                " (apt-get install postgresql)"
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port, self.password = processes.port_and_password(self.folder / "postgres.conn")
         if not (self.data / "PG_VERSION").exists():

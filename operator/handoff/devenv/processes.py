@@ -6,9 +6,34 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+# What this process started, by pid: ``stop`` collects their exit status, so a stopped child
+# leaves no zombie and no "subprocess is still running" warning behind.
+_started: dict[int, "subprocess.Popen[bytes]"] = {}
+_detach = False  # see detached()
+# Starts argv[2:] in a session of its own, writes its pid to argv[1], and exits: the server is
+# then nobody's child here, so it outlives ``handoff dev up`` without a warning or a zombie.
+_LAUNCHER = (
+    "import os, sys\n"
+    "pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ, setsid=True)\n"
+    "open(sys.argv[1], 'w').write(str(pid))\n"
+)
+
+
+@contextlib.contextmanager
+def detached() -> Iterator[None]:
+    """Within it, ``spawn`` starts servers that are meant to outlive this process (``handoff dev
+    up``'s): the Popen it returns is the launcher's, already finished."""
+    global _detach  # noqa: PLW0603 - one switch for every spawn of the environment's start
+    _detach, before = True, _detach
+    try:
+        yield
+    finally:
+        _detach = before
 
 
 def free_port() -> int:
@@ -59,16 +84,23 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session, output to ``folder/name.log``, pid in ``name.pid``."""
     folder.mkdir(parents=True, exist_ok=True)
+    pidfile = folder / f"{name}.pid"
+    launch = [sys.executable, "-c", _LAUNCHER, str(pidfile)] if _detach else []
     with open(folder / f"{name}.log", "ab") as log:
         process = subprocess.Popen(  # noqa: S603 - argv is built by us, never from user input
-            list(argv),
+            [*launch, *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env=dict(env) if env is not None else None,
         )
-    (folder / f"{name}.pid").write_text(str(process.pid))
+    if _detach:
+        if process.wait(30) != 0:
+            raise RuntimeError(f"could not start {Path(argv[0]).name}; see {folder / name}.log")
+        return process
+    pidfile.write_text(str(process.pid))
+    _started[process.pid] = process
     return process
 
 
@@ -86,6 +118,10 @@ def stop(pidfile: Path, timeout: float = 10.0, sig: int = signal.SIGTERM) -> boo
     if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+    child = _started.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(5)
     return True
 
 

@@ -19,7 +19,14 @@ Async-first; :class:`SyncAgent` wraps it for code without an event loop.
 """
 
 from handoff.sdk.agent import Agent, Decision, Ticket
-from handoff.sdk.errors import HandoffError, IdempotencyConflict, SpecMismatch, StateTooLarge
+from handoff.sdk.errors import (
+    Forbidden,
+    HandoffError,
+    IdempotencyConflict,
+    SpecMismatch,
+    StateTooLarge,
+    Unavailable,
+)
 from handoff.sdk.state import (
     JsonSerializer,
     MemoryStateStore,
@@ -32,6 +39,7 @@ from handoff.sdk.sync import SyncAgent
 __all__ = [
     "Agent",
     "Decision",
+    "Forbidden",
     "HandoffError",
     "IdempotencyConflict",
     "JsonSerializer",
@@ -43,4 +51,5 @@ __all__ = [
     "StateTooLarge",
     "SyncAgent",
     "Ticket",
+    "Unavailable",
 ]

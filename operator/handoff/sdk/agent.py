@@ -14,10 +14,18 @@ import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
 from handoff import API_VERSION, GROUP, REQUESTS, VERSION
-from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.domain.decide import spec_digest
 from handoff.domain.keys import decisions_key, outcomes_key, state_key
-from handoff.sdk.errors import HandoffError, IdempotencyConflict, SpecMismatch, StateTooLarge
+from handoff.sdk import connection
+from handoff.sdk.errors import (
+    HandoffError,
+    IdempotencyConflict,
+    SpecMismatch,
+    StateTooLarge,
+    kube_failure,
+    redis_failure,
+)
 from handoff.sdk.state import (
     JsonSerializer,
     RedisStateStore,
@@ -111,12 +119,23 @@ class Agent:
 
     async def connect(self) -> None:
         """Authenticate with the ServiceAccount token (kubeconfig or in-cluster) and with the
-        agent's own Redis user, whose URL the operator keeps in a Secret only it may read."""
+        agent's own Redis user, whose URL the operator keeps in a Secret only it may read.
+        Raises :class:`HandoffError` (:class:`Unavailable`, :class:`Forbidden`) saying what to do,
+        with nothing left open."""
+        try:
+            await self._connect()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _connect(self) -> None:
         if self._api is None:
-            self._api = KubeApi(Credentials.load(self._kubeconfig, self._context))
+            self._api = connection.kube_api(self._kubeconfig, self._context)
         if self._redis is None:
-            url = self._redis_url or await self._redis_url_from_secret()
-            self._redis = redis_asyncio.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+            url = self._redis_url or await connection.redis_url(
+                self._api, self.namespace, self.name
+            )
+            self._redis = await connection.redis_client(url, self.name)
         if self._store is None:
             self._store = RedisStateStore(self._redis)
 
@@ -180,16 +199,18 @@ class Agent:
         }
         path = resource_path(GROUP, VERSION, REQUESTS, self.namespace)
         try:
-            created = await api.create(path, body)
-        except Conflict:
-            created = await api.get(f"{path}/{name}")
-            if spec_digest(created.get("spec") or {}) != digest:
-                raise IdempotencyConflict(
-                    f"idempotency key {proposal_id!r} was used for a different proposal ({name})"
-                ) from None
+            try:
+                created = await api.create(path, body)
+            except Conflict:
+                created = await api.get(f"{path}/{name}")
+                if spec_digest(created.get("spec") or {}) != digest:
+                    raise IdempotencyConflict(
+                        f"idempotency key {proposal_id!r} was used for a different proposal"
+                        f" ({name})"
+                    ) from None
+            return await self._ticket(created, proposal_id, digest, quick_wait)
         except KubeError as e:
-            raise HandoffError(f"the API server refused the request: {e.message}") from e
-        return await self._ticket(created, proposal_id, digest, quick_wait)
+            raise self._kube_failure(e, f"file the request {action} in {self.namespace}") from e
 
     async def _ticket(
         self, created: dict[str, Any], proposal_id: str, digest: str, quick_wait: float
@@ -253,13 +274,16 @@ class Agent:
                 if not entries:
                     entries = await self._read(stream, ">", int(block * 1000))
             except RedisError as e:
-                raise HandoffError(f"could not read decisions from Redis: {e}") from e
+                raise redis_failure(e, f"read {self.name}'s decisions") from e
             if not entries and not forever:
                 return
             for entry_id, fields in entries:
                 decision = await self._rehydrate(entry_id, fields)
                 yield decision
-                await redis.xack(stream, GROUP_NAME, entry_id)
+                try:
+                    await redis.xack(stream, GROUP_NAME, entry_id)
+                except RedisError as e:  # the decision comes again: handlers must be idempotent
+                    raise redis_failure(e, f"acknowledge the decision on {decision.name}") from e
 
     async def resume(
         self,
@@ -300,6 +324,8 @@ class Agent:
             body = await self._kube().get(path)
         except NotFound as e:
             raise SpecMismatch(f"{decision.name} no longer exists") from e
+        except KubeError as e:
+            raise self._kube_failure(e, f"read {decision.name} to check it") from e
         actual = spec_digest(body.get("spec") or {})
         recorded = (body.get("status") or {}).get("specDigest")
         if body["metadata"]["uid"] != decision.uid or actual != recorded:
@@ -320,7 +346,7 @@ class Agent:
         try:
             await self._redis_client().xadd(outcomes_key(self.namespace, self.name), fields)  # type: ignore[arg-type]
         except RedisError as e:
-            raise HandoffError(f"could not report the outcome: {e}") from e
+            raise redis_failure(e, f"report the outcome of {decision.name}") from e
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -359,16 +385,8 @@ class Agent:
             entry_id=entry_id,
         )
 
-    async def _redis_url_from_secret(self) -> str:
-        try:
-            data = await self._kube().read_secret(self.namespace, f"handoff-redis-{self.name}")
-        except KubeError as e:
-            raise HandoffError(
-                f"no Redis URL given and the Secret handoff-redis-{self.name} cannot be read"
-                f" ({e.message}): is {self.name} governed by a policy, and does the operator"
-                " run with --redis-url?"
-            ) from e
-        return data["url"]
+    def _kube_failure(self, error: KubeError, doing: str) -> HandoffError:
+        return kube_failure(error, doing, self.name, self.namespace)
 
     def _kube(self) -> KubeApi:
         if self._api is None:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-from handoff.sdk.errors import HandoffError
+from handoff.sdk.errors import HandoffError, redis_failure
 
 
 class Serializer(Protocol):
@@ -61,13 +61,13 @@ class RedisStateStore:
             seconds = max(1, int(ttl.total_seconds()))
             await self._client.execute_command("SETEX", key, seconds, value)  # type: ignore[no-untyped-call]
         except RedisError as e:
-            raise HandoffError(f"could not save the agent's state in Redis: {e}") from e
+            raise redis_failure(e, "save the agent's state in Redis") from e
 
     async def get(self, key: str) -> bytes | None:
         try:
             value = await self._client.get(key)
         except RedisError as e:
-            raise HandoffError(f"could not read the agent's state from Redis: {e}") from e
+            raise redis_failure(e, "read the agent's state from Redis") from e
         if value is None:
             return None
         return value.encode() if isinstance(value, str) else bytes(value)
@@ -76,7 +76,7 @@ class RedisStateStore:
         try:
             await self._client.delete(key)
         except RedisError as e:
-            raise HandoffError(f"could not delete the agent's state in Redis: {e}") from e
+            raise redis_failure(e, "delete the agent's state in Redis") from e
 
 
 class MemoryStateStore:

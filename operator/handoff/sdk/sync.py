@@ -20,7 +20,11 @@ class SyncAgent:
         )
         self._thread.start()
         self._agent = Agent(*args, **kwargs)
-        self._run(self._agent.connect())
+        try:
+            self._run(self._agent.connect())
+        except BaseException:  # a HandoffError says why; nothing of ours stays running
+            self._stop()
+            raise
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -53,9 +57,18 @@ class SyncAgent:
         self._run(self._agent.report(decision, outcome, message))
 
     def close(self) -> None:
-        self._run(self._agent.close())
+        try:
+            self._run(self._agent.close())
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._loop.is_closed():
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> "SyncAgent":
         return self
