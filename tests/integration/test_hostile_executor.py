@@ -93,8 +93,12 @@ def replicas(cluster: Cluster, ns: str) -> int:
 
 
 def can_i(cluster: Cluster, ns: str, verb: str, resource: str, where: str) -> bool:
+    """May the policy's executor in ``ns`` do ``verb`` on ``resource`` (``plural.group``, or
+    ``plural.group/subresource``) in ``where``?"""
+    resource, _, subresource = resource.partition("/")
     answer = cluster.kubectl(
         "auth", "can-i", verb, resource, "-n", where,
+        *([f"--subresource={subresource}"] if subresource else []),
         f"--as=system:serviceaccount:{ns}:{EXECUTOR}",
         f"--as-group=system:serviceaccounts:{ns}", "--as-group=system:serviceaccounts",
         "--as-group=system:authenticated", check=False,

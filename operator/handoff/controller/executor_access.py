@@ -16,6 +16,7 @@ they are found again to be removed with the policy or when a namespace leaves it
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from typing import Any
@@ -125,7 +126,12 @@ class ExecutorAccess:
     async def ensure(self, policy: CompiledPolicy, body: PolicyJSON) -> None:
         uid = body["metadata"]["uid"]
         if not policy.kubernetes.kinds:
-            await self.remove(body)
+            # Made before, when it listed kinds? Its ServiceAccount goes last, so it tells.
+            path = resource_path("", "v1", "serviceaccounts", policy.namespace,
+                                 executor_account(policy.name))  # fmt: skip
+            with contextlib.suppress(NotFound):
+                await self.api.get(path)
+                await self.remove(body)
             return
         rules = await self._rules(policy)
         try:
