@@ -303,12 +303,14 @@ def test_without_its_role_the_executor_cannot_act(cluster: Cluster, scene: str) 
     """Take the executor's RoleBinding away: the operator's own rights do not carry the change."""
     ns, binding = scene, f"handoff-executor.{scene}.payments"
     parameters = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "replicas": 4}
+
+    def taken_away() -> bool:
+        cluster.kubectl("delete", "rolebinding", binding, "-n", ns, "--ignore-not-found")
+        return not can_i(cluster, ns, "patch", "deployments.apps", ns)
+
     for _ in range(3):
         # The policy's last reconcile may still be putting the binding back: then try again.
-        cluster.kubectl("delete", "rolebinding", binding, "-n", ns, "--ignore-not-found")
-        eventually(
-            lambda: not can_i(cluster, ns, "patch", "deployments.apps", ns), what="no access"
-        )
+        eventually(taken_away, what="the executor's RoleBinding gone")
         filed = propose(cluster, ns, "kubernetes.scale", parameters)
         done = executed_or_failed(cluster, ns, filed)
         if done["status"]["execution"]["outcome"] == "Failed":
