@@ -32,6 +32,20 @@ def deployment(ns: str) -> dict[str, Any]:
 @pytest.fixture
 def scene(cluster: Cluster, operator: OperatorProcess, namespace: str) -> str:
     cluster.apply(deployment(namespace))
+    # The agent may read (not change) its Deployment: so the preview, which it can read too,
+    # may show the values that change.
+    rbac = "rbac.authorization.k8s.io"
+    cluster.apply(
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "Role",
+            "metadata": {"name": "read-web", "namespace": namespace},
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}],
+        }
+    )
+    cluster.apply({"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": {"name": "read-web", "namespace": namespace},
+                   "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "read-web"},
+                   "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": namespace}]})  # fmt: skip
     document = policy(
         namespace,
         executors={"kubernetes": {"kinds": ["apps/v1/Deployment"]}},

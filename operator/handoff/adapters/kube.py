@@ -8,6 +8,7 @@ response body or a token in an exception message beyond the API server's own one
 import base64
 import json
 import ssl
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,17 @@ class KubeApi:
         self._credentials = credentials
         self._session: aiohttp.ClientSession | None = None
         self.unauthorized = False  # the API server refused these credentials (401) once
+        self._parent: KubeApi | None = None
+        self._acting: dict[str, str] = {}  # Impersonate-* headers of a view, see impersonating
+
+    def impersonating(self, user: str) -> "KubeApi":
+        """A view of this client whose calls the API server authorizes as ``user`` (a
+        ServiceAccount's ``system:serviceaccount:<ns>:<name>``, whose groups it adds itself), on
+        the same connections. Taking it needs the verb ``impersonate`` on that user."""
+        view = KubeApi(self._credentials)
+        view._parent = self
+        view._acting = {"Impersonate-User": user}
+        return view
 
     async def __aenter__(self) -> "KubeApi":
         return self
@@ -98,6 +110,8 @@ class KubeApi:
             self._session = None
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._parent is not None:
+            return self._parent._http()
         if self._session is None:
             headers = {"Accept": "application/json", "User-Agent": "handoff-operator"}
             if self._credentials.token:
@@ -120,6 +134,7 @@ class KubeApi:
     ) -> Any:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
+        headers |= self._acting
         try:
             async with self._http().request(
                 method, path, data=data, headers=headers, params=params
@@ -169,7 +184,10 @@ class KubeApi:
         query = params | {"watch": "true", "timeoutSeconds": str(max(int(seconds), 1))}
         try:
             async with self._http().get(
-                path, params=query, timeout=aiohttp.ClientTimeout(total=seconds + 5)
+                path,
+                params=query,
+                headers=self._acting,
+                timeout=aiohttp.ClientTimeout(total=seconds + 5),
             ) as response:
                 if response.status >= 400:
                     raise _error(response.status, await response.text())
@@ -219,11 +237,24 @@ class KubeApi:
 def resource_path(
     group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None
 ) -> str:
-    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    """The API path of a collection or an object, built from its parts, each one escaped as a
+    single path segment: no part can add a segment, a query or a fragment, nor climb out with
+    ``..`` (which HTTP clients resolve, also when written ``%2e%2e``)."""
+    parts = ["apis", group, version] if group else ["api", version]
     if namespace:
-        base += f"/namespaces/{namespace}"
-    base += f"/{plural}"
-    return f"{base}/{name}" if name else base
+        parts += ["namespaces", namespace]
+    parts.append(plural)
+    if name:
+        parts.append(name)
+    return "/" + "/".join(_segment(part) for part in parts)
+
+
+def _segment(part: str) -> str:
+    if part in (".", ".."):  # the API server would refuse such a name anyway
+        raise NotFound(404, f"no object can be named {part!r}")
+    if not part:
+        raise ValueError("an empty part of an API path")
+    return urllib.parse.quote(part, safe="")
 
 
 _PLURALS = {

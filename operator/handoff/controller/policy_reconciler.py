@@ -19,6 +19,7 @@ from handoff.controller.access import (
     break_glass_role_name,
     reviewer_role_name,
 )
+from handoff.controller.executor_access import ExecutorAccess, ExecutorAccessError
 from handoff.controller.policies import PolicyIndex, policy_status
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.breakglass import BreakGlassError, parse_break_glass
@@ -66,6 +67,7 @@ class PolicyReconciler:
         self.clock = clock
         self.index = PolicyIndex()
         self.provisioners = list(provisioners)
+        self.executors = ExecutorAccess(api)  # the Kubernetes executor's identity per policy
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._failures: dict[tuple[str, str], int] = {}
@@ -132,6 +134,10 @@ class PolicyReconciler:
             await self.api.apply(document)
         come_back, glass = await self._break_glass(policy, body)
         await self._wait_for_access(policy)
+        try:
+            await self.executors.ensure(policy, body)
+        except ExecutorAccessError as e:
+            problems.append(str(e))
         for provisioner in self.provisioners:
             try:
                 when = await provisioner.ensure(policy, body, self.clock())
@@ -257,6 +263,7 @@ class PolicyReconciler:
                 log.warning("policy %s/%s: cleanup: %s; retrying", namespace, name, e)
                 self.scheduler.arm((namespace, name), self.clock() + timedelta(seconds=2))
                 return
+        await self.executors.remove(body)
         for kind in ("rolebindings", "roles"):
             for role in (agent_role_name(name), reviewer_role_name(name),
                          break_glass_role_name(name)):  # fmt: skip

@@ -388,7 +388,7 @@ class Reconciler:
             return  # refused at classification (Invalid)
         if started_waiting and not status.get("preview"):
             try:
-                preview = await self.kubernetes.preview(change)
+                preview = await self.kubernetes.preview(body, change)
             except KubeError as e:
                 preview = f"the dry run failed: {e.message}"
             await self.api.merge_patch(self._status_path(body), {"status": {"preview": preview}})

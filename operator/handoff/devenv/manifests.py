@@ -37,9 +37,14 @@ def operator_objects() -> list[dict[str, Any]]:
         # Generated credentials, and the admin Secrets that policies reference.
         _rule("", ["secrets"], WRITE),
         # The Kubernetes executor: what local policies may let Handoff change (the chart makes
-        # this list a value), and where it keeps each object's state before a change.
+        # this list a value), held only so it can grant it to each policy's executor identity,
+        # and where it keeps each object's state before a change.
         _rule("apps", ["deployments"], WRITE),
         _rule("", ["configmaps"], ["get", "create", "delete"]),
+        # Each policy's executor ServiceAccount, which the operator impersonates to make the
+        # changes: it holds exactly the kinds and namespaces the policy lists.
+        _rule("", ["serviceaccounts"], ["get", "create", "patch", "delete"]),
+        _rule("", ["serviceaccounts"], ["impersonate"]),
         # A PolicyReport per agent, for existing report tools.
         _rule("wgpolicyk8s.io", ["policyreports"], ["get", "create", "update", "patch"]),
         # To wait until a generated Role is in effect before a policy says Ready.

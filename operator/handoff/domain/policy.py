@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from handoff.domain.durations import MAX_WINDOW, MIN_WINDOW, parse_duration
-from handoff.domain.executors import KubernetesScope
+from handoff.domain.executors import KubernetesScope, compile_scope
 from handoff.domain.expressions import Expression, ExpressionError, compile_expression
 from handoff.domain.globs import Glob
 from handoff.domain.reasons import Mode, Oversight
@@ -181,7 +181,7 @@ def compile_policy(
         mode = Mode.ENFORCE
     agents = spec.get("agents") or {}
     reviewers = spec.get("reviewers") or {}
-    kube = (spec.get("executors") or {}).get("kubernetes") or {}
+    kube = compile_scope((spec.get("executors") or {}).get("kubernetes"), errors)
     hook = (spec.get("executors") or {}).get("webhook")
     return CompiledPolicy(
         namespace=namespace,
@@ -210,10 +210,7 @@ def compile_policy(
         )
         if hook
         else None,
-        kubernetes=KubernetesScope(
-            kinds=frozenset(kube.get("kinds") or ()),
-            namespaces=frozenset(kube.get("namespaces") or ()),
-        ),
+        kubernetes=kube,
         errors=tuple(errors),
     )
 
