@@ -14,6 +14,10 @@ import cel
 from cel import stdlib
 
 VARIABLES = frozenset({"action", "target", "parameters", "agent", "labels"})
+# CEL's type names, which the library lists as variables: ``type(parameters.amount) == int``.
+TYPE_NAMES = frozenset(
+    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
+)
 
 #: The longest string a function below may build. ``replace`` and ``join`` can multiply sizes
 #: (``s.replace('', s)``); past this they fail, and the rule with them (tier 4, fail closed).
@@ -156,7 +160,7 @@ def compile_expression(source: str) -> Expression:
     except Exception as e:
         raise ExpressionError(f"{source!r} does not parse: {_first_line(e)}") from e
     bound = set(_MACRO_VARIABLE.findall(source))
-    unknown = sorted(set(program.variables()) - VARIABLES - bound)
+    unknown = sorted(set(program.variables()) - VARIABLES - TYPE_NAMES - bound)
     if "confidence" in unknown:
         raise ExpressionError(
             f"{source!r} names 'confidence': the agent's confidence is recorded but never decides"
