@@ -153,7 +153,7 @@ def test_values_too_deep_to_encode_fail_closed_without_the_child() -> None:
 @pytest.mark.parametrize(
     ("settings", "complaint"),
     [
-        ({"memory": 8 << 20}, "the evaluator stopped (exit status -6): over its memory or a crash"),
+        ({"memory": 8 << 20}, "the evaluator stopped (exit status "),
         ({"wall": 0.001}, "the evaluator did not answer within 0s"),
     ],
 )
@@ -165,7 +165,9 @@ def test_a_child_that_cannot_answer_fails_closed(settings: dict[str, Any], compl
         finally:
             await box.close()
 
-    assert run(go()) == {"true": f"'true' could not be evaluated: {complaint}"}
+    found = run(go())
+    assert list(found) == ["true"]
+    assert str(found["true"]).startswith(f"'true' could not be evaluated: {complaint}")
 
 
 def test_by_source_reads_answers_as_the_child_gives_them() -> None:

@@ -18,27 +18,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import resource
 import signal
 import sys
-from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 
 from handoff.adapters import metrics
-from handoff.domain.expressions import (
-    Bindings,
-    Expression,
-    ExpressionError,
-    check_depth,
-    compile_expression,
-)
+from handoff.adapters.celchild import DONE, MEMORY, answers
+from handoff.domain.expressions import check_depth
 
 log = logging.getLogger("handoff.operator")
 
 BUDGET = 0.1  # seconds of CPU for all the `when` expressions of one request
 WALL = 10.0  # seconds to wait for an answer at most (a child that is not scheduled, or hangs)
-MEMORY = 1 << 30  # bytes of address space the child may map
-_DONE = "done"
-_MESSAGE_LIMIT = 1000  # characters of an error kept: a line must stay far below a pipe's buffer
+
+__all__ = ["Sandbox", "answers", "by_source"]
 
 
 class Sandbox:
@@ -93,15 +86,17 @@ class Sandbox:
                     if not raw.endswith(b"\n"):
                         break  # the child is gone
                     answer = json.loads(raw)
-                    if answer == _DONE:
+                    if answer == DONE:
                         return got, None
                     got[(answer[0], answer[1])] = answer[2]
         except TimeoutError:
             await self._stop()
+            await self._start()
             return got, f"the evaluator did not answer within {self.wall:.0f}s"
         except (OSError, ValueError, IndexError, TypeError) as e:  # a broken pipe, a torn line
             log.warning("the CEL evaluator failed: %s", e)
         code = await self._stop(grace=2.0)
+        await self._start()  # the next one starts now: its imports overlap the queue's wait
         if code == -signal.SIGPROF:
             metrics.WHEN_BUDGET_EXCEEDED.inc()
             return got, "budget"
@@ -110,7 +105,7 @@ class Sandbox:
     async def _start(self) -> asyncio.subprocess.Process:
         if self._child is None or self._child.returncode is not None:
             self._child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", __name__, str(self.memory),
+                sys.executable, "-m", "handoff.adapters.celchild", str(self.memory),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # a terminal's Ctrl-C is for the operator, which stops it
                 limit=1 << 20,
@@ -129,6 +124,10 @@ class Sandbox:
         with contextlib.suppress(ProcessLookupError):
             child.kill()
         return await child.wait()
+
+    async def start(self) -> None:
+        """Start the child now, so that the first request does not wait for its imports."""
+        await self._start()
 
     async def close(self) -> None:
         await self._stop()
@@ -165,55 +164,3 @@ def by_source(
             if answer is not False:
                 break
     return found
-
-
-# -- the child --------------------------------------------------------------------------------
-
-
-def answers(
-    variables: Mapping[str, object],
-    groups: Sequence[Sequence[str]],
-    compiled: dict[str, Expression] | None = None,
-) -> Iterator[tuple[int, int, bool | str]]:
-    """Evaluate ``groups`` in order, each up to its first True or failure: (group, index,
-    answer) for each expression evaluated: what the child runs, and ``by_source`` reads."""
-    compiled = {} if compiled is None else compiled
-    bindings = Bindings(variables)
-    for g, group in enumerate(groups):
-        for i, source in enumerate(group):
-            answer: bool | str
-            try:
-                expression = compiled.get(source)
-                if expression is None:
-                    if len(compiled) > 4096:
-                        compiled.clear()
-                    expression = compiled[source] = compile_expression(source)
-                answer = expression.matches(bindings)
-            except ExpressionError as e:
-                answer = str(e)[:_MESSAGE_LIMIT]
-            yield g, i, answer
-            if answer is not False:
-                break
-
-
-def main() -> None:
-    """Read requests on stdin, one JSON line each; answer on stdout; exit at end of input."""
-    memory = int(sys.argv[1]) if len(sys.argv) > 1 else MEMORY
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    compiled: dict[str, Expression] = {}
-    out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
-        request = json.loads(line)
-        # SIGPROF's default action ends the process: the kernel stops an evaluation that has used
-        # its CPU budget, even inside the library's native code, which no Python handler reaches.
-        signal.setitimer(signal.ITIMER_PROF, float(request["budget"]))
-        for answer in answers(request["variables"], request["groups"], compiled):
-            out.write(json.dumps(answer).encode() + b"\n")
-            out.flush()
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        out.write(json.dumps(_DONE).encode() + b"\n")
-        out.flush()
-
-
-if __name__ == "__main__":
-    main()

@@ -83,6 +83,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         namespace, name, notifier.policy_health(namespace, name)
     )
     reconciler.sandbox = Sandbox()
+    await reconciler.sandbox.start()
     memo["api"] = api
     memo["policies"] = policies
     memo["reconciler"] = reconciler
