@@ -6,6 +6,7 @@ sent), the operator marks it: the policy Ready=False, the request fail-closed to
 every barrage the operator is alive and still decides an ordinary tier 1 request.
 """
 
+import contextlib
 import json
 import re
 import ssl
@@ -13,11 +14,13 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from handoff.cli.limits import JSON_DEPTH_LIMIT
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
 
@@ -26,6 +29,7 @@ from .test_security import Web
 
 pytestmark = pytest.mark.integration
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
+PARAMETERS_POLICY = Path(__file__).parents[2] / "crds" / "admission" / "parameters.yaml"
 
 
 @dataclass(frozen=True)
@@ -206,10 +210,15 @@ def test_oversized_and_overdeep_bodies_are_refused(
     apply_ready_policy(cluster, policy(namespace))
     agent = f"{namespace}/{AGENT}"
     path = requests_path(namespace)
+    # Larger than etcd takes (1.5 MB): refused by the admission bound first (64 KiB, see
+    # handoff.domain.limits), with a message that says how large it is.
     big = request_doc(namespace, parameters={"blob": "x" * 2_000_000})
     too_big_for_etcd = call(cluster, "POST", path, json.dumps(big).encode(), agent)
-    assert too_big_for_etcd.status in (413, 500), too_big_for_etcd
-    assert "request is too large" in too_big_for_etcd.message
+    assert too_big_for_etcd.status == 422, too_big_for_etcd
+    assert (
+        "spec.parameters are 2000011 characters as compact JSON, over 65536"
+        in too_big_for_etcd.message
+    )
     huge = request_doc(namespace, parameters={"blob": "x" * 4_000_000})
     too_big = call(cluster, "POST", path, json.dumps(huge).encode(), agent)
     assert too_big.status == 413
@@ -219,6 +228,25 @@ def test_oversized_and_overdeep_bodies_are_refused(
     )
     assert too_deep.status == 400
     assert "exceeded max depth" in too_deep.message
+    # Under the decoder's limit: refused by the admission bound (32 levels), which keeps
+    # `kubectl get` working for the namespace (Go's decoder stops at 10,000 levels, and the
+    # Table kubectl asks for wraps each object a few more).
+    deep = call(cluster, "POST", path, with_parameters(namespace, "db.query", nested(9_990)), agent)
+    assert deep.status == 422
+    assert "spec.parameters nest deeper than 32 levels" in deep.message
+    assert (
+        call(
+            cluster, "POST", path, with_parameters(namespace, "db.query", nested(31)), agent
+        ).status
+        == 201
+    )  # with "n" and parameters itself: 32 levels
+    assert (
+        call(
+            cluster, "POST", path, with_parameters(namespace, "db.query", nested(32)), agent
+        ).status
+        == 422
+    )
+    assert cluster.kubectl("get", "actionrequests", "-n", namespace).returncode == 0
     garbage = call(cluster, "POST", path, b'{"apiVersion": "handoff.dev/v1alpha1", "kind": ', agent)
     assert garbage.status == 400
     assert "json parse error" in garbage.message or "unexpected end of JSON" in garbage.message
@@ -228,19 +256,22 @@ def test_oversized_and_overdeep_bodies_are_refused(
 # -- requests the API server stores, and the operator must survive --------------------------------
 
 
-def test_deeply_nested_parameters_do_not_stop_the_operator(
+def test_without_the_admission_bound_deep_parameters_do_not_stop_the_operator(
     cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
-    """The API server accepts parameters nested almost 10,000 deep. Python's JSON parser stops
-    at its recursion limit and the CEL library overflows the stack far sooner, so before the
-    fix one such request stopped the operator's watches for good."""
+    """Where the admission policies are not installed (the chart's ``admission.install``), the
+    API server accepts parameters nested almost 10,000 deep. Python's JSON parser stops at its
+    recursion limit and the CEL library overflows the stack far sooner, so before the fix one
+    such request stopped the operator's watches for good; the operator and the reviewers' tools
+    still survive them."""
     apply_ready_policy(cluster, policy(namespace))
     agent = f"{namespace}/{AGENT}"
     path = requests_path(namespace)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(JSON_DEPTH_LIMIT)  # to read them back here, as the operator does
     try:
-        deep = _file_deep_requests(cluster, namespace, agent, path)
+        with _without_the_parameters_bound(cluster, namespace, agent):
+            deep = _file_deep_requests(cluster, namespace, agent, path)
     finally:
         sys.setrecursionlimit(limit)
     try:
@@ -248,6 +279,29 @@ def test_deeply_nested_parameters_do_not_stop_the_operator(
         _reviewers_still_read(cluster, namespace, deep, tmp_path)
     finally:  # other tests' clients need not read them
         cluster.kubectl("delete", "actionrequests", "--all", "-n", namespace, "--timeout=60s")
+
+
+@contextlib.contextmanager
+def _without_the_parameters_bound(cluster: Cluster, namespace: str, agent: str) -> Iterator[None]:
+    """The admission policy handoff-parameters unbound for a while, as on a cluster without it."""
+    documents = list(yaml.safe_load_all(PARAMETERS_POLICY.read_text()))
+    binding = next(d for d in documents if d["kind"] == "ValidatingAdmissionPolicyBinding")
+    probe = with_parameters(namespace, "db.query", nested(40))
+    path = requests_path(namespace)
+    cluster.kubectl("delete", "validatingadmissionpolicybinding", binding["metadata"]["name"])
+    try:
+        created = eventually(
+            lambda: (answer := call(cluster, "POST", path, probe, agent)).status == 201 and answer,
+            30, "the API server to stop applying handoff-parameters",
+        )  # fmt: skip
+        cluster.kubectl("delete", "actionrequest", created.message, "-n", namespace)
+        yield
+    finally:
+        cluster.apply(binding)
+        eventually(
+            lambda: call(cluster, "POST", path, probe, agent).status == 422,
+            30, "the API server to apply handoff-parameters again",
+        )  # fmt: skip
 
 
 def _reviewers_still_read(cluster: Cluster, namespace: str, deep: str, tmp_path: Path) -> None:

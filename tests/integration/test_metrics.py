@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from handoff.devenv.redis import RedisServer
 from handoff.sdk import Agent, Decision
-from handoff.testing.cluster import Cluster, OperatorProcess, eventually
+from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from .helpers import AGENT, apply_ready_policy, file, policy, review, wait_for
@@ -51,11 +52,15 @@ def test_the_table_lists_the_contracts_series() -> None:
     assert table["handoff_decision_seconds"] == {"tier", "outcome"}
     assert table["handoff_pending_requests"] == {"namespace", "tier"}
     assert table["handoff_fast_approvals_total"] == {"namespace"}
-    assert len(table) >= 14
+    assert len(table) >= 18
 
 
 def test_every_documented_series_moves_with_traffic(
-    cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
+    cluster: Cluster,
+    operator: OperatorProcess,
+    redis_server: RedisServer,
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     document = policy(
         namespace,
@@ -80,6 +85,12 @@ def test_every_documented_series_moves_with_traffic(
             return await agent.resume(handler, forever=False, block=3)
 
     assert asyncio.run(agent_work()) == 1
+    # An entry the operator cannot record: rejected and counted (test_hostile_operator_inputs).
+    redis_client(redis_server.url).xadd(f"handoff:outcomes:{namespace}:{AGENT}", {"name": "x/y"})
+    eventually(
+        lambda: value(operator, "handoff_rejected_outcomes_total", namespace=namespace) == 1,
+        30, "a rejected outcome counted",
+    )  # fmt: skip
     waiting = file(cluster, namespace, "deploy.web")
     wait_for(cluster, namespace, waiting, "phase", "AwaitingApproval")
     assert value(operator, "handoff_pending_requests", namespace=namespace, tier="4") == 1

@@ -3,6 +3,8 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
+HANDLERS = ("request", "policy", "timer", "outcome")  # where handler exceptions are counted
+TASKS = ("scheduler", "policy-scheduler", "reports", "shard", "outcomes", "redis-epoch")
 
 ACTION_REQUESTS = Counter(
     "handoff_action_requests_total",
@@ -80,6 +82,30 @@ LEADER = Gauge(
     "1 while this operator replica holds the leader Lease (or runs without leader election).",
     registry=REGISTRY,
 )
+WHEN_BUDGET_EXCEEDED = Counter(
+    "handoff_when_budget_exceeded_total",
+    "Requests whose `when` expressions used up their CPU budget and were stopped (tier 4).",
+    registry=REGISTRY,
+)
+HANDLER_EXCEPTIONS = Counter(
+    "handoff_handler_exceptions_total",
+    "Unexpected exceptions in the operator's handlers (a bug, or input nothing foresaw); retried.",
+    ["handler"],
+    registry=REGISTRY,
+)
+TASK_FAILURES = Counter(
+    "handoff_background_task_failures_total",
+    "Background tasks that died with an exception; /healthz fails from then on.",
+    ["task"],
+    registry=REGISTRY,
+)
+REJECTED_OUTCOMES = Counter(
+    "handoff_rejected_outcomes_total",
+    "Entries of agents' outcome streams that can never be recorded (malformed, or naming a request"
+    " the agent did not file): logged, posted as an Event when they name a request, acknowledged.",
+    ["namespace"],
+    registry=REGISTRY,
+)
 WATCHED_NAMESPACES = Gauge(
     "handoff_watched_namespaces",
     "Namespaces this operator shard handles (with --namespace-selector).",
@@ -89,6 +115,10 @@ WATCHED_NAMESPACES = Gauge(
 # Known label values start at zero, so that rate() and alerts see the series before the first error.
 for _kind in ("request", "policy"):
     RECONCILE_ERRORS.labels(kind=_kind)
+for _handler in HANDLERS:
+    HANDLER_EXCEPTIONS.labels(handler=_handler)
+for _task in TASKS:
+    TASK_FAILURES.labels(task=_task)
 
 
 def serve(address: str) -> None:

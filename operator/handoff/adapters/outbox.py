@@ -142,9 +142,15 @@ class MemoryOutbox:
 
 
 class RedisOutcomes:
-    """The operator's reader of the agents' outcome streams (consumer group ``operator``)."""
+    """The operator's reader of the agents' outcome streams (consumer group ``operator``).
+
+    Entries are what an agent wrote: they come back as bytes, undecoded, for the caller to
+    judge. Once an entry is acknowledged it is deleted, so that a stream holds only what is not
+    consumed yet and cannot grow without limit by being read.
+    """
 
     GROUP = "operator"
+    COUNT = 10  # entries per stream and read: an agent chooses their size
 
     def __init__(self, url: str, consumer: str) -> None:
         self._client = redis_asyncio.from_url(url, socket_timeout=10, socket_connect_timeout=5)
@@ -154,9 +160,10 @@ class RedisOutcomes:
 
     async def read(
         self, streams: list[str], block_ms: int = 1000
-    ) -> list[tuple[str, str, dict[str, str]]]:
-        """New outcomes (and, the first time a stream is read, this consumer's unacknowledged
-        ones) as (stream, id, fields)."""
+    ) -> list[tuple[str, str, dict[bytes, bytes]]]:
+        """New outcomes (and, the first time a stream is read or after ``reread``, this
+        consumer's unacknowledged ones) as (stream, id, fields); an entry deleted while pending
+        comes back with no fields."""
         try:
             for stream in streams:
                 if stream not in self._ready:
@@ -171,24 +178,33 @@ class RedisOutcomes:
             backlog = [s for s in streams if s not in self._backlog_read]
             ids: dict[Any, Any] = {s: ("0" if s in backlog else ">") for s in streams}
             answer: Any = await self._client.xreadgroup(
-                self.GROUP, self._consumer, ids, count=100, block=None if backlog else block_ms
-            )
+                self.GROUP, self._consumer, ids, count=self.COUNT,
+                block=None if backlog else block_ms,
+            )  # fmt: skip
             self._backlog_read.update(backlog)
         except (_LibraryRedisError, OSError) as e:
             self._ready.clear()
             self._backlog_read.clear()
             raise OutboxError(f"Redis: {type(e).__name__}") from e
-        found: list[tuple[str, str, dict[str, str]]] = []
+        found: list[tuple[str, str, dict[bytes, bytes]]] = []
         for stream, entries in answer or []:
-            name = stream.decode() if isinstance(stream, bytes) else stream
+            name = stream.decode() if isinstance(stream, bytes) else str(stream)
             for entry_id, fields in entries:
-                decoded = {k.decode(): v.decode() for k, v in (fields or {}).items()}
-                found.append((name, entry_id.decode(), decoded))
+                key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                found.append((name, key, dict(fields or {})))
         return found
 
+    def reread(self, stream: str) -> None:
+        """Read this consumer's unacknowledged entries of ``stream`` again on the next read."""
+        self._backlog_read.discard(stream)
+
     async def ack(self, stream: str, entry_id: str) -> None:
+        """Acknowledge the entry and delete it: it is consumed."""
         try:
-            await self._client.xack(stream, self.GROUP, entry_id)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.xack(stream, self.GROUP, entry_id)
+                pipe.xdel(stream, entry_id)
+                await pipe.execute()
         except (_LibraryRedisError, OSError) as e:
             raise OutboxError(f"Redis: {type(e).__name__}") from e
 

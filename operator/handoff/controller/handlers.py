@@ -6,7 +6,6 @@ to make, and reviewers' status patches (which kopf's change handlers would ignor
 any other event.
 """
 
-import asyncio
 import logging
 import socket
 from datetime import timedelta
@@ -19,6 +18,7 @@ from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.redis_acl import RedisAdmin
+from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.credentials import PostgresCredentials, RedisCredentials
 from handoff.controller.kubernetes_executor import KubernetesExecutor
@@ -26,9 +26,11 @@ from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler, Provisioner
 from handoff.controller.reconciler import Reconciler, utcnow
 from handoff.controller.shards import NamespaceShard
+from handoff.controller.tasks import describe, start
 
 log = logging.getLogger("handoff.operator")
 RETRY = timedelta(seconds=2)
+GIVE_UP_AFTER = timedelta(minutes=5)  # the longest wait between retries of a failing handler
 
 
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
@@ -80,23 +82,27 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     notifier.on_health = lambda namespace, name: policies.health_changed(
         namespace, name, notifier.policy_health(namespace, name)
     )
+    reconciler.sandbox = Sandbox()
+    await reconciler.sandbox.start()
     memo["api"] = api
     memo["policies"] = policies
     memo["reconciler"] = reconciler
-    memo["closers"] = [api.close, notifier.close, reconciler.executor_sender.close]
+    memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
+    memo["closers"] = [api.close, notifier.close, reconciler.executor_sender.close,
+                       reconciler.sandbox.close]  # fmt: skip
     memo["tasks"] = [
-        asyncio.create_task(reconciler.scheduler.run()),
-        asyncio.create_task(policies.scheduler.run()),
-        asyncio.create_task(reconciler.write_reports()),
+        start("scheduler", reconciler.scheduler.run()),
+        start("policy-scheduler", policies.scheduler.run()),
+        start("reports", reconciler.write_reports()),
     ]
     if shard is not None:
-        memo["tasks"].append(asyncio.create_task(shard.run()))
+        memo["tasks"].append(start("shard", shard.run()))
         reconciler.owns = shard.__contains__
     if redis_url and outbox is not None:
         outcomes = RedisOutcomes(redis_url, socket.gethostname())
         memo["closers"] += [outbox.close, outcomes.close]
-        memo["tasks"].append(asyncio.create_task(reconciler.consume_outcomes(outcomes)))
-        memo["tasks"].append(asyncio.create_task(reconciler.follow_redis()))
+        memo["tasks"].append(start("outcomes", reconciler.consume_outcomes(outcomes)))
+        memo["tasks"].append(start("redis-epoch", reconciler.follow_redis()))
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(reconciler.scheduler))
     memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
@@ -171,6 +177,11 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
         metrics.RECONCILE_ERRORS.labels(kind="policy").inc()
         log.warning("policy %s/%s: %s; retrying in 2s", namespace, name, e)
         policies.scheduler.arm((namespace, name), utcnow() + RETRY)
+    except Exception as e:  # a bug, or input nothing foresaw: counted, logged, retried
+        delay = _unexpected(memo, "policy", namespace, name, e)
+        policies.scheduler.arm((namespace, name), utcnow() + delay)
+    else:
+        memo["failures"].pop(("policy", namespace, name), None)
 
 
 async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -179,6 +190,7 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     if _elsewhere(memo, namespace):
         return
     if type == "DELETED":
+        memo["failures"].pop(("request", namespace, name), None)
         await reconciler.request_deleted(namespace, name, body.metadata.uid)
         return
     try:
@@ -188,6 +200,28 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
         log.warning("request %s/%s: %s; retrying in 2s", namespace, name, e)
         reconciler.retry_soon(namespace, name)
+    except Exception as e:  # a bug, or input nothing foresaw: counted, logged, retried
+        reconciler.retry_soon(namespace, name, _unexpected(memo, "request", namespace, name, e))
+    else:
+        memo["failures"].pop(("request", namespace, name), None)
+
+
+def _unexpected(
+    memo: kopf.Memo, handler: str, namespace: str, name: str, error: Exception
+) -> timedelta:
+    """Count and log an exception nothing expected; how long to wait before trying again
+    (doubling from 2s to 5 minutes, so that a request that always fails does not spin)."""
+    metrics.HANDLER_EXCEPTIONS.labels(handler=handler).inc()
+    failures: dict[tuple[str, str, str], int] = memo["failures"]
+    count = failures[(handler, namespace, name)] = failures.get((handler, namespace, name), 0) + 1
+    delay = min(RETRY * (1 << min(count - 1, 16)), GIVE_UP_AFTER)
+    if count == 1:  # the traceback once; then a line per retry
+        log.exception("%s %s/%s: unexpected %s; retrying in %s", handler, namespace, name,
+                      describe(error), delay)  # fmt: skip
+    else:
+        log.error("%s %s/%s: unexpected %s again (%d times); retrying in %s", handler, namespace,
+                  name, describe(error), count, delay)  # fmt: skip
+    return delay
 
 
 def build_registry() -> kopf.OperatorRegistry:

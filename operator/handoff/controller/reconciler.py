@@ -21,14 +21,17 @@ from handoff import GROUP, POLICIES, REQUESTS, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.adapters.outbox import Outbox, OutboxError, RedisOutcomes
+from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
 from handoff.controller import memory
 from handoff.controller.filing import Filer
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
+from handoff.controller.outcomes import Notices, OutcomeReader, Rejected, Reported
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.reports import DecidedRequests
 from handoff.controller.scheduler import DeadlineScheduler
+from handoff.controller.when import Answers, answers_for, with_when_results
 from handoff.domain.announce import DECIDED, ESCALATED, PENDING
 from handoff.domain.breakglass import BreakGlassError, parse_break_glass, post_incident_request
 from handoff.domain.decide import Event, RequestState, Review, Step, decide, fast_approvals
@@ -96,6 +99,7 @@ class Reconciler:
         self.filer = Filer(api)  # files rollbacks and post-incident reviews under trusted names
         self.owns: Callable[[str], bool] = lambda _namespace: True  # this shard's namespaces
         self.executor_sender = WebhookSender(attempts=3)
+        self.sandbox: Sandbox | None = None  # where `when` expressions run, with a CPU budget
         self.scheduler = DeadlineScheduler(self._on_timer, clock)
         # One lock per request being worked on, dropped when its last user leaves (a lock kept
         # for every request ever seen grows without bound at scale).
@@ -116,8 +120,8 @@ class Reconciler:
         self._reviews_seen: dict[str, int] = {}  # uid -> reviews already looked at
         self._instance = socket.gethostname()
 
-    def retry_soon(self, namespace: str, name: str) -> None:
-        self.scheduler.arm((DEADLINE, namespace, name), self.clock() + RETRY)
+    def retry_soon(self, namespace: str, name: str, delay: timedelta = RETRY) -> None:
+        self.scheduler.arm((DEADLINE, namespace, name), self.clock() + delay)
 
     @contextlib.asynccontextmanager
     async def _holding(self, key: Hashable) -> AsyncIterator[None]:
@@ -142,8 +146,10 @@ class Reconciler:
             self._queued += 1
             self._burst = self._burst or self._queued > BURST
             try:
+                policies = self.policies.index.in_namespace(key[0])
+                answers = await answers_for(self.sandbox, policies, body)
                 async with self._slots:
-                    await self._reconcile(body)
+                    await self._reconcile(body, answers)
             finally:
                 self._queued -= 1
                 if self._burst and not self._queued:
@@ -190,7 +196,7 @@ class Reconciler:
             self._settled.pop((namespace, name), None)  # a deadline: the same version, decided anew
             await self.request_changed(body)
 
-    async def _reconcile(self, body: RequestJSON) -> None:
+    async def _reconcile(self, body: RequestJSON, answers: Answers | None = None) -> None:
         started = self.clock()
         for _ in range(_ATTEMPTS):
             meta = body["metadata"]
@@ -200,10 +206,14 @@ class Reconciler:
                 state = replace(
                     state, budget_usage=self._budget_usage(namespace, state.facts.agent)
                 )
-            step = decide(self.policies.index.in_namespace(namespace), state, self.clock())
+            policies = self.policies.index.in_namespace(namespace)
+            state = await with_when_results(self.sandbox, policies, state, answers)
+            step = decide(policies, state, self.clock())
             if step.decision is not None and step.decision.reason == Reason.NO_POLICY:
                 await self.policies.refresh(namespace)
-                step = decide(self.policies.index.in_namespace(namespace), state, self.clock())
+                policies = self.policies.index.in_namespace(namespace)
+                state = await with_when_results(self.sandbox, policies, state)
+                step = decide(policies, state, self.clock())
             if step.patch is not None:
                 try:
                     body = await self._patch_status(body, step.patch)
@@ -711,43 +721,28 @@ class Reconciler:
 
     async def consume_outcomes(self, reader: RedisOutcomes) -> None:
         """Record what agents report after acting: phase Executed or Failed, once."""
-        while True:
-            streams = sorted(
-                {
-                    outcomes_key(p.namespace, agent)
-                    for p in self.policies.index.all()
-                    for agent in p.service_accounts
-                }
-            )
-            try:
-                entries = await reader.read(streams)
-            except OutboxError as e:
-                log.warning("reading outcomes: %s; retrying in 2s", e)
-                await asyncio.sleep(2)
-                continue
-            if not streams:
-                await asyncio.sleep(1)
-            for stream, entry_id, fields in entries:
-                try:
-                    await self._record_outcome(stream, fields)
-                    await reader.ack(stream, entry_id)
-                except (KubeError, OutboxError) as e:
-                    log.warning("outcome %s in %s: %s; will retry", entry_id, stream, e)
 
-    async def _record_outcome(self, stream: str, fields: dict[str, str]) -> None:
-        _, _, namespace, agent = stream.split(":", 3)
-        name, uid = fields.get("name", ""), fields.get("uid", "")
-        outcome, message = fields.get("outcome", ""), fields.get("message", "")
+        def streams() -> list[str]:
+            governed = self.policies.index.all()
+            return sorted(
+                {outcomes_key(p.namespace, a) for p in governed for a in p.service_accounts}
+            )
+
+        notices = Notices(self.api, self._post_event)
+        await OutcomeReader(reader, streams, self._record_outcome, notices).run()
+
+    async def _record_outcome(self, reported: Reported) -> None:
+        namespace, agent, name = reported.namespace, reported.agent, reported.name
+        outcome, message = reported.outcome, reported.message
         path = resource_path(GROUP, VERSION, REQUESTS, namespace, name)
         try:
             body = await self.api.get(path)
         except NotFound:
-            return
-        if body["metadata"]["uid"] != uid or body["spec"].get("agent") != agent:
-            log.warning(
-                "ignoring an outcome from %s for a request it did not file: %s", agent, name
-            )
-            return
+            raise Rejected(f"there is no request {name} in {namespace}") from None
+        if body["spec"].get("agent") != agent:
+            raise Rejected(f"{agent} did not file {name}", name)
+        if body["metadata"]["uid"] != reported.uid:
+            raise Rejected(f"it names uid {reported.uid}, not this request's", name)
         async with self._holding((namespace, name)):
             for _ in range(_ATTEMPTS):
                 status = body.get("status") or {}
@@ -762,6 +757,10 @@ class Reconciler:
                     break
                 except Conflict:
                     body = await self.api.get(path)
+            else:  # not recorded: the entry stays pending and is read again
+                raise Conflict(
+                    409, f"{namespace}/{name} kept changing while its outcome was recorded"
+                )
         metrics.EXECUTIONS.labels(namespace=namespace, outcome=outcome).inc()
         if outcome == "Executed" and body["spec"].get("rollbackOf"):
             await self._rolled_back(body)

@@ -21,6 +21,7 @@ from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi
 from handoff.controller.handlers import build_registry
 from handoff.controller.leadership import LeaderElector, LeaseSettings
+from handoff.controller.tasks import dead
 
 log = logging.getLogger("handoff.operator")
 
@@ -54,6 +55,8 @@ class Health:
             return False, "the watches have stopped"
         if self.operator is not None and not self.memo.get("started"):
             return False, "starting"
+        if broken := dead(self.memo.get("tasks") or ()):
+            return False, f"background task {', '.join(broken)} died: see the log; restart me"
         if self.elector is not None and self.elector.leading:
             age = asyncio.get_running_loop().time() - self.elector.last_renewal
             if age > self.elector.settings.duration:

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
 
+from handoff.adapters import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -27,6 +29,7 @@ class DeadlineScheduler:
         self._counter = 0
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._failures: dict[Hashable, int] = {}  # keys whose handler raised, times in a row
 
     def __len__(self) -> int:
         return len(self._due)
@@ -64,6 +67,16 @@ class DeadlineScheduler:
         try:
             await self._fire(key)
         except Exception:
-            log.exception("deadline handler for %s failed; retrying in 1s", key)
-            await asyncio.sleep(1)
+            # Counted; then tried again, 1s later the first time, doubling up to 5 minutes.
+            metrics.HANDLER_EXCEPTIONS.labels(handler="timer").inc()
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(1 << min(failures - 1, 16), 300)
+            if failures == 1:
+                log.exception("deadline handler for %s failed; retrying in %ds", key, delay)
+            else:
+                log.error("deadline handler for %s failed %d times; retrying in %ds",
+                          key, failures, delay)  # fmt: skip
+            await asyncio.sleep(delay)
             self.arm(key, self._clock())
+        else:
+            self._failures.pop(key, None)

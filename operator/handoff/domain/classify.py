@@ -30,6 +30,9 @@ class RequestFacts:
     parameters: Mapping[str, object] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     has_rollback: bool = False
+    # The answers of the ``when`` expressions this request reaches, evaluated beforehand (by
+    # source; see ``when_plan``), or None to evaluate them here.
+    results: Mapping[str, bool | str] | None = None
 
     @classmethod
     def from_spec(
@@ -152,7 +155,7 @@ def evaluate(policy: CompiledPolicy, facts: RequestFacts) -> Verdict:
         if rule.targets and not any_match(rule.targets, facts.target):
             continue
         if rule.when is not None:
-            bindings = bindings if bindings is not None else Bindings(facts.variables())
+            bindings = bindings or Bindings(facts.variables(), facts.results)
             try:
                 if not rule.when.matches(bindings):
                     continue
@@ -166,6 +169,27 @@ def evaluate(policy: CompiledPolicy, facts: RequestFacts) -> Verdict:
         None,
         f"no rule matched {facts.action}; defaultTier {policy.default_tier}",
     )
+
+
+def when_plan(policies: Iterable[CompiledPolicy], facts: RequestFacts) -> list[tuple[str, ...]]:
+    """The ``when`` expressions classifying ``facts`` may evaluate, as ``evaluate`` meets them:
+    one group per governing policy, each in rule order up to the first rule without one. A
+    group's evaluation stops at its first expression that holds or fails, as ``evaluate`` does.
+    """
+    groups: list[tuple[str, ...]] = []
+    for policy in sorted(policies, key=lambda p: p.name):
+        if not policy.governs(facts.namespace, facts.agent) or not policy.ready:
+            continue
+        group: list[str] = []
+        for rule in rule_index(policy).candidates(facts.action):
+            if rule.targets and not any_match(rule.targets, facts.target):
+                continue
+            if rule.when is None:
+                break
+            group.append(rule.when.source)
+        if group:
+            groups.append(tuple(group))
+    return groups
 
 
 def classify(policies: Iterable[CompiledPolicy], facts: RequestFacts) -> Classification:

@@ -6,25 +6,73 @@ compile, so no rule can let a model's opinion of itself decide how much oversigh
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import cel
+from cel import stdlib
 
 VARIABLES = frozenset({"action", "target", "parameters", "agent", "labels"})
+# CEL's type names, which the library lists as variables: ``type(parameters.amount) == int``.
+TYPE_NAMES = frozenset(
+    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
+)
 
-# CEL's standard functions and operators (as the library names them). A call to anything else
-# would only fail when a request arrives; refusing it at compile time is kinder.
-_FUNCTIONS = frozenset(
+#: The longest string a function below may build. ``replace`` and ``join`` can multiply sizes
+#: (``s.replace('', s)``); past this they fail, and the rule with them (tier 4, fail closed).
+MAX_BUILT = 1 << 20
+
+
+def _bounded(text: str, function: str) -> str:
+    if len(text) > MAX_BUILT:
+        raise ValueError(f"{function} would build a string of {len(text)} characters")
+    return text
+
+
+def _replace(s: str, old: str, new: str, limit: int = -1) -> str:
+    count = s.count(old) if old else len(s) + 1  # counted first: nothing over the bound is built
+    count = count if limit < 0 else min(count, limit)
+    if len(s) + count * (len(new) - len(old)) > MAX_BUILT:
+        raise ValueError(f"replace would build a string over {MAX_BUILT} characters")
+    return stdlib.replace(s, old, new, limit)
+
+
+def _join(items: list[Any], separator: str = "") -> str:
+    if len(items) * len(separator) > MAX_BUILT:
+        raise ValueError(f"join would build a string over {MAX_BUILT} characters")
+    return _bounded(stdlib.join(items, separator), "join")
+
+
+#: Functions the ``cel`` library leaves out of its native standard library (cel-go and
+#: Kubernetes have them), implemented in Python and given to every evaluation. Without them a
+#: rule calling ``lowerAscii`` compiled, and every request reaching it failed closed to tier 4.
+FUNCTIONS: Mapping[str, Callable[..., Any]] = {
+    "bool": stdlib.bool_,
+    "lowerAscii": stdlib.lower_ascii,
+    "upperAscii": stdlib.upper_ascii,
+    "trim": stdlib.trim,
+    "split": stdlib.split,
+    "join": _join,
+    "replace": _replace,
+    "substring": stdlib.substring,
+    "indexOf": stdlib.index_of,
+    "lastIndexOf": stdlib.last_index_of,
+    "min": stdlib.min_,
+    "max": stdlib.max_,
+}
+
+# What the library evaluates natively (a unit test calls each of these and of FUNCTIONS). A
+# call to anything else would only fail when a request arrives; refusing it at compile time is
+# kinder. Macros (has, all, exists, exists_one, map, filter) are not calls once parsed.
+_NATIVE = frozenset(
     {
         "size", "startsWith", "endsWith", "contains", "matches", "int", "uint", "double",
-        "string", "bool", "bytes", "timestamp", "duration", "type", "dyn", "has", "exists",
-        "all", "exists_one", "map", "filter", "lowerAscii", "upperAscii", "trim", "split",
-        "join", "replace", "substring", "indexOf", "lastIndexOf", "getFullYear", "getMonth",
-        "getDayOfMonth", "getDayOfWeek", "getHours", "getMinutes", "getSeconds", "max", "min",
+        "string", "bytes", "timestamp", "duration", "type", "dyn", "getFullYear", "getMonth",
+        "getDayOfMonth", "getDayOfWeek", "getHours", "getMinutes", "getSeconds",
     }
 )  # fmt: skip
+KNOWN_FUNCTIONS = _NATIVE | frozenset(FUNCTIONS)
 _MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
@@ -38,19 +86,26 @@ class Bindings:
     Executing a program with a plain dict converts every variable on every call (about 13 us for
     a request's parameters and labels); a ``cel.Context`` converts them on first use and then
     evaluates in well under a microsecond. A policy of many conditional rules pays once.
+
+    ``results``, when given, are the answers of every ``when`` this request reaches, evaluated
+    elsewhere (the operator evaluates in a separate process with a CPU budget, see
+    ``handoff.adapters.sandbox``): True, False, or why it could not be evaluated.
     """
 
-    __slots__ = ("_context", "variables")
+    __slots__ = ("_context", "results", "variables")
 
-    def __init__(self, variables: Mapping[str, object]) -> None:
+    def __init__(
+        self, variables: Mapping[str, object], results: "Mapping[str, bool | str] | None" = None
+    ) -> None:
         self.variables = variables
+        self.results = results
         self._context: Any = None  # cel.Context, built when a ``when`` is first evaluated
 
     @property
     def context(self) -> Any:
         if self._context is None:
-            _check_depth(self.variables)
-            self._context = cel.Context(dict(self.variables))
+            check_depth(self.variables)
+            self._context = cel.Context(dict(self.variables), dict(FUNCTIONS))
         return self._context
 
 
@@ -60,7 +115,7 @@ class Bindings:
 MAX_DEPTH = 100
 
 
-def _check_depth(variables: Mapping[str, object]) -> None:
+def check_depth(variables: Mapping[str, object]) -> None:
     stack: list[tuple[object, int]] = [(variables, 0)]
     while stack:
         value, depth = stack.pop()
@@ -82,6 +137,13 @@ class Expression:
     def matches(self, variables: "Mapping[str, object] | Bindings") -> bool:
         """True when the expression holds; raises ExpressionError when it cannot be evaluated."""
         bindings = variables if isinstance(variables, Bindings) else Bindings(variables)
+        if bindings.results is not None:
+            found = bindings.results.get(self.source)
+            if found is None:  # a plan that missed it: fail closed rather than evaluate here
+                raise ExpressionError(f"{self.source!r} was not evaluated")
+            if isinstance(found, str):
+                raise ExpressionError(found)
+            return found
         try:
             result = self.program.execute(bindings.context)
         except Exception as e:  # the library raises KeyError, TypeError, RuntimeError...
@@ -98,7 +160,7 @@ def compile_expression(source: str) -> Expression:
     except Exception as e:
         raise ExpressionError(f"{source!r} does not parse: {_first_line(e)}") from e
     bound = set(_MACRO_VARIABLE.findall(source))
-    unknown = sorted(set(program.variables()) - VARIABLES - bound)
+    unknown = sorted(set(program.variables()) - VARIABLES - TYPE_NAMES - bound)
     if "confidence" in unknown:
         raise ExpressionError(
             f"{source!r} names 'confidence': the agent's confidence is recorded but never decides"
@@ -110,7 +172,7 @@ def compile_expression(source: str) -> Expression:
             f" (known: {', '.join(sorted(VARIABLES))})"
         )
     calls = {name for name in program.functions() if not _is_operator(name)}
-    unknown_calls = sorted(calls - _FUNCTIONS)
+    unknown_calls = sorted(calls - KNOWN_FUNCTIONS)
     if unknown_calls:
         raise ExpressionError(f"{source!r} calls unknown functions {', '.join(unknown_calls)}")
     if _nests_comprehensions(source):
@@ -133,10 +195,13 @@ _BOUND = re.compile(r"\s*([A-Za-z_]\w*)\s*,")
 def _nests_comprehensions(source: str) -> bool:
     """Whether a comprehension runs, inside another, over anything but the outer one's item.
 
-    The library evaluates with no cost limit, holding the operator's event loop meanwhile. A
-    comprehension over a request's values is linear in a size the API server bounds, and so is
-    one over each item's own list (``items.all(i, i.tags.exists(t, ...))``); one over the same
-    or another list inside it (``items.all(a, items.exists(b, ...))``) costs the product.
+    A hint for the policy's author, not the boundary: the library has no cost limit, so the
+    operator evaluates in a separate process with a CPU budget per request (a rule that spends it
+    fails closed), and this check, which reads the source and not a syntax tree, can be got
+    round (``a.map(x, b).exists(l, l.exists(...))``). A comprehension over a request's values is
+    linear in a size the API server bounds, and so is one over each item's own list
+    (``items.all(i, i.tags.exists(t, ...))``); one over the same or another list inside it
+    (``items.all(a, items.exists(b, ...))``) costs the product.
     """
     opened: list[str | None] = []  # per open parenthesis: a comprehension's variable, or None
     index, quote = 0, ""

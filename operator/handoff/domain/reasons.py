@@ -42,6 +42,9 @@ class Reason(StrEnum):
     BREAK_GLASS_ENDED = "BreakGlassEnded"  # its until has passed; the groups lost the verb
     BREAK_GLASS_INVALID = "BreakGlassInvalid"  # malformed, or too long a window: not granted
 
+    # Events about what an agent reported on its outcome stream.
+    REJECTED_OUTCOME = "RejectedOutcome"  # an entry that can never be recorded: dropped
+
 
 class Phase(StrEnum):
     PENDING = "Pending"
