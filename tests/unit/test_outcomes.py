@@ -289,3 +289,38 @@ def test_an_outcome_for_another_agents_request_is_rejected() -> None:
     with pytest.raises(Rejected, match="other-agent did not file req-1"):
         asyncio.run(reconciler(api)._record_outcome(other))
     assert api.patches == 0
+
+
+def test_a_rollback_whose_original_could_not_be_marked_is_finished_when_read_again() -> None:
+    """The undo's Executed is recorded, then marking its original RolledBack fails (the API
+    server is away): the entry stays pending, and reading it again marks the original instead of
+    stopping at "already recorded". The Executed Event is posted once."""
+    api = ConflictingApi(conflicts=0)
+    api.body["spec"]["rollbackOf"] = "original"
+    recorder = reconciler(api)
+    marked: list[str] = []
+    failures = [KubeError(503, "the API server is unavailable")]
+
+    async def rolled_back(undo: Any) -> None:
+        if failures:
+            raise failures.pop()
+        marked.append(undo["metadata"]["name"])
+
+    recorder._rolled_back = rolled_back  # type: ignore[method-assign]
+    fake = FakeReader()
+    outcomes = OutcomeReader(
+        fake,  # type: ignore[arg-type]
+        lambda: [STREAM],
+        recorder._record_outcome,
+        Recorder().notice,
+        monotonic=lambda: 0.0,
+    )
+    asyncio.run(outcomes.handle(STREAM, "1-0", GOOD))
+    assert api.body["status"]["execution"]["outcome"] == "Executed"
+    assert marked == []
+    assert fake.acked == []  # pending: read again
+
+    asyncio.run(outcomes.handle(STREAM, "1-0", GOOD))
+    assert marked == ["req-1"]
+    assert fake.acked == ["1-0"]
+    assert [e["reason"] for e in api.created if e.get("kind") == "Event"] == ["Executed"]

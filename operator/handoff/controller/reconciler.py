@@ -751,6 +751,10 @@ class Reconciler:
                     if not status.get("execution"):
                         text = f"the agent reported {outcome!r} for a request that was not approved"
                         await self._post_event(body, Event("Warning", "UnexpectedOutcome", text))
+                        return
+                    # Recorded already: this entry is read again because what follows the record
+                    # failed last time. Finish that (each step is idempotent); no second Event.
+                    await self._after_outcome(body)
                     return
                 try:
                     body = await self._patch_status(body, patch)
@@ -762,10 +766,17 @@ class Reconciler:
                     409, f"{namespace}/{name} kept changing while its outcome was recorded"
                 )
         metrics.EXECUTIONS.labels(namespace=namespace, outcome=outcome).inc()
-        if outcome == "Executed" and body["spec"].get("rollbackOf"):
-            await self._rolled_back(body)
         kind = "Normal" if outcome == "Executed" else "Warning"
         await self._post_event(body, Event(kind, outcome, message or "reported by the agent"))
+        await self._after_outcome(body)
+
+    async def _after_outcome(self, body: RequestJSON) -> None:
+        """What a recorded outcome implies: the original of a carried-out rollback becomes
+        RolledBack, and the transition is published. Both are idempotent, so an entry read again
+        after a failure here finishes the work instead of skipping it."""
+        execution = (body.get("status") or {}).get("execution") or {}
+        if execution.get("outcome") == "Executed" and body["spec"].get("rollbackOf"):
+            await self._rolled_back(body)
         await self._publish(body)
 
     # -- bookkeeping ---------------------------------------------------------------------------
