@@ -925,7 +925,9 @@ def test_the_bundled_redis_keeps_its_data_and_users_across_restarts(tmp_path: Pa
         with redis.Redis.from_url(chart.admin_url) as admin:
             assert admin.xlen("handoff:audit") == 1
         with redis.Redis.from_url(agent_url) as agent:
-            agent.set("handoff:state:agents:payments-agent:1", "x")  # its user is back
+            agent.execute_command(
+                "SETEX", "handoff:state:agents:payments-agent:1", 60, "x"
+            )  # its user is back
             with pytest.raises(redis.exceptions.NoPermissionError):
                 agent.xrange("handoff:audit")
         with (
