@@ -19,9 +19,11 @@ class DeadlineScheduler:
         self,
         fire: Callable[[Hashable], Awaitable[None]],
         clock: Callable[[], datetime],
+        retry_after: float = 1.0,  # seconds before a failed handler runs again
     ) -> None:
         self._fire = fire
         self._clock = clock
+        self._retry_after = retry_after
         self._due: dict[Hashable, datetime] = {}
         self._heap: list[tuple[datetime, int, Hashable]] = []
         self._counter = 0
@@ -64,6 +66,6 @@ class DeadlineScheduler:
         try:
             await self._fire(key)
         except Exception:
-            log.exception("deadline handler for %s failed; retrying in 1s", key)
-            await asyncio.sleep(1)
+            log.exception("deadline handler for %s failed; retrying in %ss", key, self._retry_after)
+            await asyncio.sleep(self._retry_after)
             self.arm(key, self._clock())
