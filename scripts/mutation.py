@@ -42,6 +42,10 @@ NOT_THE_DOMAINS = [
     "tests/unit/test_reliability_checker.py",
     "tests/unit/test_scheduler.py",
 ]
+# pytest's unraisable-exception check runs gc.collect() at the end of every session: in mutmut's
+# forked workers, which hold every test module and mutmut's own state, that is over a second per
+# mutant, three times what the tests of most mutants take. Without it: no cache files either.
+PYTEST_ARGS = ["-p", "no:cacheprovider", "-p", "no:unraisableexception"]
 # What the remaining unit tests read from the checkout besides the package and the tests.
 ALSO_COPY = ["tests", "policies", "crds"]
 # The property tests run once per mutant of every function they call: 10 examples each there
@@ -112,7 +116,7 @@ def stage(keep: bool) -> None:
         'only_mutate = ["src/handoff/domain/*"]',
         f"also_copy = {json.dumps(ALSO_COPY)}",
         f"pytest_add_cli_args_test_selection = {json.dumps(selection)}",
-        'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
+        f"pytest_add_cli_args = {json.dumps(PYTEST_ARGS)}",
         "",
     ]
     pyproject = (ROOT / "pyproject.toml").read_text()

@@ -166,6 +166,8 @@ def test_classification(
     assert summary(step) == expected
     check_invariants(step, state, CREATED)
     assert step.classification is not None
+    assert step.patch is not None
+    assert "shadow" not in step.patch  # no Audit policy has anything to say
 
 
 @pytest.mark.parametrize(
@@ -510,3 +512,39 @@ def test_a_waiting_request_is_rewritten_only_when_its_progress_changes(
     assert step.wake_at == at(minutes=15)
     assert step.decision is None
     assert (step.event is None) is True
+
+
+@pytest.mark.parametrize(
+    ("reviews", "expected"),
+    [
+        pytest.param([approve("alice")], (
+            "Approved", ("Approved", "HumanApproved", ["alice"]),
+            ("True", "RuleMatched", "rule money matched payments.refund"),
+            ("True", "HumanApproved", "approved by alice"),
+        ), id="approved in the same write"),
+        pytest.param([deny("bob")], (
+            "Denied", ("Denied", "HumanDenied", ["bob"]),
+            ("True", "RuleMatched", "rule money matched payments.refund"),
+            ("True", "HumanDenied", "bob denied it"),
+        ), id="denied in the same write"),
+        pytest.param([approve("mallory")], (
+            "AwaitingApproval", None,
+            ("True", "RuleMatched", "rule money matched payments.refund"),
+            ("False", "AwaitingReview", f"rule money matched payments.refund; {T4_WAIT}"),
+        ), id="still waiting: the classification's own words"),
+    ],
+)  # fmt: skip
+def test_reviews_there_before_classification(
+    reviews: list[dict[str, Any]], expected: tuple[Any, ...]
+) -> None:
+    state = reviewed(request("payments.refund"), *reviews)
+    now = at(minutes=1)
+    step = decide([policy()], state, now)
+    assert summary(step) == expected
+    check_invariants(step, state, now)
+    assert step.patch is not None
+    assert (step.patch["tier"], step.patch["deadline"], step.patch["requiredApprovals"]) == (
+        4, "2026-11-29T18:15:00Z", 1
+    )  # fmt: skip
+    assert "reviews" not in step.patch  # the reviews already there are not overwritten
+    assert "shadow" not in step.patch

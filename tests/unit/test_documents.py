@@ -2,10 +2,12 @@
 the audit and decision records. Each row compares the entire document, so a renamed key, a
 dropped field or a changed default fails here before a receiver notices."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from handoff.domain.announce import package, slack
+from handoff.domain.execution import execution_patch
 from handoff.domain.records import Record, records
 from handoff.domain.report import MAX_RESULTS, policy_report, result_of
 
@@ -325,3 +327,10 @@ def test_a_post_incident_review_goes_to_the_audit_only() -> None:
     status = {"phase": "Approved", "decision": DECISION}
     found = records(body(status, action="handoff.post-incident-review"), "audit")
     assert [r.dedup for r in found] == ["phase:Approved"]
+
+
+def test_an_outcome_message_is_cut_at_2000_characters() -> None:
+    now = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
+    patch = execution_patch({"decision": {"outcome": "Approved"}}, "Failed", "m" * 2500, now)
+    assert patch is not None
+    assert len(patch["execution"]["message"]) == 2000
