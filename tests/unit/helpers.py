@@ -38,6 +38,7 @@ def request(
     rollback: bool = False,
     agent: str = AGENT,
     labels: dict[str, str] | None = None,
+    **extra: Any,
 ) -> RequestState:
     spec: dict[str, Any] = {
         "agent": agent,
@@ -48,6 +49,7 @@ def request(
     }
     if rollback:
         spec["rollback"] = {"description": "undo it", "action": "payments.charge"}
+    spec.update(extra)
     body = {
         "apiVersion": "handoff.dev/v1alpha1",
         "kind": "ActionRequest",

@@ -13,6 +13,7 @@ in any order. Whatever comes in, the core never raises and these hold:
 """
 
 import json
+import os
 import random
 from dataclasses import replace
 from datetime import timedelta
@@ -55,7 +56,10 @@ WHENS = (
 )
 DURATIONS = ("10s", "90s", "2m", "15m", "1h", "168h", "5s", "200h", "0s", "soon", "1h30m")
 
-FAST = settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+# `make mutation` runs these once per mutant of the functions they call, and asks for fewer
+# examples (scripts/mutation.py sets HANDOFF_PROPERTY_EXAMPLES); everywhere else, 50.
+EXAMPLES = int(os.environ.get("HANDOFF_PROPERTY_EXAMPLES", "50"))
+FAST = settings(deadline=None, max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:

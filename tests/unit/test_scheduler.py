@@ -1,3 +1,6 @@
+"""The deadline scheduler, waited on by condition: each test ends as soon as what it waits for
+has happened (a few tens of milliseconds), never after a fixed sleep."""
+
 import asyncio
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
@@ -5,45 +8,55 @@ from datetime import UTC, datetime, timedelta
 from handoff.controller.scheduler import DeadlineScheduler
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
 def test_fires_due_keys_in_order_and_skips_cancelled_and_rearmed() -> None:
-    async def scenario() -> list[Hashable]:
+    async def scenario() -> tuple[list[Hashable], int]:
         fired: list[Hashable] = []
+        four = asyncio.Event()
 
         async def fire(key: Hashable) -> None:
             fired.append(key)
+            if len(fired) == 4:
+                four.set()
 
-        scheduler = DeadlineScheduler(fire, lambda: datetime.now(UTC))
+        scheduler = DeadlineScheduler(fire, now)
         task = asyncio.create_task(scheduler.run())
-        now = datetime.now(UTC)
-        scheduler.arm("late", now + timedelta(milliseconds=80))
-        scheduler.arm("early", now + timedelta(milliseconds=20))
-        scheduler.arm("cancelled", now + timedelta(milliseconds=30))
+        start = now()
+        scheduler.arm("late", start + timedelta(milliseconds=80))
+        scheduler.arm("early", start + timedelta(milliseconds=20))
+        scheduler.arm("cancelled", start + timedelta(milliseconds=30))
         scheduler.cancel("cancelled")
-        scheduler.arm("moved", now + timedelta(milliseconds=10))
-        scheduler.arm("moved", now + timedelta(milliseconds=50))
-        scheduler.arm("past", now - timedelta(seconds=5))
-        await asyncio.sleep(0.3)
+        scheduler.arm("moved", start + timedelta(milliseconds=10))
+        scheduler.arm("moved", start + timedelta(milliseconds=50))
+        scheduler.arm("past", start - timedelta(seconds=5))
+        # "cancelled" (30 ms) or "moved" at its first time (10 ms) would come before "late"
+        # (80 ms): the fourth key to fire is "late" only if both were skipped.
+        await asyncio.wait_for(four.wait(), timeout=5)
         task.cancel()
-        assert len(scheduler) == 0
-        return fired
+        return fired, len(scheduler)
 
-    assert asyncio.run(scenario()) == ["past", "early", "moved", "late"]
+    assert asyncio.run(scenario()) == (["past", "early", "moved", "late"], 0)
 
 
 def test_a_failing_handler_is_retried() -> None:
     async def scenario() -> int:
         calls = 0
+        retried = asyncio.Event()
 
         async def fire(key: Hashable) -> None:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise RuntimeError("API server unreachable")
+            retried.set()
 
-        scheduler = DeadlineScheduler(fire, lambda: datetime.now(UTC))
+        scheduler = DeadlineScheduler(fire, now, retry_after=0.01)
         task = asyncio.create_task(scheduler.run())
-        scheduler.arm("k", datetime.now(UTC))
-        await asyncio.sleep(1.4)
+        scheduler.arm("k", now())
+        await asyncio.wait_for(retried.wait(), timeout=5)
         task.cancel()
         return calls
 

@@ -21,9 +21,11 @@ class DeadlineScheduler:
         self,
         fire: Callable[[Hashable], Awaitable[None]],
         clock: Callable[[], datetime],
+        retry_after: float = 1.0,  # seconds before a failed handler runs again
     ) -> None:
         self._fire = fire
         self._clock = clock
+        self._retry_after = retry_after
         self._due: dict[Hashable, datetime] = {}
         self._heap: list[tuple[datetime, int, Hashable]] = []
         self._counter = 0
@@ -67,14 +69,15 @@ class DeadlineScheduler:
         try:
             await self._fire(key)
         except Exception:
-            # Counted; then tried again, 1s later the first time, doubling up to 5 minutes.
+            # Counted; then tried again, retry_after later the first time, doubling up to
+            # 5 minutes.
             metrics.HANDLER_EXCEPTIONS.labels(handler="timer").inc()
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            delay = min(1 << min(failures - 1, 16), 300)
+            delay = min(self._retry_after * (1 << min(failures - 1, 16)), 300.0)
             if failures == 1:
-                log.exception("deadline handler for %s failed; retrying in %ds", key, delay)
+                log.exception("deadline handler for %s failed; retrying in %gs", key, delay)
             else:
-                log.error("deadline handler for %s failed %d times; retrying in %ds",
+                log.error("deadline handler for %s failed %d times; retrying in %gs",
                           key, failures, delay)  # fmt: skip
             await asyncio.sleep(delay)
             self.arm(key, self._clock())

@@ -1,0 +1,135 @@
+"""The Kubernetes executor's pure half, table by table: which change a request asks for, whether
+the policy allows it, and the preview's diff."""
+
+from typing import Any
+
+import pytest
+from handoff.domain.executors import (
+    KubernetesChange,
+    KubernetesScope,
+    allowed,
+    kubernetes_change,
+)
+from handoff.domain.kubediff import diff
+
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+MANIFEST = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "cfg"},
+    "data": {"a": "1"},
+}
+
+
+APPLY = (
+    "kubernetes.apply needs parameters.manifest, an object with apiVersion, kind and metadata.name"
+)
+
+
+def spec(action: str, **parameters: Any) -> dict[str, Any]:
+    return {"action": action, "parameters": parameters}
+
+
+@pytest.mark.parametrize(
+    ("request_spec", "expected"),
+    [
+        (spec("kubernetes.scale", **DEPLOYMENT, replicas=3),
+         KubernetesChange("scale", "apps/v1", "Deployment", "agents", "web", {"spec": {"replicas": 3}})),
+        (spec("kubernetes.scale", **DEPLOYMENT, replicas=0, namespace="web-prod"),
+         KubernetesChange("scale", "apps/v1", "Deployment", "web-prod", "web", {"spec": {"replicas": 0}})),
+        (spec("kubernetes.patch", **DEPLOYMENT, patch={"spec": {"paused": True}}),
+         KubernetesChange("patch", "apps/v1", "Deployment", "agents", "web", {"spec": {"paused": True}})),
+        (spec("kubernetes.delete", **DEPLOYMENT),
+         KubernetesChange("delete", "apps/v1", "Deployment", "agents", "web", {})),
+        (spec("kubernetes.apply", manifest=MANIFEST),
+         KubernetesChange("apply", "v1", "ConfigMap", "agents", "cfg", MANIFEST)),
+        (spec("kubernetes.apply", manifest=MANIFEST | {"metadata": {"name": "cfg", "namespace": "ops"}}),
+         KubernetesChange("apply", "v1", "ConfigMap", "ops", "cfg",
+                          MANIFEST | {"metadata": {"name": "cfg", "namespace": "ops"}})),
+        (spec("kubernetes.apply", manifest={"apiVersion": "v1", "kind": "ConfigMap"}),
+         f"{APPLY}; parameters.manifest.metadata is null"),
+        (spec("kubernetes.scale", **DEPLOYMENT, replicas=-1),
+         "kubernetes.scale needs parameters.replicas from 0 to 2147483647"),
+        (spec("kubernetes.scale", **DEPLOYMENT, replicas="3"),
+         "kubernetes.scale needs parameters.replicas, a whole number from 0"),
+        (spec("kubernetes.scale", **DEPLOYMENT),
+         "kubernetes.scale needs parameters.replicas, a whole number from 0"),
+        (spec("kubernetes.patch", **DEPLOYMENT, patch="[]"),
+         "kubernetes.patch needs parameters.patch, a JSON merge patch (an object)"),
+        (spec("kubernetes.delete", kind="Deployment"),
+         "kubernetes.delete needs parameters.apiVersion, parameters.name"),
+        (spec("kubernetes.delete"),
+         "kubernetes.delete needs parameters.apiVersion, parameters.kind, parameters.name"),
+        ({"action": "kubernetes.delete"}, "kubernetes.delete needs parameters, an object"),
+        (spec("kubernetes.apply", manifest=[MANIFEST]), f"{APPLY}; parameters.manifest is a list"),
+        (spec("kubernetes.apply", manifest={"kind": "ConfigMap"}),
+         f"{APPLY}; parameters.manifest.metadata is null"),
+        (spec("kubernetes.apply", manifest={"apiVersion": "v1"}),
+         f"{APPLY}; parameters.manifest.metadata is null"),
+        (spec("kubernetes.exec", **DEPLOYMENT),
+         "the Kubernetes executor runs kubernetes.apply, kubernetes.delete, kubernetes.patch,"
+         ' kubernetes.scale, not "kubernetes.exec"'),
+        ({}, "the Kubernetes executor runs kubernetes.apply, kubernetes.delete, kubernetes.patch,"
+             " kubernetes.scale, not null"),
+    ],
+)  # fmt: skip
+def test_the_change_a_request_asks_for(
+    request_spec: dict[str, Any], expected: KubernetesChange | str
+) -> None:
+    assert kubernetes_change(request_spec, "agents") == expected
+
+
+def change(
+    namespace: str = "agents", name: str = "web", kind: str = "Deployment"
+) -> KubernetesChange:
+    return KubernetesChange("scale", "apps/v1", kind, namespace, name)
+
+
+KINDS = frozenset({"apps/v1/Deployment"})
+
+
+@pytest.mark.parametrize(
+    ("requested", "scope", "expected"),
+    [
+        (change(), KubernetesScope(KINDS), None),
+        (change("web-prod"), KubernetesScope(KINDS, frozenset({"web-prod"})), None),
+        (change(), KubernetesScope(KINDS, frozenset({"web-prod"})),
+         "policy does not let Handoff change objects in namespace agents"),
+        (change("web-prod"), KubernetesScope(KINDS),
+         "policy does not let Handoff change objects in namespace web-prod"),
+        (change(kind="StatefulSet"), KubernetesScope(KINDS),
+         "the policy does not let Handoff change apps/v1/StatefulSet (executors.kubernetes.kinds)"),
+        (change(), KubernetesScope(),
+         "the policy does not let Handoff change apps/v1/Deployment (executors.kubernetes.kinds)"),
+    ],
+)  # fmt: skip
+def test_what_a_policy_lets_handoff_change(
+    requested: KubernetesChange, scope: KubernetesScope, expected: str | None
+) -> None:
+    assert allowed(requested, scope, "agents") == expected
+
+
+def test_a_change_names_its_kind_with_its_api_version() -> None:
+    assert change().kind_key == "apps/v1/Deployment"
+    assert KubernetesChange("delete", "v1", "ConfigMap", "a", "b").kind_key == "v1/ConfigMap"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "lines"),
+    [
+        ({"a": 1}, {"a": 1}, []),
+        ({"a": 1}, {"a": 2}, ["a: 1 -> 2"]),
+        ({"b": {"c": "x"}, "a": None}, {"a": True, "b": {"c": "y", "d": [1]}},
+         ["a: (none) -> true", 'b.c: "x" -> "y"', "b.d: (none) -> [1]"]),
+        ({"l": [1, {"k": 1}]}, {"l": [1, {"k": 2}]}, ["l[1].k: 1 -> 2"]),
+        ({"l": [1]}, {"l": [1, 2]}, ["l: [1] -> [1, 2]"]),
+        ([1, 2], [1, 3], ["[1]: 2 -> 3"]),
+        ("a", "b", [': "a" -> "b"']),
+        ({"x": {"b": 1, "a": 2}}, {"x": 5}, ['x: {"a": 2, "b": 1} -> 5']),
+        ({"s": "a" * 200}, {"s": "b"}, [f's: "{"a" * 116}... -> "b"']),
+        ({"s": "a" * 118}, {"s": "b"}, [f's: "{"a" * 118}" -> "b"']),
+        ({"s": "a" * 119}, {"s": "b"}, [f's: "{"a" * 116}... -> "b"']),
+    ],
+)  # fmt: skip
+def test_the_preview_diff(old: Any, new: Any, lines: list[str]) -> None:
+    assert diff(old, new) == lines

@@ -1,0 +1,144 @@
+"""A rule's ``when``, table by table: each refusal's exact words, how deep a request's values may
+nest, and string literals that only look like nested comprehensions."""
+
+from typing import Any
+
+import pytest
+from handoff.domain.expressions import (
+    MAX_DEPTH,
+    Bindings,
+    ExpressionError,
+    _describe,
+    _first_line,
+    compile_expression,
+)
+
+NESTED = "parameters.items.all(a, parameters.items.exists(b, a == b))"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("confidence > 0.9",
+         "'confidence > 0.9' names 'confidence': the agent's confidence is recorded but never"
+         " decides a tier (use action, target, parameters, agent, labels)"),
+        ("request.amount > 1 && user == 'x'",
+         "\"request.amount > 1 && user == 'x'\" names unknown variables request, user"
+         " (known: action, agent, labels, parameters, target)"),
+        ("lookup(target) && fetch(agent)", "'lookup(target) && fetch(agent)' calls unknown functions fetch, lookup"),
+    ],
+)  # fmt: skip
+def test_what_a_refused_when_says(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        compile_expression(source)
+    assert str(raised.value) == message
+
+
+def test_a_when_that_does_not_parse_names_the_parsers_first_line() -> None:
+    with pytest.raises(ExpressionError) as raised:
+        compile_expression("parameters.amount <=")
+    message = str(raised.value)
+    assert message.startswith("'parameters.amount <=' does not parse: ")
+    assert "\n" not in message
+    assert len(message) > len("'parameters.amount <=' does not parse: ")
+
+
+@pytest.mark.parametrize(
+    ("source", "type_name"),
+    [("parameters.amount", "int"), ("target", "str"), ("parameters", "dict")],
+)
+def test_a_when_that_is_not_a_boolean_names_what_it_gave(source: str, type_name: str) -> None:
+    variables = {
+        "action": "a",
+        "target": "t",
+        "parameters": {"amount": 1},
+        "agent": "a",
+        "labels": {},
+    }
+    with pytest.raises(ExpressionError) as raised:
+        compile_expression(source).matches(variables)
+    assert str(raised.value) == f"{source!r} gave {type_name}, not a boolean"
+
+
+def nested(depth: int, as_list: bool) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value] if as_list else {"x": value}
+    return value
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+@pytest.mark.parametrize(("depth", "refused"), [(MAX_DEPTH - 1, False), (MAX_DEPTH, True)])
+def test_how_deep_a_requests_values_may_nest(depth: int, refused: bool, as_list: bool) -> None:
+    """The variables are level 0, parameters level 1: a value 99 levels inside is at 100."""
+    variables = {"action": "a", "target": "t", "parameters": nested(depth, as_list), "agent": "a",
+                 "labels": {}}  # fmt: skip
+    expression = compile_expression("size(parameters) >= 0")
+    if not refused:
+        assert expression.matches(Bindings(variables)) is True
+        return
+    with pytest.raises(ExpressionError) as raised:
+        expression.matches(variables)
+    assert str(raised.value) == (
+        "'size(parameters) >= 0' could not be evaluated: the request's values nest deeper than"
+        " 100 levels"
+    )
+
+
+def test_bindings_convert_once() -> None:
+    bindings = Bindings({"action": "a"})
+    assert bindings.context is bindings.context
+    assert bindings.variables == {"action": "a"}
+
+
+@pytest.mark.parametrize(
+    ("error", "described"),
+    [
+        (KeyError("amount"), "no such key 'amount'"),
+        (KeyError(), "no such key"),
+        (RuntimeError("first\nsecond"), "first"),
+        (RuntimeError(), "RuntimeError"),
+        (TypeError(""), "TypeError"),
+    ],
+)
+def test_how_an_evaluation_error_is_described(error: Exception, described: str) -> None:
+    assert _describe(error) == described
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [(ValueError("a\nb"), "a"), (ValueError(), "ValueError"), (SyntaxError("x"), "x")],
+)
+def test_the_first_line_of_an_error(error: Exception, line: str) -> None:
+    assert _first_line(error) == line
+
+
+@pytest.mark.parametrize(
+    ("source", "too_costly"),
+    [
+        (f"'x' == target && {NESTED}", True),
+        (f"target == ')' && {NESTED}", True),
+        (f"target == '(' && {NESTED}", True),
+        (f"target == 'it\\'s (' && {NESTED}", True),
+        (f'target == "it\\"s (" && {NESTED}', True),
+        (f"target == '''it's (''' && {NESTED}", True),
+        (f'target == """a "quoted" (""" && {NESTED}', True),
+        (f"target == '' && {NESTED}", True),
+        (f"({NESTED})", True),
+        ("target == 'items.all(a, items.exists(b, a == b))'", False),
+        ("target == \"items.all(a, items.exists(b, a == b))\"", False),
+        ("target == '''it's items.all(a, items.exists(b, 1 == 1))'''", False),
+        ("target == 'a\\'items.all(a, items.exists(b, 1 == 1))'", False),
+        ("parameters.items.all(i, (i > 1))", False),
+        ("parameters.items.all(i, i.tags.exists(t, (t == 'x')))", False),
+        ("(parameters.items.all(i, i > 1)) && parameters.b.exists(j, j > 1)", False),
+        ("size(parameters.items.filter(i, i > 1)) > 0 && parameters.b.exists(j, j > 1)", False),
+    ],
+)  # fmt: skip
+def test_string_literals_are_not_comprehensions(source: str, too_costly: bool) -> None:
+    problem = ""
+    try:
+        compile_expression(source)
+    except ExpressionError as e:
+        problem = str(e)
+    assert ("is too costly" in problem) is too_costly, problem
