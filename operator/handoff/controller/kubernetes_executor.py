@@ -68,8 +68,22 @@ class KubernetesExecutor:
         before = await self._current(acting, change, path)
         if change.operation == "delete":
             return "the object would be deleted" if before else "the object does not exist"
-        after = await self._perform(acting, change, path, dry_run=True)
         agent = str(body["spec"].get("agent", ""))
+        try:
+            after = await self._perform(acting, change, path, dry_run=True)
+        except KubeError as e:
+            # The API server's answer quotes the object as it would be (its labels, a whole
+            # template for some kinds): values of the stored object, so only when the agent
+            # may read them.
+            if await self._agent_reads(body, change):
+                raise
+            raise KubeError(
+                e.status,
+                f"the API server refused it (HTTP {e.status}); its answer is not shown here"
+                f" because it can quote values of {change.kind} {change.namespace}/{change.name},"
+                f" which {agent} may not read and this preview is readable by {agent}. Try the"
+                " change with kubectl --dry-run=server to see why",
+            ) from e
         if await self._agent_reads(body, change):
             return preview(before, after, values=True)
         why = (

@@ -199,24 +199,31 @@ class OutcomeReader:
 
 class Notices:
     """Warning Events on requests an agent's rejected entries name, once per request and
-    problem (an agent that repeats itself is counted and logged, not posted again)."""
+    problem, and at most ``PER_REQUEST`` on one request: a problem quotes the agent's own text
+    (an outcome, a field's name), so an agent that varies it is counted and logged, not posted
+    again (each Event is written with the operator's rights)."""
 
     REMEMBERED = 4096
+    PER_REQUEST = 16
 
     def __init__(self, api: KubeApi, post: Callable[[RequestJSON, Event], Awaitable[None]]) -> None:
         self.api, self.post = api, post
         self.posted: set[tuple[str, str]] = set()
+        self.counts: dict[str, int] = {}  # request uid -> Events posted on it
 
     async def __call__(self, namespace: str, agent: str, name: str, problem: str) -> None:
         try:
             body = await self.api.get(resource_path(GROUP, VERSION, REQUESTS, namespace, name))
         except NotFound:
             return
-        key = (str(body["metadata"].get("uid")), problem)
-        if key in self.posted:
+        uid = str(body["metadata"].get("uid"))
+        key = (uid, problem)
+        if key in self.posted or self.counts.get(uid, 0) >= self.PER_REQUEST:
             return
         if len(self.posted) >= self.REMEMBERED:
             self.posted.clear()
+            self.counts.clear()
         self.posted.add(key)
+        self.counts[uid] = self.counts.get(uid, 0) + 1
         text = f"{agent} wrote an outcome for this request that cannot be recorded: {problem}"
         await self.post(body, Event("Warning", Reason.REJECTED_OUTCOME, text + "; dropped"))

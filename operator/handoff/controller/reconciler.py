@@ -449,6 +449,8 @@ class Reconciler:
         kind = "Normal" if outcome == "Executed" else "Warning"
         await self._post_event(body, Event(kind, outcome, message))
         await self._publish(body)
+        if outcome == "Executed" and body["spec"].get("rollbackOf"):
+            await self._rolled_back(body)
 
     async def _post_to_executor(
         self, body: RequestJSON, executor: WebhookExecutor
@@ -743,15 +745,15 @@ class Reconciler:
             raise Rejected(f"{agent} did not file {name}", name)
         if body["metadata"]["uid"] != reported.uid:
             raise Rejected(f"it names uid {reported.uid}, not this request's", name)
+        if (execution := body["spec"].get("execution")) in (KUBERNETES, WEBHOOK):
+            raise Rejected(f"Handoff's {execution} executor carries it out, not the agent", name)
         async with self._holding((namespace, name)):
             for _ in range(_ATTEMPTS):
                 status = body.get("status") or {}
                 patch = execution_patch(status, outcome, message, self.clock())
                 if patch is None:
-                    if not status.get("execution"):
-                        text = f"the agent reported {outcome!r} for a request that was not approved"
-                        await self._post_event(body, Event("Warning", "UnexpectedOutcome", text))
-                        return
+                    if not status.get("execution"):  # rejected: counted, its Events bounded
+                        raise Rejected(f"it reports {outcome} for a request not approved", name)
                     # Recorded already: this entry is read again because what follows the record
                     # failed last time. Finish that (each step is idempotent); no second Event.
                     await self._after_outcome(body)

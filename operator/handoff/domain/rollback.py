@@ -49,6 +49,8 @@ def rollback_request(body: Mapping[str, Any], review: Review) -> dict[str, Any]:
     }
     if spec.get("target"):
         undo["target"] = spec["target"]
+    if spec.get("execution"):  # the same executor: a Webhook action is undone by the webhook,
+        undo["execution"] = spec["execution"]  # not on the agent's word
     if plan.get("parameters"):
         undo["parameters"] = plan["parameters"]
     return {
