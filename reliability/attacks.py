@@ -224,6 +224,7 @@ def hostile_json(namespace: str, elsewhere: str) -> dict[str, Any]:
         "victims_namespace": elsewhere,
         "victims": victim_keys(namespace, elsewhere),
         "bait": BAIT,
+        "admission_policy": "handoff-filing",  # the ValidatingAdmissionPolicy that refuses them
         "admission": ADMISSION,
         "path_tricks": {k: v.replace("{V}", elsewhere) for k, v in PATH_TRICKS.items()},
         "poison": [*POISON, FORGED_REPORT],

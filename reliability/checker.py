@@ -219,7 +219,8 @@ def check(data: RunData) -> Report:
         f"{name} -> {plans[name].get('intended')}": f"{t['reached']} of {t['filed']}"
         for name, t in sorted(intended.items())
     }
-    report.counts[hostile_checks.ROLLBACKS] = report.counts.pop(hostile_checks.ROLLBACKS, "")
+    for key in (hostile_checks.ROLLBACKS, hostile_checks.SQUATTED):  # beside the plans
+        report.counts[key] = report.counts.pop(key, "")
     for name, t in sorted(intended.items()):
         if plans[name].get("intended") and t["filed"] and not t["reached"]:
             report.bad(

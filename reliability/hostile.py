@@ -240,7 +240,8 @@ class Hostile:
             action=action, target=target, parameters=parameters, execution="Kubernetes",
             rollback={"description": "undo"},
         )  # fmt: skip
-        await self.file(kind, document, victim if "status" in kind else None, klass="path")
+        aimed = victim if "request's /status" in kind else None
+        await self.file(kind, document, aimed, klass="path")
 
     async def control(self, kind: str) -> None:
         if kind == "its own query":

@@ -22,6 +22,7 @@ Json = dict[str, Any]
 DROPPED = re.compile(r"dropped outcome (\S+) in (\S+):")
 REQUESTED_BY = "handoff.dev/requested-by"
 ROLLBACKS = "rollbacks: a reviewer asked / RolledBack by the operator's undo"
+SQUATTED = "  ... filed under their own name, which the hostile agent had tried to take"
 
 
 def ts(text: str) -> float:
@@ -60,6 +61,11 @@ def check_rollbacks(
     by_name = {b["metadata"]["name"]: b for b in cluster.values()}
     undos: set[str] = set()
     legit: set[str] = set()
+    squats: dict[str, float] = {}  # name -> when the hostile agent first tried to take it
+    for r in data.hostile:
+        if r.get("kind", "").startswith("squat") and r.get("final", True):
+            squats[r["name"]] = min(squats.get(r["name"], r["at"]), r["at"])
+    squatted_first = 0
     asked = rolled = 0
     for uid, f in filed.items():
         body = cluster.get(uid) or {}
@@ -110,6 +116,10 @@ def check_rollbacks(
             )
             continue
         undos.add(undo["metadata"]["uid"])
+        squatted = squats.get(undo["metadata"]["name"])
+        squatted_first += squatted is not None and squatted < ts(
+            undo["metadata"]["creationTimestamp"]
+        )
         if not marked:
             continue
         execution = (undo.get("status") or {}).get("execution") or {}
@@ -147,6 +157,11 @@ def check_rollbacks(
     if then["filed"] and not then["reached"]:
         report.bad("plan never reached", f"none of {then['filed']} rollbacks became RolledBack")
     report.counts[ROLLBACKS] = f"{asked} / {rolled}"
+    report.counts[SQUATTED] = squatted_first
+    if scenario.get("hostile") and rolled and not squatted_first:
+        report.bad(
+            "hostile attempts missing", "no rollback's name was squatted before it was filed"
+        )
     return undos
 
 
@@ -190,6 +205,7 @@ def _check_filings(
     h: Json, final: list[Json], by_attempt: dict[str, Json], report: "Report"
 ) -> None:
     tally: dict[str, Counter[str]] = defaultdict(Counter)
+    policy = f"ValidatingAdmissionPolicy '{h.get('admission_policy', 'handoff-filing')}'"
     for r in (r for r in final if r["class"] == "admission"):
         phrase = h["admission"].get(r["kind"])
         count = tally[r["kind"]]
@@ -199,14 +215,15 @@ def _check_filings(
             report.bad("hostile attempt unknown", what)
         elif 200 <= r["status"] < 300 or r["id"] in by_attempt:
             report.bad("hostile filing accepted", f"{what}: the API server took it")
-        elif r["status"] in (403, 422) and phrase in r["message"]:
+        elif r["status"] in (403, 422) and phrase in r["message"] and policy in r["message"]:
             count["refused"] += 1
         elif _transient(r["status"], r["message"]):
             count["unanswered"] += 1  # a fault outlasted its retries; the cluster has none
         else:
             report.bad(
                 "unexpected refusal",
-                f"{what}: {r['status']} {r['message'][:200]!r}, expected a message with {phrase!r}",
+                f"{what}: {r['status']} {r['message'][:200]!r}, expected {policy} to refuse it"
+                f" with a message with {phrase!r}",
             )
     report.counts["hostile filings: tried / refused as expected / unanswered (a fault)"] = {
         kind: f"{t['tried']} / {t['refused']} / {t['unanswered']}"
