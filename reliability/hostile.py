@@ -36,6 +36,9 @@ Target = tuple[str, str, str]  # name, uid, agent
 MOVES = ("forged rollbackOf", "squat -rollback", "path", "poison", "squat -pir", "metadata",
          "path", "poison", "control")  # fmt: skip
 RETRY_S = 60
+# What a restarted API server answers for a moment, to anyone: RBAC's cache not filled yet, or
+# not ready at all. Not admission's answer: tried again.
+WARMING_UP = ("cannot create resource", "not yet ready to handle request")
 
 
 class Hostile:
@@ -161,7 +164,7 @@ class Hostile:
             except KubeError as e:
                 status, message = e.status, e.message[:500]
             transient = status in (0, 429) or status >= 500 or (
-                status == 403 and "cannot create resource" in message)  # fmt: skip
+                status == 403 and any(p in message for p in WARMING_UP))  # fmt: skip
             if status == 409 and "already exists" in message:
                 # an earlier try went through unseen: that is the answer
                 status, message = 201, "created (an earlier try's answer was lost)"

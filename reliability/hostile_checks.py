@@ -169,7 +169,10 @@ def check_rollbacks(
 
 
 def _transient(status: int, message: str) -> bool:
-    return status in (0, 429) or status >= 500 or "cannot create resource" in message
+    """No answer from admission: the API server away, or warming up after its restart (its
+    RBAC cache not filled, or not ready at all): a fault outlasted the agent's retries."""
+    warming = ("cannot create resource", "not yet ready to handle request")
+    return status in (0, 429) or status >= 500 or any(p in message for p in warming)
 
 
 def check_hostile(
