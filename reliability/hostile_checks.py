@@ -116,6 +116,13 @@ def check_rollbacks(
             )
             continue
         undos.add(undo["metadata"]["uid"])
+        own_name = f"{name}-rollback"
+        if own_name in squats and undo["metadata"]["name"] != own_name:
+            report.bad(
+                "hostile filing accepted",
+                f"{name}: its rollback was filed as {undo['metadata']['name']}, not {own_name},"
+                " which the hostile agent had tried to take",
+            )
         squatted = squats.get(undo["metadata"]["name"])
         squatted_first += squatted is not None and squatted < ts(
             undo["metadata"]["creationTimestamp"]

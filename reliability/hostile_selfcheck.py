@@ -200,6 +200,15 @@ def doctored(sample: Callable[[], "RunData"]) -> dict[str, tuple[str, "RunData"]
         d.requests.append(body)
 
     case("a hostile request admission should have refused", "hostile filing accepted", squatter)
+
+    def moved(d: "RunData") -> None:
+        _named(d, "edit-3-rollback")["metadata"]["name"] = "edit-3-rollback-x7k2p"
+        _named(d, "edit-3")["status"]["rollback"] |= {
+            "request": "edit-3-rollback-x7k2p",
+            "message": "undone by edit-3-rollback-x7k2p",
+        }
+
+    case("a rollback filed under another name: its own was taken", "hostile filing accepted", moved)
     case(
         "no rollback's name tried by the hostile agent before it was filed",
         "hostile attempts missing",
