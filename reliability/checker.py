@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reliability import hostile_checks, hostile_selfcheck
+
 DECISION_REASONS = {
     "AutoApproved", "Logged", "NotVetoed", "HumanApproved", "HumanDenied", "Vetoed", "Expired",
     "NoPolicy", "MissingRollbackPlan", "Invalid",
@@ -51,6 +53,13 @@ class RunData:
     events: list[Json]
     restarts: list[Json] = field(default_factory=list)
     observed: dict[str, int] = field(default_factory=dict)  # counts shown as they are
+    # The hostile agent: its journal, the victims as run.py saw them before and after the load,
+    # the outcome entries the operators logged as dropped ("stream id"), those left unread.
+    hostile: list[Json] = field(default_factory=list)
+    victims_before: dict[str, Json] = field(default_factory=dict)
+    victims_after: dict[str, Json] = field(default_factory=dict)
+    dropped_outcomes: set[str] = field(default_factory=set)
+    outcomes_left: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -103,6 +112,11 @@ def load(run: Path) -> RunData:
         events=dump["events"],
         restarts=_jsonl(run / "restarts.jsonl"),
         observed=_observed(run),
+        hostile=_jsonl(run / "hostile.jsonl"),
+        victims_before=dump.get("victims_before") or {},
+        victims_after=dump.get("victims_after") or {},
+        dropped_outcomes=hostile_checks.dropped_entries(run / "operators"),
+        outcomes_left=dump.get("hostile_outcomes_left") or [],
     )
 
 
@@ -151,7 +165,13 @@ def check(data: RunData) -> Report:
             report.bad("idempotency", f"{f['name']}: a retry filed {f['retry_uid']}")
 
     cluster = {r["metadata"]["uid"]: r for r in data.requests}
-    for uid in sorted(set(cluster) - set(filed)):
+    # Besides the load's: the rollbacks the operator filed for it, and the hostile agent's
+    # requests (checked by hostile_checks).
+    undos = hostile_checks.check_rollbacks(data, filed, cluster, report)
+    hostile_agent = (scenario.get("hostile") or {}).get("agent")
+    for uid in sorted(set(cluster) - set(filed) - undos):
+        if hostile_agent and (cluster[uid].get("spec") or {}).get("agent") == hostile_agent:
+            continue
         report.bad("unexpected request", f"{cluster[uid]['metadata']['name']} was never filed")
     attempts_by_id = {a["id"]: a for a in data.attempts}
 
@@ -199,6 +219,8 @@ def check(data: RunData) -> Report:
         f"{name} -> {plans[name].get('intended')}": f"{t['reached']} of {t['filed']}"
         for name, t in sorted(intended.items())
     }
+    for key in (hostile_checks.ROLLBACKS, hostile_checks.SQUATTED):  # beside the plans
+        report.counts[key] = report.counts.pop(key, "")
     for name, t in sorted(intended.items()):
         if plans[name].get("intended") and t["filed"] and not t["reached"]:
             report.bad(
@@ -226,6 +248,8 @@ def check(data: RunData) -> Report:
     _check_audit(data, filed, cluster, report)
     _check_transitions(data, filed, report)
     _check_events(data, filed, report)
+    if scenario.get("hostile"):
+        hostile_checks.check_hostile(data, filed, cluster, report)
     report.counts.update(data.observed)
     report.counts["discrepancies"] = len(report.problems)
     return report
@@ -442,6 +466,10 @@ def _expected_audit(body: Json) -> Counter[str]:
     want["Reviewed"] += len(status.get("reviews") or [])
     if status.get("decision"):
         want[status["decision"]["outcome"]] += 1
+    if (status.get("rollback") or {}).get("request"):
+        want["RollbackRequested"] += 1
+    if (status.get("rollback") or {}).get("done"):
+        want["RolledBack"] += 1
     if status.get("execution"):
         want[status["execution"]["outcome"]] += 1
     return +want
@@ -593,7 +621,8 @@ def table(report: Report) -> str:
 
 
 def sample() -> RunData:
-    """A tiny consistent run: one tier-1 request and one tier-4 request approved in time."""
+    """A tiny consistent run: one tier-1 request, one tier-4 request approved in time, one
+    tier-2 request a reviewer rolled back, and a hostile agent whose attempts all failed."""
     ns, agent = "rel", "agent-a"
     checklist = ["what", "impact", "rollback"]
     scenario = {
@@ -648,7 +677,7 @@ def sample() -> RunData:
         {"fault": name, "started": 0.0, "recovered": 1.0, "checks": {"died": True}}
         for name in FAULTS
     ]
-    return RunData(
+    data = RunData(
         scenario=scenario,
         filed=filed,
         attempts=[
@@ -689,6 +718,8 @@ def sample() -> RunData:
         audit_log=copy.deepcopy(audit),
         events=[{"reason": "HumanApproved", "involvedObject": {"uid": "u2"}, "count": 1}],
     )
+    hostile_selfcheck.extend(data)
+    return data
 
 
 def doctored() -> dict[str, tuple[str, RunData]]:
@@ -750,6 +781,7 @@ def doctored() -> dict[str, tuple[str, RunData]]:
     empty = sample()
     empty.filed, empty.requests = [], []
     cases["an empty run"] = ("nothing filed", empty)
+    cases.update(hostile_selfcheck.doctored(sample))
     return cases
 
 

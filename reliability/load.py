@@ -15,6 +15,7 @@ from handoff.adapters.kube import Credentials, KubeApi, KubeError
 from handoff.sdk import Agent, Decision, HandoffError
 from redis.exceptions import RedisError
 
+from reliability.attacks import HONEST_OUTCOME
 from reliability.scenario import AGENTS, CHECKLIST, PLANS, Plan
 
 GROUP_PATH = "/apis/handoff.dev/v1alpha1"
@@ -71,6 +72,10 @@ class Load:
         self.stopping = False
         self._attempt = 0
         self._agents: dict[str, Agent] = {}
+        # Who else sees what the watch records (the hostile agent may list requests too), and
+        # what runs just before a reviewer asks for a rollback (the hostile agent's squat).
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
+        self.before_rollback: Callable[[str], Awaitable[None]] | None = None
 
     def path(self, name: str = "") -> str:
         base = f"{GROUP_PATH}/namespaces/{self.ns}/actionrequests"
@@ -146,6 +151,14 @@ class Load:
         elif plan_name == "veto":
             await asyncio.sleep(self.rng.uniform(1.0, 6.0))
             await self.review(name, "bob", "Deny", until=plan.window_s + 5)
+        elif plan_name == "rollback":
+            await self.wait_decided(name, 60)
+            if self.before_rollback is not None:
+                await self.before_rollback(name)
+            await asyncio.sleep(self.rng.uniform(1.0, 3.0))
+            # A request decided without people has no status.reviews yet: the first review
+            # creates the list (as `kubectl handoff rollback` does).
+            await self.review(name, "alice", "Rollback", until=30, acknowledged=[], first=True)
         elif plan_name == "late-approve":
             deadline = await self.deadline_of(name)
             if deadline is not None:
@@ -209,6 +222,7 @@ class Load:
         expect: str = "accepted",
         comment: bool = True,
         acknowledged: list[str] | None = None,
+        first: bool = False,
     ) -> None:
         """Append one review as ``who``; retried while the API server is unreachable or the
         request is not classified yet. Every attempt is journaled."""
@@ -221,7 +235,9 @@ class Load:
         }
         if comment:
             entry["comment"] = f"rel {attempt_id}"
-        ops = [{"op": "add", "path": "/status/reviews/-", "value": entry}]
+        ops: list[dict[str, Any]] = [{"op": "add", "path": "/status/reviews/-", "value": entry}]
+        if first:
+            ops = [{"op": "add", "path": "/status/reviews", "value": [entry]}]
         end = time.monotonic() + until
         while True:
             before = time.time()
@@ -269,7 +285,7 @@ class Load:
         if decision.approved:
             self.approved.add(decision.uid)
             await agent.verify(decision)
-            await agent.report(decision, "Executed", "done by the reliability agent")
+            await agent.report(decision, "Executed", HONEST_OUTCOME)
 
     # -- the watch: every status transition ----------------------------------------------------
 
@@ -305,6 +321,8 @@ class Load:
         if last.get(meta["uid"]) == seen:
             return
         last[meta["uid"]] = seen
+        for observer in self.observers:
+            observer(body)
         self.journal.write("transitions", {
             "uid": meta["uid"], "name": meta["name"], "rv": meta["resourceVersion"],
             "type": kind, "phase": status.get("phase"), "decision": status.get("decision"),

@@ -2,7 +2,8 @@
 picks the active one); a mixed load for a few minutes while faults are injected in turn; then the
 independent checker (``reliability/checker.py``) in a process of its own.
 
-    python -m reliability.run [--rate 3] [--seconds 240] [--folder .handoff/reliability]
+    python -m reliability.run [--rate 3] [--seconds 240] [--hostile-every 2]
+                              [--folder .handoff/reliability]
 """
 
 import argparse
@@ -24,12 +25,23 @@ from handoff.devenv.postgres import PostgresServer
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, OperatorProcess
 
+from reliability.attacks import (
+    HOSTILE,
+    HOSTILE_POLICY,
+    SANDBOX,
+    deployment,
+    hostile_policy,
+    victim_keys,
+    victims,
+)
 from reliability.faults import Faults, lease_holder
+from reliability.hostile import Hostile
 from reliability.load import Journal, Load, api_for
 from reliability.scenario import AGENTS, policy, scenario_json
 
 LEASE = ("handoff-system", "handoff-reliability")
 LEASE_SECONDS = 6
+HOSTILE_STOP_S = 20  # the hostile agent stops this long before the load: honest outcomes follow
 
 
 def leader_election_available() -> bool:
@@ -103,13 +115,20 @@ def _wait(probe: Any, seconds: float, what: str) -> None:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def setup_namespaces(env: Environment) -> tuple[str, dict[str, str]]:
+def setup_namespaces(env: Environment) -> tuple[str, str, dict[str, str]]:
+    """The load's namespace (the honest agents and the hostile one, each policy Ready) and the
+    victims' namespace, which no policy lists; the agents' kubeconfigs."""
     cluster = env.cluster
-    ns = cluster.new_namespace(agents=AGENTS)
+    ns = cluster.new_namespace(agents=(*AGENTS, HOSTILE))
+    elsewhere = cluster.new_namespace(agents=())
+    for document in (*victims(ns, elsewhere).values(), deployment(ns, SANDBOX)):
+        cluster.apply(document)
     cluster.apply(policy(ns))
+    cluster.apply(hostile_policy(ns))
     _wait(lambda: _ready(cluster, "reliability", ns), 60, "the load policy to be Ready")
+    _wait(lambda: _ready(cluster, HOSTILE_POLICY, ns), 60, "the hostile policy to be Ready")
     kubeconfigs = {}
-    for agent in AGENTS:
+    for agent in (*AGENTS, HOSTILE):
         token = cluster.token(f"{ns}/{agent}")
         kubeconfigs[agent] = str(
             cluster.control_plane.write_kubeconfig(
@@ -122,7 +141,25 @@ def setup_namespaces(env: Environment) -> tuple[str, dict[str, str]]:
             ).returncode == 0,
             60, f"the Redis Secret of {agent}",
         )  # fmt: skip
-    return ns, kubeconfigs
+    return ns, elsewhere, kubeconfigs
+
+
+def snapshot(cluster: Cluster, ns: str, elsewhere: str) -> dict[str, Any]:
+    """What the hostile agent must not change, as the API server holds it: each victim's
+    resourceVersion (a policy's generation: its status moves on) and content."""
+    found: dict[str, Any] = {}
+    for key in victim_keys(ns, elsewhere):
+        kind, namespace, name = key.split("/")
+        body = cluster.get(kind, name, namespace)
+        meta = body["metadata"]
+        policy_kind = kind == "agentactionpolicy"
+        found[key] = {
+            "version": meta["generation"] if policy_kind else meta["resourceVersion"],
+            "content": body.get("data") if kind == "secret" else body.get("spec"),
+            "deleting": bool(meta.get("deletionTimestamp")),
+            "finalizers": meta.get("finalizers") or [],
+        }
+    return found
 
 
 def _ready(cluster: Cluster, name: str, ns: str) -> bool:
@@ -131,22 +168,35 @@ def _ready(cluster: Cluster, name: str, ns: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-async def drive(env: Environment, journal: Journal, ns: str, kubeconfigs: dict[str, str],
-                faults: Faults, rate: float, seconds: float) -> dict[str, Any]:  # fmt: skip
+async def drive(env: Environment, journal: Journal, ns: str, elsewhere: str,
+                kubeconfigs: dict[str, str], faults: Faults, rate: float, seconds: float,
+                hostile_every: float) -> dict[str, Any]:  # fmt: skip
     control = env.cluster.control_plane
     server, ca = control.server, str(control.ca_file)
     apis = {who: api_for(server, ca, env.cluster.token(who))
             for who in ("admin", "alice", "bob", "carol", "mallory")}  # fmt: skip
-    for agent in AGENTS:
+    for agent in (*AGENTS, HOSTILE):
         apis[agent] = api_for(server, ca, env.cluster.token(f"{ns}/{agent}"))
     load = Load(journal, ns, apis, kubeconfigs, rate, seconds)
+    policy_uid = env.cluster.get("agentactionpolicy", "reliability", ns)["metadata"]["uid"]
+    hostile = Hostile(journal, ns, elsewhere, apis[HOSTILE], AGENTS, policy_uid)
+    load.observers.append(hostile.observe)
+    load.before_rollback = hostile.squat_rollback
     background = [asyncio.create_task(load.watch())]
+    attacks = asyncio.create_task(hostile.run(seconds - HOSTILE_STOP_S, hostile_every))
     background += [asyncio.create_task(load.consume(a)) for a in AGENTS]
     fault_task = asyncio.create_task(asyncio.to_thread(faults.run_all))
     supervisor = asyncio.create_task(asyncio.to_thread(faults.supervise))
     say(f"load: {rate}/s for {seconds:.0f}s, {int(rate * seconds)} requests")
     await load.run()
-    say(f"load done: {len(load.filed)} filed; waiting for the faults to finish")
+    hostile.stopping = True
+    try:
+        await attacks
+    except Exception as e:  # the checker reports the attempts that are missing
+        journal.write("errors", {"where": "hostile", "error": repr(e)[:300], "at": time.time()})
+        say(f"the hostile agent stopped: {e!r}")
+    say(f"load done: {len(load.filed)} filed, {hostile.count} hostile attempts;"
+        " waiting for the faults to finish")  # fmt: skip
     await fault_task
     progress: dict[str, Any] = {}
     for what, target, limit in (("decided", load.decided, 120), ("delivered", load.delivered, 90)):
@@ -186,6 +236,10 @@ def dump_redis(env: Environment, ns: str, dump: dict[str, Any]) -> None:
     dump["decision_entries"] = [
         e for agent in AGENTS for e in entries(f"handoff:decisions:{ns}:{agent}")
     ]
+    # What is left unread on the hostile agent's outcome stream (the operator deletes what it
+    # consumed): poison the reader never got to.
+    left: Any = client.xrange(f"handoff:outcomes:{ns}:{HOSTILE}")
+    dump["hostile_outcomes_left"] = [entry_id for entry_id, _ in left or []]
     dump["audit"] = [e for e in entries("handoff:audit") if e.get("namespace") == ns]
     client.close()
 
@@ -194,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reliability.run", description=__doc__)
     parser.add_argument("--rate", type=float, default=3.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=240, help="how long the load runs")
+    parser.add_argument(
+        "--hostile-every", type=float, default=2.0, help="seconds between the hostile agent's tries"
+    )
     parser.add_argument(
         "--folder", type=Path, default=paths.project_root() / ".handoff/reliability"
     )
@@ -210,13 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     faults: Faults | None = None
     try:
         env.start()
-        ns, kubeconfigs = setup_namespaces(env)
+        ns, elsewhere, kubeconfigs = setup_namespaces(env)
         faults = Faults(env, journal, ns, LEASE, offsets=_offsets(args.seconds))
         faults.prepare()
-        (folder / "scenario.json").write_text(
-            json.dumps(scenario_json(ns, args.rate, args.seconds) | {"ha": env.ha}, indent=2)
-        )
-        dump = asyncio.run(drive(env, journal, ns, kubeconfigs, faults, args.rate, args.seconds))
+        scenario = scenario_json(ns, args.rate, args.seconds, elsewhere) | {"ha": env.ha}
+        (folder / "scenario.json").write_text(json.dumps(scenario, indent=2))
+        before = snapshot(env.cluster, ns, elsewhere)
+        dump = asyncio.run(drive(env, journal, ns, elsewhere, kubeconfigs, faults, args.rate,
+                                 args.seconds, args.hostile_every))  # fmt: skip
+        dump["victims_before"], dump["victims_after"] = before, snapshot(env.cluster, ns, elsewhere)
         dump_redis(env, ns, dump)
         (folder / "dump.json").write_text(json.dumps(dump))
     except Exception:

@@ -7,6 +7,8 @@ expectations it derives come from what the harness meant to do, not from the ope
 from dataclasses import dataclass
 from typing import Any
 
+from reliability.attacks import hostile_json
+
 AGENTS = ("agent-a", "agent-b", "agent-c")
 REVIEWERS = ("alice", "bob")  # of the group payments-approvers: the policy's reviewers
 CHECKLIST = ("what", "impact", "rollback")
@@ -34,15 +36,21 @@ class Plan:
     intended: str  # the decision reason the plan aims at (faults may change it legitimately)
     rollback: bool = False
     parameters: dict[str, Any] | None = None
+    then: str = ""  # the phase the request ends in after its decision, if a reviewer acts later
 
 
 PLANS: dict[str, Plan] = {
     # tier 1 and 2: decided at once
-    "auto": Plan("db.query", 1, "reads", "HOOTL", 0, 28, "AutoApproved"),
+    "auto": Plan("db.query", 1, "reads", "HOOTL", 0, 25, "AutoApproved"),
     "retry": Plan(
         "db.query", 1, "reads", "HOOTL", 0, 3, "AutoApproved"
     ),  # proposed twice, same key
     "logged": Plan("crm.update", 2, "edits", "HOTL", 0, 14, "Logged", rollback=True),
+    # ... then alice rolls it back: the operator files <name>-rollback (which the hostile agent
+    # tried to take first), the agent carries it out, and the original becomes RolledBack
+    "rollback": Plan(
+        "crm.update", 2, "edits", "HOTL", 0, 3, "Logged", rollback=True, then="RolledBack"
+    ),
     # tier 3 HOTL: runs unless vetoed within the hold
     "hold": Plan(
         "payments.refund", 3, "refunds", "HOTL", HOLD_S, 10, "NotVetoed", parameters={"amount": 50}
@@ -103,7 +111,8 @@ def policy(namespace: str) -> dict[str, Any]:
     }
 
 
-def scenario_json(namespace: str, rate: float, seconds: float) -> dict[str, Any]:
+def scenario_json(namespace: str, rate: float, seconds: float, elsewhere: str) -> dict[str, Any]:
+    """What the checker derives its expectations from; ``elsewhere``: the victims' namespace."""
     return {
         "namespace": namespace,
         "agents": list(AGENTS),
@@ -114,6 +123,7 @@ def scenario_json(namespace: str, rate: float, seconds: float) -> dict[str, Any]
         "reviewers": list(REVIEWERS),
         "checklist": list(CHECKLIST),
         "bad_inputs": list(BAD_INPUTS),
+        "hostile": hostile_json(namespace, elsewhere),
         "plans": {
             name: {
                 "action": p.action,
@@ -123,6 +133,7 @@ def scenario_json(namespace: str, rate: float, seconds: float) -> dict[str, Any]
                 "window_s": p.window_s,
                 "weight": p.weight,
                 "intended": p.intended,
+                "then": p.then,
             }
             for name, p in PLANS.items()
         },

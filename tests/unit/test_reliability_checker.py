@@ -9,7 +9,7 @@ from reliability import checker
 def test_the_clean_sample_passes() -> None:
     report = checker.check(checker.sample())
     assert report.problems == []
-    assert report.counts["filed"] == 2
+    assert report.counts["filed"] == 3
     assert report.counts["lost"] == 0
     assert "no discrepancies" in checker.table(report)
 
@@ -63,3 +63,46 @@ def test_an_expiry_inside_an_outage_gets_the_catch_up_bound_from_its_end() -> No
     assert "late expiry" not in checker.check(data).kinds()  # 8 s after the operator was back
     data.faults[-1]["recovered"] = checker.ts("2026-11-29T21:00:25Z")
     assert "late expiry" in checker.check(data).kinds()  # 13 s after: over the catch-up bound
+
+
+def test_the_hostile_agents_checks_are_among_them() -> None:
+    """What the hostile agent attacked must not change: each way it could is a doctored run."""
+    kinds = {kind for kind, _ in checker.doctored().values()}
+    assert {
+        "forged rollback",  # an honest request RolledBack without a reviewer's real rollback
+        "victim changed",  # a victim object's resourceVersion or content
+        "path trick approved",
+        "poison recorded",  # an Executed/Failed on a request a poison entry names
+        "poison entry not rejected",
+        "outcome reader stopped",  # no honest outcome recorded after the poison
+        "hostile filing accepted",
+        "unexpected refusal",  # refused, but not with the message the scenario expects
+        "secret leaked",
+        "hostile attempts missing",
+        "hostile controls failed",
+    } <= kinds
+
+
+def test_a_real_rollback_is_not_a_forged_one() -> None:
+    report = checker.check(checker.sample())
+    assert report.counts["rollbacks: a reviewer asked / RolledBack by the operator's undo"] == (
+        "1 / 1"
+    )
+    assert report.counts["victims unchanged (resourceVersion and content)"] == "1 of 1"
+    assert report.counts["honest outcomes recorded after the first / last poison entry"] == (
+        "1 / 1"
+    )
+
+
+def test_a_refusal_during_a_fault_is_unanswered_not_wrong() -> None:
+    """The hostile agent retries while the API server is away or refuses it for want of its
+    RBAC cache; if a fault outlasts its retries, the attempt is unanswered, not a failure,
+    as long as the cluster holds nothing it filed."""
+    data = checker.sample()
+    attempt = next(r for r in data.hostile if r["id"] == "h1")
+    attempt.update(status=403, message='User "system:serviceaccount:rel:agent-x" cannot create'
+                   ' resource "actionrequests": RBAC: role not found')  # fmt: skip
+    report = checker.check(data)
+    assert report.problems == []
+    rows = report.counts["hostile filings: tried / refused as expected / unanswered (a fault)"]
+    assert rows["squat <name>-rollback of an honest request"] == "1 / 0 / 1"
