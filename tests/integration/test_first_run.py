@@ -22,6 +22,7 @@ import pytest
 from handoff import paths
 from handoff.console.devlogin import LIFETIME, issue
 from handoff.devenv.environment import DevEnvironment
+from handoff.testing.programs import hidden_path
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +54,6 @@ def assert_one_sentence(result: subprocess.CompletedProcess[str], *expected: str
     for text in expected:
         assert text in said, said
     return said
-
-
-def hidden_path(folder: Path, *hidden: str) -> str:
-    """A PATH with every program of the real one except ``hidden`` (symlinks in one folder)."""
-    folder.mkdir(parents=True)
-    for directory in os.environ["PATH"].split(os.pathsep):
-        if not os.path.isdir(directory):
-            continue
-        for entry in os.scandir(directory):
-            target = folder / entry.name
-            if entry.name not in hidden and not target.exists() and os.access(entry.path, os.X_OK):
-                target.symlink_to(entry.path)
-    return str(folder)
 
 
 def private_folder() -> Path:

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from handoff.testing.programs import hidden_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = "scripts/services.sh"
@@ -50,24 +51,10 @@ def test_demo_installs_its_servers_with_the_same_step_as_test() -> None:
     assert demo.index(demo_call) < up, "the servers must be installed before 'handoff dev up'"
 
 
-def hidden_path(tmp_path: Path, *hidden: str) -> str:
-    """A PATH with every program of the real one except ``hidden`` (symlinks in one folder)."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    for directory in os.environ["PATH"].split(os.pathsep):
-        if not os.path.isdir(directory):
-            continue
-        for entry in os.scandir(directory):
-            target = folder / entry.name
-            if entry.name not in hidden and not target.exists() and os.access(entry.path, os.X_OK):
-                target.symlink_to(entry.path)
-    return str(folder)
-
-
 def test_the_services_step_installs_what_a_fresh_machine_lacks(tmp_path: Path) -> None:
     if shutil.which("bash") is None:
         pytest.skip("no bash")
-    path = hidden_path(tmp_path, "redis-server", "redis-cli", "postgres", "psql")
+    path = hidden_path(tmp_path / "bin", "redis-server", "redis-cli", "postgres", "psql")
     empty = tmp_path / "no-postgres"
     empty.mkdir()
     env = os.environ | {"PATH": path, "HANDOFF_PG_BIN": str(empty)}
@@ -104,7 +91,7 @@ def test_the_cold_build_says_what_it_builds_and_how_long_before_it_starts(tmp_pa
 
 
 def test_without_apt_the_services_step_says_what_to_install(tmp_path: Path) -> None:
-    path = hidden_path(tmp_path, "redis-server", "redis-cli", "apt-get")
+    path = hidden_path(tmp_path / "bin", "redis-server", "redis-cli", "apt-get")
     result = subprocess.run(
         ["bash", SERVICES, "redis"],
         cwd=ROOT, env=os.environ | {"PATH": path}, capture_output=True, text=True, check=False,
