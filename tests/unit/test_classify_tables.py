@@ -6,7 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from handoff.domain.classify import _INDEXES, RequestFacts, Verdict, classify, evaluate, rule_index
+from handoff.domain.classify import (
+    _INDEXES,
+    RequestFacts,
+    RuleIndex,
+    Verdict,
+    classify,
+    evaluate,
+    rule_index,
+)
 from handoff.domain.policy import DEFAULT_TIER4, ChecklistItem, Reviewers, compile_policy
 from handoff.domain.reasons import Mode, Oversight
 
@@ -228,3 +236,12 @@ def test_a_rule_that_names_no_override_keeps_the_lane_checklist_item_for_item() 
     assert evaluate(policy, facts()).lane.checklist == (
         ChecklistItem("ticket", "There is a ticket"),
     )
+
+
+def test_the_action_memo_is_forgotten_all_at_once_when_full() -> None:
+    index = RuleIndex(compiled([rule("r", 2)]).rules)
+    for i in range(RuleIndex.MEMO_SIZE):
+        index.candidates(f"payments.{i}")
+    assert len(index._memo) == RuleIndex.MEMO_SIZE
+    index.candidates("payments.one-more")
+    assert list(index._memo) == ["payments.one-more"]

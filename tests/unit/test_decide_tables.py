@@ -61,6 +61,7 @@ def check_invariants(step: Step, state: RequestState, now: datetime) -> None:
         assert step.wake_at == parse_time(deadline)
         return
     assert step.patch["decision"] == step.decision.to_json()
+    assert sorted(step.patch["decision"]) == ["at", "by", "message", "outcome", "reason"]
     assert step.patch["decision"]["at"] == format_time(now)
     assert step.decision.at == now
     assert step.decision.message == decided["message"]
@@ -72,10 +73,12 @@ def check_invariants(step: Step, state: RequestState, now: datetime) -> None:
 
 
 def budgeted(
-    used: int, action: str = "db.query", rollback: bool = False
+    used: int | None, action: str = "db.query", rollback: bool = False
 ) -> tuple[list[CompiledPolicy], RequestState]:
-    """A policy whose budget ``reads`` (2 an hour) has been used ``used`` times, and a request."""
-    state = replace(request(action, rollback=rollback), budget_usage={("payments", "reads"): used})
+    """A policy whose budget ``reads`` (2 an hour) has been used ``used`` times (None: never),
+    and a request."""
+    usage = {} if used is None else {("payments", "reads"): used}
+    state = replace(request(action, rollback=rollback), budget_usage=usage)
     return [policy(budgets=BUDGET)], state
 
 
@@ -173,6 +176,7 @@ def test_classification(
 @pytest.mark.parametrize(
     ("action", "used", "rollback", "expected"),
     [
+        ("db.query", None, False, ("Approved", "AutoApproved")),  # not used yet
         ("crm.update", 2, True, ("AwaitingApproval", "BudgetExceeded")),
         ("crm.update", 1, True, ("Approved", "Logged")),
         ("crm.update", 5, False, ("AwaitingApproval", "BudgetExceeded")),
@@ -181,7 +185,7 @@ def test_classification(
     ],
 )
 def test_budgets_apply_to_tiers_1_and_2_only(
-    action: str, used: int, rollback: bool, expected: tuple[str, str]
+    action: str, used: int | None, rollback: bool, expected: tuple[str, str]
 ) -> None:
     policies, state = budgeted(used, action, rollback)
     step = decide(policies, state, CREATED)
@@ -271,6 +275,9 @@ def test_the_executor_gate(spec: dict[str, Any], state: RequestState, expected: 
     assert problem in decided[2]
     assert step.patch is not None
     assert step.patch["tier"] == 4  # classified as usual, then refused
+    assert step.classification is not None
+    assert step.classification.verdict is not None
+    assert step.classification.verdict.policy == "payments"
 
 
 def test_an_invalid_request_under_a_broken_policy_says_it_failed_closed() -> None:
@@ -359,6 +366,7 @@ def waiting(
 
 
 TWO = {"tiers": {"tier4": {"approvals": 2}}}
+THREE = {"tiers": {"tier4": {"approvals": 3}}}
 HOLD = {"action": "payments.refund", "parameters": {"amount": 5}}
 HOLD_TWO = {"tiers": {"tier3": {"approvals": 2}}}
 GLASS = {"reviewer": "sre-dave", "decision": "Approve", "breakGlass": True,
@@ -384,6 +392,19 @@ HOLDING = "approved at 2026-11-29T18:05:00Z unless a reviewer denies"
                      ("Approved", ("Approved", "BreakGlassApproved", ["alice", "sre-dave"]),
                       ("True", "BreakGlassApproved", "approved by alice, sre-dave; under break-glass: sre-dave")),
                      id="break-glass with a reviewer"),
+        pytest.param((TWO, {}), [GLASS, GLASS | {"reviewer": "sre-erin"}], at(minutes=3),
+                     ("Approved", ("Approved", "BreakGlassApproved", ["sre-dave", "sre-erin"]),
+                      ("True", "BreakGlassApproved",
+                       "approved by sre-dave, sre-erin; under break-glass: sre-dave, sre-erin")),
+                     id="two under break-glass"),
+        pytest.param((THREE, {}), [approve("alice"), approve("bob")], at(minutes=3),
+                     (None, None, None, ("False", "AwaitingReview",
+                      "2 of 3 approval(s) by 2026-11-29T18:15:00Z, else Denied (Expired)"
+                      "; approved so far by alice, bob")), id="two of three"),
+        pytest.param((TWO, {}), [approve("mallory"), approve("alice", [])], at(minutes=3),
+                     (None, None, None, ("False", "AwaitingReview", PROGRESS.format(0) +
+                      "; not counted: mallory: not a reviewer of this policy"
+                      "; alice: did not acknowledge impact, rollback, what")), id="two not counted"),
         pytest.param((None, {}), [approve("alice"), deny("bob")], at(minutes=3),
                      ("Denied", ("Denied", "HumanDenied", ["bob"]), ("True", "HumanDenied", "bob denied it")),
                      id="a deny"),
@@ -532,19 +553,61 @@ def test_a_waiting_request_is_rewritten_only_when_its_progress_changes(
             ("True", "RuleMatched", "rule money matched payments.refund"),
             ("False", "AwaitingReview", f"rule money matched payments.refund; {T4_WAIT}"),
         ), id="still waiting: the classification's own words"),
+        pytest.param([deny("carol")], (
+            "Denied", ("Denied", "Vetoed", ["carol"]),
+            ("True", "RuleMatched", "rule small-refunds matched payments.refund"),
+            ("True", "Vetoed", "carol vetoed it"),
+        ), id="vetoed in the same write"),
     ],
 )  # fmt: skip
 def test_reviews_there_before_classification(
     reviews: list[dict[str, Any]], expected: tuple[Any, ...]
 ) -> None:
-    state = reviewed(request("payments.refund"), *reviews)
+    hold = expected[1] is not None and expected[1][1] == "Vetoed"
+    state = request("payments.refund", parameters={"amount": 5} if hold else None)
+    state = reviewed(state, *reviews)
     now = at(minutes=1)
     step = decide([policy()], state, now)
     assert summary(step) == expected
     check_invariants(step, state, now)
     assert step.patch is not None
     assert (step.patch["tier"], step.patch["deadline"], step.patch["requiredApprovals"]) == (
-        4, "2026-11-29T18:15:00Z", 1
-    )  # fmt: skip
+        (3, "2026-11-29T18:05:00Z", 1) if hold else (4, "2026-11-29T18:15:00Z", 1)
+    )
+    assert step.classification is not None
+    assert step.classification.verdict is not None
+    assert step.classification.verdict.tier == step.patch["tier"]
     assert "reviews" not in step.patch  # the reviews already there are not overwritten
     assert "shadow" not in step.patch
+
+
+def test_a_budget_of_one_is_not_spent_before_its_first_use() -> None:
+    one = [policy(budgets=[BUDGET[0] | {"max": 1}])]
+    assert summary(decide(one, request("db.query"), CREATED))[1] == ("Approved", "AutoApproved", [])
+    spent = replace(request("db.query"), budget_usage={("payments", "reads"): 1})
+    assert summary(decide(one, spent, CREATED))[3][1] == "BudgetExceeded"
+
+
+def test_a_tier1_rule_past_its_budget_waits_in_the_policys_tier4_lane_not_its_own() -> None:
+    rules = [
+        {"name": "reads", "actions": ["db.*"], "tier": 1, "approvals": 3, "decisionWindow": "1h"}
+    ]
+    policies = [policy(rules=rules, budgets=BUDGET, tiers={"tier4": {"approvals": 2}})]
+    state = replace(request("db.query"), budget_usage={("payments", "reads"): 2})
+    step = decide(policies, state, CREATED)
+    assert step.patch is not None
+    assert (step.patch["requiredApprovals"], step.patch["deadline"]) == (2, "2026-11-29T18:15:00Z")
+
+
+def test_a_waiting_request_that_lost_its_decided_condition_gets_one_back() -> None:
+    policies, state = waiting(TWO)
+    status = dict(state.status)
+    status["conditions"] = [c for c in status["conditions"] if c["type"] != "Decided"]
+    step = decide(
+        policies, reviewed(replace(state, status=status), approve("alice")), at(minutes=1)
+    )
+    assert summary(step)[3] == (
+        "False",
+        "AwaitingReview",
+        PROGRESS.format(1) + "; approved so far by alice",
+    )

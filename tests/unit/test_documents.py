@@ -54,6 +54,8 @@ EMPTY_PACKAGE = {
     [
         (body(WAITING), "Pending", "https://handoff.example/", FULL_PACKAGE),
         (body(WAITING), "Pending", "https://handoff.example", FULL_PACKAGE),
+        (body(WAITING), "Pending", "https://h.example/X/", FULL_PACKAGE | {
+            "link": "https://h.example/X/requests/agents/refund-1"}),
         (body(WAITING), "Pending", None, FULL_PACKAGE | {"link": None}),
         (body(WAITING), "Pending", "", FULL_PACKAGE | {"link": None}),
         (body(WAITING | {"decision": DECISION}), "Decided", None,
@@ -334,3 +336,35 @@ def test_an_outcome_message_is_cut_at_2000_characters() -> None:
     patch = execution_patch({"decision": {"outcome": "Approved"}}, "Failed", "m" * 2500, now)
     assert patch is not None
     assert len(patch["execution"]["message"]) == 2000
+
+
+def test_records_of_sparse_decisions_rollbacks_and_executions() -> None:
+    status = {
+        "phase": "Failed",
+        "reviews": [{"reviewer": "alice", "decision": "Approve"}],
+        "decision": {"reason": "HumanApproved"},
+        "rollback": {"request": "undo-1", "done": True},
+        "execution": {"message": "boom"},
+    }
+    found = records(body(status, rollback=None), "audit")
+    own = [(r.dedup, {k: v for k, v in r.fields.items() if k not in COMMON}) for r in found]
+    assert own == [
+        ("review:0", {"event": "Reviewed", "by": "alice", "reason": "Approve", "message": "", "at": ""}),
+        ("phase:", {"event": "", "reason": "HumanApproved", "by": "", "message": "", "at": ""}),
+        ("decision", {"reason": "HumanApproved", "by": "", "message": "", "at": "", "outcome": "",
+                      "stateRef": "handoff:state:p1", "specDigest": ""}),
+        ("rollback:requested", {"event": "RollbackRequested", "by": "", "at": "",
+                                "message": "rollback filed as undo-1"}),
+        ("phase:RolledBack", {"event": "RolledBack", "at": "", "message": ""}),
+        ("phase:", {"event": "", "message": "boom", "at": ""}),
+    ]  # fmt: skip
+
+
+def test_a_report_row_of_a_sparse_request() -> None:
+    sparse = {"metadata": {"name": "r", "creationTimestamp": "2026-11-29T17:00:00Z"}, "spec": {},
+              "status": {"tier": 2, "decision": {"outcome": "Denied"}}}  # fmt: skip
+    [result] = policy_report("agents", "a", [sparse])["results"]
+    assert result["resources"] == [{"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+                                     "name": "r", "namespace": "agents", "uid": ""}]  # fmt: skip
+    assert result["properties"] == {"action": "", "reason": "", "by": "", "phase": ""}
+    assert result["message"] == "None: Denied (None) "

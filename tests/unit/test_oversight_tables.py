@@ -118,6 +118,8 @@ def test_fatigue_default_fast_threshold_is_30_seconds() -> None:
         ([(None, 3)], (1, 0, 0, 1)),
         ([(3, None)], (1, 0, 0, 1)),
         ([(1, 2), (1, 3), (4, 1), (2, 2)], (4, 2, 1, 1)),
+        ([(1, 2), (1, 2), (4, 1), (4, 2), (2, 2), (2, 2)], (6, 2, 2, 2)),
+        ([(None, 2), (2, None), (None, None)], (3, 0, 0, 3)),
     ],
 )
 def test_shadow_counts(entries: list[tuple[Any, Any]], expected: tuple[int, ...]) -> None:
@@ -188,9 +190,10 @@ def test_calibration_bins(confidences: list[float], bins: list[tuple[float, floa
 
 def test_calibration_states_means_and_shares_per_agent() -> None:
     requests = [
+        stated("a", None), {"spec": {"agent": "a", "confidence": 0.9}, "status": {}},
+        {"spec": None, "status": None},  # the skipped ones first: the rest still counts
         stated("b", 0.6), stated("b", 0.65, approved=False), stated("b", 0.55, approved=False),
-        stated("a", 0.95), stated("a", None), {"spec": {"agent": "a", "confidence": 0.9}, "status": {}},
-        {"spec": None, "status": None},
+        stated("a", 0.95),
     ]  # fmt: skip
     result = calibration(requests)
     assert list(result) == ["a", "b"]

@@ -44,6 +44,7 @@ def test_the_rollback_request_whole() -> None:
     assert filed["apiVersion"] == "handoff.dev/v1alpha1"
     assert filed["kind"] == "ActionRequest"
     assert filed["metadata"]["namespace"] == "agents"
+    assert filed["metadata"]["name"] == "refund-1-rollback"
     assert filed["metadata"]["labels"] == {
         "handoff.dev/agent": "payments-agent",
         "handoff.dev/rollback-of": "refund-1",

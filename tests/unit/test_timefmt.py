@@ -1,5 +1,7 @@
 """RFC 3339 times as Kubernetes writes them, read back into UTC."""
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -35,3 +37,18 @@ def test_parse_time_reads_into_utc(text: str, value: datetime) -> None:
     assert parsed.tzinfo is UTC
     assert parsed.hour == value.hour
     assert format_time(parsed) == format_time(value)
+
+
+@pytest.fixture
+def machine_in_paris(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("machine_in_paris")
+def test_the_machines_time_zone_changes_nothing() -> None:
+    assert format_time(datetime(2026, 11, 29, 18, 15, tzinfo=UTC)) == "2026-11-29T18:15:00Z"
+    assert parse_time("2026-11-29T18:15:00Z").hour == 18
