@@ -206,8 +206,8 @@ def with_reviews(minimum: Any, *reviews: dict[str, Any]) -> RequestState:
         (20, [approve("alice"), deny("bob"), approve("carol")], 0, 5, 2),
         (20, [approve("alice"), approve("bob"), approve("carol")], 1, 5, 2),
         (20, [approve("alice"), approve("bob")], 2, 5, 0),
-        (None, [approve("alice")], 0, 5, 0),
-        (0, [approve("alice")], 0, 5, 0),
+        (None, [approve("alice")], 0, 0.5, 0),  # no minimum: nothing is too fast
+        (0, [approve("alice")], 0, 0.5, 0),
         ("30", [approve("alice")], 0, 29, 1),
     ],
 )  # fmt: skip

@@ -368,3 +368,13 @@ def test_a_report_row_of_a_sparse_request() -> None:
                                      "name": "r", "namespace": "agents", "uid": ""}]  # fmt: skip
     assert result["properties"] == {"action": "", "reason": "", "by": "", "phase": ""}
     assert result["message"] == "None: Denied (None) "
+
+
+def test_an_execution_record_without_a_message() -> None:
+    status = {"phase": "Executed", "execution": {"outcome": "Executed", "at": "t0"}}
+    [record] = records(body(status), "audit")
+    assert (record.dedup, record.fields["message"], record.fields["at"]) == (
+        "phase:Executed",
+        "",
+        "t0",
+    )
