@@ -233,17 +233,22 @@ def reconciler(api: ConflictingApi) -> Reconciler:
     return Reconciler(api, PolicyReconciler(api, lambda: NOW), lambda: NOW)  # type: ignore[arg-type]
 
 
-def test_an_outcome_whose_status_write_kept_conflicting_is_not_recorded_nor_acknowledged() -> None:
-    api = ConflictingApi(conflicts=8)
-    recorder = reconciler(api)
-    fake = FakeReader()
-    outcomes = OutcomeReader(
-        fake,  # type: ignore[arg-type]
+def recording_reader(recorder: Reconciler, reader: FakeReader) -> OutcomeReader:
+    """A reader that records through the reconciler's own outcome path."""
+    return OutcomeReader(
+        reader,  # type: ignore[arg-type]
         lambda: [STREAM],
         recorder._record_outcome,
         Recorder().notice,
         monotonic=lambda: 0.0,
     )
+
+
+def test_an_outcome_whose_status_write_kept_conflicting_is_not_recorded_nor_acknowledged() -> None:
+    api = ConflictingApi(conflicts=8)
+    recorder = reconciler(api)
+    fake = FakeReader()
+    outcomes = recording_reader(recorder, fake)
     before = sample("handoff_executions_total", namespace="agents", outcome="Executed")
     asyncio.run(outcomes.handle(STREAM, "1-0", GOOD))
     assert api.patches == 8
@@ -308,13 +313,7 @@ def test_a_rollback_whose_original_could_not_be_marked_is_finished_when_read_aga
 
     recorder._rolled_back = rolled_back  # type: ignore[method-assign]
     fake = FakeReader()
-    outcomes = OutcomeReader(
-        fake,  # type: ignore[arg-type]
-        lambda: [STREAM],
-        recorder._record_outcome,
-        Recorder().notice,
-        monotonic=lambda: 0.0,
-    )
+    outcomes = recording_reader(recorder, fake)
     asyncio.run(outcomes.handle(STREAM, "1-0", GOOD))
     assert api.body["status"]["execution"]["outcome"] == "Executed"
     assert marked == []
