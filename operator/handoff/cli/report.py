@@ -11,6 +11,7 @@ from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import Credentials, KubeApi, resource_path
 from handoff.cli.tables import print_table
 from handoff.domain.oversight import calibration, fatigue, reliability_svg, shadow
+from handoff.review.untrusted import inline
 
 
 def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 0
     by_agent = calibration(requests)
     for agent, bins in by_agent.items():
-        print(f"{agent}: stated confidence against what happened", file=out)
+        print(f"{inline(agent)}: stated confidence against what happened", file=out)
         print_table(
             [["CONFIDENCE", "REQUESTS", "STATED", "RIGHT"]]
             + [
