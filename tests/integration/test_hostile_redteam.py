@@ -196,7 +196,7 @@ def test_a_rollback_does_not_undo_later_changes_to_the_object(cluster: Cluster, 
     roll_back(cluster, scene, scaled)
     done = wait_for(cluster, scene, scaled, "rollback.done", True)
     assert done["status"]["phase"] == "RolledBack"
-    assert "spec.replicas restored" in done["status"]["rollback"]["message"]
+    assert "restored spec.replicas as before the action" in done["status"]["rollback"]["message"]
     web = cluster.get("deployment", "web", scene)
     assert web["spec"]["replicas"] == 1
     assert image(cluster, scene) == "nginx:1.27-fixed"

@@ -125,7 +125,9 @@ def test_image_change_shows_its_live_diff_to_reviewers_then_is_applied_and_rolle
     cluster: Cluster, scene: str, tmp_path: Path
 ) -> None:
     ns = scene
-    name = propose(cluster, ns, "kubernetes.patch", {"patch": IMAGE_PATCH}, "put the old image back")
+    name = propose(
+        cluster, ns, "kubernetes.patch", {"patch": IMAGE_PATCH}, "put the old image back"
+    )
     waiting = wait_for(cluster, ns, name, "phase", "AwaitingApproval")
     preview = wait_for(cluster, ns, name, "preview", _any_preview(cluster, ns, name))["status"][
         "preview"
@@ -177,7 +179,8 @@ def test_image_change_shows_its_live_diff_to_reviewers_then_is_applied_and_rolle
     rolled = wait_for(cluster, ns, name, "phase", "RolledBack")
     assert web(cluster, ns)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
     assert (
-        "spec.template.spec.containers[0].image restored" in rolled["status"]["rollback"]["message"]
+        "restored spec.template.spec.containers[0].image as before"
+        in rolled["status"]["rollback"]["message"]
     )
 
 
@@ -185,7 +188,9 @@ def test_the_console_shows_the_live_diff_to_the_reviewer_only(
     cluster: Cluster, scene: str, redis_server: RedisServer, browser: Browser, tmp_path: Path
 ) -> None:
     ns = scene
-    name = propose(cluster, ns, "kubernetes.patch", {"patch": IMAGE_PATCH}, "put the old image back")
+    name = propose(
+        cluster, ns, "kubernetes.patch", {"patch": IMAGE_PATCH}, "put the old image back"
+    )
     wait_for(cluster, ns, name, "preview", _any_preview(cluster, ns, name))
     as_agent = cluster.kubectl("get", "actionrequest", name, "-n", ns, "-o", "json",
                                who=f"{ns}/{AGENT}").stdout  # fmt: skip

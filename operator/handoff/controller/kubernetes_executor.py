@@ -141,7 +141,7 @@ class KubernetesExecutor:
         guard = {"op": "test", "path": "/metadata/resourceVersion", "value": _version(current)}
         answer = await _write(undo.acting.json_patch(undo.path, [guard, *restore.ops]), current)
         self._check(undo.change, answer)
-        return f"{undo.target}: {fields} restored to the values before the action, nothing else"
+        return f"{undo.target}: restored {fields} as before the action; nothing else was written"
 
     async def _current(
         self, acting: KubeApi, change: KubernetesChange, path: str
