@@ -282,6 +282,59 @@ def test_the_rollback_of_a_creation_deletes_only_an_unchanged_object(
     assert cluster.get("deployment", "fresh2", scene)["spec"]["replicas"] == 2
 
 
+def test_an_agent_cannot_plant_or_rewrite_the_state_a_rollback_restores(
+    cluster: Cluster, scene: str
+) -> None:
+    """An agent that may write ConfigMaps (an administrator gave it the right) plants the state
+    a rollback would restore before the action, or rewrites it after: refused by admission."""
+    rbac = "rbac.authorization.k8s.io"
+    cluster.apply({"apiVersion": f"{rbac}/v1", "kind": "Role",
+                   "metadata": {"name": "configmaps", "namespace": scene},
+                   "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                              "verbs": ["get", "create", "update", "patch"]}]})  # fmt: skip
+    cluster.apply({"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "configmaps", "namespace": scene},
+                   "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "configmaps"},
+                   "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": scene}]})  # fmt: skip
+    agent = f"{scene}/{AGENT}"
+    eventually(
+        lambda: cluster.kubectl("auth", "can-i", "create", "configmaps", "-n", scene, who=agent,
+                                check=False).stdout.strip() == "yes",
+        what="the agent may create ConfigMaps",
+    )  # fmt: skip
+    waiting = propose(cluster, scene, "kubernetes.patch", {"patch": {"spec": {"replicas": 2}}})
+    body = request(cluster, scene, waiting)
+    forged_before = deployment(scene) | {"spec": deployment(scene)["spec"] | {"replicas": 9}}
+    for suffix, state in (("", forged_before), ("-after", None)):
+        forged = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": f"handoff-previous-{body['metadata']['uid']}{suffix}",
+                               "namespace": scene,
+                               "ownerReferences": [{"apiVersion": "handoff.dev/v1alpha1",
+                                                    "kind": "ActionRequest", "name": waiting,
+                                                    "uid": body["metadata"]["uid"]}]},
+                  "data": {"object": json.dumps(state),
+                           "target": f"apps/v1/Deployment {scene}/web"}}  # fmt: skip
+        planted = cluster.create(forged, who=agent, check=False)
+        assert planted.returncode != 0
+        assert "only the operator writes them" in planted.stderr
+    ordinary = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": scene}, "data": {"a": "b"}}  # fmt: skip
+    cluster.create(ordinary, who=agent)  # its other ConfigMaps are its own business
+
+    scaled = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
+    wait_for(cluster, scene, scaled, "phase", "Executed")
+    kept = f"handoff-previous-{request(cluster, scene, scaled)['metadata']['uid']}"
+    rewrite = json.dumps({"data": {"object": json.dumps(forged_before)}})
+    for name in (kept, f"{kept}-after"):
+        changed = cluster.kubectl("patch", "configmap", name, "-n", scene, "--type=merge",
+                                  "-p", rewrite, who=agent, check=False)  # fmt: skip
+        assert changed.returncode != 0
+        assert "only the operator writes them" in changed.stderr
+    roll_back(cluster, scene, scaled)
+    wait_for(cluster, scene, scaled, "rollback.done", True)
+    assert cluster.get("deployment", "web", scene)["spec"]["replicas"] == 1
+
+
 @pytest.fixture
 def webhook() -> Iterator[Executor]:
     endpoint = Executor()
