@@ -224,6 +224,24 @@ def test_a_later_change_to_the_same_field_refuses_the_rollback(
     assert "RolledBack" not in reasons
 
 
+def test_a_later_approved_request_on_the_same_field_is_not_undone_by_an_earlier_rollback(
+    cluster: Cluster, scene: str
+) -> None:
+    first = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
+    wait_for(cluster, scene, first, "phase", "Executed")
+    second = propose(cluster, scene, "kubernetes.scale", {"replicas": 4})
+    wait_for(cluster, scene, second, "phase", "Executed")
+    roll_back(cluster, scene, first)
+    refused = wait_for(cluster, scene, first, "rollback.done", False)
+    assert (
+        "spec.replicas of Deployment/web changed since" in refused["status"]["rollback"]["message"]
+    )
+    assert cluster.get("deployment", "web", scene)["spec"]["replicas"] == 4
+    roll_back(cluster, scene, second)  # the latest one still rolls back, to the first's value
+    wait_for(cluster, scene, second, "rollback.done", True)
+    assert cluster.get("deployment", "web", scene)["spec"]["replicas"] == 3
+
+
 def test_an_object_deleted_since_the_action_is_not_recreated(cluster: Cluster, scene: str) -> None:
     scaled = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
     wait_for(cluster, scene, scaled, "phase", "Executed")
