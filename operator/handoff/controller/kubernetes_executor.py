@@ -116,7 +116,8 @@ class KubernetesExecutor:
         }
         restored.pop("status", None)
         collection = await self.object_path(undo.change, collection=True)
-        self._check(undo.change, await undo.acting.create(collection, restored))
+        created = await _write(undo.acting.create(collection, restored), {})  # 409: it is back
+        self._check(undo.change, created)
         return f"{undo.target} re-created as it was"
 
     async def _delete_created(self, undo: "_Undo", current: dict[str, Any]) -> str:
