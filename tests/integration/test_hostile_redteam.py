@@ -1,17 +1,18 @@
 """What a red team found after issue 14's fixes, against the real API server, Redis and operator.
 
-Each test is an attack that got through on ``handoff dev up``. Those fixed in place pass; those
-that need a larger change are marked ``xfail(strict=True)`` with the fix they need:
+Each test is an attack that got through on ``handoff dev up``, and passes since its fix:
 
-- a failed dry run put the API server's answer in the preview, which quotes the stored object
-  (fixed: hidden when the agent may not read the object);
-- the preview of an object the agent may not read is still an equality oracle, and the values
-  shown because the *filing* agent may read the object are readable by every agent of the
-  namespace (xfail: previews of values belong where only reviewers read them);
-- a Kubernetes rollback restores the whole kept object, undoing every later change (xfail);
-- an agent made the operator post one Warning Event per outcome entry, without bound (fixed);
+- a failed dry run put the API server's answer in the preview, which quotes the stored object;
+- the preview of an object the agent may not read was an equality oracle ("no change" for a
+  right guess), and the values it showed because the *filing* agent could read the object were
+  readable by every agent of the namespace (fixed: ``status.preview`` is the change as the spec
+  asks for it, nothing of the live object; reviewers' tools compute the live diff with the
+  reviewer's own rights);
+- a Kubernetes rollback restored the whole kept object, undoing every later change (fixed: it
+  restores only the fields the action changed, and refuses when one changed since);
+- an agent made the operator post one Warning Event per outcome entry, without bound;
 - the rollback of a Webhook action was filed as an Agent action, so the agent's word alone
-  marked the original RolledBack and the webhook never saw the undo (fixed).
+  marked the original RolledBack and the webhook never saw the undo.
 """
 
 import json
@@ -22,7 +23,7 @@ import pytest
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 
-from .helpers import AGENT, apply_ready_policy, events, file, policy, request, wait_for
+from .helpers import AGENT, apply_ready_policy, events, file, policy, request, review, wait_for
 from .test_webhook_executor import Executor
 
 pytestmark = pytest.mark.integration
@@ -88,9 +89,15 @@ def roll_back(cluster: Cluster, ns: str, name: str) -> None:
     """alice asks for a rollback, as ``kubectl handoff rollback`` does (on a request decided
     without reviews, status.reviews does not exist yet: a merge patch creates it)."""
     entry = {"reviewer": "alice", "decision": "Rollback", "comment": "undo it"}
-    patch = json.dumps({"status": {"reviews": [entry]}})
+    if "reviews" in (request(cluster, ns, name).get("status") or {}):
+        kind, patch = (
+            "json",
+            json.dumps([{"op": "add", "path": "/status/reviews/-", "value": entry}]),
+        )
+    else:
+        kind, patch = "merge", json.dumps({"status": {"reviews": [entry]}})
     cluster.kubectl(
-        "patch", "actionrequest", name, "-n", ns, "--subresource=status", "--type=merge",
+        "patch", "actionrequest", name, "-n", ns, "--subresource=status", f"--type={kind}",
         "-p", patch, who="alice",
     )  # fmt: skip
 
@@ -101,41 +108,57 @@ def env_patch(value: str) -> dict[str, Any]:
 
 
 # -- the preview -----------------------------------------------------------------------------
+# status.preview is readable by every agent and reviewer of the namespace, so it is the change
+# as the spec asks for it and nothing else; reviewers' tools compute the live diff with their
+# own rights (test_kubernetes_executor.py).
 
 
-def test_a_failed_dry_run_does_not_quote_an_object_the_agent_may_not_read(
+def test_a_change_the_api_server_would_refuse_quotes_nothing_of_the_object(
     cluster: Cluster, scene: str
 ) -> None:
-    # The selector is immutable, and the API server's refusal quotes the template's labels.
+    # The selector is immutable; a dry run's refusal would quote the template's labels.
     filed = propose(cluster, scene, "kubernetes.patch",
                     {"patch": {"spec": {"selector": {"matchLabels": {"app": "other"}}}}})  # fmt: skip
     text = preview(cluster, scene, filed)
-    assert text.startswith("the dry run failed")
-    assert BAIT not in text
-    assert f"which {AGENT} may not read" in text
+    assert text.splitlines() == [
+        f"patch Deployment {scene}/web (a JSON merge patch), setting:",
+        'spec.selector.matchLabels.app = "other"',
+    ]
+    assert BAIT not in json.dumps(request(cluster, scene, filed))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the preview says which fields change, so a guess that matches reads 'no change':"
-    " one request per guess tells whether a value the agent may not read equals it. Fix: keep"
-    " previews of objects the agent may not read out of the agent-readable status (an Event,"
-    " or the console reading the dry run with the reviewer's own token)",
-)
 def test_the_preview_is_no_equality_oracle_for_what_the_agent_may_not_read(
     cluster: Cluster, scene: str
 ) -> None:
+    """A guess that matches the live value previews exactly as a wrong one does, but for the
+    guess itself (the agent's own words): never "no change"."""
     wrong = preview(cluster, scene, propose(cluster, scene, "kubernetes.patch", env_patch("guess")))
     right = preview(cluster, scene, propose(cluster, scene, "kubernetes.patch", env_patch(BAIT)))
-    assert wrong == right
+    assert right == wrong.replace("guess", BAIT)
+    assert "no change" not in right
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the preview shows values when the agent that filed it may get the object, but every"
-    " agent (and every reviewer) of the namespace may list all requests. Fix: the same as the"
-    " equality oracle: values only where the object's readers alone can see them",
-)
+def test_the_preview_says_nothing_of_the_live_object(cluster: Cluster, scene: str) -> None:
+    """The next guesses: whether the object exists (a delete, a patch of a missing object),
+    whether the API server would refuse the change, what the object holds when the preview is
+    written. The same spec previews the same."""
+
+    def seen(parameters: dict[str, Any], action: str = "kubernetes.patch") -> str:
+        return preview(cluster, scene, propose(cluster, scene, action, parameters))
+
+    exists, missing = seen({}, "kubernetes.delete"), seen({"name": "gone"}, "kubernetes.delete")
+    assert missing == exists.replace("/web", "/gone")
+    selector = {"patch": {"spec": {"selector": {"matchLabels": {"app": "other"}}}}}
+    assert seen(selector | {"name": "gone"}) == seen(selector).replace("/web", "/gone")
+    replicas = {"patch": {"spec": {"replicas": 2}}}
+    first = seen(replicas)
+    cluster.kubectl("scale", "deployment/web", "--replicas=2", "-n", scene)
+    assert seen(replicas) == first
+    for text in (exists, missing, first):
+        assert BAIT not in text
+        assert "nginx:1.25" not in text  # the live image: never read for the preview
+
+
 def test_another_agent_cannot_read_values_through_a_preview(cluster: Cluster, scene: str) -> None:
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": "reads-deployments", "namespace": scene},
@@ -150,31 +173,184 @@ def test_another_agent_cannot_read_values_through_a_preview(cluster: Cluster, sc
     filed = propose(cluster, scene, "kubernetes.patch", env_patch("rotated"), agent=OTHER)
     preview(cluster, scene, filed)
     seen = cluster.kubectl(
-        "get", "actionrequest", filed, "-n", scene, "-o", "jsonpath={.status.preview}",
-        who=f"{scene}/{AGENT}",
+        "get", "actionrequest", filed, "-n", scene, "-o", "json", who=f"{scene}/{AGENT}",
     ).stdout  # fmt: skip
     assert BAIT not in seen
 
 
 # -- rollback --------------------------------------------------------------------------------
+# A Kubernetes rollback restores the fields the action changed, and only while they hold the
+# values the action set (a JSON Patch of tests and restores, applied atomically).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Kubernetes rollback PUTs the whole object kept before the action, so it also"
-    " undoes every change made since (another approved request's, an administrator's fix)"
-    " while the Event says only 'restored to its state before the action'. Fix: keep the"
-    " object's resourceVersion after the change and refuse (RollbackFailed, saying what"
-    " changed since) when it moved, or restore only the fields the action changed",
-)
+def image(cluster: Cluster, ns: str) -> str:
+    web = cluster.get("deployment", "web", ns)
+    return str(web["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
 def test_a_rollback_does_not_undo_later_changes_to_the_object(cluster: Cluster, scene: str) -> None:
     scaled = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
     wait_for(cluster, scene, scaled, "phase", "Executed")
     cluster.kubectl("set", "image", "deployment/web", "web=nginx:1.27-fixed", "-n", scene)
+    cluster.kubectl("label", "deployment/web", "fixed-by=admin", "-n", scene)
+    roll_back(cluster, scene, scaled)
+    done = wait_for(cluster, scene, scaled, "rollback.done", True)
+    assert done["status"]["phase"] == "RolledBack"
+    assert "restored spec.replicas as before the action" in done["status"]["rollback"]["message"]
+    web = cluster.get("deployment", "web", scene)
+    assert web["spec"]["replicas"] == 1
+    assert image(cluster, scene) == "nginx:1.27-fixed"
+    assert web["metadata"]["labels"]["fixed-by"] == "admin"
+
+
+def test_a_later_change_to_the_same_field_refuses_the_rollback(
+    cluster: Cluster, scene: str
+) -> None:
+    scaled = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
+    wait_for(cluster, scene, scaled, "phase", "Executed")
+    cluster.kubectl("scale", "deployment/web", "--replicas=5", "-n", scene)
+    cluster.kubectl("set", "image", "deployment/web", "web=nginx:1.27-fixed", "-n", scene)
+    before = cluster.get("deployment", "web", scene)
+    roll_back(cluster, scene, scaled)
+    refused = wait_for(cluster, scene, scaled, "rollback.done", False)
+    message = refused["status"]["rollback"]["message"]
+    assert "the rollback changed nothing: spec.replicas of Deployment/web changed since" in message
+    assert refused["status"]["phase"] == "Executed"
+    after = cluster.get("deployment", "web", scene)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"]["replicas"] == 5
+    reasons = [e["reason"] for e in events(cluster, scene, scaled)]
+    assert "RollbackFailed" in reasons
+    assert "RolledBack" not in reasons
+
+
+def test_a_later_approved_request_on_the_same_field_is_not_undone_by_an_earlier_rollback(
+    cluster: Cluster, scene: str
+) -> None:
+    first = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
+    wait_for(cluster, scene, first, "phase", "Executed")
+    second = propose(cluster, scene, "kubernetes.scale", {"replicas": 4})
+    wait_for(cluster, scene, second, "phase", "Executed")
+    roll_back(cluster, scene, first)
+    refused = wait_for(cluster, scene, first, "rollback.done", False)
+    assert (
+        "spec.replicas of Deployment/web changed since" in refused["status"]["rollback"]["message"]
+    )
+    assert cluster.get("deployment", "web", scene)["spec"]["replicas"] == 4
+    roll_back(cluster, scene, second)  # the latest one still rolls back, to the first's value
+    wait_for(cluster, scene, second, "rollback.done", True)
+    assert cluster.get("deployment", "web", scene)["spec"]["replicas"] == 3
+
+
+def test_an_object_deleted_since_the_action_is_not_recreated(cluster: Cluster, scene: str) -> None:
+    scaled = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
+    wait_for(cluster, scene, scaled, "phase", "Executed")
+    cluster.kubectl("delete", "deployment/web", "-n", scene)
+    roll_back(cluster, scene, scaled)
+    refused = wait_for(cluster, scene, scaled, "rollback.done", False)
+    assert "was deleted since the action" in refused["status"]["rollback"]["message"]
+    gone = cluster.kubectl("get", "deployment/web", "-n", scene, check=False)
+    assert gone.returncode != 0
+
+
+def approved(cluster: Cluster, ns: str, action: str, parameters: dict[str, Any]) -> str:
+    name = propose(cluster, ns, action, parameters)
+    wait_for(cluster, ns, name, "phase", "AwaitingApproval")
+    review(cluster, ns, name, "alice")
+    wait_for(cluster, ns, name, "phase", "Executed")
+    return name
+
+
+def test_the_rollback_of_a_delete_recreates_unless_it_exists_again(
+    cluster: Cluster, scene: str
+) -> None:
+    deleted = approved(cluster, scene, "kubernetes.delete", {})
+    roll_back(cluster, scene, deleted)
+    wait_for(cluster, scene, deleted, "rollback.done", True)
+    assert image(cluster, scene) == "nginx:1.25"
+    again = approved(cluster, scene, "kubernetes.delete", {})
+    cluster.apply(deployment(scene) | {"spec": deployment(scene)["spec"] | {"replicas": 4}})
+    roll_back(cluster, scene, again)
+    refused = wait_for(cluster, scene, again, "rollback.done", False)
+    assert (
+        "was created again since the action deleted it" in refused["status"]["rollback"]["message"]
+    )
+    assert cluster.get("deployment", "web", scene)["spec"]["replicas"] == 4
+
+
+def test_the_rollback_of_a_creation_deletes_only_an_unchanged_object(
+    cluster: Cluster, scene: str
+) -> None:
+    def create(name: str) -> str:
+        manifest = deployment(scene) | {"metadata": {"name": name}}
+        return approved(cluster, scene, "kubernetes.apply", {"manifest": manifest})
+
+    created = create("fresh")
+    roll_back(cluster, scene, created)
+    wait_for(cluster, scene, created, "rollback.done", True)
+    assert cluster.kubectl("get", "deployment/fresh", "-n", scene, check=False).returncode != 0
+    changed = create("fresh2")
+    cluster.kubectl("scale", "deployment/fresh2", "--replicas=2", "-n", scene)
+    roll_back(cluster, scene, changed)
+    refused = wait_for(cluster, scene, changed, "rollback.done", False)
+    assert (
+        "spec.replicas of Deployment/fresh2 changed since"
+        in refused["status"]["rollback"]["message"]
+    )
+    assert cluster.get("deployment", "fresh2", scene)["spec"]["replicas"] == 2
+
+
+def test_an_agent_cannot_plant_or_rewrite_the_state_a_rollback_restores(
+    cluster: Cluster, scene: str
+) -> None:
+    """An agent that may write ConfigMaps (an administrator gave it the right) plants the state
+    a rollback would restore before the action, or rewrites it after: refused by admission."""
+    rbac = "rbac.authorization.k8s.io"
+    cluster.apply({"apiVersion": f"{rbac}/v1", "kind": "Role",
+                   "metadata": {"name": "configmaps", "namespace": scene},
+                   "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                              "verbs": ["get", "create", "update", "patch"]}]})  # fmt: skip
+    cluster.apply({"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "configmaps", "namespace": scene},
+                   "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "configmaps"},
+                   "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": scene}]})  # fmt: skip
+    agent = f"{scene}/{AGENT}"
+    eventually(
+        lambda: cluster.kubectl("auth", "can-i", "create", "configmaps", "-n", scene, who=agent,
+                                check=False).stdout.strip() == "yes",
+        what="the agent may create ConfigMaps",
+    )  # fmt: skip
+    waiting = propose(cluster, scene, "kubernetes.patch", {"patch": {"spec": {"replicas": 2}}})
+    body = request(cluster, scene, waiting)
+    forged_before = deployment(scene) | {"spec": deployment(scene)["spec"] | {"replicas": 9}}
+    for suffix, state in (("", forged_before), ("-after", None)):
+        forged = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": f"handoff-previous-{body['metadata']['uid']}{suffix}",
+                               "namespace": scene,
+                               "ownerReferences": [{"apiVersion": "handoff.dev/v1alpha1",
+                                                    "kind": "ActionRequest", "name": waiting,
+                                                    "uid": body["metadata"]["uid"]}]},
+                  "data": {"object": json.dumps(state),
+                           "target": f"apps/v1/Deployment {scene}/web"}}  # fmt: skip
+        planted = cluster.create(forged, who=agent, check=False)
+        assert planted.returncode != 0
+        assert "only the operator writes them" in planted.stderr
+    ordinary = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": scene}, "data": {"a": "b"}}  # fmt: skip
+    cluster.create(ordinary, who=agent)  # its other ConfigMaps are its own business
+
+    scaled = propose(cluster, scene, "kubernetes.scale", {"replicas": 3})
+    wait_for(cluster, scene, scaled, "phase", "Executed")
+    kept = f"handoff-previous-{request(cluster, scene, scaled)['metadata']['uid']}"
+    rewrite = json.dumps({"data": {"object": json.dumps(forged_before)}})
+    for name in (kept, f"{kept}-after"):
+        changed = cluster.kubectl("patch", "configmap", name, "-n", scene, "--type=merge",
+                                  "-p", rewrite, who=agent, check=False)  # fmt: skip
+        assert changed.returncode != 0
+        assert "only the operator writes them" in changed.stderr
     roll_back(cluster, scene, scaled)
     wait_for(cluster, scene, scaled, "rollback.done", True)
-    web = cluster.get("deployment", "web", scene)
-    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27-fixed"
+    assert cluster.get("deployment", "web", scene)["spec"]["replicas"] == 1
 
 
 @pytest.fixture

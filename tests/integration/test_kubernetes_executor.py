@@ -2,6 +2,7 @@
 a dry-run diff first, and puts things back on rollback (from the console and from kubectl)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,8 @@ def deployment(ns: str) -> dict[str, Any]:
 @pytest.fixture
 def scene(cluster: Cluster, operator: OperatorProcess, namespace: str) -> str:
     cluster.apply(deployment(namespace))
-    # The agent may read (not change) its Deployment: so the preview, which it can read too,
-    # may show the values that change.
+    # alice may read (not change) the Deployment: her tools show her the live diff. bob may
+    # not: his show the change as the request asks for it. The agent may read neither.
     rbac = "rbac.authorization.k8s.io"
     cluster.apply(
         {
@@ -45,7 +46,7 @@ def scene(cluster: Cluster, operator: OperatorProcess, namespace: str) -> str:
     )
     cluster.apply({"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": {"name": "read-web", "namespace": namespace},
                    "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "read-web"},
-                   "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": namespace}]})  # fmt: skip
+                   "subjects": [{"kind": "User", "apiGroup": rbac, "name": "alice"}]})  # fmt: skip
     document = policy(
         namespace,
         executors={"kubernetes": {"kinds": ["apps/v1/Deployment"]}},
@@ -53,6 +54,7 @@ def scene(cluster: Cluster, operator: OperatorProcess, namespace: str) -> str:
             {"name": "scale", "actions": ["kubernetes.scale"], "tier": 2},
             {"name": "change", "actions": ["kubernetes.patch"], "tier": 4},
         ],
+        tiers={"tier4": {"decisionWindow": "5m", "approvals": 1}},  # time to read it twice
     )
     apply_ready_policy(cluster, document)
     return namespace
@@ -112,46 +114,109 @@ def test_scale_is_applied_by_handoff_and_rolled_back_from_the_console(
     assert web(cluster, ns)["spec"]["replicas"] == 1
 
 
-def test_image_change_shows_its_dry_run_diff_then_is_applied_and_rolled_back(
+WIDE = os.environ | {"COLUMNS": "200"}  # the plugin wraps long lines at the terminal's width
+LIVE_DIFF = 'spec.template.spec.containers[0].image: "nginx:1.25" -> "nginx:1.27"'
+IMAGE_PATCH = {
+    "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
+}
+
+
+def test_image_change_shows_its_live_diff_to_reviewers_then_is_applied_and_rolled_back(
     cluster: Cluster, scene: str, tmp_path: Path
 ) -> None:
     ns = scene
-    patch = {
-        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
-    }
-    name = propose(cluster, ns, "kubernetes.patch", {"patch": patch}, "put nginx:1.25 back")
+    name = propose(
+        cluster, ns, "kubernetes.patch", {"patch": IMAGE_PATCH}, "put the old image back"
+    )
     waiting = wait_for(cluster, ns, name, "phase", "AwaitingApproval")
     preview = wait_for(cluster, ns, name, "preview", _any_preview(cluster, ns, name))["status"][
         "preview"
     ]
-    assert 'spec.template.spec.containers[0].image: "nginx:1.25" -> "nginx:1.27"' in preview
+    # What every reader of the request sees: the change as the spec asks for it, no live value.
+    assert preview.splitlines() == [
+        f"patch Deployment {ns}/web (a JSON merge patch), setting:",
+        'spec.template.spec.containers = [{"image": "nginx:1.27", "name": "web"}]',
+    ]
     assert waiting["status"]["tier"] == 4
     assert web(cluster, ns)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
 
     people = str(
         cluster.control_plane.write_kubeconfig(
-            tmp_path / "people.kubeconfig", {"alice": cluster.token("alice")}, ns
+            tmp_path / "people.kubeconfig",
+            {"alice": cluster.token("alice"), "bob": cluster.token("bob")},
+            ns,
         )
     )
     shown = subprocess.run(
-        [PLUGIN, "--kubeconfig", people, "show", name], capture_output=True, text=True, check=True
+        [PLUGIN, "--kubeconfig", people, "--context", "alice", "show", name],
+        capture_output=True, text=True, check=True, env=WIDE,
+    )  # fmt: skip
+    assert LIVE_DIFF in shown.stdout  # read as alice, who may get the Deployment
+    unseen = subprocess.run(
+        [PLUGIN, "--kubeconfig", people, "--context", "bob", "show", name],
+        capture_output=True, text=True, check=True, env=WIDE,
+    )  # fmt: skip
+    assert f"You may not read Deployment {ns}/web, so its current values are not shown" in (
+        unseen.stdout
     )
-    assert "nginx:1.27" in shown.stdout
-    approve = subprocess.run([PLUGIN, "--kubeconfig", people, "approve", name, "--ack", "what,impact,rollback"],
-                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert "nginx:1.25" not in unseen.stdout
+    assert "nginx:1.27" in unseen.stdout
+    approve = subprocess.run([PLUGIN, "--kubeconfig", people, "--context", "alice", "approve", name,
+                              "--ack", "what,impact,rollback"],
+                             capture_output=True, text=True, check=False, env=WIDE)  # fmt: skip
     assert approve.returncode == 0, approve.stderr
+    assert LIVE_DIFF in approve.stdout  # shown before it asks
     wait_for(cluster, ns, name, "phase", "Executed")
     assert web(cluster, ns)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
 
     undo = subprocess.run(
-        [PLUGIN, "--kubeconfig", people, "rollback", name],
+        [PLUGIN, "--kubeconfig", people, "--context", "alice", "rollback", name],
         capture_output=True,
         text=True,
         check=False,
     )
     assert undo.returncode == 0, undo.stderr
-    wait_for(cluster, ns, name, "phase", "RolledBack")
+    rolled = wait_for(cluster, ns, name, "phase", "RolledBack")
     assert web(cluster, ns)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    assert (
+        "restored spec.template.spec.containers[0].image as before"
+        in rolled["status"]["rollback"]["message"]
+    )
+
+
+def test_the_console_shows_the_live_diff_to_the_reviewer_only(
+    cluster: Cluster, scene: str, redis_server: RedisServer, browser: Browser, tmp_path: Path
+) -> None:
+    ns = scene
+    name = propose(
+        cluster, ns, "kubernetes.patch", {"patch": IMAGE_PATCH}, "put the old image back"
+    )
+    wait_for(cluster, ns, name, "preview", _any_preview(cluster, ns, name))
+    as_agent = cluster.kubectl("get", "actionrequest", name, "-n", ns, "-o", "json",
+                               who=f"{ns}/{AGENT}").stdout  # fmt: skip
+    assert "nginx:1.25" not in as_agent  # the agent reads its request: no live value in it
+    console = ConsoleProcess(
+        cluster, tmp_path, [ns], console_reader(redis_server, tmp_path)
+    ).start()
+    try:
+        seen = {}
+        for who in ("alice", "bob"):
+            page = browser.new_page()
+            page.goto(f"{console.url}/login")
+            page.fill("#token", cluster.token(who))
+            page.click("button[type=submit]")
+            page.wait_for_url("**/queue")
+            page.goto(f"{console.url}/requests/{ns}/{name}")
+            seen[who] = page.inner_text("pre.change")
+            page.close()
+    finally:
+        console.stop()
+    assert LIVE_DIFF in seen["alice"]
+    assert (
+        f"bob may not read Deployment {ns}/web, so its current values are not shown" in seen["bob"]
+    )
+    assert "nginx:1.25" not in seen["bob"]
+    assert "nginx:1.27" in seen["bob"]
 
 
 def _any_preview(cluster: Cluster, ns: str, name: str) -> str:

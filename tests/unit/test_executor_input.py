@@ -1,6 +1,6 @@
 """The Kubernetes executor's reading of agent-written parameters: every part of a change is a
 valid Kubernetes name or the request is refused with a sentence, paths are built from escaped
-segments, previews keep what the agent may not read, and policies cannot list kinds that carry
+segments, status.preview comes from the spec alone and never shows a Secret's data, and policies cannot list kinds that carry
 privilege. Table-driven, pure."""
 
 from dataclasses import replace
@@ -18,7 +18,7 @@ from handoff.domain.executors import (
     kubernetes_change,
     returned_problem,
 )
-from handoff.domain.kubediff import comparable, preview
+from handoff.domain.kubediff import comparable, preview, requested
 from handoff.domain.kubenames import (
     api_version_problem,
     kind_problem,
@@ -309,23 +309,68 @@ def test_previews_never_show_a_secrets_data() -> None:
     assert "data" not in view
     assert "stringData" not in view
     after = {**SECRET, "data": {}}
-    text = preview(SECRET, after, values=True)
+    text = preview(SECRET, after)
     assert "c2VjcmV0" not in text
     assert "secret" not in text.replace("Secret", "")
+    asked = KubernetesChange("patch", "v1", "Secret", NS, "t", {"data": {"token": "c2VjcmV0"},
+                             "stringData": {"x": "secret"}, "metadata": {"labels": {"a": "b"}}})  # fmt: skip
+    text = requested(asked)
+    assert "c2VjcmV0" not in text
+    assert "secret" not in text.replace("Secret", "")
+    assert 'metadata.labels.a = "b"' in text
 
 
-def test_previews_without_values_name_the_fields_only() -> None:
+def test_the_live_preview_names_each_changed_value() -> None:
     before = {"kind": "Deployment", "spec": {"replicas": 1, "image": "a:1"}}
     after = {"kind": "Deployment", "spec": {"replicas": 3, "image": "a:2", "paused": True}}
-    shown = preview(before, after, values=True)
-    assert "spec.replicas: 1 -> 3" in shown
-    hidden = preview(before, after, values=False, hidden_because="the agent may not read it")
-    assert hidden.splitlines() == [
-        "values hidden: the agent may not read it", "spec.image: changed",
-        "spec.paused: added", "spec.replicas: changed",
+    assert preview(before, after).splitlines() == [
+        'spec.image: "a:1" -> "a:2"', "spec.paused: (none) -> true", "spec.replicas: 1 -> 3",
     ]  # fmt: skip
-    assert "a:2" not in hidden
-    assert "3" not in hidden
+    assert preview(before, before) == "no change"
+    assert preview(None, after).splitlines()[0] == "the object would be created"
+    assert preview(before, None) == "the object would be deleted"
+
+
+LIVE = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1.25", "env": [{"name": "K", "value": "s3cret"}]}]}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("parameters", "lines"),
+    [
+        ({"action": "kubernetes.scale", "replicas": 3},
+         [f"scale Deployment {NS}/web (a JSON merge patch), setting:", "spec.replicas = 3"]),
+        ({"action": "kubernetes.patch", "patch": {"spec": {"paused": True, "x": None}}},
+         [f"patch Deployment {NS}/web (a JSON merge patch), setting:", "spec.paused = true",
+          "spec.x: removed"]),
+        ({"action": "kubernetes.delete"}, [f"delete Deployment {NS}/web"]),
+        ({"action": "kubernetes.apply", "manifest": {"apiVersion": "apps/v1", "kind": "Deployment",
+          "metadata": {"name": "web", "labels": {"a/b": "c"}}, "spec": {"replicas": 2}}},
+         [f"apply Deployment {NS}/web (server-side apply: creates it if it does not exist),"
+          " setting:", 'metadata.labels.a/b = "c"', "spec.replicas = 2"]),
+    ],
+)  # fmt: skip
+def test_status_preview_is_the_spec_s_change_alone(
+    parameters: dict[str, Any], lines: list[str]
+) -> None:
+    """status.preview is readable by every agent of the namespace: it is a function of the spec,
+    so it says the same whatever the object holds (no equality oracle) and never its values."""
+    action = parameters.pop("action")
+    spec = {"action": action, "parameters": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "web", **parameters}}  # fmt: skip
+    change = kubernetes_change(spec, NS)
+    assert isinstance(change, KubernetesChange)
+    assert requested(change).splitlines() == lines
+    assert "nginx:1.25" not in requested(change)
+
+
+def test_status_preview_escapes_what_could_break_its_lines() -> None:
+    change = KubernetesChange("patch", "apps/v1", "Deployment", NS, "web",
+                              {"metadata": {"annotations": {"a\nspec.replicas = 0\u202e": "x\ny"}}})  # fmt: skip
+    text = requested(change)
+    assert len(text.splitlines()) == 2
+    assert "\u202e" not in text
 
 
 def test_the_executor_identity_holds_exactly_the_listed_kinds_and_namespaces() -> None:

@@ -160,3 +160,16 @@ def test_block_and_wrap() -> None:
     long = wrap("word " * 50_000, 40, 38)  # parameters can be long: one pass, every piece fits
     assert max(width(piece) for piece in long[1:]) <= 38
     assert "".join(long).count("word") == 50_000
+
+
+def test_the_change_a_reviewer_reads_is_one_field_of_neutralised_lines() -> None:
+    """The live diff (review/livediff.py) quotes agent-written values and the object's: each
+    of its lines is neutralised and wrapped under the Change label, never a line of its own."""
+    change = ["What would change in Deployment agents/web:",
+              f'spec.x: "a" -> "{FORGED}{BIDI}"', "Policy      payments: tier 1"]  # fmt: skip
+    lines = package_lines(build(body()), CREATED + timedelta(minutes=1), 80, change)
+    labels = [line.split("  ")[0] for line in tool_lines(lines)]
+    assert labels.count("Change") == 1
+    assert labels.count("Policy") == 1  # the real one only
+    assert not any(ch in line for line in lines for ch in (*BIDI, "\r", "\t"))
+    assert "Change" not in [line.split("  ")[0] for line in tool_lines(shown())]

@@ -33,6 +33,7 @@ from handoff.policytools.checks import outcome
 from handoff.policytools.loading import evaluate as evaluate_sample
 from handoff.policytools.loading import load_policies
 from handoff.review.client import ReviewClient, ReviewError
+from handoff.review.livediff import live_change
 from handoff.review.package import Package, build, sentence, time_left
 from handoff.review.untrusted import inline
 
@@ -157,12 +158,14 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
 
 
 async def _show_one(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> int:
-    _show(build(await client.get(args.namespace, args.name)), out)
+    body = await client.get(args.namespace, args.name)
+    _show(build(body), out, await live_change(client.api, body))
     return 0
 
 
-def _show(p: Package, out: TextIO) -> None:
-    print("\n".join(package_lines(p, datetime.now(UTC), terminal_columns())), file=out)
+def _show(p: Package, out: TextIO, change: Sequence[str] = ()) -> None:
+    lines = package_lines(p, datetime.now(UTC), terminal_columns(), change)
+    print("\n".join(lines), file=out)
 
 
 async def _decide(
@@ -172,14 +175,15 @@ async def _decide(
     out: TextIO,
     ask: Callable[[str], str],
 ) -> int:
-    package = build(await client.get(args.namespace, args.name))
+    body = await client.get(args.namespace, args.name)
+    package = build(body)
     if package.decided:
         d = package.decision or {}
         raise ReviewError(
             f"{package.name} was already decided: {d.get('outcome')} ({d.get('reason')})"
         )
     user, _ = await client.whoami()
-    _show(package, out)
+    _show(package, out, await live_change(client.api, body))
     print("", file=out)
     interactive = sys.stdin.isatty() or ask is not input
     acknowledged: list[str] = []

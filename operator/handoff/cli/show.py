@@ -8,6 +8,7 @@ where the tool's own lines start. Pure but for reading the terminal's width.
 """
 
 import shutil
+from collections.abc import Sequence
 from datetime import datetime
 
 from handoff.review.package import Package, sentence, time_left
@@ -26,8 +27,10 @@ def _field(label: str, parts: list[str]) -> list[str]:
     return [f"{label:<{LABEL}}{parts[0]}".rstrip()] + [" " * LABEL + part for part in parts[1:]]
 
 
-def package_lines(p: Package, now: datetime, columns: int) -> list[str]:
-    """The handoff package of ``kubectl handoff show`` (and of approve, before it asks)."""
+def package_lines(p: Package, now: datetime, columns: int, change: Sequence[str] = ()) -> list[str]:
+    """The handoff package of ``kubectl handoff show`` (and of approve, before it asks);
+    ``change``: what a Kubernetes action would change, as the reviewer reads the object
+    (``review/livediff.py``)."""
     width = columns - LABEL
     if p.decided:
         d = p.decision or {}
@@ -46,6 +49,7 @@ def package_lines(p: Package, now: datetime, columns: int) -> list[str]:
     parameters: list[str] = []
     for json_line in p.parameters.split("\n"):
         parameters += line(json_line, width)
+    changes = [part for text in change for part in line(text, width)]
     rule = inline(p.rule or "(none: default tier)")
     policy = f"{p.policy or '-'}, rule {rule}: tier {p.tier}, {p.oversight}"
     lines = [
@@ -56,6 +60,7 @@ def package_lines(p: Package, now: datetime, columns: int) -> list[str]:
         *_field("If wrong", block(p.blast_radius or "(the agent did not say)", width)),
         *_field("Undo", block(p.rollback or "no rollback plan: treat it as irreversible", width)),
         *_field("Parameters", parameters),
+        *(_field("Change", changes) if changes else []),
         *_field("Policy", line(policy, width)),
         *_field("", block(p.why_matched, width)),
         *_field("Filed by", line(p.requested_by or p.agent, width)),

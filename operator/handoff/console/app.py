@@ -22,6 +22,7 @@ from handoff.console.signin import SignInGate
 from handoff.domain.keys import AUDIT_STREAM
 from handoff.domain.oversight import calibration, fatigue, reliability_svg, shadow
 from handoff.review.client import ReviewClient, ReviewError, plain
+from handoff.review.livediff import live_change
 from handoff.review.package import Package, build, sentence, time_left
 from handoff.review.untrusted import visible
 
@@ -296,7 +297,7 @@ async def request_page(
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     client = ReviewClient(session.api)
     try:
-        package = build(await client.get(namespace, name))
+        body = await client.get(namespace, name)
     except ReviewError as e:
         return page(
             request,
@@ -305,6 +306,8 @@ async def request_page(
             status=403 if "may not" in str(e) else 404,
             message=str(e),
         )
+    package = build(body)
+    change = await live_change(session.api, body, session.user)  # as this reviewer reads it
     done = request.query.get("done")
     if notice is None and done in ("Approve", "Deny"):
         verb = "approval" if done == "Approve" else "denial"
@@ -318,7 +321,7 @@ async def request_page(
     return page(
         request, "request.html", session, status=status, p=package, notice=notice, error=error,
         left=time_left(package.seconds_left(now)), hold=hold, may_decide=may_decide,
-        may_roll_back=may_roll_back, sentence=sentence,
+        may_roll_back=may_roll_back, sentence=sentence, change=change,
     )  # fmt: skip
 
 

@@ -3,50 +3,47 @@ only, as the policy's own executor ServiceAccount (``controller/executor_access.
 holds exactly the kinds and namespaces the policy lists: never with the operator's identity.
 
 Every path is built from the change's validated parts, one escaped segment each, and every
-object the API server answers with must be the one asked for. The object's state before the
-change is kept in a ConfigMap beside the request (not in the request: objects and annotations
-have size limits), so a rollback can put it back.
+object the API server answers with must be the one asked for. The object's state before and
+after the change is kept beside the request (``controller/kept_state.py``), so a rollback can
+put back what the action changed, and only that (``domain/kuberestore.py``): a field changed
+since is never overwritten; the rollback is refused instead, naming it.
+
+The executor makes no dry run: what reviewers see of the live object they compute with their
+own rights (``review/livediff.py``), and ``status.preview`` comes from the spec alone.
 """
 
-import contextlib
-import json
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
-from handoff import API_VERSION
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
-from handoff.controller.executor_access import (
-    executor_user,
-    review_path,
-    service_account_review,
-)
-from handoff.domain.executors import KEPT_PREFIX, KubernetesChange, returned_problem
-from handoff.domain.kubediff import preview
+from handoff.controller.executor_access import executor_user
+from handoff.controller.kept_state import AFTER, BEFORE, UNKNOWN, KeptState
+from handoff.domain.executors import KubernetesChange, returned_problem
+from handoff.domain.kubemerge import after_change
 from handoff.domain.kubenames import name_problem
+from handoff.domain.kuberestore import changed_fields, names, plan
 from handoff.domain.resources import RequestJSON
 
 FIELD_MANAGER = "handoff-operator"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "handoff"}
-_VOLATILE = (
-    "managedFields",
-    "resourceVersion",
-    "generation",
-    "uid",
-    "creationTimestamp",
-    "selfLink",
-)
+_VOLATILE = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
+             "selfLink")  # fmt: skip
+_ATTEMPTS = 5  # re-reads when the object moves while the rollback is written
+_MESSAGE_MAX = 1500
 
 
 class Refused(KubeError):
     """The executor would not go on: what the API server answered, or what is kept, is not
-    what the request asked for."""
+    what the request asked for, or a rollback would undo a later change."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(0, message)
+        super().__init__(0, message[:_MESSAGE_MAX])
 
 
 class KubernetesExecutor:
     def __init__(self, api: KubeApi) -> None:
-        self.api = api  # the operator's own: discovery, access reviews and the kept state only
+        self.api = api  # the operator's own: discovery and the kept state only
+        self.kept = KeptState(api)
 
     def acting(self, body: RequestJSON) -> KubeApi:
         """The API as the executor of the policy that decided the request."""
@@ -60,68 +57,92 @@ class KubernetesExecutor:
         name = None if collection else change.name
         return resource_path(change.group, change.version, plural, change.namespace, name)
 
-    async def preview(self, body: RequestJSON, change: KubernetesChange) -> str:
-        """What would change, from a server-side dry run made as the executor: one line per
-        changed field, with values only when the agent could read the object itself."""
-        acting = self.acting(body)
-        path = await self.object_path(change)
-        before = await self._current(acting, change, path)
-        if change.operation == "delete":
-            return "the object would be deleted" if before else "the object does not exist"
-        agent = str(body["spec"].get("agent", ""))
-        try:
-            after = await self._perform(acting, change, path, dry_run=True)
-        except KubeError as e:
-            # The API server's answer quotes the object as it would be (its labels, a whole
-            # template for some kinds): values of the stored object, so only when the agent
-            # may read them.
-            if await self._agent_reads(body, change):
-                raise
-            raise KubeError(
-                e.status,
-                f"the API server refused it (HTTP {e.status}); its answer is not shown here"
-                f" because it can quote values of {change.kind} {change.namespace}/{change.name},"
-                f" which {agent} may not read and this preview is readable by {agent}. Try the"
-                " change with kubectl --dry-run=server to see why",
-            ) from e
-        if await self._agent_reads(body, change):
-            return preview(before, after, values=True)
-        why = (
-            f"{agent} may not read {change.kind} {change.namespace}/{change.name}, and it can read"
-            " this preview: it shows which fields change, not their values"
-        )
-        return preview(before, after, values=False, hidden_because=why)
-
     async def execute(self, body: RequestJSON, change: KubernetesChange) -> str:
-        """Keep the previous state (once: a retry after a crash keeps the first), then apply."""
+        """Keep the previous state (once: a retry after a crash keeps the first), apply, then
+        keep the state the action left."""
         acting = self.acting(body)
         path = await self.object_path(change)
         before = await self._current(acting, change, path)
-        await self._keep(body, change, before)
-        await self._perform(acting, change, path, dry_run=False)
+        await self.kept.keep(body, change, BEFORE, before)
+        after = await self._perform(acting, change, path)
+        await self.kept.keep(body, change, AFTER, after)
         return (
             f"{change.operation} {change.kind}/{change.name} in {change.namespace} done by Handoff"
         )
 
     async def restore(self, body: RequestJSON, change: KubernetesChange) -> str:
-        previous = await self._kept(body, change)
-        acting = self.acting(body)
-        path = await self.object_path(change)
-        current = await self._current(acting, change, path)
-        if previous is None:
-            if current is not None:
-                await acting.delete(path)
-            return f"{change.kind}/{change.name} did not exist before: deleted"
-        restored = dict(previous)
-        restored["metadata"] = {k: v for k, v in previous["metadata"].items() if k not in _VOLATILE}
+        """Put back what the action changed, if nothing changed it since; else refuse."""
+        before = await self.kept.kept(body, change, BEFORE)
+        if before is UNKNOWN:
+            raise Refused("no state was kept before the action: there is nothing to restore")
+        after = await self.kept.kept(body, change, AFTER)
+        if after is UNKNOWN:  # kept by an older version: what the change makes of the object
+            after = after_change(before, change)
+        if before is not None:
+            self._check(change, before)
+        undo = _Undo(self.acting(body), change, await self.object_path(change), before, after)
+        last: _Moved | None = None
+        for _ in range(_ATTEMPTS):
+            current = await self._current(undo.acting, change, undo.path)
+            if last is not None and current is not None and _version(current) == last.version:
+                raise Refused(f"the API server refused to restore {undo.target}: {last.message}")
+            try:
+                if current is None:
+                    return await self._recreate(undo)
+                if after is None:
+                    return _replaced_since(undo, current)
+                if before is None:
+                    return await self._delete_created(undo, current)
+                return await self._restore_fields(undo, current)
+            except _Moved as e:
+                last = e
+        raise Refused(
+            f"{undo.target} kept changing while the rollback was being made: nothing was"
+            " restored. Ask again, or restore it by hand"
+        )
+
+    async def _recreate(self, undo: "_Undo") -> str:
+        """The object is gone: the action deleted it (re-create it), or someone did since."""
+        if undo.after is not None:
+            raise Refused(
+                f"{undo.target} was deleted since the action: it is not re-created, which would"
+                " undo that later deletion. Re-create it by hand if it should exist"
+            )
+        if undo.before is None:
+            return f"{undo.target} does not exist, as before the action: nothing to undo"
+        restored = dict(undo.before)
+        restored["metadata"] = {
+            k: v for k, v in undo.before["metadata"].items() if k not in _VOLATILE
+        }
         restored.pop("status", None)
-        if current is None:
-            collection = await self.object_path(change, collection=True)
-            self._check(change, await acting.create(collection, restored))
-            return f"{change.kind}/{change.name} re-created as it was"
-        restored["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        self._check(change, await acting.request("PUT", path, restored))
-        return f"{change.kind}/{change.name} restored to its state before the action"
+        collection = await self.object_path(undo.change, collection=True)
+        created = await _write(undo.acting.create(collection, restored), {})  # 409: it is back
+        self._check(undo.change, created)
+        return f"{undo.target} re-created as it was"
+
+    async def _delete_created(self, undo: "_Undo", current: dict[str, Any]) -> str:
+        """The action created the object: delete it, if nothing changed it since."""
+        since = changed_fields(undo.after, current)
+        if since:
+            raise Refused(_changed_since(undo.target, since, "deleting it"))
+        conditions = {"uid": current["metadata"].get("uid"), "resourceVersion": _version(current)}
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": conditions}
+        await _write(undo.acting.request("DELETE", undo.path, options), current)
+        return f"{undo.target} did not exist before the action, nor changed since: deleted"
+
+    async def _restore_fields(self, undo: "_Undo", current: dict[str, Any]) -> str:
+        restore = plan(undo.before, undo.after, current)
+        if restore.changed_since:
+            raise Refused(_changed_since(undo.target, restore.changed_since, "restoring"))
+        fields = names(restore.restored)
+        if restore.already:
+            return f"{undo.target}: {fields} hold their values before the action already"
+        if not restore.ops:
+            return f"{undo.target}: the action changed no field a rollback restores"
+        guard = {"op": "test", "path": "/metadata/resourceVersion", "value": _version(current)}
+        answer = await _write(undo.acting.json_patch(undo.path, [guard, *restore.ops]), current)
+        self._check(undo.change, answer)
+        return f"{undo.target}: restored {fields} as before the action; nothing else was written"
 
     async def _current(
         self, acting: KubeApi, change: KubernetesChange, path: str
@@ -132,23 +153,21 @@ class KubernetesExecutor:
             return None
 
     async def _perform(
-        self, acting: KubeApi, change: KubernetesChange, path: str, *, dry_run: bool
-    ) -> dict[str, Any]:
-        params = {"dryRun": "All"} if dry_run else {}
+        self, acting: KubeApi, change: KubernetesChange, path: str
+    ) -> dict[str, Any] | None:
+        """Make the change; the object as it left it (None: deleted)."""
         if change.operation in ("scale", "patch"):
-            return self._check(
-                change, await acting.merge_patch(path, dict(change.body), params or None)
-            )
+            return self._check(change, await acting.merge_patch(path, dict(change.body)))
         if change.operation == "apply":
             manifest = dict(change.body)
             manifest["metadata"] = dict(manifest["metadata"]) | {"namespace": change.namespace}
-            query = params | {"fieldManager": FIELD_MANAGER, "force": "true"}
+            query = {"fieldManager": FIELD_MANAGER, "force": "true"}
             answer = await acting.request(
                 "PATCH", path, manifest, "application/apply-patch+yaml", query
             )
             return self._check(change, answer)
-        await acting.delete(path, params or None)
-        return {}
+        await acting.delete(path)
+        return None
 
     @staticmethod
     def _check(change: KubernetesChange, answer: Any) -> dict[str, Any]:
@@ -157,58 +176,55 @@ class KubernetesExecutor:
             raise Refused(problem)
         return dict(answer)
 
-    async def _agent_reads(self, body: RequestJSON, change: KubernetesChange) -> bool:
-        """May the agent that filed the request get the object itself? (a SubjectAccessReview)"""
-        plural = await self.api.plural(change.api_version, change.kind)
-        attributes = {"verb": "get", "group": change.group, "version": change.version,
-                      "resource": plural, "namespace": change.namespace,
-                      "name": change.name}  # fmt: skip
-        agent = str(body["spec"].get("agent", ""))
-        review = service_account_review(body["metadata"]["namespace"], agent, attributes)
-        try:
-            answer = await self.api.create(review_path(), review)
-        except KubeError:
-            return False
-        return bool((answer.get("status") or {}).get("allowed"))
 
-    def _kept_path(self, body: RequestJSON) -> str:
-        meta = body["metadata"]
-        return resource_path("", "v1", "configmaps", meta["namespace"], KEPT_PREFIX + meta["uid"])
+@dataclass(frozen=True)
+class _Undo:
+    acting: KubeApi
+    change: KubernetesChange
+    path: str
+    before: Any  # the object before the action, None when there was none
+    after: Any  # as the action left it, None when it deleted it
 
-    @staticmethod
-    def _target(change: KubernetesChange) -> str:
-        return f"{change.kind_key} {change.namespace}/{change.name}"
+    @property
+    def target(self) -> str:
+        return f"{self.change.kind}/{self.change.name}"
 
-    async def _kept(self, body: RequestJSON, change: KubernetesChange) -> dict[str, Any] | None:
-        """The state kept before the action, once it is sure to be the operator's own record
-        of this request's object."""
-        kept = await self.api.get(self._kept_path(body))
-        owners = [o.get("uid") for o in kept["metadata"].get("ownerReferences") or []]
-        data = kept.get("data") or {}
-        if owners != [body["metadata"]["uid"]] or data.get("target") != self._target(change):
-            raise Refused("the state kept before the action is not this request's: not restored")
-        previous = json.loads(data["object"])
-        if previous is not None:
-            self._check(change, previous)
-        return None if previous is None else dict(previous)
 
-    async def _keep(
-        self, body: RequestJSON, change: KubernetesChange, before: dict[str, Any] | None
-    ) -> None:
-        meta = body["metadata"]
-        config_map = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": KEPT_PREFIX + meta["uid"],
-                "namespace": meta["namespace"],
-                "labels": MANAGED_BY,
-                "ownerReferences": [{"apiVersion": API_VERSION, "kind": "ActionRequest",
-                                     "name": meta["name"], "uid": meta["uid"]}],
-            },
-            "data": {"object": json.dumps(before), "target": self._target(change)},
-        }  # fmt: skip
-        # Kept by an earlier attempt already? That one is the state before the action: keep it.
-        with contextlib.suppress(Conflict):
-            collection = resource_path("", "v1", "configmaps", meta["namespace"])
-            await self.api.create(collection, config_map)
+def _replaced_since(undo: _Undo, current: dict[str, Any]) -> str:
+    """The action deleted the object, and it exists again."""
+    if not changed_fields(undo.before, current):
+        return f"{undo.target} is as it was before the action: restored already"
+    raise Refused(
+        f"{undo.target} was created again since the action deleted it: it is not replaced,"
+        " which would undo that later change. Compare and restore it by hand"
+    )
+
+
+async def _write(call: Awaitable[Any], current: dict[str, Any]) -> Any:
+    """A write guarded by the object's version: if the object moved (a failed test is a 422, a
+    failed precondition a 409), it is read again and judged again."""
+    try:
+        return await call
+    except KubeError as e:
+        if isinstance(e, Conflict) or e.status == 422:
+            raise _Moved(e, _version(current)) from e
+        raise
+
+
+class _Moved(KubeError):
+    """A guarded write failed: the object may have moved since it was read."""
+
+    def __init__(self, error: KubeError, version: str) -> None:
+        super().__init__(error.status, error.message)
+        self.version = version
+
+
+def _version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def _changed_since(target: str, fields: tuple[str, ...], undoing: str) -> str:
+    return (
+        f"the rollback changed nothing: {names(fields)} of {target} changed since the action,"
+        f" and {undoing} would undo that later change. Restore by hand what should be restored"
+    )

@@ -39,8 +39,9 @@ from handoff.domain.execution import EXECUTING, execution_patch
 from handoff.domain.executors import KUBERNETES, WEBHOOK, kubernetes_change
 from handoff.domain.filing import POST_INCIDENT_OF, ROLLBACK_OF
 from handoff.domain.keys import AUDIT_STREAM, outcomes_key
+from handoff.domain.kubediff import requested
 from handoff.domain.policy import SecretKey, WebhookExecutor
-from handoff.domain.reasons import CLASSIFIED, Filing, Reason
+from handoff.domain.reasons import CLASSIFIED, Filing, Reason, Undo
 from handoff.domain.records import records
 from handoff.domain.report import policy_report
 from handoff.domain.resources import RequestJSON
@@ -396,12 +397,9 @@ class Reconciler:
         change = kubernetes_change(body["spec"], meta["namespace"])
         if isinstance(change, str):
             return  # refused at classification (Invalid)
-        if started_waiting and not status.get("preview"):
-            try:
-                preview = await self.kubernetes.preview(body, change)
-            except KubeError as e:
-                preview = f"the dry run failed: {e.message}"
-            await self.api.merge_patch(self._status_path(body), {"status": {"preview": preview}})
+        if started_waiting and not status.get("preview"):  # from the spec alone: kubediff.py
+            preview = {"status": {"preview": requested(change)}}
+            await self.api.merge_patch(self._status_path(body), preview)
             return
         decision = status.get("decision") or {}
         if decision.get("outcome") != "Approved" or status.get("execution"):
@@ -531,12 +529,8 @@ class Reconciler:
         except Conflict:
             self.retry_soon(body["metadata"]["namespace"], body["metadata"]["name"])
             return
-        await self._post_event(
-            body,
-            Event(
-                "Normal" if done else "Warning", "RolledBack" if done else "RollbackFailed", message
-            ),
-        )
+        reason = Undo.ROLLED_BACK if done else Undo.ROLLBACK_FAILED
+        await self._post_event(body, Event("Normal" if done else "Warning", reason, message))
         await self._publish(body)
 
     async def _rolled_back(self, undo: RequestJSON) -> None:

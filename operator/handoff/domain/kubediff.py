@@ -1,16 +1,27 @@
-"""What a reviewer sees of a Kubernetes change before it is made: one line per changed field.
+"""What a Kubernetes change does, in lines a person reads. Pure.
 
-The preview sits in the request's status, which the agent that filed it can read. So it never
-shows the data of a Secret, and when the agent may not read the object itself it shows which
-fields change, without their values. Pure.
+Two texts, for two kinds of reader:
+
+- ``requested``: the change as the request asks for it, from its spec alone. It goes into
+  ``status.preview``, which every agent and reviewer of the namespace may read, so nothing in it
+  depends on the object as it is: not its values, not whether it exists, not even which fields
+  would change (a patch that sets a field to the value it holds would preview as "no change",
+  and one request per guess would tell whether a value the agent may not read equals it).
+- ``preview``: the live diff, one line per changed field, which a reviewer's own tools compute
+  from the object as the reviewer reads it (``review/livediff.py``).
+
+Neither ever shows the ``data`` or ``stringData`` of a Secret.
 """
 
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from handoff.domain.executors import KubernetesChange
+
 PREVIEW_MAX = 8000
 SECRET_FIELDS = ("data", "stringData")
+_IDENTITY = ("apiVersion", "kind")
 
 
 def comparable(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -33,42 +44,66 @@ def comparable(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return view
 
 
-def diff(old: Any, new: Any, path: str = "", *, values: bool = True) -> list[str]:
-    """What changes between two JSON values, one line per leaf: ``path: old -> new``, or
-    ``path: changed`` without ``values``."""
+def diff(old: Any, new: Any, path: str = "") -> list[str]:
+    """What changes between two JSON values, one line per leaf: ``path: old -> new``."""
     if isinstance(old, dict) and isinstance(new, dict):
         lines: list[str] = []
         for key in sorted(set(old) | set(new)):
             where = f"{path}.{key}" if path else str(key)
-            lines += diff(old.get(key), new.get(key), where, values=values)
+            lines += diff(old.get(key), new.get(key), where)
         return lines
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         lines = []
         for index, (a, b) in enumerate(zip(old, new, strict=True)):
-            lines += diff(a, b, f"{path}[{index}]", values=values)
+            lines += diff(a, b, f"{path}[{index}]")
         return lines
     if old == new:
         return []
-    if not values:
-        what = "added" if old is None else "removed" if new is None else "changed"
-        return [f"{_path(path)}: {what}"]
     return [f"{_path(path)}: {_short(old)} -> {_short(new)}"]
 
 
-def preview(
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-    *,
-    values: bool,
-    hidden_because: str = "",
-) -> str:
-    """The text of ``status.preview`` for a dry run that turned ``before`` into ``after``."""
-    lines = diff(comparable(before), comparable(after), values=values)
+def preview(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+    """The live diff of a change that turns ``before`` into ``after`` (None: no object)."""
+    if after is None:
+        return "the object would be deleted" if before is not None else "the object does not exist"
+    lines = diff(comparable(before), comparable(after))
     if before is None:
         lines.insert(0, "the object would be created")
-    if not values and lines:
-        lines.insert(0, f"values hidden: {hidden_because}" if hidden_because else "values hidden")
     return "\n".join(lines)[:PREVIEW_MAX] or "no change"
+
+
+def requested(change: KubernetesChange) -> str:
+    """``status.preview``: what the request asks to change, from its spec alone."""
+    target = f"{change.kind} {change.namespace}/{change.name}"
+    if change.operation == "delete":
+        return f"delete {target}"
+    body = dict(change.body)
+    if change.operation == "apply":
+        head = f"apply {target} (server-side apply: creates it if it does not exist), setting:"
+        meta = {k: v for k, v in _mapping(body.get("metadata")).items()
+                if k not in ("name", "namespace")}  # fmt: skip
+        body = {k: v for k, v in body.items() if k not in _IDENTITY} | {"metadata": meta}
+    else:
+        head = f"{change.operation} {target} (a JSON merge patch), setting:"
+    secret = change.kind == "Secret" and not change.group
+    lines = [head, *_settings(body, "", secret=secret)]
+    return "\n".join(lines)[:PREVIEW_MAX]
+
+
+def _settings(value: Any, path: str, *, secret: bool) -> list[str]:
+    """One line per value the change sets: ``path = value``, ``path: removed`` for a null."""
+    if isinstance(value, Mapping) and (value or not path):
+        lines: list[str] = []
+        for key in sorted(value, key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if secret and not path and key in SECRET_FIELDS:
+                lines.append(f"{_path(where)}: (a Secret's data is never shown)")
+                continue
+            lines += _settings(value[key], where, secret=secret)
+        return lines
+    if value is None:
+        return [f"{_path(path)}: removed"]
+    return [f"{_path(path)} = {_short(value, 400)}"]
 
 
 def _path(path: str) -> str:
@@ -81,6 +116,6 @@ def _mapping(value: object) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, limit: int = 120) -> str:
     text = "(none)" if value is None else json.dumps(value, sort_keys=True)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -89,6 +89,13 @@ FINAL_PHASES = frozenset(
 )
 
 
+class Undo(StrEnum):
+    """Events about a rollback that Handoff carries out itself (the Kubernetes executor)."""
+
+    ROLLED_BACK = "RolledBack"  # what the action changed is put back
+    ROLLBACK_FAILED = "RollbackFailed"  # refused (changed since) or failed: nothing put back
+
+
 class Filing(StrEnum):
     """Events about the requests the operator files itself (rollbacks, post-incident reviews)."""
 
