@@ -138,22 +138,29 @@ class Credentials:
             self._current = await self._obtain(refused, force=True)
             return self._current
 
-    async def login(self) -> tuple[Credential, datetime | None]:
-        """For a login hook (kopf's): credentials and when to ask again. The hook runs again
-        either at that time or after a refusal; a call that comes before the time, for the
-        credentials handed out last, is taken for a refusal."""
+    async def login(self) -> tuple[Credential, datetime | None, str]:
+        """For a login hook (kopf's): credentials, when to ask again, and why they were asked
+        for. The hook runs again either at that time or after a refusal; a call that comes
+        before the time, for the credentials handed out last, is taken for a refusal."""
         now = self.clock()
         held = await self.current()
-        if self._handed is not None and held is self._handed[0]:
-            until = self._handed[1]
-            if until is None or now < until:
-                fresh = await self.refresh(held)
-                if fresh is held:
+        why = "the first login"
+        if self._handed is not None:
+            handed, until = self._handed
+            due = until is not None and now >= until
+            if held is not handed:
+                why = "the last ones were due" if due else "newer ones were in hand"
+            elif due:
+                why = "the last ones were due, and are still current"
+            else:
+                why = "the API server refused the last ones"
+                held = await self.refresh(handed)
+                if held is handed:
                     raise CredentialError(self.refused())
-                held = fresh
-        until = held.renew_at or (now + FILE_RECHECK if self.renewable else None)
+        files = self.user.token_file or self.user.cert_file
+        until = held.renew_at or (now + FILE_RECHECK if files and not self.user.exec else None)
         self._handed = (held, until)
-        return held, until
+        return held, until, why
 
     def refused(self) -> str:
         """What to say when the API server refuses the credentials in hand even after a

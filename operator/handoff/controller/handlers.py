@@ -47,9 +47,10 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf logs in again at ``expiration`` and after a 401; see adapters/kubeauth.py."""
     auth = credentials(memo)
     try:
-        held, until = await auth.login()
+        held, until, why = await auth.login()
     except CredentialError as e:
         raise kopf.TemporaryError(str(e), delay=5) from e
+    log.info("kopf's watches log in (%s); next at %s", why, until or "a refusal")
     return kopf.ConnectionInfo(
         server=auth.server, ca_path=auth.cluster.ca_file, ca_data=auth.cluster.ca_data,
         insecure=not auth.verify, token=held.token, certificate_data=held.cert_pem,
