@@ -144,3 +144,24 @@ def test_the_console_checks_sign_ins_with_a_renewed_identity(
         assert plugin.runs == 2
     finally:
         console.stop()
+
+
+def test_an_operator_whose_plugin_fails_says_why_and_recovers_when_it_works_again(
+    own_cluster: Cluster, tmp_path: Path, quick_watches: None
+) -> None:
+    cluster = own_cluster
+    plugin = Plugin(cluster, tmp_path / "plugin", OPERATOR)
+    process = _operator(cluster, tmp_path, plugin.kubeconfig())
+    try:
+        ns = cluster.new_namespace()
+        apply_ready_policy(cluster, policy(ns))
+        plugin.fail("error: the identity provider is down\n")
+        plugin.revoke(1)
+        said = "exited with 3: error: the identity provider is down"
+        eventually(lambda: said in process.log.read_text(), 30, "the operator to say why")
+        (plugin.folder / "fail").unlink()  # the identity provider is back
+        _decides(cluster, ns)
+        eventually(lambda: _relogins(process) >= 1, 30, "kopf to log in again")
+        _decides(cluster, ns)
+    finally:
+        process.stop()

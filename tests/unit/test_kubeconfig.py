@@ -30,7 +30,8 @@ def test_each_user_form(tmp_path: Path) -> None:
             "x": {"token": "abc", "tokenFile": "ignored"},
             "file": {"tokenFile": "tokens/t"},
             "certs": {"client-certificate": "c.crt", "client-key": "/abs/c.key"},
-            "data": {"client-certificate-data": pem, "client-key-data": pem},
+            "data": {"client-certificate-data": pem, "client-key-data": pem,
+                     "client-certificate": "overridden.crt"},
             "plugin": {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
                                 "command": "./bin/get-token", "args": ["--x", 1],
                                 "env": [{"name": "A", "value": "b"}], "provideClusterInfo": True}},
@@ -49,6 +50,7 @@ def test_each_user_form(tmp_path: Path) -> None:
     assert (user.cert_file, user.key_file) == (str(tmp_path / "c.crt"), "/abs/c.key")
     _, user = kubeconfig.load(str(path), "data")
     assert user.cert_data == user.key_data == b"-----BEGIN CERTIFICATE-----\n"
+    assert user.cert_file is None  # as client-go: the data overrides the file
     _, user = kubeconfig.load(str(path), "plugin")
     assert user.exec is not None
     assert user.exec.command == str(tmp_path / "bin/get-token")  # relative to the file

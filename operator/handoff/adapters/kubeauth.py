@@ -79,7 +79,6 @@ class Credentials:
         self._stamps: tuple[tuple[int, int, int] | None, ...] = ()
         self._lock = asyncio.Lock()
         self._handed: tuple[Credential, datetime | None] | None = None
-        self.plugin_runs = 0  # how often the exec plugin ran (tests, metrics)
 
     @classmethod
     def load(cls, kubeconfig_path: str | None = None, context: str | None = None) -> "Credentials":
@@ -135,7 +134,7 @@ class Credentials:
             held = self._current
             if held is not None and held is not refused and not self._due(held):
                 return held  # someone renewed meanwhile
-            self._current = await self._obtain(refused, force=True)
+            self._current = await self._obtain(refused)
             return self._current
 
     async def login(self) -> tuple[Credential, datetime | None, str]:
@@ -193,10 +192,8 @@ class Credentials:
             return True
         return bool(self._files()) and _stamps(self._files()) != self._stamps
 
-    async def _obtain(self, previous: Credential | None, force: bool = False) -> Credential:
+    async def _obtain(self, previous: Credential | None) -> Credential:
         if self.user.exec is not None:
-            if not force and previous is not None and not self._due(previous):
-                return previous
             return await self._run(self.user.exec, previous)
         stamps = _stamps(self._files())
         token, cert, key = self._read()
@@ -235,7 +232,6 @@ class Credentials:
         if plugin.cluster_info is not None:
             info["spec"] = {"interactive": False, "cluster": plugin.cluster_info}
         env = os.environ | dict(plugin.env) | {"KUBERNETES_EXEC_INFO": json.dumps(info)}
-        self.plugin_runs += 1
         try:
             child = await asyncio.create_subprocess_exec(
                 plugin.command, *plugin.args, env=env, stdin=asyncio.subprocess.DEVNULL,

@@ -154,7 +154,7 @@ def _cluster(entry: dict[str, Any], base: Path) -> Cluster:
     data = entry.get("certificate-authority-data")
     return Cluster(
         server=server.rstrip("/"),
-        ca_file=_path(entry.get("certificate-authority"), base),
+        ca_file=None if data else _path(entry.get("certificate-authority"), base),  # data wins
         ca_data=_decoded(data, "certificate-authority-data").decode() if data else None,
         verify=not entry.get("insecure-skip-tls-verify", False),
         tls_server_name=entry.get("tls-server-name"),
@@ -186,8 +186,8 @@ def _user(entry: dict[str, Any], base: Path, cluster: Cluster) -> User:
     return User(
         token=token,
         token_file=None if token else token_file,  # as kubectl: an inline token wins
-        cert_file=_path(entry.get("client-certificate"), base),
-        key_file=_path(entry.get("client-key"), base),
+        cert_file=None if cert_data else _path(entry.get("client-certificate"), base),
+        key_file=None if key_data else _path(entry.get("client-key"), base),
         cert_data=_decoded(cert_data, "client-certificate-data") if cert_data else None,
         key_data=_decoded(key_data, "client-key-data") if key_data else None,
         exec=plugin,
