@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,3 +188,22 @@ def test_a_static_token_cannot_be_renewed_and_says_so() -> None:
     assert asyncio.run(auth.refresh(held)) is held
     assert not auth.renewable
     assert "use a fresh kubeconfig" in auth.refused()
+
+
+def test_a_plugin_that_hangs_is_stopped_and_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import os, sys, time\n"
+        f"open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    monkeypatch.setattr("handoff.adapters.kubeauth.PLUGIN_TIMEOUT", 1.0)
+    user = User(exec=ExecPlugin(command=sys.executable, args=(str(script),)))
+    auth = Credentials("https://k", cluster=Cluster("https://k"), user=user)
+    with pytest.raises(CredentialError, match="did not answer within 1 s"):
+        asyncio.run(auth.current())
+    pid = int((tmp_path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(pid, 0)

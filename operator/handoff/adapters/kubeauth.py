@@ -246,13 +246,15 @@ class Credentials:
         try:
             out, err = await asyncio.wait_for(child.communicate(), PLUGIN_TIMEOUT)
         except TimeoutError as e:
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            await child.wait()
             raise CredentialError(
                 f"the exec credential plugin {plugin.command} did not answer within"
                 f" {PLUGIN_TIMEOUT:.0f} s"
             ) from e
+        finally:  # timed out, or the caller was cancelled: no plugin is left behind
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+                await child.wait()
         if child.returncode != 0:
             first = next((ln.strip() for ln in err.decode(errors="replace").splitlines()
                           if ln.strip()), "nothing on stderr")  # fmt: skip
