@@ -1,21 +1,23 @@
 """A small asyncio client for the few Kubernetes calls the operator makes itself.
 
-kopf watches; this client writes. It speaks to the API server with aiohttp using the credentials
-of a kubeconfig or of the pod, turns HTTP failures into the errors below, and never puts a
-response body or a token in an exception message beyond the API server's own one-line reason.
+kopf watches; this client writes. It speaks to the API server with aiohttp, with credentials
+from :mod:`handoff.adapters.kubeauth` taken afresh for each request (renewed before they expire
+or when their files change); a call the API server refuses (401) is made once more with renewed
+credentials. HTTP failures become the errors below, and no response body or token goes into an
+exception message beyond the API server's own one-line reason.
 """
 
 import base64
 import json
-import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
+
+from handoff.adapters.kubeauth import Credential, CredentialError, Credentials, KubeconfigError
+
+__all__ = ["Conflict", "Credentials", "KubeApi", "KubeError", "KubeconfigError", "NotFound"]
 
 
 class KubeError(Exception):
@@ -33,50 +35,6 @@ class Conflict(KubeError):
 
 class NotFound(KubeError):
     pass
-
-
-@dataclass(frozen=True)
-class Credentials:
-    server: str
-    ca_file: str | None = None
-    token: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    verify: bool = True
-
-    @classmethod
-    def load(cls, kubeconfig: str | None = None, context: str | None = None) -> "Credentials":
-        """From a kubeconfig (``$KUBECONFIG`` by default) or, inside a pod, the ServiceAccount."""
-        configuration = k8s_client.Configuration()
-        try:
-            # The kubernetes package ships no type hints; these two calls are all we use of it.
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=configuration
-            )
-        except k8s_config.ConfigException:
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        token = (configuration.api_key or {}).get("authorization") or (
-            configuration.api_key or {}
-        ).get("BearerToken")
-        if token and token.startswith("Bearer "):
-            token = token[len("Bearer ") :]
-        return cls(
-            server=configuration.host,
-            ca_file=configuration.ssl_ca_cert,
-            token=token,
-            cert_file=configuration.cert_file,
-            key_file=configuration.key_file,
-            verify=bool(configuration.verify_ssl),
-        )
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.cert_file and self.key_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        return context
 
 
 class KubeApi:
@@ -113,16 +71,44 @@ class KubeApi:
         if self._parent is not None:
             return self._parent._http()
         if self._session is None:
-            headers = {"Accept": "application/json", "User-Agent": "handoff-operator"}
-            if self._credentials.token:
-                headers["Authorization"] = f"Bearer {self._credentials.token}"
             self._session = aiohttp.ClientSession(
                 base_url=self._credentials.server,
-                headers=headers,
-                connector=aiohttp.TCPConnector(ssl=self._credentials.ssl_context(), limit=32),
+                headers={"Accept": "application/json", "User-Agent": "handoff-operator"},
+                connector=aiohttp.TCPConnector(limit=32),
                 timeout=aiohttp.ClientTimeout(total=30),
             )
         return self._session
+
+    async def _credential(self) -> Credential:
+        try:
+            return await self._credentials.current()
+        except CredentialError as e:
+            raise KubeError(401, f"cannot get credentials: {e}") from e
+
+    async def _renewed(self, refused: Credential, retried: bool) -> Credential:
+        """After a 401: renewed credentials to try once more with; a KubeError when this was
+        the retry already, or there is nothing new to try."""
+        self.unauthorized = True
+        if not retried:
+            try:
+                fresh = await self._credentials.refresh(refused)
+            except CredentialError as e:
+                raise KubeError(
+                    401, f"the API server refused the credentials, and renewing them failed: {e}"
+                ) from e
+            if fresh is not refused:
+                self.unauthorized = False
+                return fresh
+        raise KubeError(401, self._credentials.refused())
+
+    def _send(
+        self, method: str, path: str, credential: Credential, **kwargs: Any
+    ) -> Any:  # aiohttp's request context manager
+        headers = kwargs.pop("headers", {}) | self._acting | credential.headers()
+        tls_name = self._credentials.cluster.tls_server_name
+        if tls_name:
+            kwargs["server_hostname"] = tls_name
+        return self._http().request(method, path, headers=headers, ssl=credential.ssl, **kwargs)
 
     async def request(
         self,
@@ -134,21 +120,23 @@ class KubeApi:
     ) -> Any:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
-        headers |= self._acting
+        credential = await self._credential()
         try:
-            async with self._http().request(
-                method, path, data=data, headers=headers, params=params
-            ) as response:
-                text = await response.text()
-                if response.status == 401:
-                    self.unauthorized = True
-                if response.status >= 400:
-                    raise _error(response.status, text)
-                return json.loads(text) if text else None
+            for retry in (False, True):  # once more after a 401, which was not acted upon
+                async with self._send(
+                    method, path, credential, data=data, headers=headers, params=params
+                ) as response:
+                    status, text = response.status, await response.text()
+                if status != 401:
+                    break
+                credential = await self._renewed(credential, retry)
         except aiohttp.ClientError as e:
             raise KubeError(0, f"cannot reach the API server: {type(e).__name__}") from e
         except TimeoutError as e:
             raise KubeError(0, "the API server did not answer in time") from e
+        if status >= 400:
+            raise _error(status, text)
+        return json.loads(text) if text else None
 
     async def get(self, path: str) -> Any:
         return await self.request("GET", path)
@@ -182,18 +170,23 @@ class KubeApi:
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events (``{"type", "object"}``) for at most ``seconds``."""
         query = params | {"watch": "true", "timeoutSeconds": str(max(int(seconds), 1))}
+        credential = await self._credential()
         try:
-            async with self._http().get(
-                path,
-                params=query,
-                headers=self._acting,
-                timeout=aiohttp.ClientTimeout(total=seconds + 5),
-            ) as response:
-                if response.status >= 400:
-                    raise _error(response.status, await response.text())
-                async for line in response.content:
-                    if line.strip():
-                        yield json.loads(line)
+            for retry in (False, True):
+                async with self._send(
+                    "GET", path, credential, params=query,
+                    timeout=aiohttp.ClientTimeout(total=seconds + 5),
+                ) as response:  # fmt: skip
+                    if response.status == 401:
+                        await response.read()
+                    elif response.status >= 400:
+                        raise _error(response.status, await response.text())
+                    else:
+                        async for line in response.content:
+                            if line.strip():
+                                yield json.loads(line)
+                        return
+                credential = await self._renewed(credential, retry)
         except aiohttp.ClientError as e:
             raise KubeError(0, f"cannot reach the API server: {type(e).__name__}") from e
         except TimeoutError:

@@ -6,10 +6,9 @@ not exist, a server that did not answer or a port already taken are not bugs.
 
 import errno
 
-from kubernetes.config import ConfigException
 from redis.exceptions import RedisError
 
-from handoff.adapters.kube import KubeError
+from handoff.adapters.kube import KubeconfigError, KubeError
 from handoff.review.client import plain
 from handoff.sdk.errors import START_LOCAL, HandoffError, kubeconfig_failure
 
@@ -20,7 +19,7 @@ def sentence(
     """The sentence for an expected failure; None for anything else (a bug: let it show)."""
     if isinstance(error, KubeError):
         return kube(error)
-    if isinstance(error, ConfigException):
+    if isinstance(error, KubeconfigError):
         return kubeconfig_failure(error, kubeconfig, context)
     if isinstance(error, RedisError):
         return f"Redis: {error}; is it running, and is its URL right? ({START_LOCAL})"
@@ -35,10 +34,7 @@ def kube(error: KubeError) -> str:
     if error.status == 0:
         return f"{error.message}; is the cluster running? ({START_LOCAL})"
     if error.status == 401:
-        return (
-            "the API server does not accept your credentials (401): the token expired or was"
-            " revoked; use a fresh kubeconfig"
-        )
+        return f"the API server does not accept your credentials (401): {error.message}"
     if error.status == 403:
         return (
             f"{plain(error)}. Use a context that has this right (kubectl config get-contexts)"

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
-from kubernetes import config as k8s_config
 
-from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.adapters import kubeconfig
+from handoff.adapters.kube import Credentials, KubeApi, KubeconfigError, KubeError, resource_path
 from handoff.cli import failures
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.show import log_lines, package_lines, summary_cell, terminal_columns
@@ -96,7 +96,7 @@ def main(
             if args.policies:  # offline: no cluster, no kubeconfig
                 return asyncio.run(_explain(None, args, out))
         return asyncio.run(_run(args, out, ask))
-    except k8s_config.ConfigException as e:
+    except KubeconfigError as e:
         print(f"error: no usable kubeconfig ({e}); set KUBECONFIG or --kubeconfig", file=sys.stderr)
         return 1
     except (ReviewError, ValueError, OSError) as e:
@@ -327,15 +327,7 @@ async def _log(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> i
 
 
 def _context_namespace(args: argparse.Namespace) -> str:
-    try:
-        # The kubernetes package ships no type hints.
-        contexts, active = k8s_config.list_kube_config_contexts(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
-    except (k8s_config.ConfigException, FileNotFoundError, TypeError):
-        return "default"
-    chosen = (
-        next((c for c in contexts if c["name"] == args.context), active) if args.context else active
-    )
-    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+    return kubeconfig.namespace(args.kubeconfig, args.context) or "default"
 
 
 if __name__ == "__main__":

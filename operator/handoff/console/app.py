@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass
 class Config:
-    credentials: Credentials  # the console's own identity: TokenReview only
+    credentials: Credentials  # the console's own identity (renewed): TokenReview only
     namespaces: list[str]
     redis_url: str | None = None  # read access to the audit stream
     secure_cookies: bool = False
@@ -219,10 +219,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if refused:
         log.info("refused a sign-in: %s", refused.split(",")[0])
         return page(request, "login.html", None, status=403, error=refused)
-    own = config.credentials
-    api = KubeApi(
-        Credentials(server=own.server, ca_file=own.ca_file, token=token, verify=own.verify)
-    )
+    api = KubeApi(config.credentials.with_token(token))
     session = config.sessions.create(
         str(user.get("username", "")), list(user.get("groups") or []), api, config.clock()
     )

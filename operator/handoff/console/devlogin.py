@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from handoff.adapters.kube import Credentials, KubeApi, KubeError
+from handoff.adapters.kube import KubeApi, KubeError
 
 log = logging.getLogger("handoff.console")
 ROUTE = "/dev-login"
@@ -108,10 +108,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     user = status.get("user") or {}
     if not status.get("authenticated") or user.get("username") != ticket.user:
         return _refused(request, 401, "The cluster does not accept this link's token.")
-    own = config.credentials
-    api = KubeApi(
-        Credentials(server=own.server, ca_file=own.ca_file, token=ticket.token, verify=own.verify)
-    )
+    api = KubeApi(config.credentials.with_token(ticket.token))
     session = config.sessions.create(
         ticket.user, list(user.get("groups") or []), api, config.clock()
     )

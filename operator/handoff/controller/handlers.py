@@ -7,6 +7,7 @@ any other event.
 """
 
 import logging
+import os
 import socket
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import kopf
 from handoff import GROUP, POLICIES, REQUESTS, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
+from handoff.adapters.kubeauth import CredentialError
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.sandbox import Sandbox
@@ -33,25 +35,37 @@ RETRY = timedelta(seconds=2)
 GIVE_UP_AFTER = timedelta(minutes=5)  # the longest wait between retries of a failing handler
 
 
-def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    credentials = Credentials.load(memo.get("kubeconfig"), memo.get("context"))
+def credentials(memo: kopf.Memo) -> Credentials:
+    """The process's one renewing identity: kopf's watches, the writes and the Lease share it."""
+    if memo.get("credentials") is None:
+        memo["credentials"] = Credentials.load(memo.get("kubeconfig"), memo.get("context"))
+    found: Credentials = memo["credentials"]
+    return found
+
+
+async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf logs in again at ``expiration`` and after a 401; see adapters/kubeauth.py."""
+    auth = credentials(memo)
+    try:
+        held, until, why = await auth.login()
+    except CredentialError as e:
+        raise kopf.TemporaryError(str(e), delay=5) from e
+    log.info("kopf's watches log in (%s); next at %s", why, until or "a refusal")
     return kopf.ConnectionInfo(
-        server=credentials.server,
-        ca_path=credentials.ca_file,
-        insecure=not credentials.verify,
-        token=credentials.token,
-        certificate_path=credentials.cert_file,
-        private_key_path=credentials.key_file,
-    )
+        server=auth.server, ca_path=auth.cluster.ca_file, ca_data=auth.cluster.ca_data,
+        insecure=not auth.verify, token=held.token, certificate_data=held.cert_pem,
+        private_key_data=held.key_pem, expiration=until,
+    )  # fmt: skip
 
 
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # our Events are our own, one per transition
     settings.batching.batch_window = 0.01
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # Each reconnection of a watch also checks kopf's credentials: HANDOFF_WATCH_SECONDS.
+    settings.watching.server_timeout = int(os.environ.get("HANDOFF_WATCH_SECONDS") or 300)
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.networking.request_timeout = 60
-    api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
+    api = KubeApi(credentials(memo))
     policies = PolicyReconciler(api, utcnow)
     policies.provisioners = provisioners(api, policies, memo.get("redis_url"))
     shard = None

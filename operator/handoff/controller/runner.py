@@ -18,8 +18,8 @@ import kopf
 from aiohttp import web
 
 from handoff.adapters import metrics
-from handoff.adapters.kube import Credentials, KubeApi
-from handoff.controller.handlers import build_registry
+from handoff.adapters.kube import KubeApi
+from handoff.controller.handlers import build_registry, credentials
 from handoff.controller.leadership import LeaderElector, LeaseSettings
 from handoff.controller.tasks import dead
 
@@ -122,7 +122,7 @@ async def _main(
     api: KubeApi | None = None
     try:
         if election is not None:
-            api = KubeApi(Credentials.load(memo.get("kubeconfig"), memo.get("context")))
+            api = KubeApi(credentials(memo))
             health.elector = LeaderElector(
                 api, election.settings(), asyncio.get_running_loop().time
             )

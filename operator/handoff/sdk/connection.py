@@ -1,10 +1,9 @@
 """How an agent reaches the API server and its own Redis user, failing in sentences."""
 
 import redis.asyncio as redis_asyncio
-from kubernetes.config import ConfigException
 from redis.exceptions import RedisError
 
-from handoff.adapters.kube import Credentials, KubeApi, KubeError
+from handoff.adapters.kube import Credentials, KubeApi, KubeconfigError, KubeError
 from handoff.sdk.errors import (
     Forbidden,
     HandoffError,
@@ -15,10 +14,11 @@ from handoff.sdk.errors import (
 
 
 def kube_api(kubeconfig: str | None, context: str | None) -> KubeApi:
-    """A client with the agent's ServiceAccount token (kubeconfig, else in-cluster)."""
+    """A client with the agent's own credentials (kubeconfig, else in-cluster), renewed as they
+    expire, rotate on disk or are refused."""
     try:
         return KubeApi(Credentials.load(kubeconfig, context))
-    except (ConfigException, OSError, ValueError, TypeError) as e:
+    except (KubeconfigError, OSError, ValueError, TypeError) as e:
         raise HandoffError(kubeconfig_failure(e, kubeconfig, context)) from e
 
 

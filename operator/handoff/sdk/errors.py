@@ -5,12 +5,11 @@ policy yet, Redis is down) arrive as :class:`Unavailable` or :class:`Forbidden`,
 wait and retry the first and stop on the second.
 """
 
-from kubernetes.config import ConfigException
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from handoff.adapters.kube import KubeError
+from handoff.adapters.kube import KubeconfigError, KubeError
 
 START_LOCAL = "the local environment starts with 'handoff dev up' or 'make demo'"
 
@@ -54,8 +53,8 @@ def kube_failure(error: KubeError, doing: str, agent: str, namespace: str) -> Ha
         )
     if error.status == 401:
         return Forbidden(
-            f"could not {doing}: the API server does not accept {agent}'s token (it expired or"
-            " was revoked); give the agent a fresh one (kubeconfig or projected token)"
+            f"could not {doing}: the API server does not accept {agent}'s token ({error.message});"
+            " give the agent a fresh one (kubeconfig or projected token)"
         )
     if error.status == 403:
         return Forbidden(
@@ -87,7 +86,7 @@ def redis_failure(error: RedisError, doing: str) -> HandoffError:
 
 def kubeconfig_failure(error: Exception, kubeconfig: str | None, context: str | None) -> str:
     """Why no credentials could be loaded, without the in-cluster fallback hiding the reason."""
-    first = error.__context__ if isinstance(error.__context__, ConfigException) else error
+    first = error.__context__ if isinstance(error.__context__, KubeconfigError) else error
     reason = str(first).rstrip(".") or type(first).__name__
     where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
     in_context = f", context {context}" if context else ""
