@@ -62,16 +62,17 @@ def test_a_background_task_that_dies_is_counted_and_fails_healthz(
 
 
 class Failing:
-    """A reconciler whose request handling raises what nothing expected."""
+    """A request handler whose request handling raises what nothing expected."""
 
     def __init__(self) -> None:
         self.retries: list[tuple[str, str, timedelta]] = []
         self.owns = lambda _namespace: True
+        self.requests = self
 
-    async def request_changed(self, body: Any) -> None:
+    async def changed(self, body: Any) -> None:
         raise TypeError("'str' object does not support item assignment")
 
-    async def request_deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
+    async def deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
         pass
 
     def retry_soon(
@@ -82,7 +83,7 @@ class Failing:
 
 def test_a_handler_exception_is_counted_and_retried_with_a_growing_wait() -> None:
     reconciler = Failing()
-    memo = kopf.Memo(reconciler=reconciler, failures={})
+    memo = kopf.Memo(operator=reconciler, failures={})
     body = kopf.Body({"metadata": {"namespace": "agents", "name": "req-1"}, "spec": {}})
     before = sample("handoff_handler_exceptions_total", handler="request")
     for _ in range(10):

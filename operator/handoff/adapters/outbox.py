@@ -5,6 +5,8 @@ atomic step, so a retry, a restart or a second operator never publishes the same
 Both sit in the same append-only file, so a Redis crash loses or keeps them together.
 """
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
@@ -52,6 +54,15 @@ class Outbox(Protocol):
         ...
 
 
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Redis (or the network to it) failed: one OutboxError that names the library's error."""
+    try:
+        yield
+    except (_LibraryRedisError, OSError) as e:
+        raise OutboxError(f"Redis: {type(e).__name__}") from e
+
+
 def dedup_key(namespace: str, uid: str) -> str:
     return f"handoff:published:{namespace}:{uid}"
 
@@ -64,40 +75,30 @@ class RedisOutbox:
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
         maxlen = AUDIT_MAXLEN if record.stream == "handoff:audit" else 0
         flat = [item for pair in record.fields.items() for item in pair]
-        try:
+        with _redis_errors():
             done = await self._script(
                 keys=[dedup_key(namespace, uid), record.stream],
                 args=[record.dedup, DEDUP_TTL, maxlen, *flat],
             )
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
         return bool(done)
 
     async def forget(self, namespace: str, uid: str) -> None:
-        try:
+        with _redis_errors():
             await self._client.delete(dedup_key(namespace, uid))
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
 
     async def marked(self, namespace: str, uid: str, key: str) -> bool:
-        try:
+        with _redis_errors():
             return bool(await self._client.hexists(dedup_key(namespace, uid), key))
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
 
     async def mark(self, namespace: str, uid: str, key: str) -> None:
-        try:
+        with _redis_errors():
             await self._client.hset(dedup_key(namespace, uid), key, "1")
             await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
 
     async def epoch(self) -> str:
         """The server's run_id: new after every restart, and on another server after a failover."""
-        try:
+        with _redis_errors():
             info = await self._client.info("server")
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
         return str(info.get("run_id", ""))
 
     async def close(self) -> None:
@@ -200,13 +201,11 @@ class RedisOutcomes:
 
     async def ack(self, stream: str, entry_id: str) -> None:
         """Acknowledge the entry and delete it: it is consumed."""
-        try:
+        with _redis_errors():
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.xack(stream, self.GROUP, entry_id)
                 pipe.xdel(stream, entry_id)
                 await pipe.execute()
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
 
     async def close(self) -> None:
         await self._client.aclose()

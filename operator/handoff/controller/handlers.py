@@ -1,4 +1,4 @@
-"""The kopf wiring: thin handlers that hand each watch event to a reconciler.
+"""The kopf wiring: thin handlers that hand each watch event to the controller.
 
 Only raw ``on.event`` handlers are used. They keep no progress annotations and add no
 finalizers of kopf's, so the operator's only write per transition is the status patch it means
@@ -23,8 +23,8 @@ from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.credentials import PostgresCredentials, RedisCredentials
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
+from handoff.controller.operator import Operator, build, utcnow
 from handoff.controller.policy_reconciler import PolicyReconciler, Provisioner
-from handoff.controller.reconciler import Reconciler, utcnow
 from handoff.controller.shards import NamespaceShard
 from handoff.controller.tasks import describe, start
 
@@ -75,35 +75,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     outbox = RedisOutbox(redis_url) if redis_url else None
     sender = WebhookSender(attempts=memo.get("notify_attempts") or 6)
     notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"), sender=sender)
-    reconciler = Reconciler(
-        api, policies, utcnow, outbox=outbox, notifier=notifier,
-        kubernetes=KubernetesExecutor(api), retention=memo.get("retention"),
-    )  # fmt: skip
     notifier.on_health = lambda namespace, name: policies.health_changed(
         namespace, name, notifier.policy_health(namespace, name)
     )
-    reconciler.sandbox = Sandbox()
-    await reconciler.sandbox.start()
+    sandbox = Sandbox()  # where `when` expressions run, with a CPU budget
+    await sandbox.start()
+    operator = build(
+        api, policies, utcnow, outbox=outbox, notifier=notifier,
+        kubernetes=KubernetesExecutor(api), retention=memo.get("retention"), sandbox=sandbox,
+        owns=shard.__contains__ if shard is not None else lambda _namespace: True,
+    )  # fmt: skip
     memo["api"] = api
     memo["policies"] = policies
-    memo["reconciler"] = reconciler
+    memo["operator"] = operator
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
-    memo["closers"] = [api.close, notifier.close, reconciler.executor_sender.close,
-                       reconciler.sandbox.close]  # fmt: skip
+    memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
     memo["tasks"] = [
-        start("scheduler", reconciler.scheduler.run()),
+        start("scheduler", operator.scheduler.run()),
         start("policy-scheduler", policies.scheduler.run()),
-        start("reports", reconciler.write_reports()),
+        start("reports", operator.reports.run()),
     ]
     if shard is not None:
         memo["tasks"].append(start("shard", shard.run()))
-        reconciler.owns = shard.__contains__
     if redis_url and outbox is not None:
         outcomes = RedisOutcomes(redis_url, socket.gethostname())
         memo["closers"] += [outbox.close, outcomes.close]
-        memo["tasks"].append(start("outcomes", reconciler.consume_outcomes(outcomes)))
-        memo["tasks"].append(start("redis-epoch", reconciler.follow_redis()))
-    metrics.SCHEDULED_DEADLINES.set_function(lambda: len(reconciler.scheduler))
+        memo["tasks"].append(start("outcomes", operator.outcomes.consume(outcomes)))
+        memo["tasks"].append(start("redis-epoch", operator.publisher.follow_redis()))
+    metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
     memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
 
@@ -134,15 +133,15 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def _elsewhere(memo: kopf.Memo, namespace: str) -> bool:
     """Whether the namespace belongs to another shard (with --namespace-selector)."""
-    reconciler: Reconciler = memo["reconciler"]
-    return not reconciler.owns(namespace)
+    operator: Operator = memo["operator"]
+    return not operator.owns(namespace)
 
 
 async def _join(memo: kopf.Memo, namespace: str) -> None:
     """A namespace came into this shard: catch up on its policies, then its requests."""
     api: KubeApi = memo["api"]
     for plural, handle in ((POLICIES, memo["policies"].changed),
-                           (REQUESTS, memo["reconciler"].request_changed)):  # fmt: skip
+                           (REQUESTS, memo["operator"].requests.changed)):  # fmt: skip
         try:
             listing = await api.get(resource_path(GROUP, VERSION, plural, namespace))
         except KubeError as e:
@@ -185,23 +184,24 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
 
 
 async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    reconciler: Reconciler = memo["reconciler"]
+    operator: Operator = memo["operator"]
+    requests = operator.requests
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if _elsewhere(memo, namespace):
         return
     if type == "DELETED":
         memo["failures"].pop(("request", namespace, name), None)
-        await reconciler.request_deleted(namespace, name, body.metadata.uid)
+        await requests.deleted(namespace, name, body.metadata.uid)
         return
     try:
-        await reconciler.request_changed(_plain(body))
+        await requests.changed(_plain(body))
     except KubeError as e:
         # Event handlers are not retried by kopf: come back through the scheduler.
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
         log.warning("request %s/%s: %s; retrying in 2s", namespace, name, e)
-        reconciler.retry_soon(namespace, name)
+        requests.retry_soon(namespace, name)
     except Exception as e:  # a bug, or input nothing foresaw: counted, logged, retried
-        reconciler.retry_soon(namespace, name, _unexpected(memo, "request", namespace, name, e))
+        requests.retry_soon(namespace, name, _unexpected(memo, "request", namespace, name, e))
     else:
         memo["failures"].pop(("request", namespace, name), None)
 

@@ -19,6 +19,7 @@ from handoff.controller.access import (
     break_glass_role_name,
     reviewer_role_name,
 )
+from handoff.controller.concurrency import TaskSet
 from handoff.controller.executor_access import ExecutorAccess, ExecutorAccessError
 from handoff.controller.policies import PolicyIndex, policy_status
 from handoff.controller.scheduler import DeadlineScheduler
@@ -72,7 +73,7 @@ class PolicyReconciler:
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._failures: dict[tuple[str, str], int] = {}
         self._health: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     async def load_all(self) -> None:
         """Compile every policy before the first request is classified (startup)."""
@@ -213,9 +214,7 @@ class PolicyReconciler:
     def health_changed(self, namespace: str, name: str, health: list[dict[str, Any]]) -> None:
         """Notification delivery changed: show it in the policy's status (soon, off the caller)."""
         self._health[(namespace, name)] = health
-        task = asyncio.create_task(self._write_health(namespace, name))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._write_health(namespace, name))
 
     async def _write_health(self, namespace: str, name: str) -> None:
         path = resource_path(GROUP, VERSION, POLICIES, namespace, name) + "/status"

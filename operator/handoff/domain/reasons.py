@@ -95,3 +95,11 @@ class Filing(StrEnum):
     NAME_TAKEN = "NameTaken"  # its name was taken first by a request Handoff did not file
     UNTRUSTED_ROLLBACK = "UntrustedRollback"  # says it undoes a request; Handoff did not file it
     POST_INCIDENT_REVIEW_FILED = "PostIncidentReviewFiled"
+
+
+class Rollback(StrEnum):
+    """Events and audit lines about rolling an executed request back."""
+
+    REQUESTED = "RollbackRequested"  # a reviewer asked; the rollback request is filed
+    ROLLED_BACK = "RolledBack"  # undone (also the request's phase then)
+    FAILED = "RollbackFailed"  # the Kubernetes executor could not put the object back

@@ -1,0 +1,145 @@
+"""What follows a decision, as values: ``followups`` reads the state a step was decided from,
+the step, and the status as written, and returns the effects to carry out, in order. Pure: the
+controller's request handler (``controller/requests.py``) only interprets them, one handler per
+effect, so "why did this happen after that write" is answered here, table by table.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from handoff.domain.announce import DECIDED, PENDING
+from handoff.domain.decide import Decision, Event, RequestState, Step
+from handoff.domain.execution import OUTCOMES
+from handoff.domain.executors import KUBERNETES, WEBHOOK
+from handoff.domain.reasons import Outcome, Reason
+from handoff.domain.rollback import requested_rollback
+
+
+@dataclass(frozen=True)
+class CountFastApprovals:
+    """Count the approvals that came in quickly since the request was last looked at."""
+
+
+@dataclass(frozen=True)
+class SpendBudget:
+    """An auto-approval spends from its policy's budgets (once per request)."""
+
+
+@dataclass(frozen=True)
+class CountDecision:
+    decision: Decision  # metrics and a log line for the decision just written
+
+
+@dataclass(frozen=True)
+class StopWaiting:
+    """Cancel the deadline and escalation timers; the request leaves the pending gauge."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: datetime  # wake up then (its deadline, or the next thing to look at)
+    tier: str  # for the pending gauge
+
+
+@dataclass(frozen=True)
+class ArmEscalation:
+    """Arm the escalation timer at ``status.escalation.at``, when the policy escalates."""
+
+
+@dataclass(frozen=True)
+class Announce:
+    event: str  # announce.PENDING | DECIDED, to the policy's notification targets
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish what the status implies and is not out yet (decision message, audit lines)."""
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    event: Event
+
+
+@dataclass(frozen=True)
+class FilePostIncidentReview:
+    """A break-glass approval: file its post-incident review request."""
+
+
+@dataclass(frozen=True)
+class FileRollback:
+    """A reviewer asked for a rollback: file it, or restore (Kubernetes executor)."""
+
+
+@dataclass(frozen=True)
+class RunWebhook:
+    """Post the approved action to the policy's webhook executor."""
+
+
+@dataclass(frozen=True)
+class RunKubernetes:
+    started_waiting: bool  # True: write the dry-run preview; else carry out an approval
+
+
+@dataclass(frozen=True)
+class ArmRetention:
+    """Arm the timer that deletes the decided request after the retention period."""
+
+
+@dataclass(frozen=True)
+class NoteForReports:
+    """Note the request's latest state for its agent's PolicyReport."""
+
+
+Effect = (
+    CountFastApprovals | SpendBudget | CountDecision | StopWaiting | Wait | ArmEscalation
+    | Announce | Publish | PostEvent | FilePostIncidentReview | FileRollback | RunWebhook
+    | RunKubernetes | ArmRetention | NoteForReports
+)  # fmt: skip
+
+
+def started_waiting(step: Step) -> bool:
+    """Whether this step put the request in the queue. Derived from the patch today (the step
+    that queues a request is the one that writes its deadline); switch to ``Step``'s transition
+    field once it has one."""
+    return step.patch is not None and "deadline" in step.patch
+
+
+def followups(before: RequestState, step: Step, after: Mapping[str, Any]) -> list[Effect]:
+    """The effects of ``step``, decided from ``before``, once ``after`` (the request as written,
+    or as read when there was nothing to write) is the current status."""
+    status: Mapping[str, Any] = after.get("status") or {}
+    spec: Mapping[str, Any] = after.get("spec") or {}
+    decision: Mapping[str, Any] = status.get("decision") or {}
+    effects: list[Effect] = [CountFastApprovals(), SpendBudget()]
+    if step.decision is not None:
+        effects += [StopWaiting(), CountDecision(step.decision)]
+        if before.status.get("deadline"):  # it waited for people: tell whoever listens
+            effects.append(Announce(DECIDED))
+    elif decision:
+        effects.append(StopWaiting())
+    elif step.wake_at is not None:
+        effects.append(Wait(step.wake_at, str(status.get("tier", ""))))
+        if started_waiting(step):
+            effects.append(Announce(PENDING))
+        if (status.get("escalation") or {}).get("at"):
+            effects.append(ArmEscalation())
+    # The agent's decision message first: it must not wait for an Event, a courtesy.
+    effects.append(Publish())
+    if step.event is not None:
+        effects.append(PostEvent(step.event))
+    if decision.get("reason") == Reason.BREAK_GLASS_APPROVED:
+        effects.append(FilePostIncidentReview())
+    if step.decision is None and before.decided and requested_rollback(status) is not None:
+        effects.append(FileRollback())
+    approved = decision.get("outcome") == Outcome.APPROVED
+    finished = (status.get("execution") or {}).get("outcome") in OUTCOMES
+    if spec.get("execution") == WEBHOOK and approved and not finished:
+        effects.append(RunWebhook())  # on the decision itself, or later (a restart)
+    if spec.get("execution") == KUBERNETES:
+        effects.append(RunKubernetes(started_waiting(step)))
+    if decision:
+        effects += [ArmRetention(), NoteForReports()]
+    return effects
