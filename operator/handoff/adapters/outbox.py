@@ -1,4 +1,5 @@
-"""Publishing records to Redis streams exactly once, and the in-memory twin for unit tests.
+"""Publishing records to Redis streams exactly once, and the in-memory twin for unit tests;
+reading the agents' outcome streams, and the audit stream for the console's feed.
 
 Exactly once: a Lua script sets a per-request dedup field and appends to the stream in one
 atomic step, so a retry, a restart or a second operator never publishes the same record twice.
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError as _LibraryRedisError
 
+from handoff.domain.keys import AUDIT_STREAM
 from handoff.domain.records import Record
 
 AUDIT_MAXLEN = 100_000  # the audit stream is capped; the durable trail is the operator's log
@@ -73,7 +75,7 @@ class RedisOutbox:
         self._script = self._client.register_script(_PUBLISH_ONCE)
 
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
-        maxlen = AUDIT_MAXLEN if record.stream == "handoff:audit" else 0
+        maxlen = AUDIT_MAXLEN if record.stream == AUDIT_STREAM else 0
         flat = [item for pair in record.fields.items() for item in pair]
         with _redis_errors():
             done = await self._script(
@@ -206,6 +208,30 @@ class RedisOutcomes:
                 pipe.xack(stream, self.GROUP, entry_id)
                 pipe.xdel(stream, entry_id)
                 await pipe.execute()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class AuditFeed:
+    """The console's reader of the audit stream: the latest entries, then what comes after."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis_asyncio.from_url(url, socket_timeout=30)
+
+    async def recent(self, count: int) -> list[tuple[Any, dict[Any, Any]]]:
+        """The newest ``count`` entries, oldest first, as (id, fields)."""
+        with _redis_errors():
+            found: Any = await self._client.xrevrange(AUDIT_STREAM, count=count)
+        return list(reversed(found))
+
+    async def after(self, last: Any, block_ms: int, count: int) -> list[tuple[Any, dict[Any, Any]]]:
+        """Entries after ``last`` ("$": from now), waiting up to ``block_ms`` for one."""
+        with _redis_errors():
+            answer: Any = await self._client.xread(
+                {AUDIT_STREAM: last}, block=block_ms, count=count
+            )
+        return list(answer[0][1]) if answer else []
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -13,10 +13,10 @@ from handoff.controller.policies import PolicyIndex
 from handoff.controller.recording import Outcomes
 from handoff.controller.secrets import secret_value
 from handoff.controller.status import StatusWriter
-from handoff.domain.execution import EXECUTING, OUTCOMES, execution_patch
+from handoff.domain.execution import OUTCOMES, execution_patch
 from handoff.domain.executors import kubernetes_change
 from handoff.domain.policy import WebhookExecutor
-from handoff.domain.reasons import Outcome, Phase
+from handoff.domain.reasons import EXECUTING, Outcome, Phase
 from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import format_time
 

@@ -76,6 +76,7 @@ class Mode(StrEnum):
 class ReviewDecision(StrEnum):
     APPROVE = "Approve"
     DENY = "Deny"
+    ROLLBACK = "Rollback"  # after execution: undo it (a reversible request)
 
 
 # Condition types.
@@ -95,6 +96,17 @@ class Filing(StrEnum):
     NAME_TAKEN = "NameTaken"  # its name was taken first by a request Handoff did not file
     UNTRUSTED_ROLLBACK = "UntrustedRollback"  # says it undoes a request; Handoff did not file it
     POST_INCIDENT_REVIEW_FILED = "PostIncidentReviewFiled"
+
+
+EXECUTING = "Executing"  # status.execution.outcome while the webhook executor is posted to
+
+
+class Announcement(StrEnum):
+    """What a policy's notification targets are told about (``notifications[].events``)."""
+
+    PENDING = "Pending"  # it started waiting for people
+    ESCALATED = "Escalated"  # still undecided at status.escalation.at
+    DECIDED = "Decided"  # decided after waiting
 
 
 class Rollback(StrEnum):
