@@ -37,7 +37,7 @@ def waited(state: RequestState) -> RequestState:
 
 
 def kinds(effects: list[fx.Effect]) -> list[str]:
-    return [type(e).__name__ for e in effects]
+    return [fx.name(e) for e in effects]
 
 
 COMMON = ["CountFastApprovals", "SpendBudget"]

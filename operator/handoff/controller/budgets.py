@@ -4,6 +4,7 @@ listing counts them again, in any order)."""
 
 from collections import defaultdict, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from handoff.controller.policies import PolicyIndex
@@ -14,13 +15,15 @@ from handoff.domain.timefmt import parse_time
 SPENDING = (Reason.AUTO_APPROVED, Reason.LOGGED)  # the decisions that spend from a budget
 
 
+@dataclass
 class Budgets:
-    def __init__(self, policies: PolicyIndex, clock: Callable[[], datetime]) -> None:
-        self.policies = policies
-        self.clock = clock
-        # When each auto-approval happened, by (namespace, policy, budget, agent).
-        self._hits: defaultdict[tuple[str, str, str, str], deque[datetime]] = defaultdict(deque)
-        self._counted: set[str] = set()  # uids already spent
+    policies: PolicyIndex
+    clock: Callable[[], datetime]
+    # When each auto-approval happened, by (namespace, policy, budget, agent).
+    _hits: defaultdict[tuple[str, str, str, str], deque[datetime]] = field(
+        default_factory=lambda: defaultdict(deque)
+    )
+    _counted: set[str] = field(default_factory=set)  # uids already spent
 
     def usage(self, namespace: str, agent: str) -> dict[tuple[str, str], int]:
         """(policy, budget) -> auto-approvals within the budget's window, up to now."""

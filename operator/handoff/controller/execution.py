@@ -4,6 +4,7 @@ posted, signed, to the policy's URL). Each outcome then takes the one outcome pa
 (``recording.Outcomes.recorded``), like an agent's."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from handoff.adapters.kube import Conflict, KubeError
@@ -21,23 +22,14 @@ from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import format_time
 
 
+@dataclass
 class Execution:
-    def __init__(
-        self,
-        status: StatusWriter,
-        policies: PolicyIndex,
-        clock: Callable[[], datetime],
-        *,
-        outcomes: Outcomes,
-        kubernetes: KubernetesExecutor | None,
-        sender: WebhookSender,
-    ) -> None:
-        self.status = status
-        self.policies = policies
-        self.clock = clock
-        self.outcomes = outcomes
-        self.kubernetes = kubernetes
-        self.sender = sender
+    status: StatusWriter
+    policies: PolicyIndex
+    clock: Callable[[], datetime]
+    outcomes: Outcomes  # the one outcome path
+    kubernetes: KubernetesExecutor | None
+    sender: WebhookSender
 
     async def run_kubernetes(self, body: RequestJSON, *, started_waiting: bool) -> None:
         """The Kubernetes executor's part: a dry-run preview for reviewers while the request

@@ -6,8 +6,10 @@ to make, and reviewers' status patches (which kopf's change handlers would ignor
 any other event.
 """
 
+import functools
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -170,17 +172,12 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
     if type == "DELETED":
         policies.deleted(namespace, name)
         return
-    try:
-        await policies.changed(_plain(body))
-    except KubeError as e:
-        metrics.RECONCILE_ERRORS.labels(kind="policy").inc()
-        log.warning("policy %s/%s: %s; retrying in 2s", namespace, name, e)
-        policies.scheduler.arm((namespace, name), utcnow() + RETRY)
-    except Exception as e:  # a bug, or input nothing foresaw: counted, logged, retried
-        delay = _unexpected(memo, "policy", namespace, name, e)
+
+    def retry(delay: timedelta) -> None:
         policies.scheduler.arm((namespace, name), utcnow() + delay)
-    else:
-        memo["failures"].pop(("policy", namespace, name), None)
+
+    work = lambda: policies.changed(_plain(body))  # noqa: E731
+    await _handled(memo, "policy", namespace, name, work=work, retry=retry)
 
 
 async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -193,17 +190,27 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
         memo["failures"].pop(("request", namespace, name), None)
         await requests.deleted(namespace, name, body.metadata.uid)
         return
+    retry = functools.partial(requests.retry_soon, namespace, name)
+    work = lambda: requests.changed(_plain(body))  # noqa: E731
+    await _handled(memo, "request", namespace, name, work=work, retry=retry)
+
+
+async def _handled(
+    memo: kopf.Memo, kind: str, namespace: str, name: str, *,
+    work: Callable[[], Awaitable[None]], retry: Callable[[timedelta], None],
+) -> None:  # fmt: skip
+    """Run a handler's work. Event handlers are not retried by kopf: a failure comes back
+    through the scheduler, 2s later after an API error, later and later after a bug."""
     try:
-        await requests.changed(_plain(body))
+        await work()
     except KubeError as e:
-        # Event handlers are not retried by kopf: come back through the scheduler.
-        metrics.RECONCILE_ERRORS.labels(kind="request").inc()
-        log.warning("request %s/%s: %s; retrying in 2s", namespace, name, e)
-        requests.retry_soon(namespace, name)
+        metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
+        log.warning("%s %s/%s: %s; retrying in 2s", kind, namespace, name, e)
+        retry(RETRY)
     except Exception as e:  # a bug, or input nothing foresaw: counted, logged, retried
-        requests.retry_soon(namespace, name, _unexpected(memo, "request", namespace, name, e))
+        retry(_unexpected(memo, kind, namespace, name, e))
     else:
-        memo["failures"].pop(("request", namespace, name), None)
+        memo["failures"].pop((kind, namespace, name), None)
 
 
 def _unexpected(

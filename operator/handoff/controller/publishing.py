@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from handoff import GROUP, REQUESTS, VERSION
@@ -38,24 +39,15 @@ def audit_id(uid: str, record: Record) -> str:
     return f"{uid}/{record.dedup}"
 
 
+@dataclass
 class Publisher:
-    def __init__(
-        self,
-        status: StatusWriter,
-        clock: Callable[[], datetime],
-        outbox: Outbox | None,
-        *,
-        reports: ReportWriter,
-        scheduler: DeadlineScheduler,
-        owns: Callable[[str], bool],
-    ) -> None:
-        self.status = status
-        self.clock = clock
-        self.outbox = outbox
-        self.reports = reports
-        self.scheduler = scheduler
-        self.owns = owns  # this shard's namespaces
-        self._published: dict[str, set[str]] = {}  # uid -> dedup keys known to be published
+    status: StatusWriter
+    clock: Callable[[], datetime]
+    outbox: Outbox | None
+    reports: ReportWriter
+    scheduler: DeadlineScheduler
+    owns: Callable[[str], bool]  # this shard's namespaces
+    _published: dict[str, set[str]] = field(default_factory=dict)  # uid -> dedup keys out
 
     async def publish(self, body: RequestJSON) -> bool:
         """Publish what the status implies and was not published yet: to Redis when configured,

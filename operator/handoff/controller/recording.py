@@ -8,6 +8,7 @@ against the request it names (its agent, its uid, its executor) before anything 
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from handoff.adapters import metrics
@@ -27,25 +28,15 @@ from handoff.domain.reasons import Phase
 from handoff.domain.resources import RequestJSON
 
 
+@dataclass
 class Outcomes:
-    def __init__(
-        self,
-        status: StatusWriter,
-        events: Events,
-        publisher: Publisher,
-        *,
-        policies: PolicyIndex,
-        clock: Callable[[], datetime],
-        locks: KeyedLocks,
-        rolled_back: Callable[[RequestJSON], Awaitable[None]],
-    ) -> None:
-        self.status = status
-        self.events = events
-        self.publisher = publisher
-        self.policies = policies
-        self.clock = clock
-        self.locks = locks  # shared with the request handler: one writer per request at a time
-        self.rolled_back = rolled_back
+    status: StatusWriter
+    events: Events
+    publisher: Publisher
+    policies: PolicyIndex
+    clock: Callable[[], datetime]
+    locks: KeyedLocks  # shared with the request handler: one writer per request at a time
+    rolled_back: Callable[[RequestJSON], Awaitable[None]]  # rollback.Rollbacks.rolled_back
 
     async def consume(self, reader: RedisOutcomes) -> None:
         """Record what agents report after acting: phase Executed or Failed, once."""

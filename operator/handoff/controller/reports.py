@@ -1,10 +1,11 @@
 """What the PolicyReports are written from: each agent's latest decided requests, kept in memory.
 
 The request handler sees every request (all of them in its first listing after a start, then
-each change), so it notes what a report shows as it goes (``NoteForReports``), and ``ReportWriter``
-rewrites the report of each agent that had a transition every few seconds. Listing every request of a namespace to
-rewrite one agent's report, every few seconds, does not scale: with 10,000 requests that is tens
-of megabytes parsed each time, and it starved the operator of CPU and memory.
+each change), so it notes what a report shows as it goes (``NoteForReports``); ``ReportWriter``
+rewrites the report of each agent that had a transition every few seconds. Listing every
+request of a namespace to rewrite one agent's report, every few seconds, does not scale: with
+10,000 requests that is tens of megabytes parsed each time, and it starved the operator of CPU
+and memory.
 """
 
 import asyncio

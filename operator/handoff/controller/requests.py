@@ -176,35 +176,35 @@ class Requests:
         published = True
         for effect in effects:
             match effect:
-                case fx.CountFastApprovals():
+                case fx.Do.COUNT_FAST_APPROVALS:
                     self.waiting.count_fast_approvals(state, meta["uid"])
-                case fx.SpendBudget():
+                case fx.Do.SPEND_BUDGET:
                     self.budgets.spend(body)
                 case fx.CountDecision(decision):
                     _count_decision(body, state, decision)
-                case fx.StopWaiting():
+                case fx.Do.STOP_WAITING:
                     self.waiting.stop(key)
                 case fx.Wait(until, tier):
                     self.waiting.wait(key, until, tier)
-                case fx.ArmEscalation():
+                case fx.Do.ARM_ESCALATION:
                     self.waiting.arm_escalation(body)
                 case fx.Announce(event):
                     self.waiting.announce(body, event)
-                case fx.Publish():
+                case fx.Do.PUBLISH:
                     published = await self.publisher.publish(body)
                 case fx.PostEvent(event):
                     self.events.post_soon(body, event)
-                case fx.FilePostIncidentReview():
+                case fx.Do.FILE_POST_INCIDENT_REVIEW:
                     await self.rollbacks.file_post_incident_review(body)
-                case fx.FileRollback():
+                case fx.Do.FILE_ROLLBACK:
                     await self.rollbacks.roll_back_if_asked(body)
-                case fx.RunWebhook():
+                case fx.Do.RUN_WEBHOOK:
                     await self.execution.run_webhook(body)
                 case fx.RunKubernetes(started_waiting):
                     await self.execution.run_kubernetes(body, started_waiting=started_waiting)
-                case fx.ArmRetention():
+                case fx.Do.ARM_RETENTION:
                     self.retention.arm(body)
-                case fx.NoteForReports():
+                case fx.Do.NOTE_FOR_REPORTS:
                     self.reports.decided.record(body)
         return published
 

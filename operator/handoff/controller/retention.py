@@ -5,6 +5,7 @@ shows it. "Why did this not expire?": ``retire`` says which of those it is still
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from handoff.adapters.kube import KubeApi, NotFound
@@ -28,23 +29,14 @@ def last_transition(body: RequestJSON) -> datetime | None:
     return max(parse_time(t) for t in times if t)
 
 
+@dataclass
 class Retention:
-    def __init__(
-        self,
-        api: KubeApi,
-        clock: Callable[[], datetime],
-        period: timedelta | None,
-        *,
-        scheduler: DeadlineScheduler,
-        publisher: Publisher,
-        reports: ReportWriter,
-    ) -> None:
-        self.api = api
-        self.clock = clock
-        self.period = period  # None: requests are kept
-        self.scheduler = scheduler
-        self.publisher = publisher
-        self.reports = reports
+    api: KubeApi
+    clock: Callable[[], datetime]
+    period: timedelta | None  # None: requests are kept
+    scheduler: DeadlineScheduler
+    publisher: Publisher
+    reports: ReportWriter
 
     def arm(self, body: RequestJSON) -> None:
         last = last_transition(body)

@@ -9,6 +9,7 @@ request behind. Both are filed under trusted names (``filing.Filer``).
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -32,26 +33,20 @@ from handoff.domain.timefmt import format_time
 log = logging.getLogger("handoff.operator")
 
 
+@dataclass
 class Rollbacks:
-    def __init__(
-        self,
-        status: StatusWriter,
-        events: Events,
-        publisher: Publisher,
-        *,
-        scheduler: DeadlineScheduler,
-        clock: Callable[[], datetime],
-        kubernetes: KubernetesExecutor | None,
-    ) -> None:
-        self.status = status
-        self.api: KubeApi = status.api
-        self.events = events
-        self.publisher = publisher
-        self.scheduler = scheduler
-        self.clock = clock
-        self.kubernetes = kubernetes
-        self.filer = Filer(status.api)  # files rollbacks and post-incident reviews
-        self._reviewed: set[str] = set()  # break-glass approvals whose review request is filed
+    status: StatusWriter
+    events: Events
+    publisher: Publisher
+    scheduler: DeadlineScheduler
+    clock: Callable[[], datetime]
+    kubernetes: KubernetesExecutor | None
+    _reviewed: set[str] = field(default_factory=set)  # break-glass approvals whose review is filed
+    filer: Filer = field(init=False)  # files rollbacks and post-incident reviews, trusted names
+
+    def __post_init__(self) -> None:
+        self.api: KubeApi = self.status.api
+        self.filer = Filer(self.status.api)
 
     def forget(self, uid: str) -> None:
         self._reviewed.discard(uid)

@@ -4,6 +4,7 @@ approvals came fast."""
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -20,20 +21,14 @@ from handoff.domain.timefmt import parse_time
 log = logging.getLogger("handoff.operator")
 
 
+@dataclass
 class Waiting:
-    def __init__(
-        self,
-        policies: PolicyIndex,
-        scheduler: DeadlineScheduler,
-        notifier: Notifier | None,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.policies = policies
-        self.scheduler = scheduler
-        self.notifier = notifier
-        self.clock = clock
-        self._pending: dict[tuple[str, str], str] = {}  # key -> tier, for the pending gauge
-        self._reviews_seen: dict[str, int] = {}  # uid -> reviews already looked at
+    policies: PolicyIndex
+    scheduler: DeadlineScheduler
+    notifier: Notifier | None
+    clock: Callable[[], datetime]
+    _pending: dict[tuple[str, str], str] = field(default_factory=dict)  # key -> tier, the gauge
+    _reviews_seen: dict[str, int] = field(default_factory=dict)  # uid -> reviews looked at
 
     def wait(self, key: tuple[str, str], until: datetime, tier: str) -> None:
         self.scheduler.arm((DEADLINE, *key), until)

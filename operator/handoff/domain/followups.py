@@ -7,6 +7,7 @@ effect, so "why did this happen after that write" is answered here, table by tab
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from handoff.domain.announce import DECIDED, PENDING
@@ -17,24 +18,24 @@ from handoff.domain.reasons import Outcome, Reason
 from handoff.domain.rollback import requested_rollback
 
 
-@dataclass(frozen=True)
-class CountFastApprovals:
-    """Count the approvals that came in quickly since the request was last looked at."""
+class Do(StrEnum):
+    """The effects that need nothing but the request as written."""
 
-
-@dataclass(frozen=True)
-class SpendBudget:
-    """An auto-approval spends from its policy's budgets (once per request)."""
+    COUNT_FAST_APPROVALS = "CountFastApprovals"  # approvals that came in quickly, since last seen
+    SPEND_BUDGET = "SpendBudget"  # an auto-approval spends from its policy's budgets, once
+    STOP_WAITING = "StopWaiting"  # cancel the deadline and escalation timers; leave the gauge
+    ARM_ESCALATION = "ArmEscalation"  # the escalation timer, at status.escalation.at
+    PUBLISH = "Publish"  # what the status implies and is not out yet (message, audit lines)
+    FILE_POST_INCIDENT_REVIEW = "FilePostIncidentReview"  # after a break-glass approval
+    FILE_ROLLBACK = "FileRollback"  # a reviewer asked: file it, or restore (Kubernetes executor)
+    RUN_WEBHOOK = "RunWebhook"  # post the approved action to the policy's webhook executor
+    ARM_RETENTION = "ArmRetention"  # the timer that deletes the decided request
+    NOTE_FOR_REPORTS = "NoteForReports"  # its latest state, for its agent's PolicyReport
 
 
 @dataclass(frozen=True)
 class CountDecision:
     decision: Decision  # metrics and a log line for the decision just written
-
-
-@dataclass(frozen=True)
-class StopWaiting:
-    """Cancel the deadline and escalation timers; the request leaves the pending gauge."""
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,8 @@ class Wait:
 
 
 @dataclass(frozen=True)
-class ArmEscalation:
-    """Arm the escalation timer at ``status.escalation.at``, when the policy escalates."""
-
-
-@dataclass(frozen=True)
 class Announce:
-    event: str  # announce.PENDING | DECIDED, to the policy's notification targets
-
-
-@dataclass(frozen=True)
-class Publish:
-    """Publish what the status implies and is not out yet (decision message, audit lines)."""
+    event: str  # Announcement.PENDING | DECIDED, to the policy's notification targets
 
 
 @dataclass(frozen=True)
@@ -64,40 +55,16 @@ class PostEvent:
 
 
 @dataclass(frozen=True)
-class FilePostIncidentReview:
-    """A break-glass approval: file its post-incident review request."""
-
-
-@dataclass(frozen=True)
-class FileRollback:
-    """A reviewer asked for a rollback: file it, or restore (Kubernetes executor)."""
-
-
-@dataclass(frozen=True)
-class RunWebhook:
-    """Post the approved action to the policy's webhook executor."""
-
-
-@dataclass(frozen=True)
 class RunKubernetes:
     started_waiting: bool  # True: write the dry-run preview; else carry out an approval
 
 
-@dataclass(frozen=True)
-class ArmRetention:
-    """Arm the timer that deletes the decided request after the retention period."""
+Effect = Do | CountDecision | Wait | Announce | PostEvent | RunKubernetes
 
 
-@dataclass(frozen=True)
-class NoteForReports:
-    """Note the request's latest state for its agent's PolicyReport."""
-
-
-Effect = (
-    CountFastApprovals | SpendBudget | CountDecision | StopWaiting | Wait | ArmEscalation
-    | Announce | Publish | PostEvent | FilePostIncidentReview | FileRollback | RunWebhook
-    | RunKubernetes | ArmRetention | NoteForReports
-)  # fmt: skip
+def name(effect: Effect) -> str:
+    """An effect's name, for tables and logs."""
+    return str(effect) if isinstance(effect, Do) else type(effect).__name__
 
 
 def started_waiting(step: Step) -> bool:
@@ -113,33 +80,33 @@ def followups(before: RequestState, step: Step, after: Mapping[str, Any]) -> lis
     status: Mapping[str, Any] = after.get("status") or {}
     spec: Mapping[str, Any] = after.get("spec") or {}
     decision: Mapping[str, Any] = status.get("decision") or {}
-    effects: list[Effect] = [CountFastApprovals(), SpendBudget()]
+    effects: list[Effect] = [Do.COUNT_FAST_APPROVALS, Do.SPEND_BUDGET]
     if step.decision is not None:
-        effects += [StopWaiting(), CountDecision(step.decision)]
+        effects += [Do.STOP_WAITING, CountDecision(step.decision)]
         if before.status.get("deadline"):  # it waited for people: tell whoever listens
             effects.append(Announce(DECIDED))
     elif decision:
-        effects.append(StopWaiting())
+        effects.append(Do.STOP_WAITING)
     elif step.wake_at is not None:
         effects.append(Wait(step.wake_at, str(status.get("tier", ""))))
         if started_waiting(step):
             effects.append(Announce(PENDING))
         if (status.get("escalation") or {}).get("at"):
-            effects.append(ArmEscalation())
+            effects.append(Do.ARM_ESCALATION)
     # The agent's decision message first: it must not wait for an Event, a courtesy.
-    effects.append(Publish())
+    effects.append(Do.PUBLISH)
     if step.event is not None:
         effects.append(PostEvent(step.event))
     if decision.get("reason") == Reason.BREAK_GLASS_APPROVED:
-        effects.append(FilePostIncidentReview())
+        effects.append(Do.FILE_POST_INCIDENT_REVIEW)
     if step.decision is None and before.decided and requested_rollback(status) is not None:
-        effects.append(FileRollback())
+        effects.append(Do.FILE_ROLLBACK)
     approved = decision.get("outcome") == Outcome.APPROVED
     finished = (status.get("execution") or {}).get("outcome") in OUTCOMES
     if spec.get("execution") == WEBHOOK and approved and not finished:
-        effects.append(RunWebhook())  # on the decision itself, or later (a restart)
+        effects.append(Do.RUN_WEBHOOK)  # on the decision itself, or later (a restart)
     if spec.get("execution") == KUBERNETES:
         effects.append(RunKubernetes(started_waiting(step)))
     if decision:
-        effects += [ArmRetention(), NoteForReports()]
+        effects += [Do.ARM_RETENTION, Do.NOTE_FOR_REPORTS]
     return effects

@@ -4,10 +4,9 @@ injected errors (``fail``) for the calls a test names.
 
 It answers the subset of ``handoff.adapters.kube.KubeApi`` the controller calls: get (an object
 or a list), create (``generateName`` too), merge_patch (of an object or its ``/status``), apply,
-request("DELETE") with a uid precondition, delete, read_secret and secret_value.
+request("DELETE") with a uid precondition, and delete.
 """
 
-import base64
 import copy
 import itertools
 from dataclasses import dataclass
@@ -125,16 +124,6 @@ class FakeKube:
         if uid is not None and self.objects[path]["metadata"]["uid"] != uid:
             raise Conflict(409, "the uid precondition failed")
         return self.objects.pop(path)
-
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
-        secret = await self.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-
-    async def secret_value(self, namespace: str, name: str, key: str) -> str:
-        data = await self.read_secret(namespace, name)
-        if key not in data:
-            raise NotFound(404, f"Secret {name} has no key {key}")
-        return data[key]
 
     def _call(self, method: str, path: str) -> None:
         self.calls.append((method, path))

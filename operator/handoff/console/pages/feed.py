@@ -8,12 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from handoff.adapters.outbox import AuditFeed, OutboxError
-from handoff.console.web import (
-    config_of,
-    page,
-    require_session,
-    visible_namespaces,
-)  # fmt: skip
+from handoff.console.web import config_of, page, require_session, visible_namespaces
 from handoff.review.untrusted import visible
 
 log = logging.getLogger("handoff.console")

@@ -6,12 +6,7 @@ from typing import Any
 from aiohttp import web
 
 from handoff.console.sessions import Session
-from handoff.console.web import (
-    config_of,
-    page,
-    require_session,
-    visible_namespaces,
-)  # fmt: skip
+from handoff.console.web import config_of, page, require_session, visible_namespaces
 from handoff.domain.oversight import calibration, fatigue, reliability_svg, shadow
 from handoff.review.client import ReviewClient
 

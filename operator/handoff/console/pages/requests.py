@@ -5,13 +5,7 @@ import logging
 from aiohttp import web
 
 from handoff.adapters.kube import KubeError
-from handoff.console.web import (
-    check_form,
-    config_of,
-    page,
-    require_session,
-    visible_namespaces,
-)  # fmt: skip
+from handoff.console.web import check_form, config_of, page, require_session, visible_namespaces
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.package import Package, build, sentence, time_left
 

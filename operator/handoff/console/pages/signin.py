@@ -13,7 +13,7 @@ from handoff.console.web import (
     require_session,
     same_origin,
     session_of,
-)  # fmt: skip
+)
 
 log = logging.getLogger("handoff.console")
 
