@@ -47,7 +47,7 @@ class Reason(StrEnum):
 
 
 class Phase(StrEnum):
-    PENDING = "Pending"
+    PENDING = "Pending"  # not classified yet (shown, never written)
     QUEUED = "Queued"
     AWAITING_APPROVAL = "AwaitingApproval"
     APPROVED = "Approved"
@@ -84,10 +84,6 @@ READY = "Ready"
 BREAK_GLASS = "BreakGlass"  # a policy's break-glass annotation: active, ended or invalid
 CLASSIFIED = "Classified"
 DECIDED = "Decided"
-
-FINAL_PHASES = frozenset(
-    {Phase.APPROVED, Phase.DENIED, Phase.EXECUTED, Phase.FAILED, Phase.ROLLED_BACK}
-)
 
 
 class Filing(StrEnum):
