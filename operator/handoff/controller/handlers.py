@@ -22,11 +22,12 @@ from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import WebhookSender
-from handoff.controller.credentials import PostgresCredentials, RedisCredentials
+from handoff.controller.credentials import PostgresCredentials
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.operator import Operator, build, utcnow
 from handoff.controller.policy_reconciler import PolicyReconciler, Provisioner
+from handoff.controller.redis_credentials import RedisCredentials
 from handoff.controller.shards import NamespaceShard
 from handoff.controller.tasks import describe, start
 
