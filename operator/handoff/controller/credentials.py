@@ -21,7 +21,7 @@ from urllib.parse import quote
 from handoff import API_VERSION
 from handoff.adapters.kube import KubeApi, NotFound, resource_path
 from handoff.adapters.postgres import AdminConnection, DatabaseError
-from handoff.controller.policy_reconciler import ProvisionError
+from handoff.controller.provisioning import ProvisionError
 from handoff.domain.durations import parse_duration
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.resources import PolicyJSON

@@ -26,7 +26,8 @@ from handoff.controller.credentials import PostgresCredentials
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.operator import Operator, build, utcnow
-from handoff.controller.policy_reconciler import PolicyReconciler, Provisioner
+from handoff.controller.policy_reconciler import PolicyReconciler
+from handoff.controller.provisioning import Provisioner
 from handoff.controller.redis_credentials import RedisCredentials
 from handoff.controller.shards import NamespaceShard
 from handoff.controller.tasks import describe, start

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from handoff.adapters.kube import KubeApi, NotFound, resource_path
 from handoff.adapters.redis_acl import RedisAdmin, RedisError
 from handoff.controller.credentials import MANAGED_BY, RBAC, owned_secret
-from handoff.controller.policy_reconciler import ProvisionError
+from handoff.controller.provisioning import ProvisionError
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.resources import PolicyJSON
 
