@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 import pytest
 from handoff.adapters import metrics
+from handoff.adapters.kube import KubeError
 from handoff.controller import handlers
 from handoff.controller.runner import Health
 from handoff.controller.scheduler import DeadlineScheduler
@@ -117,3 +118,28 @@ def test_a_timer_handler_exception_is_counted_and_armed_again() -> None:
     asyncio.run(asyncio.wait_for(go(), 10))
     assert fired == ["k", "k"]
     assert sample("handoff_handler_exceptions_total", handler="timer") == before + 1
+
+
+class FailingPolicies:
+    """A policy reconciler whose API server is away."""
+
+    def __init__(self) -> None:
+        self.armed: list[tuple[Any, Any]] = []
+        self.scheduler = self
+
+    def arm(self, key: Any, when: Any) -> None:
+        self.armed.append((key, when))
+
+    async def changed(self, body: Any) -> None:
+        raise KubeError(503, "the API server is unavailable")
+
+
+def test_a_policy_handler_error_is_counted_and_retried_in_two_seconds() -> None:
+    memo = kopf.Memo(policies=FailingPolicies(), operator=Failing(), failures={})
+    body = kopf.Body({"metadata": {"namespace": "agents", "name": "payments"}, "spec": {}})
+    before = sample("handoff_reconcile_errors_total", kind="policy")
+    asyncio.run(handlers.policy_event("MODIFIED", body, memo))
+    assert sample("handoff_reconcile_errors_total", kind="policy") == before + 1
+    [(key, when)] = memo["policies"].armed
+    assert key == ("agents", "payments")
+    assert timedelta(seconds=1) < when - handlers.utcnow() <= timedelta(seconds=2)
