@@ -19,16 +19,12 @@ from handoff import GROUP, POLICIES, REQUESTS, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
-from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import WebhookSender
-from handoff.controller.credentials import PostgresCredentials
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
-from handoff.controller.operator import Operator, build, utcnow
+from handoff.controller.operator import Operator, build, provisioners, utcnow
 from handoff.controller.policy_reconciler import PolicyReconciler
-from handoff.controller.provisioning import Provisioner
-from handoff.controller.redis_credentials import RedisCredentials
 from handoff.controller.shards import NamespaceShard
 from handoff.controller.tasks import describe, start
 
@@ -109,23 +105,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
     memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
-
-
-def provisioners(
-    api: KubeApi, policies: PolicyReconciler, redis_url: str | None
-) -> list[Provisioner]:
-    """What policies provision: PostgreSQL roles always, Redis users when Redis is configured."""
-
-    def governs(namespace: str, agent: str, *, exclude: str) -> bool:
-        return any(
-            p.name != exclude and agent in p.service_accounts
-            for p in policies.index.in_namespace(namespace)
-        )
-
-    found: list[Provisioner] = [PostgresCredentials(api)]
-    if redis_url:
-        found.append(RedisCredentials(api, RedisAdmin(redis_url), governs))
-    return found
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:

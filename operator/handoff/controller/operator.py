@@ -11,17 +11,21 @@ from datetime import UTC, datetime, timedelta
 
 from handoff.adapters.kube import KubeApi
 from handoff.adapters.outbox import Outbox
+from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.budgets import Budgets
 from handoff.controller.concurrency import KeyedLocks
+from handoff.controller.credentials import PostgresCredentials
 from handoff.controller.events import Events
 from handoff.controller.execution import Execution
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
+from handoff.controller.provisioning import Provisioner
 from handoff.controller.publishing import Publisher
 from handoff.controller.recording import Outcomes
+from handoff.controller.redis_credentials import RedisCredentials
 from handoff.controller.reports import ReportWriter
 from handoff.controller.requests import CONCURRENCY, Requests
 from handoff.controller.retention import Retention
@@ -92,3 +96,20 @@ def build(
         ),
     )  # fmt: skip
     return Operator(requests, outcomes, publisher, reports, scheduler, sender, owns)
+
+
+def provisioners(
+    api: KubeApi, policies: PolicyReconciler, redis_url: str | None
+) -> list[Provisioner]:
+    """What policies provision: PostgreSQL roles always, Redis users when Redis is configured."""
+
+    def governs(namespace: str, agent: str, *, exclude: str) -> bool:
+        return any(
+            p.name != exclude and agent in p.service_accounts
+            for p in policies.index.in_namespace(namespace)
+        )
+
+    found: list[Provisioner] = [PostgresCredentials(api)]
+    if redis_url:
+        found.append(RedisCredentials(api, RedisAdmin(redis_url), governs))
+    return found
