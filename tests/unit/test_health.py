@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 import pytest
 from handoff.adapters import metrics
+from handoff.adapters.kube import KubeError
 from handoff.controller import handlers
 from handoff.controller.runner import Health
 from handoff.controller.scheduler import DeadlineScheduler
@@ -62,16 +63,17 @@ def test_a_background_task_that_dies_is_counted_and_fails_healthz(
 
 
 class Failing:
-    """A reconciler whose request handling raises what nothing expected."""
+    """A request handler whose request handling raises what nothing expected."""
 
     def __init__(self) -> None:
         self.retries: list[tuple[str, str, timedelta]] = []
         self.owns = lambda _namespace: True
+        self.requests = self
 
-    async def request_changed(self, body: Any) -> None:
+    async def changed(self, body: Any) -> None:
         raise TypeError("'str' object does not support item assignment")
 
-    async def request_deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
+    async def deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
         pass
 
     def retry_soon(
@@ -82,7 +84,7 @@ class Failing:
 
 def test_a_handler_exception_is_counted_and_retried_with_a_growing_wait() -> None:
     reconciler = Failing()
-    memo = kopf.Memo(reconciler=reconciler, failures={})
+    memo = kopf.Memo(operator=reconciler, failures={})
     body = kopf.Body({"metadata": {"namespace": "agents", "name": "req-1"}, "spec": {}})
     before = sample("handoff_handler_exceptions_total", handler="request")
     for _ in range(10):
@@ -116,3 +118,28 @@ def test_a_timer_handler_exception_is_counted_and_armed_again() -> None:
     asyncio.run(asyncio.wait_for(go(), 10))
     assert fired == ["k", "k"]
     assert sample("handoff_handler_exceptions_total", handler="timer") == before + 1
+
+
+class FailingPolicies:
+    """A policy reconciler whose API server is away."""
+
+    def __init__(self) -> None:
+        self.armed: list[tuple[Any, Any]] = []
+        self.scheduler = self
+
+    def arm(self, key: Any, when: Any) -> None:
+        self.armed.append((key, when))
+
+    async def changed(self, body: Any) -> None:
+        raise KubeError(503, "the API server is unavailable")
+
+
+def test_a_policy_handler_error_is_counted_and_retried_in_two_seconds() -> None:
+    memo = kopf.Memo(policies=FailingPolicies(), operator=Failing(), failures={})
+    body = kopf.Body({"metadata": {"namespace": "agents", "name": "payments"}, "spec": {}})
+    before = sample("handoff_reconcile_errors_total", kind="policy")
+    asyncio.run(handlers.policy_event("MODIFIED", body, memo))
+    assert sample("handoff_reconcile_errors_total", kind="policy") == before + 1
+    [(key, when)] = memo["policies"].armed
+    assert key == ("agents", "payments")
+    assert timedelta(seconds=1) < when - handlers.utcnow() <= timedelta(seconds=2)

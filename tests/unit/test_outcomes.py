@@ -12,9 +12,10 @@ import pytest
 from handoff.adapters import metrics
 from handoff.adapters.kube import Conflict, KubeError, NotFound
 from handoff.adapters.outbox import OutboxError
+from handoff.controller.operator import build
 from handoff.controller.outcomes import OutcomeReader, Rejected, Reported, parse
 from handoff.controller.policy_reconciler import PolicyReconciler
-from handoff.controller.reconciler import Reconciler
+from handoff.controller.recording import Outcomes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -229,16 +230,18 @@ class ConflictingApi:
         return body
 
 
-def reconciler(api: ConflictingApi) -> Reconciler:
-    return Reconciler(api, PolicyReconciler(api, lambda: NOW), lambda: NOW)  # type: ignore[arg-type]
+def reconciler(api: ConflictingApi) -> Outcomes:
+    """The operator's own outcome path, wired as the operator wires it."""
+    policies = PolicyReconciler(api, lambda: NOW)  # type: ignore[arg-type]
+    return build(api, policies, lambda: NOW).outcomes  # type: ignore[arg-type]
 
 
-def recording_reader(recorder: Reconciler, reader: FakeReader) -> OutcomeReader:
-    """A reader that records through the reconciler's own outcome path."""
+def recording_reader(recorder: Outcomes, reader: FakeReader) -> OutcomeReader:
+    """A reader that records through the operator's own outcome path."""
     return OutcomeReader(
         reader,  # type: ignore[arg-type]
         lambda: [STREAM],
-        recorder._record_outcome,
+        recorder.record,
         Recorder().notice,
         monotonic=lambda: 0.0,
     )
@@ -267,7 +270,7 @@ def test_an_outcome_whose_status_write_kept_conflicting_is_not_recorded_nor_ackn
 
 def test_an_outcome_recorded_after_a_few_conflicts_is_recorded_once() -> None:
     api = ConflictingApi(conflicts=3)
-    asyncio.run(reconciler(api)._record_outcome(parse(STREAM, GOOD)))
+    asyncio.run(reconciler(api).record(parse(STREAM, GOOD)))
     assert api.body["status"]["execution"]["outcome"] == "Executed"
     assert api.patches == 4
 
@@ -284,7 +287,7 @@ def test_an_outcome_for_no_such_request_is_rejected(
 ) -> None:
     api = ConflictingApi(conflicts=0)
     with pytest.raises(Rejected, match=problem):
-        asyncio.run(reconciler(api)._record_outcome(parse(STREAM, fields)))
+        asyncio.run(reconciler(api).record(parse(STREAM, fields)))
     assert api.patches == 0
 
 
@@ -292,7 +295,7 @@ def test_an_outcome_for_another_agents_request_is_rejected() -> None:
     api = ConflictingApi(conflicts=0)
     other = parse("handoff:outcomes:agents:other-agent", GOOD)
     with pytest.raises(Rejected, match="other-agent did not file req-1"):
-        asyncio.run(reconciler(api)._record_outcome(other))
+        asyncio.run(reconciler(api).record(other))
     assert api.patches == 0
 
 
@@ -311,7 +314,7 @@ def test_a_rollback_whose_original_could_not_be_marked_is_finished_when_read_aga
             raise failures.pop()
         marked.append(undo["metadata"]["name"])
 
-    recorder._rolled_back = rolled_back  # type: ignore[method-assign]
+    recorder.rolled_back = rolled_back
     fake = FakeReader()
     outcomes = recording_reader(recorder, fake)
     asyncio.run(outcomes.handle(STREAM, "1-0", GOOD))

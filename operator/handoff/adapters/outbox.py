@@ -1,15 +1,19 @@
-"""Publishing records to Redis streams exactly once, and the in-memory twin for unit tests.
+"""Publishing records to Redis streams exactly once, and the in-memory twin for unit tests;
+reading the agents' outcome streams, and the audit stream for the console's feed.
 
 Exactly once: a Lua script sets a per-request dedup field and appends to the stream in one
 atomic step, so a retry, a restart or a second operator never publishes the same record twice.
 Both sit in the same append-only file, so a Redis crash loses or keeps them together.
 """
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError as _LibraryRedisError
 
+from handoff.domain.keys import AUDIT_STREAM
 from handoff.domain.records import Record
 
 AUDIT_MAXLEN = 100_000  # the audit stream is capped; the durable trail is the operator's log
@@ -52,6 +56,15 @@ class Outbox(Protocol):
         ...
 
 
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Redis (or the network to it) failed: one OutboxError that names the library's error."""
+    try:
+        yield
+    except (_LibraryRedisError, OSError) as e:
+        raise OutboxError(f"Redis: {type(e).__name__}") from e
+
+
 def dedup_key(namespace: str, uid: str) -> str:
     return f"handoff:published:{namespace}:{uid}"
 
@@ -62,42 +75,32 @@ class RedisOutbox:
         self._script = self._client.register_script(_PUBLISH_ONCE)
 
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
-        maxlen = AUDIT_MAXLEN if record.stream == "handoff:audit" else 0
+        maxlen = AUDIT_MAXLEN if record.stream == AUDIT_STREAM else 0
         flat = [item for pair in record.fields.items() for item in pair]
-        try:
+        with _redis_errors():
             done = await self._script(
                 keys=[dedup_key(namespace, uid), record.stream],
                 args=[record.dedup, DEDUP_TTL, maxlen, *flat],
             )
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
         return bool(done)
 
     async def forget(self, namespace: str, uid: str) -> None:
-        try:
+        with _redis_errors():
             await self._client.delete(dedup_key(namespace, uid))
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
 
     async def marked(self, namespace: str, uid: str, key: str) -> bool:
-        try:
+        with _redis_errors():
             return bool(await self._client.hexists(dedup_key(namespace, uid), key))
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
 
     async def mark(self, namespace: str, uid: str, key: str) -> None:
-        try:
+        with _redis_errors():
             await self._client.hset(dedup_key(namespace, uid), key, "1")
             await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
 
     async def epoch(self) -> str:
         """The server's run_id: new after every restart, and on another server after a failover."""
-        try:
+        with _redis_errors():
             info = await self._client.info("server")
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
         return str(info.get("run_id", ""))
 
     async def close(self) -> None:
@@ -200,13 +203,35 @@ class RedisOutcomes:
 
     async def ack(self, stream: str, entry_id: str) -> None:
         """Acknowledge the entry and delete it: it is consumed."""
-        try:
+        with _redis_errors():
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.xack(stream, self.GROUP, entry_id)
                 pipe.xdel(stream, entry_id)
                 await pipe.execute()
-        except (_LibraryRedisError, OSError) as e:
-            raise OutboxError(f"Redis: {type(e).__name__}") from e
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class AuditFeed:
+    """The console's reader of the audit stream: the latest entries, then what comes after."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis_asyncio.from_url(url, socket_timeout=30)
+
+    async def recent(self, count: int) -> list[tuple[Any, dict[Any, Any]]]:
+        """The newest ``count`` entries, oldest first, as (id, fields)."""
+        with _redis_errors():
+            found: Any = await self._client.xrevrange(AUDIT_STREAM, count=count)
+        return list(reversed(found))
+
+    async def after(self, last: Any, block_ms: int, count: int) -> list[tuple[Any, dict[Any, Any]]]:
+        """Entries after ``last`` ("$": from now), waiting up to ``block_ms`` for one."""
+        with _redis_errors():
+            answer: Any = await self._client.xread(
+                {AUDIT_STREAM: last}, block=block_ms, count=count
+            )
+        return list(answer[0][1]) if answer else []
 
     async def close(self) -> None:
         await self._client.aclose()

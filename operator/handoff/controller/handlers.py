@@ -1,4 +1,4 @@
-"""The kopf wiring: thin handlers that hand each watch event to a reconciler.
+"""The kopf wiring: thin handlers that hand each watch event to the controller.
 
 Only raw ``on.event`` handlers are used. They keep no progress annotations and add no
 finalizers of kopf's, so the operator's only write per transition is the status patch it means
@@ -6,9 +6,11 @@ to make, and reviewers' status patches (which kopf's change handlers would ignor
 any other event.
 """
 
+import functools
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,14 +21,12 @@ from handoff.adapters import metrics
 from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
 from handoff.adapters.kubeauth import CredentialError
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
-from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import WebhookSender
-from handoff.controller.credentials import PostgresCredentials, RedisCredentials
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
-from handoff.controller.policy_reconciler import PolicyReconciler, Provisioner
-from handoff.controller.reconciler import Reconciler, utcnow
+from handoff.controller.operator import Operator, build, provisioners, utcnow
+from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.shards import NamespaceShard
 from handoff.controller.tasks import describe, start
 
@@ -89,54 +89,36 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     outbox = RedisOutbox(redis_url) if redis_url else None
     sender = WebhookSender(attempts=memo.get("notify_attempts") or 6)
     notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"), sender=sender)
-    reconciler = Reconciler(
-        api, policies, utcnow, outbox=outbox, notifier=notifier,
-        kubernetes=KubernetesExecutor(api), retention=memo.get("retention"),
-    )  # fmt: skip
     notifier.on_health = lambda namespace, name: policies.health_changed(
         namespace, name, notifier.policy_health(namespace, name)
     )
-    reconciler.sandbox = Sandbox()
-    await reconciler.sandbox.start()
+    sandbox = Sandbox()  # where `when` expressions run, with a CPU budget
+    await sandbox.start()
+    operator = build(
+        api, policies, utcnow, outbox=outbox, notifier=notifier,
+        kubernetes=KubernetesExecutor(api), retention=memo.get("retention"), sandbox=sandbox,
+        owns=shard.__contains__ if shard is not None else lambda _namespace: True,
+    )  # fmt: skip
     memo["api"] = api
     memo["policies"] = policies
-    memo["reconciler"] = reconciler
+    memo["operator"] = operator
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
-    memo["closers"] = [api.close, notifier.close, reconciler.executor_sender.close,
-                       reconciler.sandbox.close]  # fmt: skip
+    memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
     memo["tasks"] = [
-        start("scheduler", reconciler.scheduler.run()),
+        start("scheduler", operator.scheduler.run()),
         start("policy-scheduler", policies.scheduler.run()),
-        start("reports", reconciler.write_reports()),
+        start("reports", operator.reports.run()),
     ]
     if shard is not None:
         memo["tasks"].append(start("shard", shard.run()))
-        reconciler.owns = shard.__contains__
     if redis_url and outbox is not None:
         outcomes = RedisOutcomes(redis_url, socket.gethostname())
         memo["closers"] += [outbox.close, outcomes.close]
-        memo["tasks"].append(start("outcomes", reconciler.consume_outcomes(outcomes)))
-        memo["tasks"].append(start("redis-epoch", reconciler.follow_redis()))
-    metrics.SCHEDULED_DEADLINES.set_function(lambda: len(reconciler.scheduler))
+        memo["tasks"].append(start("outcomes", operator.outcomes.consume(outcomes)))
+        memo["tasks"].append(start("redis-epoch", operator.publisher.follow_redis()))
+    metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
     memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
-
-
-def provisioners(
-    api: KubeApi, policies: PolicyReconciler, redis_url: str | None
-) -> list[Provisioner]:
-    """What policies provision: PostgreSQL roles always, Redis users when Redis is configured."""
-
-    def governs(namespace: str, agent: str, *, exclude: str) -> bool:
-        return any(
-            p.name != exclude and agent in p.service_accounts
-            for p in policies.index.in_namespace(namespace)
-        )
-
-    found: list[Provisioner] = [PostgresCredentials(api)]
-    if redis_url:
-        found.append(RedisCredentials(api, RedisAdmin(redis_url), governs))
-    return found
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -148,15 +130,15 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def _elsewhere(memo: kopf.Memo, namespace: str) -> bool:
     """Whether the namespace belongs to another shard (with --namespace-selector)."""
-    reconciler: Reconciler = memo["reconciler"]
-    return not reconciler.owns(namespace)
+    operator: Operator = memo["operator"]
+    return not operator.owns(namespace)
 
 
 async def _join(memo: kopf.Memo, namespace: str) -> None:
     """A namespace came into this shard: catch up on its policies, then its requests."""
     api: KubeApi = memo["api"]
     for plural, handle in ((POLICIES, memo["policies"].changed),
-                           (REQUESTS, memo["reconciler"].request_changed)):  # fmt: skip
+                           (REQUESTS, memo["operator"].requests.changed)):  # fmt: skip
         try:
             listing = await api.get(resource_path(GROUP, VERSION, plural, namespace))
         except KubeError as e:
@@ -185,39 +167,45 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
     if type == "DELETED":
         policies.deleted(namespace, name)
         return
-    try:
-        await policies.changed(_plain(body))
-    except KubeError as e:
-        metrics.RECONCILE_ERRORS.labels(kind="policy").inc()
-        log.warning("policy %s/%s: %s; retrying in 2s", namespace, name, e)
-        policies.scheduler.arm((namespace, name), utcnow() + RETRY)
-    except Exception as e:  # a bug, or input nothing foresaw: counted, logged, retried
-        delay = _unexpected(memo, "policy", namespace, name, e)
+
+    def retry(delay: timedelta) -> None:
         policies.scheduler.arm((namespace, name), utcnow() + delay)
-    else:
-        memo["failures"].pop(("policy", namespace, name), None)
+
+    work = lambda: policies.changed(_plain(body))  # noqa: E731
+    await _handled(memo, "policy", namespace, name, work=work, retry=retry)
 
 
 async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    reconciler: Reconciler = memo["reconciler"]
+    operator: Operator = memo["operator"]
+    requests = operator.requests
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if _elsewhere(memo, namespace):
         return
     if type == "DELETED":
         memo["failures"].pop(("request", namespace, name), None)
-        await reconciler.request_deleted(namespace, name, body.metadata.uid)
+        await requests.deleted(namespace, name, body.metadata.uid)
         return
+    retry = functools.partial(requests.retry_soon, namespace, name)
+    work = lambda: requests.changed(_plain(body))  # noqa: E731
+    await _handled(memo, "request", namespace, name, work=work, retry=retry)
+
+
+async def _handled(
+    memo: kopf.Memo, kind: str, namespace: str, name: str, *,
+    work: Callable[[], Awaitable[None]], retry: Callable[[timedelta], None],
+) -> None:  # fmt: skip
+    """Run a handler's work. Event handlers are not retried by kopf: a failure comes back
+    through the scheduler, 2s later after an API error, later and later after a bug."""
     try:
-        await reconciler.request_changed(_plain(body))
+        await work()
     except KubeError as e:
-        # Event handlers are not retried by kopf: come back through the scheduler.
-        metrics.RECONCILE_ERRORS.labels(kind="request").inc()
-        log.warning("request %s/%s: %s; retrying in 2s", namespace, name, e)
-        reconciler.retry_soon(namespace, name)
+        metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
+        log.warning("%s %s/%s: %s; retrying in 2s", kind, namespace, name, e)
+        retry(RETRY)
     except Exception as e:  # a bug, or input nothing foresaw: counted, logged, retried
-        reconciler.retry_soon(namespace, name, _unexpected(memo, "request", namespace, name, e))
+        retry(_unexpected(memo, kind, namespace, name, e))
     else:
-        memo["failures"].pop(("request", namespace, name), None)
+        memo["failures"].pop((kind, namespace, name), None)
 
 
 def _unexpected(

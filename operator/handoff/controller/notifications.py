@@ -6,7 +6,6 @@ crash between the two repeats an announcement, never loses one; receivers dedup 
 ``X-Handoff-Delivery`` header).
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,10 @@ from handoff.adapters import metrics
 from handoff.adapters.kube import KubeApi, KubeError
 from handoff.adapters.outbox import Outbox, OutboxError
 from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
+from handoff.controller.concurrency import TaskSet
+from handoff.controller.secrets import secret_value
 from handoff.domain.announce import package, slack
-from handoff.domain.policy import CompiledPolicy, NotificationTarget, SecretKey
+from handoff.domain.policy import CompiledPolicy, NotificationTarget
 from handoff.domain.timefmt import format_time
 
 log = logging.getLogger("handoff.operator")
@@ -50,14 +51,12 @@ class Notifier:
     on_health: Callable[[str, str], None] | None = None  # (namespace, policy) changed
     health: dict[tuple[str, str, str], TargetHealth] = field(default_factory=dict)
     _sent: set[tuple[str, str, str]] = field(default_factory=set)
-    _tasks: set["asyncio.Task[None]"] = field(default_factory=set)
+    _tasks: TaskSet = field(default_factory=TaskSet)
 
     def announce(self, policy: CompiledPolicy, body: dict[str, Any], event: str) -> None:
         for target in policy.notifications:
             if event in target.events:
-                task = asyncio.create_task(self._deliver(policy, target, body, event))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(self._deliver(policy, target, body, event))
 
     def forget(self, uid: str) -> None:
         self._sent = {s for s in self._sent if s[0] != uid}
@@ -70,8 +69,7 @@ class Notifier:
         ]
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         await self.sender.close()
 
     async def _deliver(
@@ -87,9 +85,9 @@ class Notifier:
             if self.outbox is not None and await self.outbox.marked(namespace, uid, key):
                 self._sent.add((uid, target.name, event))
                 return
-            url = target.url or await self._secret(namespace, target.url_secret)
+            url = target.url or await secret_value(self.api, namespace, target.url_secret)
             hmac_key = (
-                (await self._secret(namespace, target.hmac_secret)).encode()
+                (await secret_value(self.api, namespace, target.hmac_secret)).encode()
                 if target.hmac_secret
                 else None
             )
@@ -115,11 +113,6 @@ class Notifier:
                 await self.outbox.mark(namespace, uid, key)
             except OutboxError as e:
                 log.warning("could not mark %s sent (it may be sent again): %s", key, e)
-
-    async def _secret(self, namespace: str, ref: SecretKey | None) -> str:
-        if ref is None:
-            raise KubeError(0, "no URL or secret reference")
-        return await self.api.secret_value(namespace, ref.name, ref.key)
 
     @staticmethod
     def _count(namespace: str, policy: str, target: str, result: str) -> None:

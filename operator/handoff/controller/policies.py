@@ -31,6 +31,10 @@ class PolicyIndex:
     def in_namespace(self, namespace: str) -> tuple[CompiledPolicy, ...]:
         return tuple(self._by_namespace.get(namespace, {}).values())
 
+    def named(self, namespace: str, name: object) -> CompiledPolicy | None:
+        """The policy ``name`` of the namespace (a request's ``status.policy``), if compiled."""
+        return self._by_namespace.get(namespace, {}).get(str(name)) if name else None
+
     def all(self) -> tuple[CompiledPolicy, ...]:
         return tuple(p for ns in self._by_namespace.values() for p in ns.values())
 

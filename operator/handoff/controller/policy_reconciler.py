@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from handoff import GROUP, POLICIES, VERSION
 from handoff.adapters import metrics
@@ -19,8 +19,10 @@ from handoff.controller.access import (
     break_glass_role_name,
     reviewer_role_name,
 )
+from handoff.controller.concurrency import TaskSet
 from handoff.controller.executor_access import ExecutorAccess, ExecutorAccessError
 from handoff.controller.policies import PolicyIndex, policy_status
+from handoff.controller.provisioning import Provisioner, ProvisionError, wait_for_access
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.domain.breakglass import BreakGlassError, parse_break_glass
 from handoff.domain.policy import CompiledPolicy
@@ -32,28 +34,6 @@ log = logging.getLogger("handoff.operator")
 
 FINALIZER = "handoff.dev/cleanup"
 RBAC = "rbac.authorization.k8s.io"
-
-
-class ProvisionError(Exception):
-    """A credential could not be put in place; the message goes on the policy's condition."""
-
-
-class Provisioner(Protocol):
-    """Something a policy provisions for its agents (database roles, Redis users) and removes."""
-
-    def secret_names(self, policy: CompiledPolicy, spec: dict[str, Any]) -> list[str]:
-        """The Secrets it writes for the agents, which their Role may read by name."""
-        ...
-
-    async def ensure(
-        self, policy: CompiledPolicy, body: PolicyJSON, now: datetime
-    ) -> datetime | None:
-        """Put everything in place; return when to come back (rotation), or None."""
-        ...
-
-    async def remove(self, body: PolicyJSON) -> None:
-        """Take everything away; idempotent."""
-        ...
 
 
 class PolicyReconciler:
@@ -72,7 +52,7 @@ class PolicyReconciler:
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._failures: dict[tuple[str, str], int] = {}
         self._health: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     async def load_all(self) -> None:
         """Compile every policy before the first request is classified (startup)."""
@@ -133,7 +113,7 @@ class PolicyReconciler:
         for document in access_objects(policy, meta["uid"], secrets):
             await self.api.apply(document)
         come_back, glass = await self._break_glass(policy, body)
-        await self._wait_for_access(policy)
+        await wait_for_access(self.api, policy)
         try:
             await self.executors.ensure(policy, body)
         except ExecutorAccessError as e:
@@ -182,40 +162,10 @@ class PolicyReconciler:
             condition = ("False", Reason.BREAK_GLASS_ENDED, message + " hold break-glass")
         return None, condition
 
-    async def _wait_for_access(self, policy: CompiledPolicy) -> None:
-        """Wait (briefly) until the API server's authorizer sees the new RoleBinding, so that
-        Ready=True means an agent can file right away."""
-        if not policy.service_accounts:
-            return
-        agent = sorted(policy.service_accounts)[0]
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {
-                "user": f"system:serviceaccount:{policy.namespace}:{agent}",
-                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{policy.namespace}"],
-                "resourceAttributes": {
-                    "group": GROUP, "resource": "actionrequests", "verb": "create",
-                    "namespace": policy.namespace,
-                },
-            },
-        }  # fmt: skip
-        path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
-        for _ in range(30):
-            answer = await self.api.create(path, review)
-            if (answer.get("status") or {}).get("allowed"):
-                return
-            await asyncio.sleep(0.1)
-        log.warning(
-            "policy %s/%s: the agents' Role is not in effect yet", policy.namespace, policy.name
-        )
-
     def health_changed(self, namespace: str, name: str, health: list[dict[str, Any]]) -> None:
         """Notification delivery changed: show it in the policy's status (soon, off the caller)."""
         self._health[(namespace, name)] = health
-        task = asyncio.create_task(self._write_health(namespace, name))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._write_health(namespace, name))
 
     async def _write_health(self, namespace: str, name: str) -> None:
         path = resource_path(GROUP, VERSION, POLICIES, namespace, name) + "/status"

@@ -1,15 +1,24 @@
 """What the PolicyReports are written from: each agent's latest decided requests, kept in memory.
 
-The reconciler sees every request (all of them in its first listing after a start, then each
-change), so it can note what a report shows as it goes. Listing every request of a namespace to
-rewrite one agent's report, every few seconds, does not scale: with 10,000 requests that is tens
-of megabytes parsed each time, and it starved the operator of CPU and memory.
+The request handler sees every request (all of them in its first listing after a start, then
+each change), so it notes what a report shows as it goes (``NoteForReports``); ``ReportWriter``
+rewrites the report of each agent that had a transition every few seconds. Listing every
+request of a namespace to rewrite one agent's report, every few seconds, does not scale: with
+10,000 requests that is tens of megabytes parsed each time, and it starved the operator of CPU
+and memory.
 """
 
-from collections.abc import Mapping
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handoff.domain.report import MAX_RESULTS, result_of
+from handoff.adapters.kube import KubeApi, KubeError, NotFound
+from handoff.domain.report import MAX_RESULTS, policy_report, result_of
+
+log = logging.getLogger("handoff.operator")
+REPORT_EVERY = timedelta(seconds=5)
 
 _KEEP = 2 * MAX_RESULTS  # per agent: the report shows the newest MAX_RESULTS of these
 
@@ -48,6 +57,48 @@ class DecidedRequests:
 
     def of(self, namespace: str, agent: str) -> list[dict[str, Any]]:
         return list(self._by_agent.get((namespace, agent), {}).values())
+
+
+class ReportWriter:
+    """Every few seconds, rewrite the PolicyReport of each agent that had a transition."""
+
+    def __init__(self, api: KubeApi, clock: Callable[[], datetime]) -> None:
+        self.api = api
+        self.clock = clock
+        self.enabled = True  # off when the cluster does not serve PolicyReports
+        self.decided = DecidedRequests()  # what the reports show, noted as requests go by
+        self._dirty: set[tuple[str, str]] = set()  # (namespace, agent) whose report is stale
+        self._reported: dict[tuple[str, str], datetime] = {}
+
+    def stale(self, namespace: str, agent: str) -> None:
+        self._dirty.add((namespace, agent))
+
+    def shows(self, namespace: str, agent: str, decided_at: datetime) -> bool:
+        """Whether the agent's report was written after ``decided_at`` (or none is written)."""
+        written = self._reported.get((namespace, agent), datetime.min.replace(tzinfo=UTC))
+        return not self.enabled or written >= decided_at
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_EVERY.total_seconds())
+            for namespace, agent in sorted(self._dirty):
+                try:
+                    await self.write(namespace, agent)
+                except NotFound:
+                    log.warning(
+                        "this cluster serves no wgpolicyk8s.io PolicyReports: not writing any"
+                    )
+                    self.enabled = False
+                except KubeError as e:
+                    log.warning("PolicyReport for %s/%s: %s; retrying", namespace, agent, e)
+            if not self.enabled:
+                return
+
+    async def write(self, namespace: str, agent: str) -> None:
+        started = self.clock()
+        await self.api.apply(policy_report(namespace, agent, self.decided.of(namespace, agent)))
+        self._dirty.discard((namespace, agent))
+        self._reported[(namespace, agent)] = started
 
 
 def _decided_at(body: Mapping[str, Any]) -> str:

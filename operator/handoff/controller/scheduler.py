@@ -9,11 +9,18 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Hashable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from handoff.adapters import metrics
+from handoff.controller.concurrency import TaskSet
 
 log = logging.getLogger(__name__)
+
+# A request's timers are keyed (kind, namespace, name).
+DEADLINE = "deadline"  # decide again: its deadline, or a retry
+ESCALATE = "escalate"  # announce it again, to the escalation targets
+RETAIN = "retain"  # delete it: its retention period passed
+RETRY = timedelta(seconds=2)
 
 
 class DeadlineScheduler:
@@ -30,7 +37,7 @@ class DeadlineScheduler:
         self._heap: list[tuple[datetime, int, Hashable]] = []
         self._counter = 0
         self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._failures: dict[Hashable, int] = {}  # keys whose handler raised, times in a row
 
     def __len__(self) -> int:
@@ -44,6 +51,14 @@ class DeadlineScheduler:
         heapq.heappush(self._heap, (when, self._counter, key))
         self._changed.set()
 
+    def due(self, key: Hashable) -> datetime | None:
+        """When ``key`` fires next, if it is armed."""
+        return self._due.get(key)
+
+    def retry_soon(self, namespace: str, name: str, delay: timedelta = RETRY) -> None:
+        """Decide the request again a little later (something it needed was away)."""
+        self.arm((DEADLINE, namespace, name), self._clock() + delay)
+
     def cancel(self, key: Hashable) -> None:
         self._due.pop(key, None)  # its heap entry is skipped when it comes up
 
@@ -56,9 +71,7 @@ class DeadlineScheduler:
                 if self._due.get(key) != when:
                     continue  # cancelled or re-armed since
                 del self._due[key]
-                task = asyncio.create_task(self._run_one(key))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(self._run_one(key))
             timeout = None
             if self._heap:
                 timeout = max((self._heap[0][0] - self._clock()).total_seconds(), 0.0)

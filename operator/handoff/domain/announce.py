@@ -6,9 +6,11 @@ Pure: the notifier renders these and the webhook adapter sends them.
 from collections.abc import Mapping
 from typing import Any
 
-PENDING = "Pending"
-ESCALATED = "Escalated"
-DECIDED = "Decided"
+from handoff.domain.reasons import Announcement
+
+PENDING = Announcement.PENDING
+ESCALATED = Announcement.ESCALATED
+DECIDED = Announcement.DECIDED
 
 
 def package(body: Mapping[str, Any], event: str, console_url: str | None) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from handoff.domain.reasons import Outcome, Phase
 from handoff.domain.timefmt import format_time
 
-OUTCOMES = ("Executed", "Failed")
-EXECUTING = "Executing"  # the Webhook executor's mark before it sends: a restart sends again
+OUTCOMES = (Phase.EXECUTED, Phase.FAILED)
 
 
 def execution_patch(
@@ -17,7 +17,11 @@ def execution_patch(
     was not approved, the outcome was already recorded, or the word is not an outcome."""
     decision = status.get("decision") or {}
     recorded = (status.get("execution") or {}).get("outcome")
-    if decision.get("outcome") != "Approved" or recorded in OUTCOMES or outcome not in OUTCOMES:
+    if (
+        decision.get("outcome") != Outcome.APPROVED
+        or recorded in OUTCOMES
+        or outcome not in OUTCOMES
+    ):
         return None
     return {
         "phase": outcome,

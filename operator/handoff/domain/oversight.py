@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handoff.domain.reasons import Outcome, Phase, Reason
 from handoff.domain.timefmt import parse_time
 
 Body = Mapping[str, Any]
@@ -86,7 +87,7 @@ def fatigue(
         at = parse_time(decision["at"])
         for reviewer in decision["by"]:
             decided[reviewer].append(
-                (decision.get("outcome") == "Approved", (at - since).total_seconds(), at)
+                (decision.get("outcome") == Outcome.APPROVED, (at - since).total_seconds(), at)
             )
     reviewers = []
     for reviewer, rows in sorted(decided.items()):
@@ -117,12 +118,12 @@ def right(status: Mapping[str, Any]) -> bool | None:
     decision = status.get("decision") or {}
     if not decision:
         return None
-    if decision.get("reason") == "Expired":
+    if decision.get("reason") == Reason.EXPIRED:
         return None  # nobody looked: says nothing about the agent
     return (
-        decision.get("outcome") == "Approved"
-        and status.get("phase") != "RolledBack"
-        and (status.get("execution") or {}).get("outcome") != "Failed"
+        decision.get("outcome") == Outcome.APPROVED
+        and status.get("phase") != Phase.ROLLED_BACK
+        and (status.get("execution") or {}).get("outcome") != Phase.FAILED
     )
 
 

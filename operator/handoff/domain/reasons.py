@@ -47,7 +47,7 @@ class Reason(StrEnum):
 
 
 class Phase(StrEnum):
-    PENDING = "Pending"
+    PENDING = "Pending"  # not classified yet (shown, never written)
     QUEUED = "Queued"
     AWAITING_APPROVAL = "AwaitingApproval"
     APPROVED = "Approved"
@@ -76,6 +76,7 @@ class Mode(StrEnum):
 class ReviewDecision(StrEnum):
     APPROVE = "Approve"
     DENY = "Deny"
+    ROLLBACK = "Rollback"  # after execution: undo it (a reversible request)
 
 
 # Condition types.
@@ -84,17 +85,6 @@ BREAK_GLASS = "BreakGlass"  # a policy's break-glass annotation: active, ended o
 CLASSIFIED = "Classified"
 DECIDED = "Decided"
 
-FINAL_PHASES = frozenset(
-    {Phase.APPROVED, Phase.DENIED, Phase.EXECUTED, Phase.FAILED, Phase.ROLLED_BACK}
-)
-
-
-class Undo(StrEnum):
-    """Events about a rollback that Handoff carries out itself (the Kubernetes executor)."""
-
-    ROLLED_BACK = "RolledBack"  # what the action changed is put back
-    ROLLBACK_FAILED = "RollbackFailed"  # refused (changed since) or failed: nothing put back
-
 
 class Filing(StrEnum):
     """Events about the requests the operator files itself (rollbacks, post-incident reviews)."""
@@ -102,3 +92,22 @@ class Filing(StrEnum):
     NAME_TAKEN = "NameTaken"  # its name was taken first by a request Handoff did not file
     UNTRUSTED_ROLLBACK = "UntrustedRollback"  # says it undoes a request; Handoff did not file it
     POST_INCIDENT_REVIEW_FILED = "PostIncidentReviewFiled"
+
+
+EXECUTING = "Executing"  # status.execution.outcome while the webhook executor is posted to
+
+
+class Announcement(StrEnum):
+    """What a policy's notification targets are told about (``notifications[].events``)."""
+
+    PENDING = "Pending"  # it started waiting for people
+    ESCALATED = "Escalated"  # still undecided at status.escalation.at
+    DECIDED = "Decided"  # decided after waiting
+
+
+class Rollback(StrEnum):
+    """Events and audit lines about rolling an executed request back."""
+
+    REQUESTED = "RollbackRequested"  # a reviewer asked; the rollback request is filed
+    ROLLED_BACK = "RolledBack"  # undone (also the request's phase then)
+    FAILED = "RollbackFailed"  # the Kubernetes executor could not put the object back

@@ -11,16 +11,7 @@ from typing import Any
 
 from handoff.domain.breakglass import POST_INCIDENT_ACTION
 from handoff.domain.keys import decisions_key
-
-EVENT_FOR_PHASE = {
-    "Queued": "Queued",
-    "AwaitingApproval": "AwaitingApproval",
-    "Approved": "Approved",
-    "Denied": "Denied",
-    "Executed": "Executed",
-    "Failed": "Failed",
-    "RolledBack": "RolledBack",
-}
+from handoff.domain.reasons import Oversight, Phase, Rollback
 
 
 @dataclass(frozen=True)
@@ -56,9 +47,9 @@ def records(body: Mapping[str, Any], audit_stream: str, now: str = "") -> list[R
     waiting_phase = status.get("oversight") and status.get("deadline")
     if waiting_phase:
         phase = (
-            "Queued"
-            if status.get("oversight") == "HOTL" and status.get("tier") == 3
-            else "AwaitingApproval"
+            Phase.QUEUED
+            if status.get("oversight") == Oversight.HOTL and status.get("tier") == 3
+            else Phase.AWAITING_APPROVAL
         )
         found.append(
             _audit(
@@ -101,10 +92,12 @@ def records(body: Mapping[str, Any], audit_stream: str, now: str = "") -> list[R
     if rollback.get("request"):
         extra = {"by": str(rollback.get("by", "")), "at": str(rollback.get("at", "")),
                  "message": f"rollback filed as {rollback['request']}"}  # fmt: skip
-        found.append(_audit(audit_stream, "rollback:requested", common, "RollbackRequested", extra))
+        found.append(_audit(audit_stream, "rollback:requested", common, Rollback.REQUESTED, extra))
     if rollback.get("done"):
         extra = {"at": str(rollback.get("doneAt", "")), "message": str(rollback.get("message", ""))}
-        found.append(_audit(audit_stream, "phase:RolledBack", common, "RolledBack", extra))
+        found.append(
+            _audit(audit_stream, f"phase:{Phase.ROLLED_BACK}", common, Rollback.ROLLED_BACK, extra)
+        )
     execution = status.get("execution")
     if execution:
         outcome = str(execution.get("outcome", ""))

@@ -4,6 +4,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from handoff import API_VERSION
+from handoff.domain.reasons import Outcome, Phase, Reason
 from handoff.domain.timefmt import parse_time
 
 MAX_RESULTS = 200
@@ -17,11 +18,11 @@ def result_of(body: Mapping[str, Any]) -> str | None:
     decision = status.get("decision") or {}
     if not decision:
         return None
-    if status.get("phase") == "RolledBack" or decision.get("reason") == "Expired":
+    if status.get("phase") == Phase.ROLLED_BACK or decision.get("reason") == Reason.EXPIRED:
         return "warn"
-    if (status.get("execution") or {}).get("outcome") == "Failed":
+    if (status.get("execution") or {}).get("outcome") == Phase.FAILED:
         return "error"
-    return "pass" if decision.get("outcome") == "Approved" else "fail"
+    return "pass" if decision.get("outcome") == Outcome.APPROVED else "fail"
 
 
 def policy_report(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from handoff.domain.reasons import Phase
 from handoff.domain.timefmt import parse_time
 from handoff.review.untrusted import visible, visible_json
 
@@ -107,7 +108,7 @@ def build(body: Mapping[str, Any]) -> Package:
         confidence=spec.get("confidence"),
         tier=status.get("tier"),
         oversight=str(status.get("oversight", "")),
-        phase=str(status.get("phase", "Pending")),
+        phase=str(status.get("phase", Phase.PENDING)),
         policy=str(status.get("policy") or ""),
         rule=status.get("rule"),
         why_matched=visible((conditions.get("Classified") or {}).get("message", "")),

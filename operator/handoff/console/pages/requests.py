@@ -1,0 +1,163 @@
+"""The queue, one request's handoff package, and the forms that decide or roll it back."""
+
+import logging
+
+from aiohttp import web
+
+from handoff.adapters.kube import KubeError
+from handoff.console.web import check_form, config_of, page, require_session, visible_namespaces
+from handoff.review.client import ReviewClient, ReviewError, plain
+from handoff.review.livediff import live_change
+from handoff.review.package import Package, build, sentence, time_left
+
+log = logging.getLogger("handoff.console")
+
+
+async def queue(request: web.Request) -> web.StreamResponse:
+    session = await require_session(request)
+    config = config_of(request)
+    namespaces = await visible_namespaces(session, config)
+    client = ReviewClient(session.api)
+    packages = [build(b) for b in await client.requests(namespaces, skip_forbidden=True)]
+    waiting = [p for p in packages if p.waiting]
+    tier, agent, namespace = (request.query.get(k, "") for k in ("tier", "agent", "namespace"))
+    shown = [
+        p for p in waiting
+        if (not tier or str(p.tier) == tier) and (not agent or p.agent == agent)
+        and (not namespace or p.namespace == namespace)
+    ]  # fmt: skip
+    now = config.clock()
+    shown.sort(key=lambda p: p.deadline or now)
+    return page(
+        request, "queue.html", session,
+        requests=[(p, time_left(p.seconds_left(now))) for p in shown],
+        agents=sorted({p.agent for p in waiting}), namespaces=namespaces,
+        filters={"tier": tier, "agent": agent, "namespace": namespace}, sentence=sentence,
+    )  # fmt: skip
+
+
+async def request_page(
+    request: web.Request, notice: str | None = None, error: str | None = None, status: int = 200
+) -> web.StreamResponse:
+    session = await require_session(request)
+    config = config_of(request)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    client = ReviewClient(session.api)
+    try:
+        body = await client.get(namespace, name)
+    except ReviewError as e:
+        return page(
+            request,
+            "error.html",
+            session,
+            status=403 if "may not" in str(e) else 404,
+            message=str(e),
+        )
+    package = build(body)
+    change = await live_change(session.api, body, session.user)  # as this reviewer reads it
+    done = request.query.get("done")
+    if notice is None and done in ("Approve", "Deny"):
+        verb = "approval" if done == "Approve" else "denial"
+        later = "" if package.decided else " The decision follows in a moment."
+        notice = f"Your {verb} is recorded.{later}"
+    now = config.clock()
+    opened = session.opened.setdefault(package.uid, now)
+    hold = max(0, package.min_review_seconds - int((now - opened).total_seconds()))
+    may_decide = package.waiting and await _may_decide(client, package)
+    may_roll_back = package.reversible and await _may_roll_back(client, package)
+    return page(
+        request, "request.html", session, status=status, p=package, notice=notice, error=error,
+        left=time_left(package.seconds_left(now)), hold=hold, may_decide=may_decide,
+        may_roll_back=may_roll_back, sentence=sentence, change=change,
+    )  # fmt: skip
+
+
+async def _may_decide(client: ReviewClient, package: Package) -> bool:
+    try:
+        return await client.can("approve", "agentactionpolicies", package.namespace, package.policy)
+    except KubeError:
+        return False
+
+
+async def _may_roll_back(client: ReviewClient, package: Package) -> bool:
+    try:
+        return await client.can(
+            "rollback", "agentactionpolicies", package.namespace, package.policy
+        )
+    except KubeError:
+        return False
+
+
+async def approve(request: web.Request) -> web.StreamResponse:
+    return await _decide(request, "Approve")
+
+
+async def deny(request: web.Request) -> web.StreamResponse:
+    return await _decide(request, "Deny")
+
+
+async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
+    session = await require_session(request)
+    form = await check_form(request, session)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    client = ReviewClient(session.api)
+    comment = (form.get("comment") or [""])[0].strip()
+    try:
+        package = build(await client.get(namespace, name))
+        if package.waiting and not await _may_decide(client, package):
+            refused = (
+                f"{session.user} may not decide requests of policy {package.policy}: that takes"
+                f" the verb approve on agentactionpolicies/{package.policy}, which the policy"
+                " grants to its reviewers."
+            )
+            return await request_page(request, error=refused, status=403)
+        acknowledged: list[str] = []
+        if decision == "Approve":
+            acknowledged = [str(a) for a in form.get("ack", [])]
+            missing = [item for item, _ in package.checklist if item not in acknowledged]
+            if missing:
+                raise ReviewError(
+                    "Tick every checklist item before approving: " + ", ".join(missing)
+                )
+            opened = session.opened.get(package.uid)
+            now = config_of(request).clock()
+            hold = package.min_review_seconds
+            if hold and (opened is None or (now - opened).total_seconds() < hold):
+                raise ReviewError(f"This lane asks for at least {hold}s of review; read it again.")
+        elif not comment:
+            raise ReviewError("Say why you deny it: the agent and the audit trail need the reason.")
+        await client.review(
+            namespace, name, session.user, decision, acknowledged=acknowledged, comment=comment
+        )
+    except ReviewError as e:
+        return await request_page(request, error=str(e), status=409)
+    except KubeError as e:
+        return await request_page(request, error=plain(e), status=409)
+    log.info("%s %s %s/%s", session.user, decision.lower(), namespace, name)
+    raise web.HTTPSeeOther(f"/requests/{namespace}/{name}?done={decision}")
+
+
+async def rollback(request: web.Request) -> web.StreamResponse:
+    session = await require_session(request)
+    await check_form(request, session)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    client = ReviewClient(session.api)
+    try:
+        package = build(await client.get(namespace, name))
+    except ReviewError as e:
+        return page(request, "error.html", session, status=404, message=str(e))
+    if not await _may_roll_back(client, package):
+        return await request_page(
+            request,
+            error=f"{session.user} may not roll back actions of policy {package.policy}.",
+            status=403,
+        )
+    try:
+        await client.review(namespace, name, session.user, "Rollback", after_decision=True)
+    except ReviewError as e:
+        return await request_page(request, error=str(e), status=409)
+    except KubeError as e:
+        return await request_page(request, error=plain(e), status=409)
+    log.info("%s asked to roll back %s/%s", session.user, namespace, name)
+    notice = "Your rollback is recorded: Handoff files the rollback plan as a new request."
+    return await request_page(request, notice=notice)

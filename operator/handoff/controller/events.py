@@ -1,0 +1,73 @@
+"""Kubernetes Events on requests: why an Event was posted is the Step or the handler that handed
+it here; this module only posts it. An Event is a courtesy: a failure to post one is logged and
+never blocks a decision."""
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from handoff import GROUP, VERSION
+from handoff.adapters.kube import KubeApi, KubeError, resource_path
+from handoff.controller.concurrency import TaskSet
+from handoff.domain.decide import Event
+from handoff.domain.resources import RequestJSON
+from handoff.domain.timefmt import format_time
+
+log = logging.getLogger("handoff.operator")
+MESSAGE_LIMIT = 1024  # characters of an Event's message
+
+
+class Events:
+    def __init__(self, api: KubeApi, clock: Callable[[], datetime], at_once: int) -> None:
+        self.api = api
+        self.clock = clock
+        self._slots = asyncio.Semaphore(at_once)  # Events posted at once, beside the work
+        self._posting = TaskSet()
+        self._instance = socket.gethostname()
+
+    def post_soon(self, body: RequestJSON, event: Event) -> None:
+        """Post a transition's Event beside the work: it does not hold a reconcile slot, so a
+        slow Event write never delays the next request's decision."""
+        self._posting.spawn(self.post(body, event, self._slots))
+
+    async def post(
+        self, body: RequestJSON, event: Event, slots: asyncio.Semaphore | None = None
+    ) -> None:
+        meta = body["metadata"]
+        try:
+            async with slots or contextlib.nullcontext():
+                await self.api.create(
+                    resource_path("", "v1", "events", meta["namespace"]), self._record(body, event)
+                )
+        except KubeError as e:
+            log.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], e)
+
+    def _record(self, body: RequestJSON, event: Event) -> dict[str, Any]:
+        meta = body["metadata"]
+        now = format_time(self.clock())
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ActionRequest",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": event.reason,
+            "message": event.message[:MESSAGE_LIMIT],
+            "type": event.type,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": "handoff-operator"},
+            "reportingComponent": "handoff.dev/operator",
+            "reportingInstance": self._instance,
+        }

@@ -1,0 +1,226 @@
+"""The request handler: gather, decide, write, dispatch, for one request at a time.
+
+Each pass reads what ``decide`` needs (the request, its policies, its ``when`` answers, its
+budgets), calls it, writes the step's status patch guarded by the resourceVersion (a 409 reads
+again and decides again), and hands each effect ``followups`` names to the handler of its
+concern. Handlers do not call one another; this is where they meet.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import cast
+
+from handoff.adapters import metrics
+from handoff.adapters.kube import Conflict, KubeError, NotFound
+from handoff.adapters.sandbox import Sandbox
+from handoff.controller import memory
+from handoff.controller.budgets import Budgets
+from handoff.controller.concurrency import KeyedLocks
+from handoff.controller.events import Events
+from handoff.controller.execution import Execution
+from handoff.controller.policy_reconciler import PolicyReconciler
+from handoff.controller.publishing import Publisher
+from handoff.controller.reports import ReportWriter
+from handoff.controller.retention import Retention
+from handoff.controller.rollback import Rollbacks
+from handoff.controller.scheduler import DEADLINE, ESCALATE, RETAIN, RETRY, DeadlineScheduler
+from handoff.controller.status import ATTEMPTS, StatusWriter
+from handoff.controller.waiting import Waiting
+from handoff.controller.when import Answers, answers_for, with_when_results
+from handoff.domain import followups as fx
+from handoff.domain.decide import Decision, RequestState, Step, decide
+from handoff.domain.reasons import Reason
+from handoff.domain.resources import RequestJSON
+
+log = logging.getLogger("handoff.operator")
+CONCURRENCY = 16  # reconciles at once: below the API client's 32 connections
+BURST = 500  # this many queued at once is a burst: give its memory back once it has passed
+
+
+class Requests:
+    def __init__(
+        self,
+        status: StatusWriter,
+        policies: PolicyReconciler,
+        clock: Callable[[], datetime],
+        *,
+        scheduler: DeadlineScheduler,
+        locks: KeyedLocks,
+        sandbox: Sandbox | None,
+        events: Events,
+        publisher: Publisher,
+        reports: ReportWriter,
+        budgets: Budgets,
+        waiting: Waiting,
+        rollbacks: Rollbacks,
+        execution: Execution,
+        retention: Retention,
+    ) -> None:
+        self.status, self.policies, self.clock = status, policies, clock
+        self.scheduler, self.locks, self.sandbox = scheduler, locks, sandbox
+        self.events, self.publisher, self.reports = events, publisher, reports
+        self.budgets, self.waiting, self.rollbacks = budgets, waiting, rollbacks
+        self.execution, self.retention = execution, retention
+        # The resourceVersion each request was last fully handled at: the watch echo of the
+        # operator's own status write carries it, and needs no second pass.
+        self._settled: dict[tuple[str, str], str] = {}
+        # At most this many reconciles talk to the API server at once. Past it, work waits here
+        # rather than in the HTTP pool, where the wait counted against each call's timeout and a
+        # burst of thousands of requests turned into timeouts and retries.
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._queued = 0  # reconciles waiting for a slot or in one
+        self._burst = False  # more than BURST were queued at once since memory was released
+
+    def retry_soon(self, namespace: str, name: str, delay: timedelta = RETRY) -> None:
+        self.scheduler.retry_soon(namespace, name, delay)
+
+    async def changed(self, body: RequestJSON) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        async with self.locks.holding(key):
+            if self._settled.get(key) == meta.get("resourceVersion"):
+                return  # the echo of a version already handled in full (usually our own write)
+            self._queued += 1
+            self._burst = self._burst or self._queued > BURST
+            try:
+                policies = self.policies.index.in_namespace(key[0])
+                answers = await answers_for(self.sandbox, policies, body)
+                async with self._slots:
+                    await self._reconcile(body, answers)
+            finally:
+                self._queued -= 1
+                if self._burst and not self._queued:
+                    asyncio.get_running_loop().call_later(1.0, self._after_burst)
+
+    def _after_burst(self) -> None:
+        if self._burst and not self._queued:  # still quiet a second later
+            self._burst = False
+            memory.release()
+
+    async def deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
+        self._settled.pop((namespace, name), None)
+        self.reports.decided.forget(namespace, name)
+        self.scheduler.cancel((RETAIN, namespace, name))
+        self.waiting.forget((namespace, name), uid)
+        if uid:
+            self.budgets.forget(uid)
+            self.rollbacks.forget(uid)
+            await self.publisher.forget(namespace, name, uid)
+
+    async def on_timer(self, key: Hashable) -> None:
+        kind, namespace, name = cast(tuple[str, str, str], key)
+        try:
+            async with self._slots:
+                body = await self.status.read(namespace, name)
+        except NotFound:
+            await self.deleted(namespace, name)
+            return
+        if kind == ESCALATE:
+            self.waiting.escalate(body)
+        elif kind == RETAIN:
+            await self.retention.retire(body)
+        else:
+            assert kind == DEADLINE
+            self._settled.pop((namespace, name), None)  # a deadline: the same version, decided anew
+            await self.changed(body)
+
+    async def _reconcile(self, body: RequestJSON, answers: Answers | None = None) -> None:
+        started = self.clock()
+        for _ in range(ATTEMPTS):
+            meta = body["metadata"]
+            namespace, name = meta["namespace"], meta["name"]
+            state, step = await self._decide(body, answers)
+            if step.patch is not None:
+                try:
+                    body = await self.status.write(body, step.patch)
+                except Conflict:
+                    body = await self.status.read(namespace, name)
+                    continue
+                except NotFound:
+                    await self.deleted(namespace, name)
+                    return
+            if await self._dispatch(body, state, fx.followups(state, step, body)):
+                self._settled[(namespace, name)] = body["metadata"]["resourceVersion"]
+            # else a retry comes through the scheduler, for this same version
+            metrics.RECONCILE_SECONDS.observe((self.clock() - started).total_seconds())
+            return
+        metrics.RECONCILE_ERRORS.labels(kind="request").inc()
+        raise KubeError(409, f"{namespace}/{name} kept changing; will retry")
+
+    async def _decide(
+        self, body: RequestJSON, answers: Answers | None
+    ) -> tuple[RequestState, Step]:
+        namespace = body["metadata"]["namespace"]
+        state = RequestState.from_json(body)
+        if not state.decided:
+            state = replace(state, budget_usage=self.budgets.usage(namespace, state.facts.agent))
+        policies = self.policies.index.in_namespace(namespace)
+        state = await with_when_results(self.sandbox, policies, state, answers)
+        step = decide(policies, state, self.clock())
+        if step.decision is not None and step.decision.reason == Reason.NO_POLICY:
+            await self.policies.refresh(namespace)  # the policy watch may lag behind
+            policies = self.policies.index.in_namespace(namespace)
+            state = await with_when_results(self.sandbox, policies, state)
+            step = decide(policies, state, self.clock())
+        return state, step
+
+    async def _dispatch(  # noqa: PLR0912 - one case per effect, the table of who handles what
+        self, body: RequestJSON, state: RequestState, effects: list[fx.Effect]
+    ) -> bool:
+        """Carry out each effect, in order; True when everything the status implies is out."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        published = True
+        for effect in effects:
+            match effect:
+                case fx.Do.COUNT_FAST_APPROVALS:
+                    self.waiting.count_fast_approvals(state, meta["uid"])
+                case fx.Do.SPEND_BUDGET:
+                    self.budgets.spend(body)
+                case fx.CountDecision(decision):
+                    _count_decision(body, state, decision)
+                case fx.Do.STOP_WAITING:
+                    self.waiting.stop(key)
+                case fx.Wait(until, tier):
+                    self.waiting.wait(key, until, tier)
+                case fx.Do.ARM_ESCALATION:
+                    self.waiting.arm_escalation(body)
+                case fx.Announce(event):
+                    self.waiting.announce(body, event)
+                case fx.Do.PUBLISH:
+                    published = await self.publisher.publish(body)
+                case fx.PostEvent(event):
+                    self.events.post_soon(body, event)
+                case fx.Do.FILE_POST_INCIDENT_REVIEW:
+                    await self.rollbacks.file_post_incident_review(body)
+                case fx.Do.FILE_ROLLBACK:
+                    await self.rollbacks.roll_back_if_asked(body)
+                case fx.Do.RUN_WEBHOOK:
+                    await self.execution.run_webhook(body)
+                case fx.RunKubernetes(started_waiting):
+                    await self.execution.run_kubernetes(body, started_waiting=started_waiting)
+                case fx.Do.ARM_RETENTION:
+                    self.retention.arm(body)
+                case fx.Do.NOTE_FOR_REPORTS:
+                    self.reports.decided.record(body)
+        return published
+
+
+def _count_decision(body: RequestJSON, state: RequestState, decision: Decision) -> None:
+    meta, status = body["metadata"], body.get("status") or {}
+    tier = str(status.get("tier", ""))
+    metrics.ACTION_REQUESTS.labels(
+        namespace=meta["namespace"],
+        policy=str(status.get("policy") or ""),
+        tier=tier,
+        outcome=str(decision.outcome),
+        reason=str(decision.reason),
+    ).inc()
+    metrics.DECISION_SECONDS.labels(tier=tier, outcome=str(decision.outcome)).observe(
+        max((decision.at - state.created).total_seconds(), 0.0)
+    )
+    log.info("%s/%s %s: %s (%s)", meta["namespace"], meta["name"], decision.outcome,
+             decision.reason, decision.message)  # fmt: skip

@@ -1,0 +1,94 @@
+"""Requests that wait for people: their deadline and escalation timers, the pending gauge, the
+announcements to the policy's notification targets (pending, escalated, decided), and how many
+approvals came fast."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from handoff.adapters import metrics
+from handoff.controller.notifications import Notifier
+from handoff.controller.policies import PolicyIndex
+from handoff.controller.scheduler import DEADLINE, ESCALATE, DeadlineScheduler
+from handoff.domain.announce import ESCALATED
+from handoff.domain.decide import RequestState, fast_approvals
+from handoff.domain.reasons import CLASSIFIED
+from handoff.domain.resources import RequestJSON
+from handoff.domain.timefmt import parse_time
+
+log = logging.getLogger("handoff.operator")
+
+
+@dataclass
+class Waiting:
+    policies: PolicyIndex
+    scheduler: DeadlineScheduler
+    notifier: Notifier | None
+    clock: Callable[[], datetime]
+    _pending: dict[tuple[str, str], str] = field(default_factory=dict)  # key -> tier, the gauge
+    _reviews_seen: dict[str, int] = field(default_factory=dict)  # uid -> reviews looked at
+
+    def wait(self, key: tuple[str, str], until: datetime, tier: str) -> None:
+        self.scheduler.arm((DEADLINE, *key), until)
+        self._set_pending(key, tier)
+
+    def stop(self, key: tuple[str, str]) -> None:
+        self.scheduler.cancel((DEADLINE, *key))
+        self.scheduler.cancel((ESCALATE, *key))
+        self._set_pending(key, None)
+
+    def announce(self, body: RequestJSON, event: str) -> None:
+        if self.notifier is None:
+            return
+        status = body.get("status") or {}
+        policy = self.policies.named(body["metadata"]["namespace"], status.get("policy"))
+        if policy is not None:
+            self.notifier.announce(policy, cast(dict[str, Any], body), event)
+
+    def arm_escalation(self, body: RequestJSON) -> None:
+        escalation = (body.get("status") or {}).get("escalation") or {}
+        if escalation.get("at"):
+            meta = body["metadata"]
+            at = parse_time(escalation["at"])
+            self.scheduler.arm((ESCALATE, meta["namespace"], meta["name"]), at)
+
+    def escalate(self, body: RequestJSON) -> None:
+        """The escalation timer fired: announce a request still undecided again."""
+        if (body.get("status") or {}).get("decision"):
+            return
+        meta = body["metadata"]
+        log.info("%s/%s is still undecided: escalating", meta["namespace"], meta["name"])
+        self.announce(body, ESCALATED)
+
+    def count_fast_approvals(self, state: RequestState, uid: str) -> None:
+        reviews = len(state.reviews)
+        seen = self._reviews_seen.setdefault(uid, reviews)  # first sight (a restart): count none
+        if reviews <= seen:
+            return
+        self._reviews_seen[uid] = reviews
+        classified = next(
+            (c for c in state.status.get("conditions") or [] if c.get("type") == CLASSIFIED),
+            None,
+        )
+        if classified and classified.get("lastTransitionTime"):
+            since = parse_time(classified["lastTransitionTime"])
+            fast = fast_approvals(state, seen, since, self.clock())
+            if fast:
+                metrics.FAST_APPROVALS.labels(namespace=state.facts.namespace).inc(fast)
+
+    def forget(self, key: tuple[str, str], uid: str | None) -> None:
+        self.stop(key)
+        if uid:
+            self._reviews_seen.pop(uid, None)
+            if self.notifier is not None:
+                self.notifier.forget(uid)
+
+    def _set_pending(self, key: tuple[str, str], tier: str | None) -> None:
+        before = self._pending.pop(key, None)
+        if before is not None:
+            metrics.PENDING.labels(namespace=key[0], tier=before).dec()
+        if tier is not None:
+            self._pending[key] = tier
+            metrics.PENDING.labels(namespace=key[0], tier=tier).inc()
