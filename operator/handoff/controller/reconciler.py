@@ -36,7 +36,7 @@ from handoff.domain.announce import DECIDED, ESCALATED, PENDING
 from handoff.domain.breakglass import BreakGlassError, parse_break_glass, post_incident_request
 from handoff.domain.decide import Event, RequestState, Review, Step, decide, fast_approvals
 from handoff.domain.execution import EXECUTING, execution_patch
-from handoff.domain.executors import KUBERNETES, WEBHOOK, kubernetes_change
+from handoff.domain.executors import KUBERNETES, MCP, WEBHOOK, kubernetes_change
 from handoff.domain.filing import POST_INCIDENT_OF, ROLLBACK_OF
 from handoff.domain.keys import AUDIT_STREAM, outcomes_key
 from handoff.domain.policy import SecretKey, WebhookExecutor
@@ -745,7 +745,7 @@ class Reconciler:
             raise Rejected(f"{agent} did not file {name}", name)
         if body["metadata"]["uid"] != reported.uid:
             raise Rejected(f"it names uid {reported.uid}, not this request's", name)
-        if (execution := body["spec"].get("execution")) in (KUBERNETES, WEBHOOK):
+        if (execution := body["spec"].get("execution")) in (KUBERNETES, WEBHOOK, MCP):
             raise Rejected(f"Handoff's {execution} executor carries it out, not the agent", name)
         async with self._holding((namespace, name)):
             for _ in range(_ATTEMPTS):

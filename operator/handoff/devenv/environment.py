@@ -29,6 +29,7 @@ from handoff.devenv.manifests import (
     agent_namespace_objects,
     as_list,
     console_objects,
+    gateway_objects,
     operator_objects,
 )
 from handoff.devenv.postgres import ADMIN, PostgresServer
@@ -38,7 +39,7 @@ from handoff.domain.keys import AUDIT_STREAM
 
 AGENTS_NAMESPACE = "agents"
 AGENT = "payments-agent"
-CRDS = ("actionrequests.handoff.dev", "agentactionpolicies.handoff.dev")
+CRDS = ("actionrequests.handoff.dev", "agentactionpolicies.handoff.dev", "mcpservers.handoff.dev")
 
 
 def install(control_plane: ControlPlane) -> None:
@@ -54,7 +55,7 @@ def install(control_plane: ControlPlane) -> None:
         control_plane.kubectl(
             "apply", "--server-side", "--force-conflicts", "-f", str(paths.admission_dir())
         )
-    apply(control_plane, operator_objects() + console_objects())
+    apply(control_plane, operator_objects() + console_objects() + gateway_objects())
 
 
 def apply(control_plane: ControlPlane, objects: list[dict[str, object]]) -> None:
