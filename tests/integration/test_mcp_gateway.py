@@ -319,9 +319,24 @@ def test_no_token_or_a_bad_one_is_401_and_files_nothing(
         status, body = _post(gateway.url, token)
         assert status == 401, token
         assert said in body["error_description"]
-    with pytest.raises(Exception, match="401"):
+    with pytest.raises(ExceptionGroup) as raised:  # the SDK's client raises a group
         call(gateway, "forged", "bank__transfer", {"amount": 1, "to": bank})
+    assert any(isinstance(e, MCPError) for e in _leaves(raised.value))  # it says no more than that
     assert requests(cluster, bank) == []
+
+
+def refusal(gateway: GatewayProcess, token: str, tool: str, arguments: dict[str, Any]) -> str:
+    """The JSON-RPC error a call gets (the SDK's client raises it inside exception groups)."""
+    with pytest.raises(ExceptionGroup) as raised:
+        call(gateway, token, tool, arguments)
+    (error,) = [e for e in _leaves(raised.value) if isinstance(e, MCPError)]
+    return str(error)
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for e in error.exceptions for leaf in _leaves(e)]
+    return [error]
 
 
 def test_an_agent_the_server_does_not_list_is_refused(
@@ -329,14 +344,15 @@ def test_an_agent_the_server_does_not_list_is_refused(
 ) -> None:
     token = agent_token(cluster, bank, "other-agent")
     assert list_tools(gateway, token) == []
-    with pytest.raises(MCPError, match="other-agent may not use the MCP server bank"):
-        call(gateway, token, "bank__read_account", {"account": bank})
+    assert "other-agent may not use the MCP server bank" in refusal(
+        gateway, token, "bank__read_account", {"account": bank}
+    )
     assert requests(cluster, bank) == []
     assert upstream.calls(bank) == []
 
 
 def test_the_agent_cannot_read_the_upstream_credentials(cluster: Cluster, bank: str) -> None:
-    for verb in (["get", "secret", "bank-credentials"], ["list", "secrets"]):
+    for verb in (["get", "secret", "bank-credentials"], ["get", "secrets"]):
         out = cluster.kubectl(*verb, "-n", bank, who=f"{bank}/{AGENT}", check=False)
         assert out.returncode != 0
         assert "forbidden" in out.stderr.lower()
@@ -367,8 +383,7 @@ def test_unknown_tools_and_servers_are_refused(
 ) -> None:
     token = agent_token(cluster, bank)
     for name in ("bank__mint_money", "vault__transfer", "transfer", "bank__"):
-        with pytest.raises(MCPError, match="there is no tool"):
-            call(gateway, token, name, {})
+        assert "there is no tool" in refusal(gateway, token, name, {})
     assert requests(cluster, bank) == []
 
 
