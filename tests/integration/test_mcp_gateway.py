@@ -241,6 +241,15 @@ def test_tier_2_runs_with_its_inverse_as_the_rollback_plan(
         "parameters": {"account": bank, "limit": 100, "previous": 500},
     }  # fmt: skip
 
+    # A reviewer rolls it back: the operator files the inverse, the gateway calls it.
+    plugin(cluster, bank, "alice", "rollback", filed["metadata"]["name"], "--comment", "wrong account")
+    eventually(lambda: len(upstream.calls(bank)) == 2, 30, "the inverse call at the upstream")
+    assert upstream.calls(bank)[1]["args"] == {"account": bank, "limit": 100, "previous": 500}
+    eventually(
+        lambda: cluster.get("actionrequest", filed["metadata"]["name"], bank)["status"]["phase"]
+        == "RolledBack", 20, "the original RolledBack",
+    )  # fmt: skip
+
 
 def test_tier_4_approval_runs_the_stored_arguments_once_whatever_the_retries_say(
     cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream

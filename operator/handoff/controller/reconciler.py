@@ -25,6 +25,7 @@ from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
 from handoff.controller import memory
 from handoff.controller.filing import Filer
+from handoff.controller.gateway_records import after_gateway
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.outcomes import Notices, OutcomeReader, Rejected, Reported
@@ -231,6 +232,7 @@ class Reconciler:
                 await self._roll_back_if_asked(body)
             if body["spec"].get("execution") == WEBHOOK:  # on the decision itself, or later
                 await self._run_webhook(body)
+            await after_gateway(body, self._rolled_back)  # an MCP rollback the gateway ran
             if self.kubernetes is not None and body["spec"].get("execution") == KUBERNETES:
                 await self._run_kubernetes(
                     body, started_waiting=bool(step.patch and "deadline" in step.patch)
