@@ -22,6 +22,7 @@ from handoff.adapters.redis_acl import ensure_reader
 from handoff.console import devlogin
 from handoff.devenv import prerequisites, processes
 from handoff.devenv.controlplane import USERS, ControlPlane
+from handoff.devenv.gateway import start_gateway
 from handoff.devenv.manifests import (
     CONSOLE_ACCOUNT,
     OPERATOR_ACCOUNT,
@@ -173,6 +174,7 @@ class DevEnvironment:
             self.folder / "console.log",
         )
         env["CONSOLE_URL"] = console_url
+        env["GATEWAY_URL"] = start_gateway(cp, self.folder, self._port("gateway"), redis.url, say)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         say(f"ready: export KUBECONFIG={self.kubeconfig}  (contexts: {', '.join(identities)})")
         say(f"environment: {self.env_file}; stop it with 'handoff dev down'")
@@ -219,6 +221,8 @@ class DevEnvironment:
         apply(cp, [secret])
 
     def down(self, say: Callable[[str], None]) -> None:
+        if processes.stop(self.folder / "gateway.pid"):
+            say("stopped the gateway")
         if processes.stop(self.folder / "console.pid"):
             say("stopped the console")
         if processes.stop(self.folder / "operator.pid"):
@@ -269,6 +273,7 @@ class DevEnvironment:
         running["postgres"] = postgres.pid() if postgres.running() else None
         running["operator"] = processes.read_pid(self.folder / "operator.pid")
         running["console"] = processes.read_pid(self.folder / "console.pid")
+        running["gateway"] = processes.read_pid(self.folder / "gateway.pid")
         return running
 
     def _port(self, name: str) -> int:
