@@ -28,7 +28,7 @@ from .helpers import AGENT, apply_ready_policy, policy
 
 pytestmark = pytest.mark.integration
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
-UPSTREAM = Path(__file__).with_name("mcp_upstream.py")
+UPSTREAM = Path(__file__).resolve().parents[2] / "examples" / "mcp_bank.py"
 
 
 @dataclass

@@ -151,6 +151,7 @@ class Gateway_:
     def start(self) -> None:
         self.tasks = [
             asyncio.create_task(self.registry.run(), name="mcpservers"),
+            asyncio.create_task(self.registry.retry(), name="upstreams"),
             asyncio.create_task(Watcher(self.api, self.executor).run(), name="requests"),
         ]
 

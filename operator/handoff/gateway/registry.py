@@ -19,6 +19,7 @@ from handoff.gateway.upstream import UpstreamError, Upstreams
 log = logging.getLogger(__name__)
 PATH = "/apis/handoff.dev/v1alpha1/mcpservers"
 PATH_IN = "/apis/handoff.dev/v1alpha1/namespaces"
+RETRY_EVERY = 5.0  # seconds between tries of an upstream that did not answer
 
 
 class Registry:
@@ -27,6 +28,7 @@ class Registry:
         self.upstreams = upstreams
         self.servers: dict[tuple[str, str], Server] = {}
         self.synced = asyncio.Event()
+        self._unready: dict[tuple[str, str], Mapping[str, Any]] = {}  # reported not Ready
 
     def server(self, namespace: str, name: str) -> Server | None:
         return self.servers.get((namespace, name))
@@ -55,11 +57,20 @@ class Registry:
                         if event["type"] == "DELETED":
                             meta = body["metadata"]
                             self.servers.pop((meta["namespace"], meta["name"]), None)
+                            self._unready.pop((meta["namespace"], meta["name"]), None)
                         else:
                             await self._seen(body)
             except (KubeError, KeyError) as e:
                 log.warning("MCPServers: %s; listing again", e)
                 await asyncio.sleep(1)
+
+    async def retry(self, every: float = RETRY_EVERY) -> None:
+        """Report again, now and then, the servers whose upstream did not answer last time."""
+        while True:
+            await asyncio.sleep(every)
+            for key, body in list(self._unready.items()):
+                if (server := self.servers.get(key)) is not None:
+                    await self.report(server, body)
 
     async def _seen(self, body: Mapping[str, Any]) -> None:
         server = compile_server(body)
@@ -87,6 +98,11 @@ class Registry:
                              "problems": [p[:1024] for p in server.problems[:32]],
                              "conditions": [condition]}}  # fmt: skip
         path = f"{PATH_IN}/{server.namespace}/mcpservers/{server.name}/status"
+        key = (server.namespace, server.name)
+        if reason == Gateway.UPSTREAM_UNAVAILABLE:
+            self._unready[key] = body
+        else:
+            self._unready.pop(key, None)
         with contextlib.suppress(KubeError):
             await self.api.merge_patch(path, status)
 

@@ -1,8 +1,8 @@
-"""A real upstream MCP server for the gateway's tests, built with the mcp SDK: it appends every
-call it receives (tool, arguments, idempotency key) to a JSON-lines file, and refuses requests
-without the bearer token the gateway reads from the MCPServer's Secret.
+"""A small bank as an MCP server (the mcp SDK), for the gateway's example session and tests: it
+appends every call it receives (tool, arguments, Handoff's idempotency key) to a JSON-lines file,
+and refuses requests without the bearer token that the gateway reads from the MCPServer's Secret.
 
-Run: python mcp_upstream.py PORT CALLS_FILE TOKEN
+Run: python examples/mcp_bank.py PORT CALLS_FILE TOKEN
 """
 
 import json
@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PORT, CALLS, TOKEN = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-server = MCPServer("bank")
+server = MCPServer("bank")  # tools: read (tier 1), set_limit (tier 2), transfer (tier 4)
 
 
 def record(tool: str, ctx: Context, **args: Any) -> None:
