@@ -4,6 +4,7 @@ the real control plane, Redis and operator, and reviewers through kubectl handof
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +21,8 @@ import pytest
 from handoff.devenv import processes
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 from handoff.testing.gateway import GatewayProcess
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
@@ -242,7 +244,9 @@ def test_tier_2_runs_with_its_inverse_as_the_rollback_plan(
     }  # fmt: skip
 
     # A reviewer rolls it back: the operator files the inverse, the gateway calls it.
-    plugin(cluster, bank, "alice", "rollback", filed["metadata"]["name"], "--comment", "wrong account")
+    plugin(
+        cluster, bank, "alice", "rollback", filed["metadata"]["name"], "--comment", "wrong account"
+    )
     eventually(lambda: len(upstream.calls(bank)) == 2, 30, "the inverse call at the upstream")
     assert upstream.calls(bank)[1]["args"] == {"account": bank, "limit": 100, "previous": 500}
     eventually(
@@ -495,3 +499,36 @@ def test_health_and_metrics(gateway: GatewayProcess) -> None:
     base = gateway.url.removesuffix("/mcp")
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:  # noqa: S310 - loopback
         assert "handoff_gateway_calls_total" in r.read().decode()
+
+
+def test_over_stdio_a_local_agent_gets_the_same_tools_and_files_as_itself(
+    cluster: Cluster, bank: str, redis_server: Any, upstream: Upstream, tmp_path: Path
+) -> None:
+    """``handoff gateway --stdio``, launched by the agent as a command, with its token in a file."""
+    control = cluster.control_plane
+    kubeconfig = control.write_kubeconfig(tmp_path / "gateway.kubeconfig", {
+        "gateway": control.service_account_token("handoff-system", "handoff-gateway", 1)})  # fmt: skip
+    token_file = tmp_path / "agent.token"
+    token_file.write_text(agent_token(cluster, bank))
+    token_file.chmod(0o600)
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "handoff", "gateway", "--stdio", f"--kubeconfig={kubeconfig}",
+              f"--redis-url={redis_server.url}", f"--token-file={token_file}", "--wait=3"],
+        env=dict(os.environ),
+    )  # fmt: skip
+
+    async def go() -> tuple[list[str], types.CallToolResult]:
+        with (tmp_path / "stderr.log").open("w") as errors:
+            async with Client(stdio_client(server, errlog=errors)) as client:
+                tools = [t.name for t in (await client.list_tools()).tools]
+                return tools, await client.call_tool("bank__read_account", {"account": bank})
+
+    tools, result = asyncio.run(go())
+    assert "bank__transfer" in tools
+    assert text(result) == f"account {bank}: balance 1000"
+    (filed,) = requests(cluster, bank)
+    assert (
+        filed["metadata"]["annotations"]["handoff.dev/requested-by"]
+        == f"system:serviceaccount:{bank}:{AGENT}"
+    )
