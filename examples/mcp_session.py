@@ -1,5 +1,5 @@
-"""A short MCP session through Handoff's gateway, one tool call per tier, printed as a
-transcript: what the client sent and what it received. Needs `handoff dev up` (its GATEWAY_URL);
+"""A short MCP session through Handoff's gateway (`make demo` runs it before the tour), one
+tool call per tier, printed as a transcript: what the client sent and what it received. Needs `handoff dev up` (its GATEWAY_URL);
 it starts the example bank (examples/mcp_bank.py) as the upstream, declares it as an MCPServer,
 applies a policy for its tools, and approves the tier-4 call as alice with kubectl handoff.
 
@@ -128,7 +128,7 @@ async def session(gateway: str, token: str, kubeconfig: str) -> None:
             result = await client.call_tool(tool, arguments)
             say(f"tools/call {tool}", arguments, shown(result))
         name = (result.meta or {}).get("dev.handoff/request")
-        print(f"\n# alice approves {name}: kubectl handoff approve {name}")
+        print(f"\n# alice approves {name}: kubectl handoff approve {name}", flush=True)
         await asyncio.to_thread(
             subprocess.run,
             [str(PLUGIN), f"--kubeconfig={kubeconfig}", "--context=alice", "-n", NS, "approve",
@@ -145,7 +145,7 @@ def shown(result: Any) -> dict[str, Any]:
 
 
 def say(what: str, sent: dict[str, Any], received: dict[str, Any]) -> None:
-    print(f"\n-> {what} {json.dumps(sent)}\n<- {json.dumps(received)}")
+    print(f"\n-> {what} {json.dumps(sent)}\n<- {json.dumps(received)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ class Executor:
             if (status.get("decision") or {}).get("outcome") != "Approved":
                 return body
             kept = await self.store.result(meta["uid"])
-            if kept is not None:  # called before a restart: record it, never call again
-                return await self._record(body, path, kept, None)
+            if kept is not None:  # called already (maybe before a restart): never call again
+                return await self._record_kept(path, kept)
             if execution.get("outcome") == EXECUTING and not self._stale(execution):
                 return body  # another gateway is calling; its record will come
             try:
@@ -79,6 +79,12 @@ class Executor:
                 continue
             return await self._call(body, path)
         return body
+
+    async def _record_kept(self, path: str, kept: dict[str, Any]) -> Mapping[str, Any]:
+        fresh = await self.api.get(path)
+        if ((fresh.get("status") or {}).get("execution") or {}).get("outcome") in OUTCOMES:
+            return dict(fresh)  # recorded too: the body this run started from was older
+        return await self._record(fresh, path, kept, None)
 
     async def _call(self, body: Mapping[str, Any], path: str) -> Mapping[str, Any]:
         spec, uid = body["spec"], body["metadata"]["uid"]
