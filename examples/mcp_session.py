@@ -1,7 +1,8 @@
 """A short MCP session through Handoff's gateway (`make demo` runs it before the tour), one
-tool call per tier, printed as a transcript: what the client sent and what it received. Needs `handoff dev up` (its GATEWAY_URL);
-it starts the example bank (examples/mcp_bank.py) as the upstream, declares it as an MCPServer,
-applies a policy for its tools, and approves the tier-4 call as alice with kubectl handoff.
+tool call per tier, printed as a transcript: what the client sent and what it received. Needs
+`handoff dev up` (its GATEWAY_URL); it starts the example bank (examples/mcp_bank.py) as the
+upstream, declares it as an MCPServer, applies a policy for its tools, and approves the tier-4
+call as alice with kubectl handoff.
 
 Run: .venv/bin/python examples/mcp_session.py
 """
