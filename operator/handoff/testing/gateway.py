@@ -64,9 +64,7 @@ class GatewayProcess:
 
     def healthz(self) -> int:
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/healthz", timeout=1
-            ) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
                 return int(r.status)
         except urllib.error.HTTPError as e:
             return int(e.code)
