@@ -8,6 +8,7 @@ Run: .venv/bin/python examples/mcp_session.py
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,15 @@ def main() -> int:
     kubeconfig, gateway = env["KUBECONFIG"], env.get("GATEWAY_URL")
     if not gateway:
         raise SystemExit("no GATEWAY_URL in the dev environment: run 'make dev-up' first")
+    with bank_upstream() as (url, token):
+        declare(kubeconfig, url, token)
+        asyncio.run(session(gateway, agent_token(kubeconfig), kubeconfig))
+    return 0
+
+
+@contextlib.contextmanager
+def bank_upstream() -> Iterator[tuple[str, str]]:
+    """The example bank on a free port with a fresh token: its URL and token, while it runs."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -46,13 +57,15 @@ def main() -> int:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        declare(kubeconfig, f"http://127.0.0.1:{port}/mcp", token)
-        agent = agent_token(kubeconfig)
-        asyncio.run(session(gateway, agent, kubeconfig))
+        url = f"http://127.0.0.1:{port}/mcp"
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.1)
+        yield url, token
     finally:
         bank.terminate()
         bank.wait(10)
-    return 0
 
 
 def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:

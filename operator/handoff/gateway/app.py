@@ -159,6 +159,7 @@ class Gateway_:
         for task in self.tasks:
             task.cancel()
         await self.calls.close()
+        await self.upstreams.close()
         await self.store.close()
         await self.api.close()
 
