@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -532,3 +533,49 @@ def test_over_stdio_a_local_agent_gets_the_same_tools_and_files_as_itself(
         filed["metadata"]["annotations"]["handoff.dev/requested-by"]
         == f"system:serviceaccount:{bank}:{AGENT}"
     )
+
+
+def test_an_approval_while_the_call_is_held_answers_that_same_call(
+    cluster: Cluster, bank: str, redis_server: Any, upstream: Upstream, tmp_path: Path
+) -> None:
+    own = GatewayProcess(cluster, tmp_path, redis_server.url, wait=30).start()
+    try:
+        token = agent_token(cluster, bank)
+        asked = {"amount": 44, "to": bank}
+        answers: list[types.CallToolResult] = []
+        holding = threading.Thread(
+            target=lambda: answers.append(call(own, token, "bank__transfer", asked))
+        )
+        holding.start()
+        (filed,) = eventually(lambda: requests(cluster, bank), 20, "the held call's request")
+        eventually(lambda: cluster.get("actionrequest", filed["metadata"]["name"], bank)["status"].get("phase")
+                   == "AwaitingApproval", 20, "the request to wait")  # fmt: skip
+        approve(cluster, bank, filed["metadata"]["name"])
+        holding.join(40)
+        (answer,) = answers
+        assert text(answer) == f"moved 44 to {bank}"
+        assert [c["args"] for c in upstream.calls(bank)] == [asked]
+    finally:
+        own.stop()
+
+
+def test_an_upstream_that_does_not_answer_is_an_error_and_files_nothing(
+    cluster: Cluster, bank: str, gateway: GatewayProcess
+) -> None:
+    dead = mcp_server(bank, f"http://127.0.0.1:{processes.free_port()}/mcp")
+    dead["metadata"]["name"] = "vault"
+    cluster.apply(dead)
+    body = eventually(
+        lambda: (b := cluster.get("mcpserver", "vault", bank)).get("status", {}).get("conditions") and b,
+        30, "the vault's status",
+    )  # fmt: skip
+    (ready,) = body["status"]["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "UpstreamUnavailable")
+    token = agent_token(cluster, bank)
+    assert not [t for t in list_tools(gateway, token) if t.name.startswith("vault__")]
+    result = call(gateway, token, "vault__read_account", {"account": bank})
+    assert result.is_error
+    assert "the upstream vault" in text(result)
+    assert "did not answer" in text(result)
+    assert "nothing was filed" in text(result)
+    assert requests(cluster, bank) == []
