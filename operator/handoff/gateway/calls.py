@@ -196,9 +196,12 @@ def refused_result(body: Mapping[str, Any]) -> dict[str, Any]:
     comments = [f"{r.get('reviewer')}: {r.get('comment')}" for r in status.get("reviews") or []
                 if r.get("decision") == "Deny" and r.get("comment")]  # fmt: skip
     said = f" Reviewer comments: {'; '.join(comments)}." if comments else ""
+    message = str(decision.get("message") or "").strip()
+    if message and not message.endswith((".", "!", "?")):
+        message += "."
     text = (
         f"Not run: {meta['namespace']}/{meta['name']} was Denied ({decision.get('reason')})."
-        f" {decision.get('message', '')}{said}"
+        f" {message}{said}"
     )
     result = error_result(text.strip())
     result["_meta"] = {
