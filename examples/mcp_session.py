@@ -79,7 +79,8 @@ def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
 def declare(kubeconfig: str, url: str, token: str) -> None:
     """The platform team's part, reviewed in Git: the upstream, who may use it, the policy."""
     objects = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bank-mcp", "namespace": NS},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bank-mcp", "namespace": NS,
+         "annotations": {"handoff.dev/mcp-server": "bank"}},  # sent upstream by this server only
          "stringData": {"Authorization": f"Bearer {token}"}},
         {"apiVersion": "handoff.dev/v1alpha1", "kind": "MCPServer",
          "metadata": {"name": "bank", "namespace": NS},

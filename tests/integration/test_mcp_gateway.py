@@ -89,7 +89,8 @@ def bank(cluster: Cluster, upstream: Upstream, gateway: GatewayProcess) -> str:
     body["spec"]["agents"]["serviceAccounts"] = [AGENT, "other-agent"]
     apply_ready_policy(cluster, body)
     cluster.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "bank-credentials", "namespace": ns},
+                   "metadata": {"name": "bank-credentials", "namespace": ns,
+                                "annotations": {"handoff.dev/mcp-server": "bank"}},
                    "stringData": {"Authorization": f"Bearer {upstream.token}"}})  # fmt: skip
     cluster.apply(mcp_server(ns, upstream.url))
     eventually(lambda: _ready(cluster.get("mcpserver", "bank", ns)), 30, "MCPServer bank Ready")
@@ -564,6 +565,7 @@ def test_an_upstream_that_does_not_answer_is_an_error_and_files_nothing(
 ) -> None:
     dead = mcp_server(bank, f"http://127.0.0.1:{processes.free_port()}/mcp")
     dead["metadata"]["name"] = "vault"
+    del dead["spec"]["credentials"]
     cluster.apply(dead)
     body = eventually(
         lambda: (b := cluster.get("mcpserver", "vault", bank)).get("status", {}).get("conditions") and b,
@@ -579,3 +581,54 @@ def test_an_upstream_that_does_not_answer_is_an_error_and_files_nothing(
     assert "did not answer" in text(result)
     assert "nothing was filed" in text(result)
     assert requests(cluster, bank) == []
+
+
+def test_an_mcpserver_cannot_send_a_secret_not_marked_for_it_upstream(
+    cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream
+) -> None:
+    """Whoever may write MCPServers but not read Secrets must not get one sent to a URL of their
+    choice: the gateway sends only a Secret annotated handoff.dev/mcp-server: <that server>."""
+    cluster.apply({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "database-admin", "namespace": bank},
+                   "stringData": {"Authorization": f"Bearer {upstream.token}"}})  # fmt: skip
+    thief = mcp_server(bank, upstream.url)
+    thief["metadata"]["name"] = "thief"
+    thief["spec"]["credentials"]["secretName"] = "database-admin"
+    cluster.apply(thief)
+    body = eventually(
+        lambda: (b := cluster.get("mcpserver", "thief", bank)).get("status", {}).get("conditions") and b,
+        30, "the thief's status",
+    )  # fmt: skip
+    (ready,) = body["status"]["conditions"]
+    assert ready["status"] == "False"
+    assert "is not marked for this server" in ready["message"]
+    token = agent_token(cluster, bank)
+    assert not [t for t in list_tools(gateway, token) if t.name.startswith("thief__")]
+
+
+def test_a_hidden_tool_filed_around_the_gateway_is_not_run_even_approved(
+    cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream
+) -> None:
+    """A hidden tool runs only as another tool's inverse: an agent filing a request for it itself
+    gets nothing run, whatever a reviewer approves."""
+    hidden = mcp_server(bank, upstream.url)
+    hidden["spec"]["tools"][3]["hidden"] = True  # close_account
+    cluster.apply(hidden)
+    eventually(lambda: not [t for t in list_tools(gateway, agent_token(cluster, bank))
+                            if t.name == "bank__close_account"], 20, "close_account hidden")  # fmt: skip
+    document = {
+        "apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+        "metadata": {"generateName": "around-", "namespace": bank},
+        "spec": {"agent": AGENT, "action": "mcp.bank.close_account", "target": f"account:{bank}",
+                 "parameters": {"account": bank}, "summary": "close it", "execution": "MCP"},
+    }  # fmt: skip
+    name = json.loads(cluster.create(document, who=f"{bank}/{AGENT}").stdout)["metadata"]["name"]
+    eventually(lambda: cluster.get("actionrequest", name, bank)["status"].get("phase") == "AwaitingApproval",
+               20, "the request to wait")  # fmt: skip
+    approve(cluster, bank, name)
+    body = eventually(
+        lambda: (b := cluster.get("actionrequest", name, bank))["status"].get("phase") == "Failed" and b,
+        20, "the gateway to refuse it",
+    )  # fmt: skip
+    assert "close_account is hidden" in body["status"]["execution"]["message"]
+    assert upstream.calls(bank) == []

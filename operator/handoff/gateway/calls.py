@@ -79,7 +79,7 @@ class Calls:
         split = split_tool_name(name)
         server = self.registry.server(caller.namespace, split[0]) if split else None
         if split is None or server is None:
-            raise Refused(Gateway.UNKNOWN_TOOL, f"there is no tool {name!r} here; list the tools")
+            raise _unknown(name)
         if not server.allows(caller.agent):
             raise Refused(
                 Gateway.NOT_ALLOWED,
@@ -92,7 +92,7 @@ class Calls:
         except UpstreamError as e:
             return error_result(f"{e}; nothing was filed, try again later")
         if mapping.hidden or not mapping.action or split[1] not in tools:
-            raise Refused(Gateway.UNKNOWN_TOOL, f"there is no tool {name!r} here; list the tools")
+            raise _unknown(name)
         tool = tools[split[1]]
         try:
             own, context = checked_arguments(arguments, tool.input_schema, tool.name)
@@ -184,6 +184,10 @@ class Calls:
     async def close(self) -> None:
         for api in self._agents.values():
             await api.close()
+
+
+def _unknown(name: str) -> Refused:
+    return Refused(Gateway.UNKNOWN_TOOL, f"there is no tool {name[:200]!r} here; list the tools")
 
 
 def error_result(text: str) -> dict[str, Any]:

@@ -132,6 +132,8 @@ class Executor:
         try:
             own, _ = checked_arguments(arguments, tools[tool].input_schema, tool)
             rollback = bool(spec.get("rollbackOf"))  # the operator filed it from an approved plan
+            if server.mapping(tool).hidden and not rollback:
+                raise BadCall(f"{tool} is hidden: it runs only as another tool's inverse")
             target = None if rollback else server.mapping(tool).target_of(server.name, own)
         except (BadCall, MappingError) as e:
             return f"the stored arguments do not fit {server.name}/{tool}: {e}; nothing was called"

@@ -7,6 +7,7 @@ execution is recorded Failed): only a tools listing is tried again on a fresh se
 """
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -19,9 +20,10 @@ import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from handoff.adapters.kube import KubeApi, KubeError
+from handoff.adapters.kube import KubeApi, KubeError, resource_path
 from handoff.gateway.servers import Server
 
+CREDENTIALS_FOR = "handoff.dev/mcp-server"  # the Secret's annotation: the server it is for
 IDEMPOTENCY_KEY = "dev.handoff/idempotency-key"  # in _meta: the request's uid, for the upstream
 _TOOLS_TTL = 60.0
 _SECRET_TTL = 30.0
@@ -113,12 +115,24 @@ class Upstreams:
         if (cached := self._headers.get(key)) is not None and cached[0] > now:
             return cached[1]
         try:
-            data = await self.api.read_secret(server.namespace, server.secret_name)
+            secret = await self.api.get(
+                resource_path("", "v1", "secrets", server.namespace, server.secret_name)
+            )
         except KubeError as e:
             raise UpstreamError(
                 f"the credentials of {server.name} (Secret {server.secret_name}) could not be"
                 f" read: {e.message}"
             ) from e
+        # Writing an MCPServer must not be a way to read a Secret: the gateway sends upstream
+        # only one whose owner marked it for this server.
+        marked = (secret.get("metadata", {}).get("annotations") or {}).get(CREDENTIALS_FOR)
+        if marked != server.name:
+            raise UpstreamError(
+                f"Secret {server.secret_name} is not marked for this server: annotate it"
+                f" {CREDENTIALS_FOR}={server.name} (whoever may write the Secret decides where"
+                " it may be sent); nothing was sent upstream"
+            )
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
         self._headers[key] = (now + _SECRET_TTL, data)
         return data
 
