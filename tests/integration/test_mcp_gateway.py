@@ -632,3 +632,33 @@ def test_a_hidden_tool_filed_around_the_gateway_is_not_run_even_approved(
     )  # fmt: skip
     assert "close_account is hidden" in body["status"]["execution"]["message"]
     assert upstream.calls(bank) == []
+
+
+def test_the_status_says_which_tools_no_policy_rule_names(
+    cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream
+) -> None:
+    governed = cluster.get("mcpserver", "bank", bank)["status"]
+    assert {c["type"]: c["status"] for c in governed["conditions"]} == {
+        "Ready": "True",
+        "Governed": "True",
+    }
+    assert governed["ungoverned"] == []
+    cluster.apply({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "teller-credentials", "namespace": bank,
+                                "annotations": {"handoff.dev/mcp-server": "teller"}},
+                   "stringData": {"Authorization": f"Bearer {upstream.token}"}})  # fmt: skip
+    teller = mcp_server(bank, upstream.url)
+    teller["metadata"]["name"] = "teller"  # its actions are mcp.teller.*: no rule names them
+    teller["spec"]["credentials"]["secretName"] = "teller-credentials"
+    cluster.apply(teller)
+    status = eventually(
+        lambda: (s := cluster.get("mcpserver", "teller", bank).get("status", {})).get("conditions") and s,
+        30, "the teller's status",
+    )  # fmt: skip
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert (conditions["Governed"]["status"], conditions["Governed"]["reason"]) == (
+        "False",
+        "UngovernedTools",
+    )
+    assert status["ungoverned"] == ["close_account", "read_account", "set_limit", "transfer"]

@@ -138,6 +138,8 @@ def gateway_objects() -> list[dict[str, Any]]:
     rules = [
         _rule("authentication.k8s.io", ["tokenreviews"], ["create"]),
         _rule("handoff.dev", ["mcpservers", "actionrequests"], ["get", "list", "watch"]),
+        # Which tools no policy rule names (the MCPServer's Governed condition).
+        _rule("handoff.dev", ["agentactionpolicies"], ["list"]),
         _rule("handoff.dev", ["mcpservers/status", "actionrequests/status"], ["get", "patch"]),
         _rule("", ["secrets"], ["get"]),
     ]

@@ -112,3 +112,5 @@ class Gateway(StrEnum):
     REFUSED = "Refused"  # denied or expired: an error result
     TOOLS_LISTED = "ToolsListed"  # Ready: the upstream answered and the spec compiles
     INVALID_SPEC = "InvalidSpec"  # a target or inverse that does not compile
+    GOVERNED = "Governed"  # a policy rule names every tool's action
+    UNGOVERNED_TOOLS = "UngovernedTools"  # some tools' actions fall to a defaultTier
