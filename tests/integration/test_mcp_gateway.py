@@ -571,7 +571,7 @@ def test_an_upstream_that_does_not_answer_is_an_error_and_files_nothing(
         lambda: (b := cluster.get("mcpserver", "vault", bank)).get("status", {}).get("conditions") and b,
         30, "the vault's status",
     )  # fmt: skip
-    (ready,) = body["status"]["conditions"]
+    (ready,) = [c for c in body["status"]["conditions"] if c["type"] == "Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "UpstreamUnavailable")
     token = agent_token(cluster, bank)
     assert not [t for t in list_tools(gateway, token) if t.name.startswith("vault__")]
@@ -599,7 +599,7 @@ def test_an_mcpserver_cannot_send_a_secret_not_marked_for_it_upstream(
         lambda: (b := cluster.get("mcpserver", "thief", bank)).get("status", {}).get("conditions") and b,
         30, "the thief's status",
     )  # fmt: skip
-    (ready,) = body["status"]["conditions"]
+    (ready,) = [c for c in body["status"]["conditions"] if c["type"] == "Ready"]
     assert ready["status"] == "False"
     assert "is not marked for this server" in ready["message"]
     token = agent_token(cluster, bank)
