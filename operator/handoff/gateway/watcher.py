@@ -7,8 +7,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from handoff.adapters.kube import KubeApi, KubeError
-from handoff.domain.execution import OUTCOMES
+from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
+from handoff.domain.execution import EXECUTING, OUTCOMES
 from handoff.domain.executors import MCP
 from handoff.gateway.execute import Executor
 
@@ -54,7 +54,21 @@ class Watcher:
         task.add_done_callback(self._running.discard)
 
     async def _execute(self, body: Mapping[str, Any]) -> None:
+        """Run it; while another gateway's Executing mark holds it, look again once the mark
+        would be stale (a gateway that died mid-call leaves no event behind to wake us)."""
+        meta = body["metadata"]
+        path = resource_path(
+            "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
+        )
         try:
-            await self.executor.run(body)
+            while True:
+                body = await self.executor.run(body)
+                execution = (body.get("status") or {}).get("execution") or {}
+                if execution.get("outcome") != EXECUTING:
+                    return
+                await asyncio.sleep(self.executor.stale.total_seconds() + 1)
+                body = await self.api.get(path)
+        except NotFound:
+            return
         except Exception:
-            log.exception("executing %s", body["metadata"].get("name"))
+            log.exception("executing %s", meta.get("name"))
