@@ -93,6 +93,7 @@ demo:
 	bash scripts/services.sh redis postgresql
 	@$(MAKE) --no-print-directory -s venv controlplane
 	$(VENV)/bin/handoff dev up
+	$(PY) examples/mcp_session.py
 	$(PY) examples/demo.py
 
 test: venv controlplane helm promql-check

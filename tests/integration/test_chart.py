@@ -29,7 +29,7 @@ import yaml
 from handoff import paths
 from handoff.adapters.redis_acl import RedisAdmin
 from handoff.devenv import processes
-from handoff.devenv.manifests import console_objects, operator_objects
+from handoff.devenv.manifests import console_objects, gateway_objects, operator_objects
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, eventually
 
@@ -46,6 +46,8 @@ RELEASE, NAMESPACE = "oversight", "oversight-system"  # not the defaults: names 
 FULLNAME = f"{RELEASE}-handoff"
 OPERATOR_SA, CONSOLE_SA = f"{FULLNAME}-operator", f"{FULLNAME}-console"
 OPERATOR_USER = f"system:serviceaccount:{NAMESPACE}:{OPERATOR_SA}"
+GATEWAY_SA = f"{FULLNAME}-gateway"
+GATEWAY_USER = f"system:serviceaccount:{NAMESPACE}:{GATEWAY_SA}"
 EVERYTHING_ON = [
     "metrics.serviceMonitor.enabled=true",
     "metrics.prometheusRule.enabled=true",
@@ -156,13 +158,15 @@ def test_the_rendered_crds_and_admission_policies_are_those_of_crds() -> None:
             find(rendered, source["kind"], source["metadata"]["name"])
         )
         expected = json.loads(
-            json.dumps(source).replace(
-                "system:serviceaccount:handoff-system:handoff-operator", OPERATOR_USER
-            )
+            json.dumps(source)
+            .replace("system:serviceaccount:handoff-system:handoff-operator", OPERATOR_USER)
+            .replace("system:serviceaccount:handoff-system:handoff-gateway", GATEWAY_USER)
         )
         assert chart_copy == expected
     text = json.dumps(rendered)
     assert "handoff-system:handoff-operator" not in text
+    assert "handoff-system:handoff-gateway" not in text
+    assert text.count(GATEWAY_USER) >= 2  # the reviews matchCondition and the gateway's policy
     assert (
         text.count(OPERATOR_USER) >= 2
     )  # at least the filing exception and the reviews matchCondition
@@ -207,6 +211,22 @@ def test_the_operators_and_consoles_rbac_is_the_dev_environments() -> None:
     custom_rules = rule_set(find(custom, "ClusterRole", f"{FULLNAME}-operator")["rules"])
     assert ("batch", "cronjobs", "patch", "*") in custom_rules
     assert ("apps", "deployments", "patch", "*") not in custom_rules
+
+
+def test_the_gateways_rbac_is_the_dev_environments_and_only_when_enabled() -> None:
+    assert not [o for o in render() if "gateway" in o["metadata"]["name"] and o["kind"] != "ValidatingAdmissionPolicy"
+                and o["kind"] != "ValidatingAdmissionPolicyBinding"]  # fmt: skip
+    rendered = render("gateway.enabled=true")
+    dev = {(o["kind"], o["metadata"]["name"]): o for o in gateway_objects()}
+    assert rule_set(find(rendered, "ClusterRole", f"{FULLNAME}-gateway")["rules"]) == rule_set(
+        dev[("ClusterRole", "handoff-gateway")]["rules"]
+    )
+    binding = find(rendered, "ClusterRoleBinding", f"{FULLNAME}-gateway")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": GATEWAY_SA, "namespace": NAMESPACE}
+    ]
+    (gateway,) = [w for w in workloads(rendered) if w["metadata"]["name"] == f"{FULLNAME}-gateway"]
+    assert gateway["spec"]["template"]["spec"]["serviceAccountName"] == GATEWAY_SA
 
 
 def test_without_leader_election_one_replica_is_recreated_not_rolled() -> None:
@@ -284,10 +304,11 @@ def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_every_container_is_restricted_with_resources_and_probes() -> None:
-    found = workloads(render())
+    found = workloads(render("gateway.enabled=true"))
     assert {o["metadata"]["name"] for o in found} == {
         f"{FULLNAME}-operator",
         f"{FULLNAME}-console",
+        f"{FULLNAME}-gateway",
         f"{FULLNAME}-redis",
     }
     for workload in found:
@@ -494,7 +515,7 @@ def test_the_pods_pass_the_restricted_pod_security_standard(bare_cluster: Cluste
 def installed(bare_cluster: Cluster) -> Cluster:
     helm(
         "install", RELEASE, str(CHART), f"--namespace={NAMESPACE}", "--create-namespace",
-        "--set=console.namespaces={agents}",
+        "--set=console.namespaces={agents}", "--set=gateway.enabled=true",
         kubeconfig=admin_kubeconfig(bare_cluster),
     )  # fmt: skip
     return bare_cluster
@@ -517,6 +538,7 @@ def test_helm_installs_every_object(installed: Cluster) -> None:
         ("deployment", f"{FULLNAME}-operator"), ("deployment", f"{FULLNAME}-console"),
         ("statefulset", f"{FULLNAME}-redis"), ("secret", f"{FULLNAME}-redis"),
         ("serviceaccount", OPERATOR_SA), ("serviceaccount", CONSOLE_SA),
+        ("deployment", f"{FULLNAME}-gateway"), ("serviceaccount", GATEWAY_SA),
         ("role", f"{FULLNAME}-operator-leases"),
     ]:  # fmt: skip
         cluster.kubectl("get", kind, name, "-n", NAMESPACE)
@@ -778,6 +800,60 @@ def test_the_console_signs_reviewers_in_with_nothing_but_the_charts_rbac(
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(15)
+
+
+def test_the_gateway_serves_agents_with_nothing_but_the_charts_rbac(
+    installed: Cluster, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``handoff gateway`` with the installed Deployment's arguments, as the chart's gateway
+    ServiceAccount: it lists the MCPServers and requests (healthy), checks an agent's token with
+    a TokenReview, and may not read what the operator or reviewers may."""
+    cluster = installed
+    token = cluster.control_plane.service_account_token(NAMESPACE, GATEWAY_SA, hours=1)
+    kubeconfig = cluster.control_plane.write_kubeconfig(
+        tmp_path / "gateway.kubeconfig", {"gateway": token}
+    )
+    deployment = json.loads(cluster.kubectl(
+        "get", "deployment", f"{FULLNAME}-gateway", "-n", NAMESPACE, "-o", "json").stdout)  # fmt: skip
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    port = processes.free_port()
+    assert args[:2] == ["gateway", "--listen=0.0.0.0:8090"]
+    args = [f"--listen=127.0.0.1:{port}" if a.startswith("--listen=") else a for a in args]
+    process = processes.spawn(
+        "chart-gateway", [sys.executable, "-m", "handoff", *args, f"--kubeconfig={kubeconfig}"], tmp_path,
+        env=os.environ | {"PYTHONUNBUFFERED": "1", "HANDOFF_GATEWAY_REDIS_URL": redis_server.url},
+    )  # fmt: skip
+    try:
+        processes.wait_until(lambda: _http_status(port, "GET", "/healthz")[0] == 200, 30,
+                             "the gateway", tmp_path / "chart-gateway.log")  # fmt: skip
+        namespace = cluster.new_namespace()
+        agent = cluster.token(f"{namespace}/payments-agent")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                   "Authorization": f"Bearer {agent}", "MCP-Protocol-Version": "2025-11-25"}  # fmt: skip
+        try:
+            connection.request("POST", "/mcp", body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read().decode()
+        finally:
+            connection.close()
+        assert response.status == 200, answer
+        assert '"tools":[]' in answer.replace(" ", "")
+        assert _http_status(port, "GET", "/mcp")[0] == 401
+        log = (tmp_path / "chart-gateway.log").read_text().lower()
+        assert "forbidden" not in log
+        assert " 403" not in log
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+    gateway = GATEWAY_USER
+    for verb_resource in [
+        ("create", "actionrequests.handoff.dev", "-n", "agents"), ("list", "secrets", "-A"),
+        ("patch", "agentactionpolicies.handoff.dev", "-n", "agents"), ("update", "actionrequests.handoff.dev", "-n", "agents"),
+        ("create", "subjectaccessreviews.authorization.k8s.io"), ("impersonate", "serviceaccounts", "-A"),
+    ]:  # fmt: skip
+        assert not can_i(cluster, gateway, *verb_resource), verb_resource
 
 
 def _http_status(

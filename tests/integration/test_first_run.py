@@ -192,8 +192,17 @@ def get(url: str, cookie: str = "") -> http.client.HTTPResponse:
 def test_up_starts_every_server_it_promises(dev: tuple[Path, dict[str, str]]) -> None:
     folder, _ = dev
     env = settings(folder)
-    assert {"KUBECONFIG", "REDIS_URL", "DATABASE_URL", "CONSOLE_URL", "METRICS_URL"} <= set(env)
+    assert {
+        "KUBECONFIG",
+        "REDIS_URL",
+        "DATABASE_URL",
+        "CONSOLE_URL",
+        "METRICS_URL",
+        "GATEWAY_URL",
+    } <= set(env)
     assert all(pid for pid in DevEnvironment(folder).status().values())
+    assert env["GATEWAY_URL"].endswith("/mcp")
+    assert get(env["GATEWAY_URL"]).status == 401  # the MCP gateway, asking for an agent's token
 
 
 def test_the_one_time_link_signs_alice_in_once(dev: tuple[Path, dict[str, str]]) -> None:

@@ -31,6 +31,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.console.serviceAccount.name | default (printf "%s-console" (include "handoff.fullname" .)) -}}
 {{- end -}}
 
+{{- define "handoff.gatewayAccount" -}}
+{{- .Values.gateway.serviceAccount.name | default (printf "%s-gateway" (include "handoff.fullname" .)) -}}
+{{- end -}}
+
+{{/* The MCP gateway's user name: admission lets it record executions of MCP requests only. */}}
+{{- define "handoff.gatewayUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "handoff.gatewayAccount" .) -}}
+{{- end -}}
+
 {{/* The user name the API server gives the operator: the admission policies let it write status. */}}
 {{- define "handoff.operatorUser" -}}
 {{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "handoff.operatorAccount" .) -}}
@@ -85,6 +94,7 @@ policy) and nothing else changes; tests compare the result with crds/ field for 
 {{- range $doc := regexSplit "(?m)^---\\s*$" ($root.Files.Get $path) -1 }}
 {{- $text := $doc -}}
 {{- if $.replace }}{{ $text = replace $.replace.old $.replace.new $text }}{{ end -}}
+{{- if $.replaceGateway }}{{ $text = replace $.replaceGateway.old $.replaceGateway.new $text }}{{ end -}}
 {{- $object := fromYaml $text -}}
 {{- if $object }}
 {{- $metadata := $object.metadata -}}

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from handoff.cli.failures import sentence
+from handoff.cli.gateway import add_gateway_command, run_gateway
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.policy import add_commands as add_policy_commands
 from handoff.cli.policy import run as run_policy
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_policy_commands(commands)
     add_report_commands(commands)
+    add_gateway_command(commands)
 
     _add_dev_commands(commands)
 
@@ -159,12 +161,10 @@ def _add_dev_commands(commands: "argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _command(args: argparse.Namespace) -> int:
-    if args.command == "operator":
-        return _operator(args)
-    if args.command == "console":
-        return _console(args)
-    if args.command == "report":
-        return run_report(args)
+    simple = {"operator": _operator, "console": _console, "report": run_report,
+              "gateway": run_gateway}  # fmt: skip
+    if args.command in simple:
+        return simple[args.command](args)
     if args.command == "policy":
         try:
             return run_policy(args)

@@ -22,7 +22,7 @@ from handoff.controller.publishing import Publisher
 from handoff.controller.status import ATTEMPTS, StatusWriter
 from handoff.domain.decide import Event
 from handoff.domain.execution import execution_patch
-from handoff.domain.executors import KUBERNETES, WEBHOOK
+from handoff.domain.executors import KUBERNETES, MCP, WEBHOOK
 from handoff.domain.keys import outcomes_key
 from handoff.domain.reasons import Phase
 from handoff.domain.resources import RequestJSON
@@ -61,7 +61,7 @@ class Outcomes:
             raise Rejected(f"{reported.agent} did not file {name}", name)
         if body["metadata"]["uid"] != reported.uid:
             raise Rejected(f"it names uid {reported.uid}, not this request's", name)
-        if (execution := body["spec"].get("execution")) in (KUBERNETES, WEBHOOK):
+        if (execution := body["spec"].get("execution")) in (KUBERNETES, WEBHOOK, MCP):
             raise Rejected(f"Handoff's {execution} executor carries it out, not the agent", name)
         async with self.locks.holding((namespace, name)):
             for _ in range(ATTEMPTS):

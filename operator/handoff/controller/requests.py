@@ -200,6 +200,8 @@ class Requests:
                     await self.rollbacks.roll_back_if_asked(body)
                 case fx.Do.RUN_WEBHOOK:
                     await self.execution.run_webhook(body)
+                case fx.Do.MARK_ROLLED_BACK:
+                    await self.rollbacks.rolled_back(body)  # only a rollback it filed
                 case fx.RunKubernetes(started_waiting):
                     await self.execution.run_kubernetes(body, started_waiting=started_waiting)
                 case fx.Do.ARM_RETENTION:

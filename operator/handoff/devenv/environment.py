@@ -22,6 +22,7 @@ from handoff.adapters.redis_acl import ensure_reader
 from handoff.console import devlogin
 from handoff.devenv import prerequisites, processes
 from handoff.devenv.controlplane import USERS, ControlPlane
+from handoff.devenv.gateway import start_gateway
 from handoff.devenv.manifests import (
     CONSOLE_ACCOUNT,
     OPERATOR_ACCOUNT,
@@ -29,6 +30,7 @@ from handoff.devenv.manifests import (
     agent_namespace_objects,
     as_list,
     console_objects,
+    gateway_objects,
     operator_objects,
 )
 from handoff.devenv.postgres import ADMIN, PostgresServer
@@ -38,7 +40,7 @@ from handoff.domain.keys import AUDIT_STREAM
 
 AGENTS_NAMESPACE = "agents"
 AGENT = "payments-agent"
-CRDS = ("actionrequests.handoff.dev", "agentactionpolicies.handoff.dev")
+CRDS = ("actionrequests.handoff.dev", "agentactionpolicies.handoff.dev", "mcpservers.handoff.dev")
 
 
 def install(control_plane: ControlPlane) -> None:
@@ -54,7 +56,7 @@ def install(control_plane: ControlPlane) -> None:
         control_plane.kubectl(
             "apply", "--server-side", "--force-conflicts", "-f", str(paths.admission_dir())
         )
-    apply(control_plane, operator_objects() + console_objects())
+    apply(control_plane, operator_objects() + console_objects() + gateway_objects())
 
 
 def apply(control_plane: ControlPlane, objects: list[dict[str, object]]) -> None:
@@ -172,6 +174,7 @@ class DevEnvironment:
             self.folder / "console.log",
         )
         env["CONSOLE_URL"] = console_url
+        env["GATEWAY_URL"] = start_gateway(cp, self.folder, self._port("gateway"), redis.url, say)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         say(f"ready: export KUBECONFIG={self.kubeconfig}  (contexts: {', '.join(identities)})")
         say(f"environment: {self.env_file}; stop it with 'handoff dev down'")
@@ -218,6 +221,8 @@ class DevEnvironment:
         apply(cp, [secret])
 
     def down(self, say: Callable[[str], None]) -> None:
+        if processes.stop(self.folder / "gateway.pid"):
+            say("stopped the gateway")
         if processes.stop(self.folder / "console.pid"):
             say("stopped the console")
         if processes.stop(self.folder / "operator.pid"):
@@ -268,6 +273,7 @@ class DevEnvironment:
         running["postgres"] = postgres.pid() if postgres.running() else None
         running["operator"] = processes.read_pid(self.folder / "operator.pid")
         running["console"] = processes.read_pid(self.folder / "console.pid")
+        running["gateway"] = processes.read_pid(self.folder / "gateway.pid")
         return running
 
     def _port(self, name: str) -> int:

@@ -126,6 +126,43 @@ def console_objects() -> list[dict[str, Any]]:
     ]
 
 
+GATEWAY_ACCOUNT = "handoff-gateway"
+
+
+def gateway_objects() -> list[dict[str, Any]]:
+    """The MCP gateway's identity. It files nothing (requests are filed with each agent's own
+    token) and decides nothing: it checks tokens, reads the MCPServers and the requests filed
+    through it, reads the upstreams' credential Secrets (by name: no list), writes MCPServer
+    status, and records executions, which admission (handoff-gateway-execution) confines to the
+    execution part of approved MCP requests."""
+    rules = [
+        _rule("authentication.k8s.io", ["tokenreviews"], ["create"]),
+        _rule("handoff.dev", ["mcpservers", "actionrequests"], ["get", "list", "watch"]),
+        # Which tools no policy rule names (the MCPServer's Governed condition).
+        _rule("handoff.dev", ["agentactionpolicies"], ["list"]),
+        _rule("handoff.dev", ["mcpservers/status", "actionrequests/status"], ["get", "patch"]),
+        _rule("", ["secrets"], ["get"]),
+    ]
+    return [
+        _service_account(OPERATOR_NAMESPACE, GATEWAY_ACCOUNT),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "handoff-gateway"},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "handoff-gateway"},
+            "roleRef": _role_ref("ClusterRole", "handoff-gateway"),
+            "subjects": [
+                {"kind": "ServiceAccount", "name": GATEWAY_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+            ],
+        },
+    ]
+
+
 def agent_namespace_objects(namespace: str, agents: list[str]) -> list[dict[str, Any]]:
     """A namespace with agent ServiceAccounts. What they may do comes from the policies that
     govern them: each policy generates their Role (and its reviewers')."""

@@ -22,6 +22,7 @@ from handoff.domain.kubenames import (
 
 KUBERNETES = "Kubernetes"
 WEBHOOK = "Webhook"
+MCP = "MCP"  # the MCP gateway calls the tool (handoff.gateway)
 OPERATIONS = {
     "kubernetes.scale": "scale",
     "kubernetes.patch": "patch",

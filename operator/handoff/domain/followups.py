@@ -13,8 +13,8 @@ from typing import Any
 from handoff.domain.announce import DECIDED, PENDING
 from handoff.domain.decide import Decision, Event, RequestState, Step
 from handoff.domain.execution import OUTCOMES
-from handoff.domain.executors import KUBERNETES, WEBHOOK
-from handoff.domain.reasons import Outcome, Reason
+from handoff.domain.executors import KUBERNETES, MCP, WEBHOOK
+from handoff.domain.reasons import Outcome, Phase, Reason
 from handoff.domain.rollback import requested_rollback
 
 
@@ -29,6 +29,7 @@ class Do(StrEnum):
     FILE_POST_INCIDENT_REVIEW = "FilePostIncidentReview"  # after a break-glass approval
     FILE_ROLLBACK = "FileRollback"  # a reviewer asked: file it, or restore (Kubernetes executor)
     RUN_WEBHOOK = "RunWebhook"  # post the approved action to the policy's webhook executor
+    MARK_ROLLED_BACK = "MarkRolledBack"  # the MCP gateway carried out a rollback: its original
     ARM_RETENTION = "ArmRetention"  # the timer that deletes the decided request
     NOTE_FOR_REPORTS = "NoteForReports"  # its latest state, for its agent's PolicyReport
 
@@ -101,12 +102,25 @@ def followups(before: RequestState, step: Step, after: Mapping[str, Any]) -> lis
         effects.append(Do.FILE_POST_INCIDENT_REVIEW)
     if step.decision is None and before.decided and requested_rollback(status) is not None:
         effects.append(Do.FILE_ROLLBACK)
-    approved = decision.get("outcome") == Outcome.APPROVED
-    finished = (status.get("execution") or {}).get("outcome") in OUTCOMES
-    if spec.get("execution") == WEBHOOK and approved and not finished:
-        effects.append(Do.RUN_WEBHOOK)  # on the decision itself, or later (a restart)
-    if spec.get("execution") == KUBERNETES:
-        effects.append(RunKubernetes(started_waiting(step)))
+    effects += _executors(step, spec, status)
     if decision:
         effects += [Do.ARM_RETENTION, Do.NOTE_FOR_REPORTS]
     return effects
+
+
+def _executors(step: Step, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[Effect]:
+    """What Handoff's own executors do after this step (the agent runs an Agent action)."""
+    found: list[Effect] = []
+    decision = status.get("decision") or {}
+    approved = decision.get("outcome") == Outcome.APPROVED
+    finished = (status.get("execution") or {}).get("outcome") in OUTCOMES
+    if spec.get("execution") == WEBHOOK and approved and not finished:
+        found.append(Do.RUN_WEBHOOK)  # on the decision itself, or later (a restart)
+    if spec.get("execution") == KUBERNETES:
+        found.append(RunKubernetes(started_waiting(step)))
+    executed = (status.get("execution") or {}).get("outcome") == Phase.EXECUTED
+    if spec.get("execution") == MCP and spec.get("rollbackOf") and executed:
+        # The gateway writes only the execution (handoff.gateway): whether the operator filed
+        # this rollback, and the original's RolledBack, are the rollback handler's to judge.
+        found.append(Do.MARK_ROLLED_BACK)
+    return found

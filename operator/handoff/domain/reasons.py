@@ -111,3 +111,22 @@ class Rollback(StrEnum):
     REQUESTED = "RollbackRequested"  # a reviewer asked; the rollback request is filed
     ROLLED_BACK = "RolledBack"  # undone (also the request's phase then)
     FAILED = "RollbackFailed"  # the Kubernetes executor could not put the object back
+
+
+class Gateway(StrEnum):
+    """The MCP gateway's words: why it refused a call, how a call ended (metric labels), and
+    its MCPServers' Ready reasons."""
+
+    UNAUTHENTICATED = "Unauthenticated"  # no bearer token, or one the API server does not know
+    NOT_ALLOWED = "NotAllowed"  # the MCPServer does not list the calling agent
+    UNKNOWN_TOOL = "UnknownTool"  # no such server or tool
+    INVALID_ARGUMENTS = "InvalidArguments"  # fail the tool's input schema or the size bounds
+    UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"  # the upstream did not answer
+    MAPPING_MISMATCH = "MappingMismatch"  # a request whose spec is not its tool's mapping
+    AWAITING = "Awaiting"  # still waits for a person: the client calls again
+    COMPLETED = "Completed"  # the upstream's result was returned
+    REFUSED = "Refused"  # denied or expired: an error result
+    TOOLS_LISTED = "ToolsListed"  # Ready: the upstream answered and the spec compiles
+    INVALID_SPEC = "InvalidSpec"  # a target or inverse that does not compile
+    GOVERNED = "Governed"  # a policy rule names every tool's action
+    UNGOVERNED_TOOLS = "UngovernedTools"  # some tools' actions fall to a defaultTier

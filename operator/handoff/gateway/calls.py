@@ -1,0 +1,232 @@
+"""One ``tools/call``: refuse bad input before anything is filed, file the call as an
+ActionRequest with the agent's own token (or find the one an identical earlier call filed),
+wait for its decision a while, and answer with the upstream's result, an error result saying
+why it was refused, or a result saying it awaits a person."""
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, resource_path
+from handoff.domain.execution import OUTCOMES
+from handoff.domain.reasons import Gateway
+from handoff.gateway import metrics
+from handoff.gateway.auth import Caller
+from handoff.gateway.execute import Executor
+from handoff.gateway.filing import (
+    BadCall,
+    Call,
+    checked_arguments,
+    is_this_call,
+    request_body,
+    request_name,
+)
+from handoff.gateway.registry import Registry
+from handoff.gateway.servers import MappingError, split_tool_name
+from handoff.gateway.store import Store
+from handoff.gateway.upstream import UpstreamError, Upstreams
+
+Progress = Callable[[float, str], Awaitable[None]]
+PROGRESS_EVERY = 5.0
+
+
+class Refused(Exception):
+    """A call refused before anything was filed: a JSON-RPC error for the client."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Calls:
+    def __init__(
+        self, *, api: KubeApi, credentials: Credentials, registry: Registry,
+        upstreams: Upstreams, executor: Executor, store: Store, wait: float,
+    ) -> None:  # fmt: skip
+        self.api = api  # the gateway's own: reads requests, never files them
+        self.credentials = credentials
+        self.registry = registry
+        self.upstreams = upstreams
+        self.executor = executor
+        self.store = store
+        self.wait = wait
+        self._agents: dict[str, KubeApi] = {}
+
+    async def call(
+        self, caller: Caller, name: str, arguments: Mapping[str, Any] | None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        started = time.monotonic()
+        try:
+            call = await self._validated(caller, name, arguments or {})
+            if isinstance(call, dict):  # an error result for the model to correct
+                metrics.REFUSED.labels(reason=Gateway.INVALID_ARGUMENTS).inc()
+                return call
+            answer, outcome = await self._file_and_wait(caller, call, progress)
+        except Refused as e:
+            metrics.REFUSED.labels(reason=e.reason).inc()
+            raise
+        metrics.CALLS.labels(outcome=outcome).inc()
+        metrics.CALL_SECONDS.observe(time.monotonic() - started)
+        return answer
+
+    async def _validated(
+        self, caller: Caller, name: str, arguments: Mapping[str, Any]
+    ) -> Call | dict[str, Any]:
+        split = split_tool_name(name)
+        server = self.registry.server(caller.namespace, split[0]) if split else None
+        if split is None or server is None:
+            raise _unknown(name)
+        if not server.allows(caller.agent):
+            raise Refused(
+                Gateway.NOT_ALLOWED,
+                f"{caller.agent} may not use the MCP server {server.name}: its"
+                " spec.agents.serviceAccounts does not list you; ask its owners",
+            )
+        mapping = server.mapping(split[1])
+        try:
+            tools = await self.upstreams.tools(server)
+        except UpstreamError as e:
+            return error_result(f"{e}; nothing was filed, try again later")
+        if mapping.hidden or not mapping.action or split[1] not in tools:
+            raise _unknown(name)
+        tool = tools[split[1]]
+        try:
+            own, context = checked_arguments(arguments, tool.input_schema, tool.name)
+        except BadCall as e:
+            return error_result(f"{e}; nothing was filed")
+        return Call(server, mapping, own, context, tool.title or tool.name)
+
+    async def _file_and_wait(
+        self, caller: Caller, call: Call, progress: Progress | None
+    ) -> tuple[dict[str, Any], str]:
+        namespace, agent = caller.namespace, caller.agent
+        generation = await self.store.generation(namespace, agent, call.key)
+        try:
+            body = await self._file(caller, call, request_name(call.key, generation))
+        except MappingError as e:
+            return error_result(f"{e}; nothing was filed"), Gateway.INVALID_ARGUMENTS
+        except KubeError as e:
+            return error_result(
+                f"the API server would not file the request as {agent}: {e.message}"
+            ), Gateway.REFUSED
+        deadline = time.monotonic() + self.wait
+        while True:
+            status = body.get("status") or {}
+            decision = status.get("decision") or {}
+            if decision.get("outcome") == "Denied":
+                await self.store.delivered(namespace, agent, call.key, generation)
+                return refused_result(body), Gateway.REFUSED
+            if decision.get("outcome") == "Approved":
+                body = dict(await self.executor.run(body))
+                if (body.get("status") or {}).get("execution", {}).get("outcome") in OUTCOMES:
+                    answer = await self._outcome(body)
+                    await self.store.delivered(namespace, agent, call.key, generation)
+                    return answer, Gateway.COMPLETED
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return pending_result(body), Gateway.AWAITING
+            if progress is not None:
+                await progress(self.wait - left, f"{body['metadata']['name']} awaits a decision")
+            body = dict(await self._changed(body, min(left, PROGRESS_EVERY)))
+
+    async def _file(self, caller: Caller, call: Call, name: str) -> dict[str, Any]:
+        document = request_body(call, caller.agent, name)
+        path = resource_path("handoff.dev", "v1alpha1", "actionrequests", caller.namespace)
+        try:
+            return dict(await self._as_agent(caller).create(path, document))
+        except Conflict:  # filed already: by this call's earlier try, or squatted
+            found = await self.api.get(f"{path}/{name}")
+            if is_this_call(found, document):
+                return dict(found)
+        meta = document["metadata"]
+        meta.pop("name")
+        meta["generateName"] = "mcp-"
+        return dict(await self._as_agent(caller).create(path, document))
+
+    async def _changed(self, body: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+        meta = body["metadata"]
+        path = resource_path("handoff.dev", "v1alpha1", "actionrequests", meta["namespace"])
+        params = {"fieldSelector": f"metadata.name={meta['name']}",
+                  "resourceVersion": meta["resourceVersion"]}  # fmt: skip
+        try:
+            async for event in self.api.watch(path, params, max(seconds, 1.0)):
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    return dict(event["object"])
+        except KubeError:
+            await asyncio.sleep(0.5)
+        return dict(await self.api.get(f"{path}/{meta['name']}"))
+
+    async def _outcome(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        execution = body["status"]["execution"]
+        kept = await self.store.result(body["metadata"]["uid"])
+        if kept is not None:
+            return kept
+        return error_result(
+            f"{body['metadata']['name']} was approved; the gateway's call {execution['outcome']}:"
+            f" {execution.get('message', '')}"
+        )
+
+    def _as_agent(self, caller: Caller) -> KubeApi:
+        key = hashlib.sha256(caller.token.encode()).hexdigest()
+        if key not in self._agents:
+            if len(self._agents) >= 256:
+                old = self._agents.pop(next(iter(self._agents)))
+                task = asyncio.create_task(old.close())
+                task.add_done_callback(lambda _: None)
+            self._agents[key] = KubeApi(replace(self.credentials, token=caller.token,
+                                                cert_file=None, key_file=None))  # fmt: skip
+        return self._agents[key]
+
+    async def close(self) -> None:
+        for api in self._agents.values():
+            await api.close()
+
+
+def _unknown(name: str) -> Refused:
+    return Refused(Gateway.UNKNOWN_TOOL, f"there is no tool {name[:200]!r} here; list the tools")
+
+
+def error_result(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": True}
+
+
+def refused_result(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta, status = body["metadata"], body.get("status") or {}
+    decision = status.get("decision") or {}
+    comments = [f"{r.get('reviewer')}: {r.get('comment')}" for r in status.get("reviews") or []
+                if r.get("decision") == "Deny" and r.get("comment")]  # fmt: skip
+    said = f" Reviewer comments: {'; '.join(comments)}." if comments else ""
+    message = str(decision.get("message") or "").strip()
+    if message and not message.endswith((".", "!", "?")):
+        message += "."
+    text = (
+        f"Not run: {meta['namespace']}/{meta['name']} was Denied ({decision.get('reason')})."
+        f" {message}{said}"
+    )
+    result = error_result(text.strip())
+    result["_meta"] = {
+        "dev.handoff/request": meta["name"],
+        "dev.handoff/reason": decision.get("reason"),
+    }
+    return result
+
+
+def pending_result(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta, status = body["metadata"], body.get("status") or {}
+    deadline = status.get("deadline") or "its policy's decision window"
+    text = (
+        f"Not run yet: this call awaits a person's decision as ActionRequest"
+        f" {meta['namespace']}/{meta['name']} (phase {status.get('phase', 'Pending')}, decided"
+        f" by {deadline} at the latest). Call the same tool again with the same arguments to get"
+        " the outcome; different arguments file a new request."
+    )
+    return {
+        "content": [{"type": "text", "text": text}],
+        "isError": False,
+        "_meta": {"dev.handoff/request": meta["name"], "dev.handoff/phase": status.get("phase"),
+                  "dev.handoff/deadline": status.get("deadline")},
+    }  # fmt: skip

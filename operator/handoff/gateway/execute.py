@@ -1,0 +1,179 @@
+"""After approval: call the upstream with the arguments stored in the request's immutable spec,
+once, and record Executed or Failed with the result's digest.
+
+The protocol, as the webhook executor's: mark ``Executing`` in status (a patch guarded by the
+resourceVersion, so of two gateways one wins), call, keep the result in Redis, then record the
+outcome. A gateway that dies after the call finds the result in Redis and only records it; one
+that dies during the call leaves a mark older than the call's timeout, which any gateway then
+resumes by calling again with the same idempotency key (the request's uid, in ``_meta``).
+"""
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from handoff.adapters.kube import Conflict, KubeApi, KubeError, resource_path
+from handoff.domain.execution import OUTCOMES
+from handoff.domain.executors import MCP
+from handoff.domain.reasons import EXECUTING, Gateway
+from handoff.domain.timefmt import format_time, parse_time
+from handoff.gateway import metrics
+from handoff.gateway.filing import BadCall, checked_arguments
+from handoff.gateway.registry import Registry
+from handoff.gateway.servers import MappingError, Server
+from handoff.gateway.store import Store, digest
+from handoff.gateway.upstream import UpstreamError, Upstreams
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(
+        self, api: KubeApi, registry: Registry, upstreams: Upstreams, store: Store, stale: float
+    ) -> None:
+        self.api = api
+        self.registry = registry
+        self.upstreams = upstreams
+        self.store = store
+        self.stale = timedelta(seconds=stale)  # a mark older than this was left by a dead call
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def run(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Carry out an approved MCP request if nobody has; the request as it is afterwards."""
+        uid = body["metadata"]["uid"]
+        lock = self._locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            try:
+                return await self._run(body)
+            finally:
+                if not lock._waiters:
+                    self._locks.pop(uid, None)
+
+    async def _run(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        meta = body["metadata"]
+        path = resource_path(
+            "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
+        )
+        for _ in range(5):
+            status = body.get("status") or {}
+            execution = status.get("execution") or {}
+            if body["spec"].get("execution") != MCP or execution.get("outcome") in OUTCOMES:
+                return body
+            if (status.get("decision") or {}).get("outcome") != "Approved":
+                return body
+            kept = await self.store.result(meta["uid"])
+            if kept is not None:  # called already (maybe before a restart): never call again
+                return await self._record_kept(path, kept)
+            if execution.get("outcome") == EXECUTING and not self._stale(execution):
+                return body  # another gateway is calling; its record will come
+            try:
+                body = await self.api.merge_patch(path + "/status", {
+                    "metadata": {"resourceVersion": meta["resourceVersion"]},
+                    "status": {"execution": {"outcome": EXECUTING, "at": _now(),
+                                             "message": "the MCP gateway is calling the tool"}},
+                })  # fmt: skip
+            except Conflict:
+                body = await self.api.get(path)
+                continue
+            return await self._call(body, path)
+        return body
+
+    async def _record_kept(self, path: str, kept: dict[str, Any]) -> Mapping[str, Any]:
+        fresh = await self.api.get(path)
+        if ((fresh.get("status") or {}).get("execution") or {}).get("outcome") in OUTCOMES:
+            return dict(fresh)  # recorded too: the body this run started from was older
+        return await self._record(fresh, path, kept, None)
+
+    async def _call(self, body: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+        spec, uid = body["spec"], body["metadata"]["uid"]
+        found = self._tool_of(body)
+        if isinstance(found, str):
+            return await self._record(body, path, None, found)
+        server, tool = found
+        arguments = spec.get("parameters") or {}
+        try:
+            problem = await self._mismatch(body, server, tool, arguments)
+        except UpstreamError as e:
+            return await self._record(body, path, None, str(e))
+        if problem is not None:
+            metrics.CALLS.labels(outcome=Gateway.MAPPING_MISMATCH).inc()
+            return await self._record(body, path, None, problem)
+        try:
+            result = await self.upstreams.call(server, tool, arguments, uid)
+        except UpstreamError as e:
+            return await self._record(body, path, None, str(e))
+        await self.store.save_result(uid, result)
+        return await self._record(body, path, result, None)
+
+    def _tool_of(self, body: Mapping[str, Any]) -> tuple[Server, str] | str:
+        namespace, spec = body["metadata"]["namespace"], body["spec"]
+        action, agent = str(spec.get("action")), str(spec.get("agent"))
+        found = [(s, t) for s in self.registry.in_namespace(namespace)
+                 if s.allows(agent) and (t := s.tool_of_action(action)) is not None]  # fmt: skip
+        if len(found) != 1:
+            which = "no MCPServer" if not found else "several MCPServers"
+            return (
+                f"{which} of {namespace} that {agent} may use maps a tool to the action {action}:"
+                " the gateway does not know which tool to call; nothing was called"
+            )
+        return found[0]
+
+    async def _mismatch(
+        self, body: Mapping[str, Any], server: Server, tool: str, arguments: Any
+    ) -> str | None:
+        """Why the stored spec is not what the MCPServer's mapping makes of its arguments (a
+        request filed around the gateway), or None."""
+        spec = body["spec"]
+        tools = await self.upstreams.tools(server)
+        if tool not in tools:
+            return f"the upstream {server.name} no longer offers {tool}; nothing was called"
+        try:
+            own, _ = checked_arguments(arguments, tools[tool].input_schema, tool)
+            rollback = bool(spec.get("rollbackOf"))  # the operator filed it from an approved plan
+            if server.mapping(tool).hidden and not rollback:
+                raise BadCall(f"{tool} is hidden: it runs only as another tool's inverse")
+            target = None if rollback else server.mapping(tool).target_of(server.name, own)
+        except (BadCall, MappingError) as e:
+            return f"the stored arguments do not fit {server.name}/{tool}: {e}; nothing was called"
+        if own != arguments or (target is not None and spec.get("target") != target):
+            return (
+                f"the request's target {spec.get('target')!r} or arguments are not what"
+                f" {server.name}'s mapping makes of them (target {target!r}): it was not filed"
+                " through the gateway; nothing was called"
+            )
+        return None
+
+    async def _record(
+        self, body: Mapping[str, Any], path: str, result: dict[str, Any] | None, failure: str | None
+    ) -> Mapping[str, Any]:
+        if result is not None and not result.get("isError"):
+            outcome, message = "Executed", "the upstream tool returned a result"
+        elif result is not None:
+            outcome, message = "Failed", "the upstream tool returned an error result"
+        else:
+            outcome, message = "Failed", failure or "the call failed"
+        execution: dict[str, Any] = {"outcome": outcome, "message": message[:2000], "at": _now()}
+        if result is not None:
+            execution["resultDigest"] = digest(result)
+        try:
+            updated = await self.api.merge_patch(
+                path + "/status", {"status": {"phase": outcome, "execution": execution}}
+            )
+        except KubeError as e:
+            log.warning("recording %s on %s: %s", outcome, path, e.message)
+            return body
+        metrics.EXECUTIONS.labels(outcome=outcome).inc()
+        return dict(updated)
+
+    def _stale(self, execution: Mapping[str, Any]) -> bool:
+        try:
+            marked = parse_time(str(execution.get("at")))
+        except ValueError:
+            return True
+        return datetime.now(UTC) - marked > self.stale
+
+
+def _now() -> str:
+    return format_time(datetime.now(UTC))

@@ -1,0 +1,147 @@
+"""A tool call as an ActionRequest: the key that makes a retry find its request, the request's
+body, and the check that a request found under that name is really this call. Pure.
+
+Everything the model sends is hostile: the action and target come from the MCPServer's mapping
+of the tool called, the parameters are the arguments exactly as validated, and the context
+fields are bounded strings that only inform the reviewer.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from handoff.domain.executors import MCP
+from handoff.domain.limits import MAX_SIZE, measure
+from handoff.gateway.servers import Server, ToolMapping
+
+REASONING = "handoff_reasoning"
+BLAST_RADIUS = "handoff_blast_radius"
+CONTEXT_FIELDS = {
+    REASONING: ("reasoning", 4096, "Why you chose this call, for the person who may review it."),
+    BLAST_RADIUS: ("blastRadius", 1024, "What happens if this call is wrong, for the reviewer."),
+}
+GROUP_VERSION = "handoff.dev/v1alpha1"
+MAX_ARGUMENTS = 64  # top-level arguments: the CRD's maxProperties of spec.parameters
+
+
+class BadCall(ValueError):
+    """Arguments the gateway will not file; the message is for the model to correct them."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One validated call: the arguments the upstream gets, and the reviewer's context."""
+
+    server: Server
+    mapping: ToolMapping
+    arguments: Mapping[str, Any]
+    context: Mapping[str, str]  # spec field -> text
+    title: str
+
+    @property
+    def key(self) -> str:
+        return call_key(self.server.name, self.mapping.name, self.arguments)
+
+
+def split_context(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tool's own arguments, and the reviewer's context the gateway added to its schema."""
+    own = {k: v for k, v in arguments.items() if k not in CONTEXT_FIELDS}
+    context: dict[str, str] = {}
+    for name, (field, limit, _) in CONTEXT_FIELDS.items():
+        if name not in arguments or arguments[name] is None:
+            continue
+        value = arguments[name]
+        if not isinstance(value, str) or len(value) > limit:
+            raise BadCall(f"{name} is a string of at most {limit} characters")
+        context[field] = value
+    return own, context
+
+
+def checked_arguments(
+    arguments: object, schema: Mapping[str, Any] | None, tool: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tool's own arguments, checked against its input schema and the request's bounds,
+    and the reviewer's context; or BadCall saying what is wrong."""
+    if not isinstance(arguments, Mapping):
+        raise BadCall("the arguments must be an object")
+    own, context = split_context(arguments)
+    if len(own) > MAX_ARGUMENTS or measure(own) > MAX_SIZE:
+        raise BadCall(
+            f"the arguments are too large for a request (at most {MAX_ARGUMENTS} top-level"
+            f" arguments, 32 levels, 256 items in any list or map and {MAX_SIZE} characters)"
+        )
+    try:
+        jsonschema.validate(own, dict(schema or {"type": "object"}))
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(the arguments)"
+        raise BadCall(f"invalid arguments at {where}: {e.message}") from None
+    except jsonschema.SchemaError:
+        raise BadCall(f"the upstream's input schema of {tool} is invalid") from None
+    return own, context
+
+
+def call_key(server: str, tool: str, arguments: Mapping[str, Any]) -> str:
+    """A digest of the call, so an identical retry from the same agent finds the same request."""
+    canonical = json.dumps(
+        [server, tool, arguments], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def request_name(key: str, generation: int) -> str:
+    return f"mcp-{key[:32]}-{generation}"
+
+
+def request_body(call: Call, agent: str, name: str) -> dict[str, Any]:
+    server, mapping, args = call.server, call.mapping, call.arguments
+    spec: dict[str, Any] = {
+        "agent": agent,
+        "action": mapping.action,
+        "target": mapping.target_of(server.name, args),
+        "parameters": dict(args),
+        "summary": summary(call),
+        "execution": MCP,
+        **call.context,
+    }
+    inverse = mapping.inverse_arguments(args)
+    if mapping.inverse is not None and inverse is not None:
+        spec["rollback"] = {
+            "description": mapping.inverse.description[:1024],
+            "action": server.mapping(mapping.inverse.tool).action,
+            "parameters": inverse,
+        }
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "ActionRequest",
+        "metadata": {
+            "name": name,
+            "namespace": server.namespace,
+            "labels": {"handoff.dev/agent": agent},
+            "annotations": {"handoff.dev/proposal-id": name},
+        },
+        "spec": spec,
+    }
+
+
+def is_this_call(found: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    """Whether a request found under the call's name is this call filed by this agent (and not
+    a request someone else filed there first)."""
+    spec, want = found.get("spec") or {}, expected["spec"]
+    meta = found.get("metadata") or {}
+    requested_by = (meta.get("annotations") or {}).get("handoff.dev/requested-by")
+    return (
+        all(spec.get(k) == want.get(k) for k in ("agent", "action", "target", "parameters"))
+        and spec.get("execution") == MCP
+        and requested_by == f"system:serviceaccount:{meta.get('namespace')}:{want['agent']}"
+    )
+
+
+def summary(call: Call) -> str:
+    shown = json.dumps(dict(call.arguments), sort_keys=True, ensure_ascii=False)
+    if len(shown) > 600:
+        shown = shown[:600] + "…"
+    return f"{call.title} ({call.server.name}/{call.mapping.name}) with {shown}"[:1024]

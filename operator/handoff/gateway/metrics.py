@@ -1,0 +1,22 @@
+"""The gateway's Prometheus metrics, served on its /metrics."""
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry()
+CALLS = Counter(
+    "handoff_gateway_calls_total", "tools/call answered, by how they ended",
+    ["outcome"], registry=REGISTRY,
+)  # fmt: skip
+CALL_SECONDS = Histogram(
+    "handoff_gateway_call_seconds", "tools/call from arrival to answer",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)  # fmt: skip
+EXECUTIONS = Counter(
+    "handoff_gateway_executions_total", "approved requests the gateway carried out",
+    ["outcome"], registry=REGISTRY,
+)  # fmt: skip
+REFUSED = Counter(
+    "handoff_gateway_refused_total", "calls refused before anything was filed, by reason",
+    ["reason"], registry=REGISTRY,
+)  # fmt: skip

@@ -1,0 +1,71 @@
+"""What the gateway keeps outside the API server, in Redis (append-only): each call key's
+generation (so a retry finds its request and a call after the outcome files anew) and each
+executed request's result (the request's status holds only its digest).
+
+Redis layout:
+- ``handoff:gateway:generation:{namespace}:{agent}:{key}``: the generation of that identical call.
+- ``handoff:gateway:result:{uid}``: the upstream's result for request ``uid``, as JSON.
+"""
+
+import hashlib
+import json
+from typing import Any, Protocol
+
+import redis.asyncio as redis_asyncio
+
+RESULT_TTL = 7 * 24 * 3600  # seconds a result waits for its client's retry
+GENERATION_TTL = 30 * 24 * 3600
+# Advance the generation only from the one that delivered: two clients that waited on the same
+# request both get its outcome, and the generation moves once.
+_ADVANCE = """
+local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now == tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], now + 1, 'EX', ARGV[2])
+end
+return now
+"""
+
+
+class Store(Protocol):
+    async def generation(self, namespace: str, agent: str, key: str) -> int: ...
+    async def delivered(self, namespace: str, agent: str, key: str, generation: int) -> None: ...
+    async def save_result(self, uid: str, result: dict[str, Any]) -> str: ...
+    async def result(self, uid: str) -> dict[str, Any] | None: ...
+    async def close(self) -> None: ...
+
+
+def digest(result: dict[str, Any]) -> str:
+    canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        self.redis = redis_asyncio.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+
+    async def generation(self, namespace: str, agent: str, key: str) -> int:
+        value = await self.redis.get(_generation_key(namespace, agent, key))
+        return int(value or 0)
+
+    async def delivered(self, namespace: str, agent: str, key: str, generation: int) -> None:
+        await self.redis.eval(
+            _ADVANCE, 1, _generation_key(namespace, agent, key), generation, GENERATION_TTL
+        )
+
+    async def save_result(self, uid: str, result: dict[str, Any]) -> str:
+        await self.redis.set(f"handoff:gateway:result:{uid}", json.dumps(result), ex=RESULT_TTL)
+        return digest(result)
+
+    async def result(self, uid: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"handoff:gateway:result:{uid}")
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else None
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def _generation_key(namespace: str, agent: str, key: str) -> str:
+    return f"handoff:gateway:generation:{namespace}:{agent}:{key}"

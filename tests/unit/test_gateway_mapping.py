@@ -1,0 +1,168 @@
+"""The MCP gateway's pure parts: an MCPServer compiled, a call made into a request, and the
+checks on hostile arguments, one case a line."""
+
+from typing import Any
+
+import pytest
+from handoff.gateway.filing import (
+    BadCall,
+    Call,
+    call_key,
+    checked_arguments,
+    is_this_call,
+    request_body,
+    request_name,
+)
+from handoff.gateway.servers import MappingError, compile_program, compile_server, split_tool_name
+
+SCHEMA = {"type": "object", "properties": {"amount": {"type": "integer"}, "to": {"type": "string"}},
+          "required": ["amount", "to"], "additionalProperties": False}  # fmt: skip
+
+
+def server(*tools: dict[str, Any], agents: tuple[str, ...] = ("agent",)) -> Any:
+    return compile_server({
+        "metadata": {"name": "bank", "namespace": "ns", "generation": 3},
+        "spec": {"url": "http://u/mcp", "agents": {"serviceAccounts": list(agents)}, "tools": list(tools)},
+    })  # fmt: skip
+
+
+def test_defaults_for_a_tool_the_spec_does_not_name() -> None:
+    mapping = server().mapping("transfer")
+    assert mapping.action == "mcp.bank.transfer"
+    assert mapping.target_of("bank", {"amount": 1}) == "mcp:bank/transfer"
+    assert mapping.inverse_arguments({}) is None
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("args.", "does not parse"),
+        ("parameters.amount", "unknown variables parameters"),
+        ("confidence > 0.5", "unknown variables confidence"),
+        ("evil(args)", "unknown functions evil"),
+        ("args.a.all(x, args.b.exists(y, x == y))", "nests a comprehension"),
+    ],
+)
+def test_a_mapping_that_does_not_compile_is_a_problem_and_its_tool_is_not_offered(
+    source: str, problem: str
+) -> None:
+    with pytest.raises(MappingError, match=problem):
+        compile_program(source)
+    compiled = server({"name": "transfer", "target": source})
+    assert problem in compiled.problems[0]
+    assert compiled.mapping("transfer").hidden
+
+
+@pytest.mark.parametrize(
+    ("args", "target", "problem"),
+    [
+        ({"to": "acct-1"}, "account:acct-1", None),
+        ({"to": 5}, None, "could not be evaluated"),
+        ({}, None, "could not be evaluated"),
+    ],
+)
+def test_the_target_comes_from_the_mapping(
+    args: dict[str, Any], target: str | None, problem: str | None
+) -> None:
+    mapping = server({"name": "transfer", "target": "'account:' + args.to"}).mapping("transfer")
+    if problem is None:
+        assert mapping.target_of("bank", args) == target
+    else:
+        with pytest.raises(MappingError, match=problem):
+            mapping.target_of("bank", args)
+
+
+def test_a_target_that_is_not_a_string_is_refused() -> None:
+    mapping = server({"name": "transfer", "target": "args.amount"}).mapping("transfer")
+    with pytest.raises(MappingError, match="not a string"):
+        mapping.target_of("bank", {"amount": 5})
+
+
+def test_two_tools_with_one_action_are_a_problem_and_neither_is_found_by_it() -> None:
+    compiled = server({"name": "a", "action": "pay"}, {"name": "b", "action": "pay"})
+    assert compiled.problems == ("several tools become the action pay; give each its own",)
+    assert compiled.tool_of_action("pay") is None
+
+
+@pytest.mark.parametrize(
+    ("action", "tool"),
+    [("mcp.bank.transfer", "transfer"), ("payments.refund", "refund"), ("mcp.bank.refund", None),
+     ("mcp.other.transfer", None)],
+)  # fmt: skip
+def test_the_tool_of_an_action(action: str, tool: str | None) -> None:
+    compiled = server({"name": "refund", "action": "payments.refund"})
+    assert compiled.tool_of_action(action) == tool
+
+
+@pytest.mark.parametrize(
+    ("name", "split"),
+    [("bank__transfer", ("bank", "transfer")), ("bank__a__b", ("bank", "a__b")), ("bank", None),
+     ("__transfer", None), ("bank__", None)],
+)  # fmt: skip
+def test_tool_names(name: str, split: tuple[str, str] | None) -> None:
+    assert split_tool_name(name) == split
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ([1, 2], "must be an object"),
+        ({"amount": "1", "to": "x"}, "invalid arguments at amount"),
+        ({"amount": 1}, "'to' is a required property"),
+        ({"amount": 1, "to": "x", "extra": 1}, "Additional properties"),
+        ({"amount": 1, "to": "x", "handoff_reasoning": 5}, "handoff_reasoning is a string"),
+        (
+            {"amount": 1, "to": "x", "handoff_blast_radius": "x" * 1025},
+            "handoff_blast_radius is a string",
+        ),
+        ({"amount": 1, "to": "x" * 70_000}, "too large"),
+        ({"amount": 1, "to": "x", **{f"k{i}": 1 for i in range(64)}}, "too large"),
+    ],
+)
+def test_hostile_arguments_are_refused(arguments: Any, problem: str) -> None:
+    with pytest.raises(BadCall, match=problem):
+        checked_arguments(arguments, SCHEMA, "transfer")
+
+
+def test_context_fields_are_stripped_and_become_the_reviewers_context() -> None:
+    own, context = checked_arguments(
+        {"amount": 1, "to": "x", "handoff_reasoning": "why", "handoff_blast_radius": "what if"},
+        SCHEMA, "transfer",
+    )  # fmt: skip
+    assert own == {"amount": 1, "to": "x"}
+    assert context == {"reasoning": "why", "blastRadius": "what if"}
+
+
+def test_the_request_and_its_rollback_plan_come_from_the_mapping() -> None:
+    compiled = server({"name": "set_limit", "target": "'account:' + args.account", "inverse": {
+        "tool": "set_limit", "arguments": "{'account': args.account, 'limit': args.previous}"}})  # fmt: skip
+    call = Call(compiled, compiled.mapping("set_limit"), {"account": "a", "limit": 5, "previous": 1},
+                {"reasoning": "asked"}, "Set a limit")  # fmt: skip
+    name = request_name(call.key, 0)
+    body = request_body(call, "agent", name)
+    assert body["metadata"]["name"] == name == f"mcp-{call.key[:32]}-0"
+    spec = body["spec"]
+    assert (spec["agent"], spec["action"], spec["target"], spec["execution"]) == (
+        "agent",
+        "mcp.bank.set_limit",
+        "account:a",
+        "MCP",
+    )
+    assert spec["parameters"] == {"account": "a", "limit": 5, "previous": 1}
+    assert spec["reasoning"] == "asked"
+    assert spec["rollback"]["action"] == "mcp.bank.set_limit"
+    assert spec["rollback"]["parameters"] == {"account": "a", "limit": 1}
+    assert spec["summary"].startswith("Set a limit (bank/set_limit) with")
+    found = {"metadata": {"namespace": "ns", "annotations": {
+        "handoff.dev/requested-by": "system:serviceaccount:ns:agent"}}, "spec": spec}  # fmt: skip
+    assert is_this_call(found, body)
+    squatted = {**found, "metadata": {"namespace": "ns", "annotations": {
+        "handoff.dev/requested-by": "system:serviceaccount:ns:other"}}}  # fmt: skip
+    assert not is_this_call(squatted, body)
+    assert not is_this_call({**found, "spec": {**spec, "target": "account:b"}}, body)
+
+
+def test_the_call_key_is_canonical_and_ignores_nothing_but_order() -> None:
+    assert call_key("bank", "t", {"a": 1, "b": 2}) == call_key("bank", "t", {"b": 2, "a": 1})
+    assert call_key("bank", "t", {"a": 1}) != call_key("bank", "t", {"a": 2})
+    assert call_key("bank", "t", {"a": 1}) != call_key("bank", "u", {"a": 1})
