@@ -4,7 +4,7 @@ process, and the tool log each tool call appends to."""
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,26 @@ class Setup:
     agent_kubeconfig: str
     people_kubeconfig: str
     tool_log: Path
+    script: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    runs: int = 0
+
+    def run(self, prompt: str) -> dict[str, Any]:
+        """One run of the agent on ``prompt`` (its own thread), in a process that then exits."""
+        self.runs += 1
+        return self.agent(self.script, "run", prompt, f"{self.namespace}-{self.runs}")
+
+    def resume(self) -> dict[str, Any]:
+        """The resume worker, in a fresh process, until the decision stream is quiet."""
+        return self.agent(self.script, "resume")
 
     def agent(
         self, script: str, *args: str, extra_env: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """Run the framework's agent script as its own process, to its end; its last line."""
         env = {"NAMESPACE": self.namespace, "AGENT_KUBECONFIG": self.agent_kubeconfig,
-               "TOOL_LOG": str(self.tool_log), "PATH": "/usr/bin:/bin", **(extra_env or {})}  # fmt: skip
+               "TOOL_LOG": str(self.tool_log), "PATH": "/usr/bin:/bin", **self.extra_env,
+               **(extra_env or {})}  # fmt: skip
         done = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True,
                               text=True, env=env, timeout=120, check=False)  # fmt: skip
         assert done.returncode == 0, done.stderr[-4000:]

@@ -1,7 +1,6 @@
-"""Pydantic AI's deferred tools decided in Handoff: each run is a real process of its own that
-exits; reviewers use ``kubectl handoff``; the resume worker is another process."""
+"""Pydantic AI only: a paused run's stored history changed behind Handoff's back, and the example.
+The scenarios every framework goes through are in test_framework_approvals.py."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,113 +9,16 @@ import pytest
 from handoff.testing.cluster import Cluster, OperatorProcess, redis_client
 
 from .framework_harness import Setup, setup
-from .helpers import AGENT, request, wait_for
+from .helpers import AGENT, wait_for
 
 pytestmark = pytest.mark.integration
-SCRIPT = "pydantic_ai_agent.py"
 
 
 @pytest.fixture
 def env(cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path) -> Setup:
-    return setup(cluster, namespace, tmp_path)
-
-
-def test_a_tier1_tool_runs_at_once(env: Setup) -> None:
-    ran = env.agent(SCRIPT, "run", "lookup")
-    assert ran["requests"] == []
-    assert ran["output"].startswith("done: ")
-    assert "lookup ran with" in ran["output"]
-    assert env.tool_calls() == [{"tool": "lookup", "args": {"query": "orders of ch_123"}}]
-    listing = json.loads(env.cluster.kubectl("get", "ar", "-n", env.namespace, "-o", "json").stdout)
-    [filed] = listing["items"]
-    assert filed["spec"]["action"] == "db.query"
-    assert filed["spec"]["parameters"] == {"query": "orders of ch_123"}
-    wait_for(env.cluster, env.namespace, filed["metadata"]["name"], "phase", "Executed")
-
-
-def test_a_tier4_tool_pauses_and_a_fresh_process_resumes_it_with_the_approved_arguments(
-    env: Setup,
-) -> None:
-    paused = env.agent(SCRIPT, "run", "charge")  # the process exits here
-    [name] = paused["requests"]
-    assert paused["output"] is None
-    assert env.tool_calls() == []
-    waiting = wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
-    spec = waiting["spec"]
-    assert (spec["action"], spec["parameters"]) == (
-        "payments.charge",
-        {"amount": 5, "currency": "USD"},
-    )
-    assert spec["reasoning"] == "The customer was charged twice for order 881"
-    assert spec["summary"].startswith("charge(")
-
-    nothing = env.agent(SCRIPT, "resume")  # undecided: the worker leaves it waiting
-    assert nothing["resumed"] == 0
-    assert env.tool_calls() == []
-
-    env.decide("approve", name)
-    wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanApproved")
-    resumed = env.agent(SCRIPT, "resume")
-    assert resumed["resumed"] == 1
-    assert env.tool_calls() == [{"tool": "charge", "args": {"amount": 5, "currency": "USD"}}]
-    assert "charge ran with" in resumed["outputs"][0]
-    wait_for(env.cluster, env.namespace, name, "phase", "Executed")
-
-    again = env.agent(SCRIPT, "resume")  # once: nothing runs twice
-    assert again["resumed"] == 0
-    assert len(env.tool_calls()) == 1
-
-
-def test_a_denial_reaches_the_model_with_the_reviewers_words(env: Setup) -> None:
-    [name] = env.agent(SCRIPT, "run", "charge")["requests"]
-    wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
-    env.decide("deny", name, who="bob", comment="ticket 881 was refunded already")
-    wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanDenied")
-    resumed = env.agent(SCRIPT, "resume")
-    [output] = resumed["outputs"]
-    assert output.startswith("done: ")  # the run finished, the model read the refusal
-    assert "HumanDenied" in output
-    assert "ticket 881 was refunded already" in output
-    assert env.tool_calls() == []
-    assert request(env.cluster, env.namespace, name)["status"]["phase"] == "Denied"
-
-
-def test_an_expiry_reaches_the_model_as_a_refusal(env: Setup) -> None:
-    [name] = env.agent(SCRIPT, "run", "deploy")["requests"]  # deploy.*: a 10 s window
-    wait_for(env.cluster, env.namespace, name, "decision.reason", "Expired", timeout=30)
-    [output] = env.agent(SCRIPT, "resume")["outputs"]
-    assert "Expired" in output
-    assert "denied, fail safe" in output
-    assert env.tool_calls() == []
-
-
-def test_two_pending_calls_approved_in_reverse_order_each_resume_their_own(env: Setup) -> None:
-    first, second = env.agent(SCRIPT, "run", "two")["requests"]
-    for name in (first, second):
-        wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
-    params = [
-        request(env.cluster, env.namespace, n)["spec"]["parameters"]["amount"]
-        for n in (first, second)
-    ]
-    assert params == [1, 2]
-
-    env.decide("approve", second)
-    wait_for(env.cluster, env.namespace, second, "decision.reason", "HumanApproved")
-    assert env.agent(SCRIPT, "resume")["resumed"] == 0  # the run still waits for the first
-    assert env.tool_calls() == []
-
-    env.decide("approve", first)
-    wait_for(env.cluster, env.namespace, first, "decision.reason", "HumanApproved")
-    resumed = env.agent(SCRIPT, "resume")
-    assert resumed["resumed"] == 1
-    assert sorted(c["args"]["amount"] for c in env.tool_calls()) == [1, 2]
-    said = json.loads(resumed["outputs"][0].removeprefix("done: "))
-    assert said == {
-        "call-two-0": 'charge ran with {"amount": 1, "currency": "USD"}',
-        "call-two-1": 'charge ran with {"amount": 2, "currency": "USD"}',
-    }
-    for name in (first, second):
-        wait_for(env.cluster, env.namespace, name, "phase", "Executed")
+    found = setup(cluster, namespace, tmp_path)
+    found.script = "pydantic_ai_agent.py"
+    return found
 
 
 def test_arguments_changed_in_the_stored_run_are_refused_and_reported_failed(
@@ -124,7 +26,7 @@ def test_arguments_changed_in_the_stored_run_are_refused_and_reported_failed(
 ) -> None:
     """Whoever can write the agent's Redis keys changes the paused run's history: the model's
     call now asks for 5000. The approved request says 5: the tool does not run."""
-    [name] = env.agent(SCRIPT, "run", "charge")["requests"]
+    [name] = env.run("charge")["requests"]
     wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
     admin = redis_client(redis_server.url)  # type: ignore[attr-defined]
     [key] = list(admin.scan_iter(f"handoff:state:{env.namespace}:{AGENT}:pause-*"))
@@ -134,7 +36,7 @@ def test_arguments_changed_in_the_stored_run_are_refused_and_reported_failed(
 
     env.decide("approve", name)
     wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanApproved")
-    [output] = env.agent(SCRIPT, "resume")["outputs"]
+    [output] = env.resume()["outputs"]
     assert "Handoff refused charge" in output
     assert env.tool_calls() == []
     failed = wait_for(env.cluster, env.namespace, name, "phase", "Failed")

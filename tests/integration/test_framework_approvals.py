@@ -1,0 +1,131 @@
+"""Each framework's own approvals, decided in Handoff, through the same scenarios: each run is a
+real process of its own that exits; reviewers use ``kubectl handoff``; the resume worker is
+another process (every framework object is built again from the stored state)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from handoff.devenv.postgres import PostgresServer
+from handoff.testing.cluster import Cluster, OperatorProcess
+
+from .framework_harness import Setup, setup
+from .helpers import request, wait_for
+
+pytestmark = pytest.mark.integration
+FRAMEWORKS = ["pydantic_ai", "langgraph"]
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def env(
+    request: pytest.FixtureRequest,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    postgres_server: PostgresServer,
+    namespace: str,
+    tmp_path: Path,
+) -> Setup:
+    """The scenario's world, with the framework's agent script (LangGraph's checkpoints in the
+    fixture's PostgreSQL)."""
+    found = setup(cluster, namespace, tmp_path)
+    found.script = f"{request.param}_agent.py"
+    found.extra_env = {"DATABASE_URL": postgres_server.url}
+    return found
+
+
+def test_a_tier1_tool_runs_at_once(env: Setup) -> None:
+    ran = env.run("lookup")
+    assert ran["requests"] == []
+    assert ran["output"].startswith("done: ")
+    assert "lookup ran with" in ran["output"]
+    assert env.tool_calls() == [{"tool": "lookup", "args": {"query": "orders of ch_123"}}]
+    listing = json.loads(env.cluster.kubectl("get", "ar", "-n", env.namespace, "-o", "json").stdout)
+    [filed] = listing["items"]
+    assert filed["spec"]["action"] == "db.query"
+    assert filed["spec"]["parameters"] == {"query": "orders of ch_123"}
+    wait_for(env.cluster, env.namespace, filed["metadata"]["name"], "phase", "Executed")
+
+
+def test_a_tier4_tool_pauses_and_a_fresh_process_resumes_it_with_the_approved_arguments(
+    env: Setup,
+) -> None:
+    paused = env.run("charge")  # the process exits here
+    [name] = paused["requests"]
+    assert paused["output"] is None
+    assert env.tool_calls() == []
+    waiting = wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
+    spec = waiting["spec"]
+    assert (spec["action"], spec["parameters"]) == (
+        "payments.charge",
+        {"amount": 5, "currency": "USD"},
+    )
+    assert spec["reasoning"] == "The customer was charged twice for order 881"
+    assert spec["summary"].startswith("charge(")
+
+    nothing = env.resume()  # undecided: the worker leaves it waiting
+    assert nothing["resumed"] == 0
+    assert env.tool_calls() == []
+
+    env.decide("approve", name)
+    wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanApproved")
+    resumed = env.resume()
+    assert resumed["resumed"] == 1
+    assert env.tool_calls() == [{"tool": "charge", "args": {"amount": 5, "currency": "USD"}}]
+    assert "charge ran with" in resumed["outputs"][0]
+    wait_for(env.cluster, env.namespace, name, "phase", "Executed")
+
+    again = env.resume()  # once: nothing runs twice
+    assert again["resumed"] == 0
+    assert len(env.tool_calls()) == 1
+
+
+def test_a_denial_reaches_the_model_with_the_reviewers_words(env: Setup) -> None:
+    [name] = env.run("charge")["requests"]
+    wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
+    env.decide("deny", name, who="bob", comment="ticket 881 was refunded already")
+    wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanDenied")
+    resumed = env.resume()
+    [output] = resumed["outputs"]
+    assert output.startswith("done: ")  # the run finished, the model read the refusal
+    assert "HumanDenied" in output
+    assert "ticket 881 was refunded already" in output
+    assert env.tool_calls() == []
+    assert request(env.cluster, env.namespace, name)["status"]["phase"] == "Denied"
+
+
+def test_an_expiry_reaches_the_model_as_a_refusal(env: Setup) -> None:
+    [name] = env.run("deploy")["requests"]  # deploy.*: a 10 s window
+    wait_for(env.cluster, env.namespace, name, "decision.reason", "Expired", timeout=30)
+    [output] = env.resume()["outputs"]
+    assert "Expired" in output
+    assert "denied, fail safe" in output
+    assert env.tool_calls() == []
+
+
+def test_two_pending_calls_approved_in_reverse_order_each_resume_their_own(env: Setup) -> None:
+    first, second = env.run("two")["requests"]
+    for name in (first, second):
+        wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
+    params = [
+        request(env.cluster, env.namespace, n)["spec"]["parameters"]["amount"]
+        for n in (first, second)
+    ]
+    assert params == [1, 2]
+
+    env.decide("approve", second)
+    wait_for(env.cluster, env.namespace, second, "decision.reason", "HumanApproved")
+    assert env.resume()["resumed"] == 0  # the run still waits for the first
+    assert env.tool_calls() == []
+
+    env.decide("approve", first)
+    wait_for(env.cluster, env.namespace, first, "decision.reason", "HumanApproved")
+    resumed = env.resume()
+    assert resumed["resumed"] == 1
+    assert sorted(c["args"]["amount"] for c in env.tool_calls()) == [1, 2]
+    said = json.loads(resumed["outputs"][0].removeprefix("done: "))
+    assert said == {
+        "call-two-0": 'charge ran with {"amount": 1, "currency": "USD"}',
+        "call-two-1": 'charge ran with {"amount": 2, "currency": "USD"}',
+    }
+    for name in (first, second):
+        wait_for(env.cluster, env.namespace, name, "phase", "Executed")
