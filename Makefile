@@ -80,7 +80,7 @@ venv: $(VENV)/.installed
 
 # The dev install carries the framework extras (handoff.integrations is type-checked and tested);
 # the core install (`pip install kube-handoff`, the image) carries none of them. Comma-separated.
-FRAMEWORKS := pydantic-ai,langgraph
+FRAMEWORKS := pydantic-ai,langgraph,openai-agents
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Installing Handoff and its Python dependencies into $(VENV) (about a minute the first time)."

@@ -13,7 +13,7 @@ from .framework_harness import Setup, setup
 from .helpers import request, wait_for
 
 pytestmark = pytest.mark.integration
-FRAMEWORKS = ["pydantic_ai", "langgraph"]
+FRAMEWORKS = ["pydantic_ai", "langgraph", "openai_agents"]
 
 
 @pytest.fixture(params=FRAMEWORKS)
