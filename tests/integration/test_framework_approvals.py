@@ -3,14 +3,18 @@ real process of its own that exits; reviewers use ``kubectl handoff``; the resum
 another process (every framework object is built again from the stored state)."""
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from handoff.devenv.postgres import PostgresServer
-from handoff.testing.cluster import Cluster, OperatorProcess
+from handoff.devenv.redis import RedisServer
+from handoff.testing.cluster import Cluster, OperatorProcess, redis_client
 
 from .framework_harness import Setup, setup
-from .helpers import request, wait_for
+from .helpers import AGENT, request, wait_for
 
 pytestmark = pytest.mark.integration
 FRAMEWORKS = ["pydantic_ai", "langgraph", "openai_agents"]
@@ -129,3 +133,53 @@ def test_two_pending_calls_approved_in_reverse_order_each_resume_their_own(env: 
     }
     for name in (first, second):
         wait_for(env.cluster, env.namespace, name, "phase", "Executed")
+
+
+@pytest.mark.parametrize("env", ["pydantic_ai", "openai_agents"], indirect=True)
+def test_arguments_changed_in_the_stored_run_are_refused_and_reported_failed(
+    env: Setup, redis_server: RedisServer
+) -> None:
+    """Whoever can write the agent's Redis keys changes the paused run (a message history, a
+    RunState): the model's call now asks for 5000. The approved request says 5: the tool does not
+    run. (LangGraph's paused threads are in its checkpointer, outside Handoff's keys.)"""
+    [name] = env.run("charge")["requests"]
+    wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
+    admin = redis_client(redis_server.url)
+    [key] = list(admin.scan_iter(f"handoff:state:{env.namespace}:{AGENT}:pause-*"))
+    stored = admin.get(key)
+    changed, count = re.subn(rb'(amount(?:\\\\)*\\":)5,', rb"\g<1>5000,", stored)
+    assert count >= 1, stored
+    admin.set(key, changed, keepttl=True)
+
+    env.decide("approve", name)
+    wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanApproved")
+    [output] = env.resume()["outputs"]
+    assert "Handoff refused charge" in output
+    assert env.tool_calls() == []
+    failed = wait_for(env.cluster, env.namespace, name, "phase", "Failed")
+    assert "5000" in failed["status"]["execution"]["message"]
+
+
+def test_the_example_runs_pauses_and_resumes(env: Setup) -> None:
+    """examples/<framework>_approvals.py, as docs/frameworks.md tells a reader to run it."""
+    example = Path(__file__).parents[2] / "examples" / env.script.replace("_agent", "_approvals")
+    environment = {"KUBECONFIG": env.agent_kubeconfig, "HANDOFF_NAMESPACE": env.namespace,
+                   "PATH": "/usr/bin:/bin", **env.extra_env}  # fmt: skip
+
+    def run(mode: str) -> str:
+        done = subprocess.run([sys.executable, str(example), mode], capture_output=True, text=True,
+                              env=environment, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-4000:]
+        return done.stdout
+
+    ran = run("run")
+    assert "waiting for a person: refund(" in ran
+    name = ran.split(" is ", 1)[1].split()[0]
+    waiting = wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
+    assert waiting["spec"]["parameters"] == {"charge": "ch_124", "amount": 2500}
+    assert waiting["spec"]["target"] == "stripe:charge/ch_124"
+    assert waiting["spec"]["blastRadius"] == "$2,500 leaves the company account"
+    env.decide("approve", name)
+    wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanApproved")
+    assert "Finished: refunded $2,500 of ch_124" in run("resume")
+    wait_for(env.cluster, env.namespace, name, "phase", "Executed")
