@@ -135,34 +135,58 @@ def test_two_pending_calls_approved_in_reverse_order_each_resume_their_own(env: 
         wait_for(env.cluster, env.namespace, name, "phase", "Executed")
 
 
-@pytest.mark.parametrize("env", ["pydantic_ai", "openai_agents"], indirect=True)
+def tamper(stored: bytes, drop_invocations: bool) -> bytes:
+    """The paused run with the model's call asking for 5000 instead of 5, wherever it says so
+    (JSON in JSON: the history or RunState is a string inside Handoff's record)."""
+    record = json.loads(stored)
+    key = "messages" if "messages" in record["data"] else "state"
+    inner, count = re.subn(r'(amount\\?":)5,', r"\g<1>5000,", record["data"][key])
+    assert count >= 1, inner
+    if drop_invocations:  # the Agents SDK's own fingerprints of each call: gone, not stale
+        state = json.loads(inner)
+        state["context"]["tool_invocations"] = {}
+        inner = json.dumps(state)
+    record["data"][key] = inner
+    return json.dumps(record).encode()
+
+
+@pytest.mark.parametrize(
+    ("env", "drop_invocations"),
+    [("pydantic_ai", False), ("openai_agents", False), ("openai_agents", True)],
+    indirect=["env"],
+)
 def test_arguments_changed_in_the_stored_run_are_refused_and_reported_failed(
-    env: Setup, redis_server: RedisServer
+    env: Setup, redis_server: RedisServer, drop_invocations: bool
 ) -> None:
     """Whoever can write the agent's Redis keys changes the paused run (a message history, a
     RunState): the model's call now asks for 5000. The approved request says 5: the tool does not
-    run. (LangGraph's paused threads are in its checkpointer, outside Handoff's keys.)"""
+    run, the request is Failed, and the worker goes on. (LangGraph's paused threads are in its
+    checkpointer, outside Handoff's keys.)"""
     [name] = env.run("charge")["requests"]
     wait_for(env.cluster, env.namespace, name, "phase", "AwaitingApproval")
     admin = redis_client(redis_server.url)
     [key] = list(admin.scan_iter(f"handoff:state:{env.namespace}:{AGENT}:pause-*"))
-    stored = admin.get(key)
-    changed, count = re.subn(rb'(amount(?:\\\\)*\\":)5,', rb"\g<1>5000,", stored)
-    assert count >= 1, stored
-    admin.set(key, changed, keepttl=True)
+    admin.set(key, tamper(admin.get(key), drop_invocations), keepttl=True)
 
     env.decide("approve", name)
     wait_for(env.cluster, env.namespace, name, "decision.reason", "HumanApproved")
-    [output] = env.resume()["outputs"]
-    assert "Handoff refused charge" in output
+    outputs = env.resume()["outputs"]
     assert env.tool_calls() == []
     failed = wait_for(env.cluster, env.namespace, name, "phase", "Failed")
-    assert "5000" in failed["status"]["execution"]["message"]
+    message = failed["status"]["execution"]["message"]
+    if outputs:  # the framework took the run: Handoff refused the call
+        assert "Handoff refused charge" in outputs[0]
+        assert "5000" in message
+    else:  # the framework refused the stored run itself (the Agents SDK's fingerprints)
+        assert env.script == "openai_agents_agent.py"
+        assert "the paused run could not be restored" in message
 
 
 def test_the_example_runs_pauses_and_resumes(env: Setup) -> None:
     """examples/<framework>_approvals.py, as docs/frameworks.md tells a reader to run it."""
-    example = Path(__file__).parents[2] / "examples" / env.script.replace("_agent", "_approvals")
+    example = (
+        Path(__file__).parents[2] / "examples" / env.script.replace("_agent.py", "_approvals.py")
+    )
     environment = {"KUBECONFIG": env.agent_kubeconfig, "HANDOFF_NAMESPACE": env.namespace,
                    "PATH": "/usr/bin:/bin", **env.extra_env}  # fmt: skip
 

@@ -151,6 +151,19 @@ class HandoffApprovals:
         calls = (_call_id(item) for item in result.interruptions)
         return {call: self._waiting[call] for call in calls if call in self._waiting}
 
+    async def _decided(self, agent: Agent[Any], paused: Paused) -> RunState[Any]:
+        """The paused run's state, restored, with each of Handoff's decisions applied."""
+        state: RunState[Any] = await RunState.from_string(agent, paused.data["state"])
+        for item in state.get_interruptions():
+            verdict = paused.verdicts.get(_call_id(item))
+            if verdict is None:
+                continue
+            if verdict.approved:
+                state.approve(item)
+            else:
+                state.reject(item, rejection_message=verdict.refusal)
+        return state
+
     async def _pause_if_waiting(
         self, pause: str, result: RunResult, resumer: Callable[[Paused], Awaitable[None]]
     ) -> None:
@@ -178,15 +191,14 @@ class HandoffApprovals:
         run_kwargs: dict[str, Any],
     ) -> Callable[[Paused], Awaitable[None]]:
         async def again(paused: Paused) -> None:
-            state: RunState[Any] = await RunState.from_string(agent, paused.data["state"])
-            for item in state.get_interruptions():
-                verdict = paused.verdicts.get(_call_id(item))
-                if verdict is None:
-                    continue
-                if verdict.approved:
-                    state.approve(item)
-                else:
-                    state.reject(item, rejection_message=verdict.refusal)
+            try:
+                state = await self._decided(agent, paused)
+            except Exception as e:  # the SDK refused the stored state: nothing of it may run
+                for verdict in paused.verdicts.values():
+                    if verdict.approved:
+                        message = f"the paused run could not be restored ({type(e).__name__}: {e})"
+                        await self._oversight.report(verdict, "Failed", message[:1000])
+                return
             pause = uuid.uuid4().hex
             token = _PAUSE.set(pause)
             try:
