@@ -169,9 +169,16 @@ class HandoffApprovals(AbstractCapability[Any]):
         on_result: Callable[[AgentRunResult[Any]], Awaitable[None] | None] | None,
     ) -> Callable[[Paused], Awaitable[None]]:
         async def again(paused: Paused) -> None:
-            messages: list[ModelMessage] = ModelMessagesTypeAdapter.validate_json(
-                paused.data["messages"]
-            )
+            try:
+                messages: list[ModelMessage] = ModelMessagesTypeAdapter.validate_json(
+                    paused.data["messages"]
+                )
+            except (ValueError, KeyError, TypeError) as e:  # not a history: nothing of it runs
+                for verdict in paused.verdicts.values():
+                    if verdict.approved:
+                        message = f"the paused run could not be restored ({type(e).__name__})"
+                        await self._oversight.report(verdict, "Failed", message)
+                return
             approvals: dict[str, bool | ToolDenied] = {
                 call: True if verdict.approved else ToolDenied(verdict.refusal)
                 for call, verdict in paused.verdicts.items()
