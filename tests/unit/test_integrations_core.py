@@ -1,6 +1,8 @@
 """The framework integrations' shared pieces that need no cluster: names, refusals, verdicts."""
 
 import asyncio
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -66,3 +68,27 @@ def test_take_gives_a_state_once() -> None:
         return await store.take("k"), await store.take("k")
 
     assert asyncio.run(scenario()) == (b"v", None)
+
+
+@pytest.mark.parametrize(
+    ("module", "framework", "extra"),
+    [
+        ("pydantic_ai", "pydantic_ai", "pydantic-ai"),
+        ("langgraph", "langgraph", "langgraph"),
+        ("openai_agents", "agents", "openai-agents"),
+    ],
+)
+def test_an_integration_without_its_extra_says_what_to_install(
+    module: str, framework: str, extra: str
+) -> None:
+    """The core install has no framework: importing an integration says which extra it needs."""
+    code = (
+        f"import sys; sys.modules[{framework!r}] = None\n"
+        "try:\n"
+        f"    import handoff.integrations.{module}\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert f"pip install 'kube-handoff[{extra}]'" in done.stdout
+    assert "is not installed" in done.stdout

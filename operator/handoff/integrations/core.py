@@ -274,6 +274,14 @@ class Oversight:
 Resumer = Callable[[Paused], Awaitable[Any]]
 
 
+def missing(extra: str, framework: str, error: ImportError) -> str:
+    """Why an integration cannot be imported, and what to install."""
+    return (
+        f"handoff.integrations needs {framework} for this ({error.name or error} is not installed):"
+        f" pip install 'kube-handoff[{extra}]'"
+    )
+
+
 def refusal(action: str, reason: str, message: str, comment: str) -> str:
     """A denial as the model reads it: the action, the reason, and the reviewer's words."""
     text = f"Handoff did not approve {action} ({reason or 'Denied'})"

@@ -22,14 +22,18 @@ several calls of one step can wait together.
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from langchain_core.messages import AIMessage
-from langchain_core.tools import BaseTool, StructuredTool
-from langchain_core.tools import tool as as_tool
-from langgraph.prebuilt import ToolRuntime
-from langgraph.types import Command, interrupt
-
-from handoff.integrations.core import RESUMING, Describe, Oversight, Paused, run_reported
+from handoff.integrations.core import RESUMING, Describe, Oversight, Paused, missing, run_reported
 from handoff.sdk import Agent
+
+try:
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import BaseTool, StructuredTool
+    from langchain_core.tools import tool as as_tool
+    from langgraph.prebuilt import ToolRuntime
+    from langgraph.types import Command, interrupt
+except ImportError as e:  # the extra is not installed: say which one
+    raise ImportError(missing("langgraph", "LangGraph", e)) from e
+
 
 FRAMEWORK = "langgraph"
 REQUEST = "handoffRequest"  # the key of Handoff's interrupt values

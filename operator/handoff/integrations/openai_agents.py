@@ -29,12 +29,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from agents import Agent, FunctionTool, RunContextWrapper, Runner, RunResult, RunState
-from agents.tool_context import ToolContext
-
-from handoff.integrations.core import RESUMING, Describe, Oversight, Paused, run_reported
+from handoff.integrations.core import RESUMING, Describe, Oversight, Paused, missing, run_reported
 from handoff.sdk import Agent as HandoffAgent
 from handoff.sdk import Ticket
+
+try:
+    from agents import Agent, FunctionTool, RunContextWrapper, Runner, RunResult, RunState
+    from agents.tool_context import ToolContext
+except ImportError as e:  # the extra is not installed: say which one
+    raise ImportError(missing("openai-agents", "the OpenAI Agents SDK", e)) from e
+
 
 FRAMEWORK = "openai-agents"
 #: The field the wrapper adds to an overseen tool's schema: the model says why it makes the call

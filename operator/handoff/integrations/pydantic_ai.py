@@ -25,28 +25,32 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.capabilities.abstract import WrapToolExecuteHandler
-from pydantic_ai.exceptions import ApprovalRequired
-from pydantic_ai.messages import (
-    ModelMessage,
-    ModelMessagesTypeAdapter,
-    ModelResponse,
-    TextPart,
-    ThinkingPart,
-    ToolCallPart,
-)
-from pydantic_ai.run import AgentRunResult
-from pydantic_ai.tools import (
-    DeferredToolRequests,
-    DeferredToolResults,
-    RunContext,
-    ToolDefinition,
-    ToolDenied,
-)
-
-from handoff.integrations.core import Describe, Oversight, Paused, run_reported
+from handoff.integrations.core import Describe, Oversight, Paused, missing, run_reported
 from handoff.sdk import Agent
+
+try:
+    from pydantic_ai.capabilities import AbstractCapability
+    from pydantic_ai.capabilities.abstract import WrapToolExecuteHandler
+    from pydantic_ai.exceptions import ApprovalRequired
+    from pydantic_ai.messages import (
+        ModelMessage,
+        ModelMessagesTypeAdapter,
+        ModelResponse,
+        TextPart,
+        ThinkingPart,
+        ToolCallPart,
+    )
+    from pydantic_ai.run import AgentRunResult
+    from pydantic_ai.tools import (
+        DeferredToolRequests,
+        DeferredToolResults,
+        RunContext,
+        ToolDefinition,
+        ToolDenied,
+    )
+except ImportError as e:  # the extra is not installed: say which one
+    raise ImportError(missing("pydantic-ai", "Pydantic AI", e)) from e
+
 
 FRAMEWORK = "pydantic-ai"
 
