@@ -151,12 +151,16 @@ def tamper(stored: bytes, drop_invocations: bool) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("env", "drop_invocations"),
-    [("pydantic_ai", False), ("openai_agents", False), ("openai_agents", True)],
+    ("env", "drop_invocations", "refused_by"),
+    [
+        ("pydantic_ai", False, "Handoff"),
+        ("openai_agents", False, "the framework"),  # its fingerprint of the call no longer matches
+        ("openai_agents", True, "Handoff"),  # a careful attacker removed the fingerprints too
+    ],
     indirect=["env"],
 )
 def test_arguments_changed_in_the_stored_run_are_refused_and_reported_failed(
-    env: Setup, redis_server: RedisServer, drop_invocations: bool
+    env: Setup, redis_server: RedisServer, drop_invocations: bool, refused_by: str
 ) -> None:
     """Whoever can write the agent's Redis keys changes the paused run (a message history, a
     RunState): the model's call now asks for 5000. The approved request says 5: the tool does not
@@ -174,12 +178,13 @@ def test_arguments_changed_in_the_stored_run_are_refused_and_reported_failed(
     assert env.tool_calls() == []
     failed = wait_for(env.cluster, env.namespace, name, "phase", "Failed")
     message = failed["status"]["execution"]["message"]
-    if outputs:  # the framework took the run: Handoff refused the call
-        assert "Handoff refused charge" in outputs[0]
-        assert "5000" in message
-    else:  # the framework refused the stored run itself (the Agents SDK's fingerprints)
-        assert env.script == "openai_agents_agent.py"
-        assert "the paused run could not be restored" in message
+    if refused_by == "Handoff":  # the framework took the run; the call met the approved spec
+        [output] = outputs
+        assert "Handoff refused charge" in output
+        assert '{"amount":5000,"currency":"USD"}, but' in message
+    else:  # the framework refused the stored run itself: the worker reports it and goes on
+        assert outputs == []
+        assert "the paused run could not be restored (ModelBehaviorError" in message
 
 
 def test_the_example_runs_pauses_and_resumes(env: Setup) -> None:
