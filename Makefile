@@ -78,11 +78,15 @@ chart-crds:
 # --- Python ---------------------------------------------------------------------------------
 venv: $(VENV)/.installed
 
+# The dev install carries the framework extras (handoff.integrations is type-checked and tested);
+# the core install (`pip install kube-handoff`, the image) carries none of them. Comma-separated.
+FRAMEWORKS := pydantic-ai,langgraph,openai-agents
+
 $(VENV)/.installed: pyproject.toml
 	@echo "Installing Handoff and its Python dependencies into $(VENV) (about a minute the first time)."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,$(FRAMEWORKS)]'
 	@touch $@
 
 # --- the two commands -------------------------------------------------------------------------

@@ -335,6 +335,20 @@ class Agent:
                 f"{decision.name}: the approved spec is not what this agent proposed"
             )
 
+    async def read_request(self, name: str) -> dict[str, Any]:
+        """The request as the API server has it now (spec, and status with its reviews)."""
+        path = resource_path(GROUP, VERSION, REQUESTS, self.namespace, name)
+        try:
+            body: dict[str, Any] = await self._kube().get(path)
+        except KubeError as e:
+            raise self._kube_failure(e, f"read {name}") from e
+        return body
+
+    @property
+    def state_store(self) -> StateStore:
+        """Where this agent's states wait (its own Redis keys): for integrations that keep more."""
+        return self._state()
+
     async def report(self, decision: Decision, outcome: str, message: str = "") -> None:
         """Tell the operator what happened (Executed or Failed); the request's phase shows it."""
         fields = {

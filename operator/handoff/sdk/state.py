@@ -39,6 +39,10 @@ class StateStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def take(self, key: str) -> bytes | None:
+        """Read and delete in one atomic step: of several processes, one gets the value."""
+        ...
+
 
 #: The largest state Redis takes: the servers Handoff starts refuse any value over 1 MiB.
 MAX_STATE_BYTES = 1024 * 1024
@@ -78,6 +82,15 @@ class RedisStateStore:
         except RedisError as e:
             raise redis_failure(e, "delete the agent's state in Redis") from e
 
+    async def take(self, key: str) -> bytes | None:
+        try:
+            value = await self._client.getdel(key)
+        except RedisError as e:
+            raise redis_failure(e, "take the agent's state from Redis") from e
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else bytes(value)
+
 
 class MemoryStateStore:
     def __init__(self) -> None:
@@ -93,6 +106,9 @@ class MemoryStateStore:
 
     async def delete(self, key: str) -> None:
         self.values.pop(key, None)
+
+    async def take(self, key: str) -> bytes | None:
+        return self.values.pop(key, None)
 
 
 def envelope(serializer: Serializer, state: Any, digest: str) -> bytes:
