@@ -87,12 +87,15 @@ class Credentials:
         cluster, user = kubeconfig.load(kubeconfig_path, context)
         return cls(cluster.server, cluster=cluster, user=user)
 
-    def with_token(self, token: str) -> "Credentials":
-        """Someone else's bearer token (a reviewer's), on the same server: never renewed."""
+    def with_token(
+        self, token: str, description: str = "the token given at sign-in"
+    ) -> "Credentials":
+        """Someone else's bearer token (a reviewer's, an agent's at the gateway), on the same
+        server: never renewed."""
         return Credentials(
             self.server,
             cluster=self.cluster,
-            user=User(token=token, description="the token given at sign-in"),
+            user=User(token=token, description=description),
             clock=self.clock,
         )
 

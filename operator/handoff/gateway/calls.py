@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, resource_path
@@ -177,8 +176,8 @@ class Calls:
                 old = self._agents.pop(next(iter(self._agents)))
                 task = asyncio.create_task(old.close())
                 task.add_done_callback(lambda _: None)
-            self._agents[key] = KubeApi(replace(self.credentials, token=caller.token,
-                                                cert_file=None, key_file=None))  # fmt: skip
+            token = self.credentials.with_token(caller.token, "the agent's bearer token")
+            self._agents[key] = KubeApi(token)
         return self._agents[key]
 
     async def close(self) -> None:
