@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from handoff.domain.breakglass import post_incident_request
-from handoff.domain.decide import Review
 from handoff.domain.filing import (
     POST_INCIDENT_OF,
     REQUESTED_BY,
@@ -17,6 +16,7 @@ from handoff.domain.filing import (
     squatter,
     under_generated_name,
 )
+from handoff.domain.model import Review
 from handoff.domain.rollback import rollback_request, untrusted_undo
 
 OPERATOR = "system:serviceaccount:handoff-system:handoff-operator"

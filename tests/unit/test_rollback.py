@@ -4,7 +4,7 @@ Handoff files to carry out the plan."""
 from typing import Any
 
 import pytest
-from handoff.domain.decide import Review
+from handoff.domain.model import Review
 from handoff.domain.rollback import requested_rollback, rollback_name, rollback_request
 
 ASK = {"reviewer": "carol", "decision": "Rollback", "comment": "it broke checkout"}

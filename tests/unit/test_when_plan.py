@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from handoff.adapters.sandbox import answers, by_source
 from handoff.domain.classify import RequestFacts, classify, when_plan
-from handoff.domain.decide import RequestState
+from handoff.domain.model import RequestState
 from handoff.domain.policy import CompiledPolicy, compile_policy
 from hypothesis import given
 
