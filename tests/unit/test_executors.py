@@ -9,6 +9,7 @@ from handoff.domain.executors import (
     KubernetesScope,
     allowed,
     kubernetes_change,
+    returned_problem,
 )
 from handoff.domain.kubediff import diff
 
@@ -134,3 +135,35 @@ def test_a_change_names_its_kind_with_its_api_version() -> None:
 )  # fmt: skip
 def test_the_preview_diff(old: Any, new: Any, lines: list[str]) -> None:
     assert diff(old, new) == lines
+
+
+ASKED = KubernetesChange("patch", "apps/v1", "Deployment", "agents", "web")
+NOTHING = "nothing was changed by Handoff after that answer"
+
+
+# Each row: what the API server answered to a request for apps/v1 Deployment agents/web, and the
+# whole problem (None: it is the object asked for).
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"namespace": "agents", "name": "web"}},
+         None),
+        ({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "other", "name": "token"}},
+         'asked for apps/v1/Deployment agents/web but the API server answered with "v1" "Secret"'
+         f' "other"/"token": {NOTHING}'),
+        ({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"namespace": "agents", "name": "api"}},
+         'asked for apps/v1/Deployment agents/web but the API server answered with "apps/v1"'
+         f' "Deployment" "agents"/"api": {NOTHING}'),
+        ({"kind": "Status", "metadata": "oops"},
+         "asked for apps/v1/Deployment agents/web but the API server answered with null"
+         f' "Status" null/null: {NOTHING}'),
+        ({"apiVersion": {"a": 1}, "kind": ["x"], "metadata": {"namespace": 3, "name": True}},
+         "asked for apps/v1/Deployment agents/web but the API server answered with an object"
+         f" a list 3/true: {NOTHING}"),
+        ("text", "the API server answered with something that is not an object"),
+        (None, "the API server answered with something that is not an object"),
+        ([ASKED], "the API server answered with something that is not an object"),
+    ],
+)  # fmt: skip
+def test_what_came_back_instead_of_the_object_asked_for(answer: Any, problem: str | None) -> None:
+    assert returned_problem(ASKED, answer) == problem

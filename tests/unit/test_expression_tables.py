@@ -150,3 +150,36 @@ def test_string_literals_are_not_comprehensions(source: str, too_costly: bool) -
     except ExpressionError as e:
         problem = str(e)
     assert ("is too costly" in problem) is too_costly, problem
+
+
+VARIABLES = {"action": "a", "target": "t", "agent": "x", "labels": {}}
+KIB = "a" * 1024
+
+
+# Each row: items, the separator (None: join() without one), and the evaluation error's exact
+# words (None: it evaluates). Items times separator may be 1 MiB, not a byte more (checked before
+# anything is built); then what is built may be 1 MiB, not a byte more.
+@pytest.mark.parametrize(
+    ("items", "separator", "error"),
+    [
+        ([KIB] * 1024, None, None),
+        ([KIB] * 1024, "", None),
+        ([KIB] * 1024 + ["b"], None, "join would build a string of 1048577 characters"),
+        ([KIB] * 2048, None, "join would build a string of 2097152 characters"),
+        ([""] * 1024, KIB, None),  # 1023 separators built
+        ([""] * 1025, KIB, "join would build a string over 1048576 characters"),
+        ([""] * 2, "", None),
+    ],
+)
+def test_a_join_is_bounded_by_what_it_would_build(
+    items: list[str], separator: str | None, error: str | None
+) -> None:
+    call = "join()" if separator is None else "join(parameters.separator)"
+    expression = compile_expression(f"parameters.items.{call}.size() >= 0")
+    variables = VARIABLES | {"parameters": {"items": items, "separator": separator or ""}}
+    if error is None:
+        assert expression.matches(variables) is True
+        return
+    with pytest.raises(ExpressionError) as raised:
+        expression.matches(variables)
+    assert error in str(raised.value)
