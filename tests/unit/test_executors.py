@@ -9,9 +9,11 @@ from handoff.domain.executors import (
     KubernetesScope,
     allowed,
     kubernetes_change,
+    privileged,
     returned_problem,
 )
 from handoff.domain.kubediff import diff
+from handoff.domain.kubenames import split_kind_key
 
 DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
 MANIFEST = {
@@ -167,3 +169,133 @@ NOTHING = "nothing was changed by Handoff after that answer"
 )  # fmt: skip
 def test_what_came_back_instead_of_the_object_asked_for(answer: Any, problem: str | None) -> None:
     assert returned_problem(ASKED, answer) == problem
+
+
+def applied(**manifest: Any) -> dict[str, Any]:
+    body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}} | manifest
+    return spec("kubernetes.apply", manifest=body)
+
+
+# Each row: a manifest to apply, and the whole problem with it, naming the field it is in.
+@pytest.mark.parametrize(
+    ("request_spec", "problem"),
+    [
+        (applied(metadata={"generateName": "web-", "name": "web"}),
+         "kubernetes.apply needs a fixed metadata.name, not generateName"),
+        (applied(apiVersion="apps/v1/x/y"),
+         'parameters.manifest.apiVersion "apps/v1/x/y" is not an apiVersion: \'v1\' for the core'
+         " group or 'group/version' (apps/v1)"),
+        (applied(kind="Deploy ment"),
+         'parameters.manifest.kind "Deploy ment" is not a kind: a kind is at most 63 letters and'
+         " digits, starting with a capital letter (Deployment)"),
+        (applied(metadata={"name": "web", "namespace": "../x"}),
+         'parameters.manifest.metadata.namespace "../x" is not a namespace: a namespace is at most'
+         " 63 lowercase letters, digits and '-', starting and ending with a letter or digit"),
+        (applied(metadata={"name": "we/b"}),
+         'parameters.manifest.metadata.name "we/b" is not an object name: an object name is at'
+         " most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or"
+         " digit"),
+    ],
+)  # fmt: skip
+def test_what_is_wrong_with_a_manifest(request_spec: dict[str, Any], problem: str) -> None:
+    assert kubernetes_change(request_spec, "agents") == problem
+
+
+EXECUTOR = (
+    "a Pod may not run as one of Handoff's executor ServiceAccounts (handoff-executor-*): it"
+    " would act with the executor's rights without approval"
+)
+POD = {"containers": [{"name": "app", "image": "app:1"}]}
+
+
+# Each row: a Deployment's pod template, and whether the change is refused for naming one of the
+# executors' ServiceAccounts (anywhere, in lists too; only in the account fields).
+@pytest.mark.parametrize(
+    ("pod", "problem"),
+    [
+        (POD, None),
+        (POD | {"serviceAccountName": "web"}, None),
+        (POD | {"serviceAccount": "default"}, None),
+        (POD | {"serviceAccountName": "handoff-executor-agents"}, EXECUTOR),
+        (POD | {"serviceAccount": "handoff-executor-x"}, EXECUTOR),
+        ({"containers": [{"name": "handoff-executor-agents", "image": "handoff-executor-x"}]}, None),
+        ({"containers": [{"name": "a", "env": [{"name": "serviceAccountName",
+                                               "value": "handoff-executor-x"}]}]}, None),
+        ({"containers": [], "x": [[{"serviceAccountName": "handoff-executor-x"}]]}, EXECUTOR),
+    ],
+)  # fmt: skip
+def test_no_pod_runs_as_an_executor(pod: dict[str, Any], problem: str | None) -> None:
+    manifest = {**DEPLOYMENT_MANIFEST, "spec": {"template": {"spec": pod}}}
+    change = kubernetes_change(spec("kubernetes.apply", manifest=manifest), "agents")
+    assert isinstance(change, KubernetesChange)
+    assert allowed(change, KubernetesScope(frozenset({"apps/v1/Deployment"})), "agents") == problem
+
+
+DEPLOYMENT_MANIFEST = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
+
+
+MOVES = "kubernetes.patch may not change metadata.name, .namespace or .generateName"
+REKINDS = "kubernetes.patch may not change apiVersion or kind"
+
+
+# Each row: a JSON merge patch of apps/v1 Deployment agents/web, and the whole problem (None: it
+# is the change asked for). A patch may change the object, never which object it is.
+@pytest.mark.parametrize(
+    ("patch", "problem"),
+    [
+        ({"metadata": {"labels": {"a": "b"}}}, None),
+        ({"spec": {"replicas": 1}, "metadata": {"annotations": {"x": "y"}}}, None),
+        ({"metadata": {"name": "other"}}, MOVES),
+        ({"metadata": {"namespace": "other"}}, MOVES),
+        ({"metadata": {"generateName": "web-"}}, MOVES),
+        ({"metadata": {"labels": {}, "name": None}}, MOVES),
+        ({"apiVersion": "v1"}, REKINDS),
+        ({"kind": "Pod"}, REKINDS),
+        ({"spec": {}, "kind": "Deployment"}, REKINDS),
+    ],
+)
+def test_a_patch_may_not_move_rename_or_rekind(patch: dict[str, Any], problem: str | None) -> None:
+    change = kubernetes_change(spec("kubernetes.patch", **DEPLOYMENT, patch=patch), "agents")
+    if problem is None:
+        assert change == KubernetesChange("patch", "apps/v1", "Deployment", "agents", "web", patch)
+    else:
+        assert change == problem
+
+
+# Each row: an apiVersion and kind, and why Handoff never changes it (None: a policy may list it).
+# The core group's privileged kinds are privileged there only: a custom resource may be named so.
+@pytest.mark.parametrize(
+    ("api_version", "kind", "why"),
+    [
+        ("v1", "Secret", "Secrets hold credentials (ServiceAccount tokens, the ones Handoff generates)"),
+        ("v1", "ServiceAccount", "ServiceAccounts are identities, the executor's own among them"),
+        ("v1", "ConfigMap", None),
+        ("example.com/v1", "Secret", None),
+        ("example.com/v1", "ServiceAccount", None),
+        ("rbac.authorization.k8s.io/v1", "Role", "RBAC objects grant rights"),
+        ("rbac.authorization.k8s.io/v1", "Secret", "RBAC objects grant rights"),
+        ("apps/v1", "Deployment", None),
+    ],
+)  # fmt: skip
+def test_what_handoff_never_changes(api_version: str, kind: str, why: str | None) -> None:
+    assert privileged(api_version, kind) == why
+
+
+NOT_A_KIND = (
+    "is not a kind: write group/version/Kind (apps/v1/Deployment) or v1/Kind for the core group"
+)
+
+
+# Each row: an entry of executors.kubernetes.kinds, and what it reads as (or the whole problem).
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("apps/v1/Deployment", ("apps/v1", "Deployment")),
+        ("v1/ConfigMap", ("v1", "ConfigMap")),
+        ("Deployment", f'kinds "Deployment" {NOT_A_KIND}'),
+        (7, f"kinds 7 {NOT_A_KIND}"),
+        (None, f"kinds null {NOT_A_KIND}"),
+    ],
+)
+def test_a_kind_key(key: object, expected: object) -> None:
+    assert split_kind_key(key, "kinds") == expected

@@ -183,3 +183,37 @@ def test_a_join_is_bounded_by_what_it_would_build(
     with pytest.raises(ExpressionError) as raised:
         expression.matches(variables)
     assert error in str(raised.value)
+
+
+MIB = 1 << 20
+OVER = "replace would build a string over 1048576 characters"
+
+
+# Each row: the string, what to replace, with what, the limit (None: every one), and the error's
+# exact words (None: it evaluates). The size is known before anything is built: 1 MiB is allowed,
+# a byte more is not. An empty ``old`` matches len(s) + 1 times (between every two characters).
+@pytest.mark.parametrize(
+    ("s", "old", "new", "limit", "error"),
+    [
+        ("a" * 16, "", "b" * 61680, None, None),  # 16 + 17 x 61680 = 1 MiB
+        ("a" * 16, "", "b" * 61681, None, OVER),
+        ("a" * 1000 + "b", "b", "c" * (MIB - 1000), None, None),  # 1001 - 1 + (MIB - 1000)
+        ("a" * 1000 + "b", "b", "c" * (MIB - 999), None, OVER),
+        ("b" * 1000, "b", "c" * 2000, 1, None),
+        ("b" * 1000, "b", "c" * 2000, 0, None),
+        ("b" * 1000, "b", "c" * 2000, None, OVER),
+        ("b" * 1000, "b", "c" * 2000, -1, OVER),
+    ],
+)
+def test_a_replace_is_bounded_by_what_it_would_build(
+    s: str, old: str, new: str, limit: int | None, error: str | None
+) -> None:
+    call = "replace(parameters.old, parameters.new" + ("" if limit is None else f", {limit}") + ")"
+    expression = compile_expression(f"parameters.s.{call}.size() >= 0")
+    variables = VARIABLES | {"parameters": {"s": s, "old": old, "new": new}}
+    if error is None:
+        assert expression.matches(variables) is True
+        return
+    with pytest.raises(ExpressionError) as raised:
+        expression.matches(variables)
+    assert error in str(raised.value)
