@@ -299,3 +299,30 @@ NOT_A_KIND = (
 )
 def test_a_kind_key(key: object, expected: object) -> None:
     assert split_kind_key(key, "kinds") == expected
+
+
+API_RULE = "'v1' for the core group or 'group/version' (apps/v1)"
+
+
+# Each row: a parameter of kubernetes.delete (apps/v1 Deployment web in agents, but for it), and
+# the whole problem, naming the parameter and showing the value (or what sort of value it is).
+@pytest.mark.parametrize(
+    ("parameter", "problem"),
+    [
+        ({"apiVersion": "a/b/c"}, f'parameters.apiVersion "a/b/c" is not an apiVersion: {API_RULE}'),
+        ({"apiVersion": "apps//v1"}, f'parameters.apiVersion "apps//v1" is not an apiVersion: {API_RULE}'),
+        ({"apiVersion": 5}, f"parameters.apiVersion must be a string ({API_RULE}), not 5"),
+        ({"kind": "x y"},
+         'parameters.kind "x y" is not a kind: a kind is at most 63 letters and digits, starting'
+         " with a capital letter (Deployment)"),
+        ({"kind": 3}, "parameters.kind must be a string, a kind: not 3"),
+        ({"namespace": "A_B"},
+         'parameters.namespace "A_B" is not a namespace: a namespace is at most 63 lowercase'
+         " letters, digits and '-', starting and ending with a letter or digit"),
+        ({"name": ["x"]}, "parameters.name must be a string, an object name: not a list"),
+        ({"name": True}, "parameters.name must be a string, an object name: not true"),
+    ],
+)  # fmt: skip
+def test_what_is_wrong_with_a_named_object(parameter: dict[str, Any], problem: str) -> None:
+    request_spec = spec("kubernetes.delete", **(DEPLOYMENT | parameter))
+    assert kubernetes_change(request_spec, "agents") == problem
