@@ -91,14 +91,18 @@ class Equivalent:
 
 
 def load_equivalents(path: Path = EQUIVALENT) -> dict[str, Equivalent]:
-    """`mutant | the mutated line, stripped | why it changes nothing`, one a line; # comments."""
+    """`mutant | the mutated line, stripped | why it changes nothing`, one a line; # comments.
+    The mutated line may hold " | " (a type union); the reason may not."""
     listed: dict[str, Equivalent] = {}
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
-        parts = [p.strip() for p in text.split(" | ", 2)]
-        if len(parts) != 3 or not all(parts):
+        # The mutated line may hold " | " itself (a type union): the reason never does.
+        mutant, _, rest = text.partition(" | ")
+        line, _, reason = rest.rpartition(" | ")
+        parts = [mutant.strip(), line.strip(), reason.strip()]
+        if not all(parts):
             sys.exit(f"{path}:{number}: expected `mutant | mutated line | reason`, got {raw!r}")
         listed[parts[0]] = Equivalent(parts[0], parts[1], parts[2], f"{path.name}:{number}")
     return listed

@@ -4,6 +4,7 @@ result files written the way mutmut 3.8.1 writes them (no mutmut needed)."""
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -108,3 +109,24 @@ def test_the_equivalent_list_reads_and_names_files_of_the_domain() -> None:
         assert name.startswith("handoff.domain.")
         assert (mutation.DOMAIN / (name.split(".")[2] + ".py")).is_file(), entry.where
         assert "__mutmut_" in name, entry.where
+
+
+def test_a_listed_line_may_hold_a_type_union(tmp_path: Path) -> None:
+    listing = tmp_path / "equivalent.txt"
+    listing.write_text(
+        "# a comment\n\n"
+        'm.x_f__mutmut_1 | b: B | None = "" | "" is false, like None\n'
+        "m.x_f__mutmut_2 | x = 1 | no reason to doubt\n"
+    )
+    listed = mutation.load_equivalents(listing)
+    assert [(e.mutant, e.line, e.reason) for e in listed.values()] == [
+        ("m.x_f__mutmut_1", 'b: B | None = ""', '"" is false, like None'),
+        ("m.x_f__mutmut_2", "x = 1", "no reason to doubt"),
+    ]
+
+
+def test_a_listing_without_a_reason_stops_the_run(tmp_path: Path) -> None:
+    listing = tmp_path / "equivalent.txt"
+    listing.write_text("m.x_f__mutmut_1 | x = 1\n")
+    with pytest.raises(SystemExit, match=re.escape("expected `mutant | mutated line | reason`")):
+        mutation.load_equivalents(listing)

@@ -704,3 +704,26 @@ def test_a_tier2_judged_as_it_is_classified_says_why_people_decided_it() -> None
     )  # fmt: skip
     assert step.transition is Transition.DECIDED
     check_invariants(step, state, at(minutes=1))
+
+
+def test_the_requesters_own_review_there_before_classification_does_not_count() -> None:
+    agent = "system:serviceaccount:agents:payments-agent"
+    policies = [policy(reviewers={"users": ["alice", agent]})]
+    own = {"reviewer": agent, "decision": "Approve", "acknowledged": ["what", "impact", "rollback"]}
+    state = reviewed(request(), own)
+    step = decide(policies, state, at(minutes=1))
+    assert summary(step) == (
+        "AwaitingApproval", None,
+        ("True", "RuleMatched", "rule money matched payments.refund"),
+        ("False", "AwaitingReview", f"rule money matched payments.refund; {T4_WAIT}"),
+    )  # fmt: skip
+    assert step.transition is Transition.STARTED_WAITING
+    check_invariants(step, state, at(minutes=1))
+    # and once it waits, the same review is named as not counted
+    later = decide(policies, applied(state, step), at(minutes=2))
+    assert later.decision is None
+    assert summary(later)[3] == (
+        "False", "AwaitingReview",
+        f"0 of 1 approval(s) by 2026-11-29T18:15:00Z, else Denied (Expired); not counted: {agent}:"
+        " the requester cannot review its own request",
+    )  # fmt: skip

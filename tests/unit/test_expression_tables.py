@@ -217,3 +217,20 @@ def test_a_replace_is_bounded_by_what_it_would_build(
     with pytest.raises(ExpressionError) as raised:
         expression.matches(variables)
     assert error in str(raised.value)
+
+
+# Each row: a macro called without a variable first (so not a comprehension), and the refusal's
+# exact words: it is read as an unknown function, never a crash of the comprehension check.
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("parameters.items.all(1 > 0)", "'parameters.items.all(1 > 0)' calls unknown functions all"),
+        ("parameters.items.exists()", "'parameters.items.exists()' calls unknown functions exists"),
+        ("parameters.a.all(x, x.b.exists(0))",
+         "'parameters.a.all(x, x.b.exists(0))' calls unknown functions exists"),
+    ],
+)  # fmt: skip
+def test_a_macro_without_a_variable_is_an_unknown_function(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        compile_expression(source)
+    assert str(raised.value) == message
