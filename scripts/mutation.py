@@ -198,7 +198,9 @@ def tally(
             if status == "skipped":
                 continue
             row.mutants += 1
-            if status in KILLED:
+            # A listed mutant stopped for CPU time says nothing about its behaviour (a loaded
+            # machine): it is checked against its listing like a survivor.
+            if status in KILLED and not (status == "timeout" and mutant in equivalents):
                 row.killed += 1
                 if mutant in equivalents:
                     used.add(mutant)

@@ -130,3 +130,10 @@ def test_a_listing_without_a_reason_stops_the_run(tmp_path: Path) -> None:
     listing.write_text("m.x_f__mutmut_1 | x = 1\n")
     with pytest.raises(SystemExit, match=re.escape("expected `mutant | mutated line | reason`")):
         mutation.load_equivalents(listing)
+
+
+def test_a_listed_mutant_stopped_for_cpu_time_stays_listed(tmp_path: Path) -> None:
+    stage, domain = staged(tmp_path, {"1": KILLED, "2": TIMEOUT})
+    rows, problems = mutation.tally([], listed("2"), stage=stage, domain=domain, diff=diff)
+    assert (rows[0].mutants, rows[0].killed, rows[0].equivalent, rows[0].survivors) == (2, 1, 1, [])
+    assert mutation.failures(rows, problems) == []

@@ -8,6 +8,7 @@ from handoff.domain.executors import (
     KubernetesChange,
     KubernetesScope,
     allowed,
+    compile_scope,
     kubernetes_change,
     privileged,
     returned_problem,
@@ -326,3 +327,38 @@ API_RULE = "'v1' for the core group or 'group/version' (apps/v1)"
 def test_what_is_wrong_with_a_named_object(parameter: dict[str, Any], problem: str) -> None:
     request_spec = spec("kubernetes.delete", **(DEPLOYMENT | parameter))
     assert kubernetes_change(request_spec, "agents") == problem
+
+
+NAMESPACE_RULE = (
+    "is not a namespace: a namespace is at most 63 lowercase letters, digits and '-', starting and"
+    " ending with a letter or digit"
+)
+
+
+# Each row: a policy's executors.kubernetes, the scope compiled from it, and the exact errors
+# (the policy's condition message, which its author reads).
+@pytest.mark.parametrize(
+    ("raw", "kinds", "namespaces", "errors"),
+    [
+        ({"kinds": ["apps/v1/Deployment", "v1/ConfigMap"], "namespaces": ["a", "b"]},
+         {"apps/v1/Deployment", "v1/ConfigMap"}, {"a", "b"}, []),
+        ({"kinds": "apps/v1/Deployment"}, set(), set(),
+         ["executors.kubernetes.kinds must be a list of strings"]),
+        ({"kinds": ["Deployment", "apps/v1/Deployment"]}, {"apps/v1/Deployment"}, set(),
+         [f'executors.kubernetes.kinds "Deployment" {NOT_A_KIND}']),
+        ({"kinds": ["v1/Secret"]}, set(), set(),
+         ["executors.kubernetes.kinds lists v1/Secret, which Handoff never changes: Secrets hold"
+          " credentials (ServiceAccount tokens, the ones Handoff generates). An approved action"
+          " must not widen anyone's rights or rewrite the audit trail; remove it"]),
+        ({"namespaces": "a"}, set(), set(), ["executors.kubernetes.namespaces must be a list of strings"]),
+        ({"namespaces": ["A_B", "ok"]}, set(), {"ok"},
+         [f'executors.kubernetes.namespaces "A_B" {NAMESPACE_RULE}']),
+        ("nothing", set(), set(), []),
+    ],
+)  # fmt: skip
+def test_a_policys_kubernetes_scope(
+    raw: object, kinds: set[str], namespaces: set[str], errors: list[str]
+) -> None:
+    found: list[str] = []
+    assert compile_scope(raw, found) == KubernetesScope(frozenset(kinds), frozenset(namespaces))
+    assert found == errors

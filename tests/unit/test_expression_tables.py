@@ -234,3 +234,13 @@ def test_a_macro_without_a_variable_is_an_unknown_function(source: str, message:
     with pytest.raises(ExpressionError) as raised:
         compile_expression(source)
     assert str(raised.value) == message
+
+
+# Each row: a ``when`` whose comment holds what looks like a macro call without a variable. The
+# comprehension check reads the source, comments too: it must pass over them, not crash.
+@pytest.mark.parametrize(
+    "source",
+    ["true // x.all(1)", "parameters.a.all(x, true) // .exists(1)", "true\n// y.map(2)"],
+)
+def test_a_comment_that_looks_like_a_macro_compiles(source: str) -> None:
+    assert compile_expression(source).matches(VARIABLES | {"parameters": {"a": [1]}}) is True
