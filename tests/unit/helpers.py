@@ -4,8 +4,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handoff.domain.decide import RequestState, Step
+from handoff.domain.model import RequestState, Step
 from handoff.domain.policy import CompiledPolicy, compile_policy
+from handoff.domain.reasons import Transition
 from handoff.domain.timefmt import format_time
 
 CREATED = datetime(2026, 11, 29, 18, 0, 0, tzinfo=UTC)
@@ -72,6 +73,17 @@ def applied(state: RequestState, step: Step) -> RequestState:
     status = dict(state.status)
     status.update(step.patch or {})
     return replace(state, status=status)
+
+
+def transition_of(state: RequestState, step: Step) -> Transition:
+    """The transition ``step`` makes, worked out the long way from its patch and the status it
+    was decided from: ``Step.transition`` must say the same."""
+    if step.decision is not None:
+        waited = "deadline" in state.status
+        return Transition.DECIDED_AFTER_WAITING if waited else Transition.DECIDED
+    if step.patch is None:
+        return Transition.NONE
+    return Transition.STARTED_WAITING if "deadline" in step.patch else Transition.PROGRESSED
 
 
 def reviewed(state: RequestState, *reviews: dict[str, Any]) -> RequestState:

@@ -14,7 +14,8 @@ from handoff.domain.breakglass import (
     parse_break_glass,
     post_incident_request,
 )
-from handoff.domain.decide import RequestState, decide
+from handoff.domain.decide import decide
+from handoff.domain.model import RequestState
 from handoff.domain.reasons import Reason
 from handoff.domain.records import records
 from handoff.domain.timefmt import format_time

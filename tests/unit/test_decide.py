@@ -4,9 +4,11 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from handoff.domain.decide import RequestState, Review, decide, spec_digest, tally
+from handoff.domain.decide import decide
+from handoff.domain.model import RequestState, Review, spec_digest
 from handoff.domain.policy import DEFAULT_CHECKLIST, Reviewers
 from handoff.domain.reasons import Oversight, Phase, Reason
+from handoff.domain.reviews import tally
 
 from .helpers import ACK_ALL, CREATED, applied, approve, at, deny, policy, request, reviewed
 

@@ -7,18 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from handoff.domain.decide import (
-    RequestState,
-    Review,
-    Tally,
-    Waiting,
-    decide,
-    fast_approvals,
-    spec_digest,
-    tally,
-)
+from handoff.domain.decide import decide
+from handoff.domain.model import RequestState, Review, Tally, Waiting, spec_digest
 from handoff.domain.policy import ChecklistItem, Reviewers
 from handoff.domain.reasons import Oversight
+from handoff.domain.reviews import fast_approvals, tally
 
 from .helpers import ACK_ALL, CREATED, approve, at, deny, policy
 

@@ -13,11 +13,23 @@ from typing import Any
 
 import pytest
 from handoff.domain.breakglass import POST_INCIDENT_ACTION, POST_INCIDENT_CHECKLIST
-from handoff.domain.decide import Event, RequestState, Step, decide
+from handoff.domain.decide import decide
+from handoff.domain.model import Event, RequestState, Step
 from handoff.domain.policy import CompiledPolicy
+from handoff.domain.reasons import Transition
 from handoff.domain.timefmt import format_time, parse_time
 
-from .helpers import CREATED, applied, approve, at, deny, policy, request, reviewed
+from .helpers import (
+    CREATED,
+    applied,
+    approve,
+    at,
+    deny,
+    policy,
+    request,
+    reviewed,
+    transition_of,
+)
 
 BUDGET = [{"name": "reads", "actions": ["db.*", "crm.*", "payments.*"], "max": 2, "per": "1h"}]
 KUBE = {"kubernetes": {"kinds": ["apps/v1/Deployment"]}}
@@ -39,6 +51,8 @@ def summary(step: Step) -> tuple[Any, ...]:
 
 def check_invariants(step: Step, state: RequestState, now: datetime) -> None:
     assert step.patch is not None
+    assert step.transition is transition_of(state, step)
+    assert step.started_waiting is (step.transition is Transition.STARTED_WAITING)
     decided = next(c for c in step.patch["conditions"] if c["type"] == "Decided")
     before = {c["type"]: c for c in state.status.get("conditions", [])}
     for condition in step.patch["conditions"]:
@@ -168,7 +182,6 @@ def test_classification(
     step = decide(policies, state, CREATED)
     assert summary(step) == expected
     check_invariants(step, state, CREATED)
-    assert step.classification is not None
     assert step.patch is not None
     assert "shadow" not in step.patch  # no Audit policy has anything to say
 
@@ -275,9 +288,7 @@ def test_the_executor_gate(spec: dict[str, Any], state: RequestState, expected: 
     assert problem in decided[2]
     assert step.patch is not None
     assert step.patch["tier"] == 4  # classified as usual, then refused
-    assert step.classification is not None
-    assert step.classification.verdict is not None
-    assert step.classification.verdict.policy == "payments"
+    assert step.patch["policy"] == "payments"
 
 
 def test_an_invalid_request_under_a_broken_policy_says_it_failed_closed() -> None:
@@ -574,9 +585,6 @@ def test_reviews_there_before_classification(
     assert (step.patch["tier"], step.patch["deadline"], step.patch["requiredApprovals"]) == (
         (3, "2026-11-29T18:05:00Z", 1) if hold else (4, "2026-11-29T18:15:00Z", 1)
     )
-    assert step.classification is not None
-    assert step.classification.verdict is not None
-    assert step.classification.verdict.tier == step.patch["tier"]
     assert "reviews" not in step.patch  # the reviews already there are not overwritten
     assert "shadow" not in step.patch
 
@@ -611,3 +619,111 @@ def test_a_waiting_request_that_lost_its_decided_condition_gets_one_back() -> No
         "AwaitingReview",
         PROGRESS.format(1) + "; approved so far by alice",
     )
+
+
+# -- which transition a step makes --------------------------------------------------------------
+
+
+def decided_state() -> RequestState:
+    state = request("db.query")
+    return applied(state, decide([policy()], state, CREATED))
+
+
+def waiting_state(*reviews: dict[str, Any], **kwargs: Any) -> RequestState:
+    return reviewed(waiting(**kwargs)[1], *reviews)
+
+
+# Each row: the request, the time, and (transition, started_waiting, phase written or None,
+# Decided reason or None when nothing is written). What follows a step (announce it, arm or
+# stop a timer) is chosen from its transition, never from the keys its patch happens to carry.
+@pytest.mark.parametrize(
+    ("state", "now", "expected"),
+    [
+        pytest.param(request("db.query"), CREATED,
+                     (Transition.DECIDED, False, "Approved", "AutoApproved"),
+                     id="approved as it is classified"),
+        pytest.param(request("db.query", agent="robot"), CREATED,
+                     (Transition.DECIDED, False, "Denied", "NoPolicy"), id="no policy"),
+        pytest.param(request("payments.refund", execution="Webhook"), CREATED,
+                     (Transition.DECIDED, False, "Denied", "Invalid"), id="refused as invalid"),
+        pytest.param(reviewed(request(), approve("alice")), at(minutes=1),
+                     (Transition.DECIDED, False, "Approved", "HumanApproved"),
+                     id="approved by reviews there before classification: it never waited"),
+        pytest.param(request(), CREATED,
+                     (Transition.STARTED_WAITING, True, "AwaitingApproval", "AwaitingReview"),
+                     id="tier 4 starts waiting"),
+        pytest.param(request(parameters={"amount": 5}), CREATED,
+                     (Transition.STARTED_WAITING, True, "Queued", "InVetoWindow"),
+                     id="tier 3 HOTL starts its hold"),
+        pytest.param(request("crm.update"), CREATED,
+                     (Transition.STARTED_WAITING, True, "AwaitingApproval", "MissingRollbackPlan"),
+                     id="tier 2 without a rollback starts waiting"),
+        pytest.param(waiting_state(approve("alice")), at(minutes=3),
+                     (Transition.DECIDED_AFTER_WAITING, False, "Approved", "HumanApproved"),
+                     id="approved after waiting"),
+        pytest.param(waiting_state(deny("bob")), at(minutes=3),
+                     (Transition.DECIDED_AFTER_WAITING, False, "Denied", "HumanDenied"),
+                     id="denied after waiting"),
+        pytest.param(waiting_state(), at(minutes=15),
+                     (Transition.DECIDED_AFTER_WAITING, False, "Denied", "Expired"),
+                     id="expired"),
+        pytest.param(waiting_state(**HOLD), at(minutes=5),
+                     (Transition.DECIDED_AFTER_WAITING, False, "Approved", "NotVetoed"),
+                     id="the hold passed"),
+        pytest.param(waiting_state(approve("mallory")), at(minutes=3),
+                     (Transition.PROGRESSED, False, None, "AwaitingReview"),
+                     id="a review that does not count: progress noted"),
+        pytest.param(waiting_state(), at(minutes=3), (Transition.NONE, False, None, None),
+                     id="still waiting, nothing new"),
+        pytest.param(decided_state(), at(days=30), (Transition.NONE, False, None, None),
+                     id="decided before"),
+    ],
+)  # fmt: skip
+def test_the_transition_a_step_makes(
+    state: RequestState, now: datetime, expected: tuple[Any, ...]
+) -> None:
+    step = decide([policy()], state, now)
+    assert step.transition is transition_of(state, step)
+    if step.patch is None:
+        assert (step.transition, step.started_waiting, None, None) == expected
+        assert step.decision is None
+        assert step.event is None
+        return
+    phase, _, _, decided = summary(step)
+    assert (step.transition, step.started_waiting, phase, decided[1]) == expected
+    check_invariants(step, state, now)
+
+
+def test_a_tier2_judged_as_it_is_classified_says_why_people_decided_it() -> None:
+    state = reviewed(request("crm.update"), approve("alice"))
+    step = decide([policy()], state, at(minutes=1))
+    assert summary(step) == (
+        "Approved", ("Approved", "HumanApproved", ["alice"]),
+        ("True", "MissingRollbackPlan", "rule crm-edits matched crm.update"),
+        ("True", "HumanApproved", "approved by alice"),
+    )  # fmt: skip
+    assert step.transition is Transition.DECIDED
+    check_invariants(step, state, at(minutes=1))
+
+
+def test_the_requesters_own_review_there_before_classification_does_not_count() -> None:
+    agent = "system:serviceaccount:agents:payments-agent"
+    policies = [policy(reviewers={"users": ["alice", agent]})]
+    own = {"reviewer": agent, "decision": "Approve", "acknowledged": ["what", "impact", "rollback"]}
+    state = reviewed(request(), own)
+    step = decide(policies, state, at(minutes=1))
+    assert summary(step) == (
+        "AwaitingApproval", None,
+        ("True", "RuleMatched", "rule money matched payments.refund"),
+        ("False", "AwaitingReview", f"rule money matched payments.refund; {T4_WAIT}"),
+    )  # fmt: skip
+    assert step.transition is Transition.STARTED_WAITING
+    check_invariants(step, state, at(minutes=1))
+    # and once it waits, the same review is named as not counted
+    later = decide(policies, applied(state, step), at(minutes=2))
+    assert later.decision is None
+    assert summary(later)[3] == (
+        "False", "AwaitingReview",
+        f"0 of 1 approval(s) by 2026-11-29T18:15:00Z, else Denied (Expired); not counted: {agent}:"
+        " the requester cannot review its own request",
+    )  # fmt: skip

@@ -150,3 +150,97 @@ def test_string_literals_are_not_comprehensions(source: str, too_costly: bool) -
     except ExpressionError as e:
         problem = str(e)
     assert ("is too costly" in problem) is too_costly, problem
+
+
+VARIABLES = {"action": "a", "target": "t", "agent": "x", "labels": {}}
+KIB = "a" * 1024
+
+
+# Each row: items, the separator (None: join() without one), and the evaluation error's exact
+# words (None: it evaluates). Items times separator may be 1 MiB, not a byte more (checked before
+# anything is built); then what is built may be 1 MiB, not a byte more.
+@pytest.mark.parametrize(
+    ("items", "separator", "error"),
+    [
+        ([KIB] * 1024, None, None),
+        ([KIB] * 1024, "", None),
+        ([KIB] * 1024 + ["b"], None, "join would build a string of 1048577 characters"),
+        ([KIB] * 2048, None, "join would build a string of 2097152 characters"),
+        ([""] * 1024, KIB, None),  # 1023 separators built
+        ([""] * 1025, KIB, "join would build a string over 1048576 characters"),
+        ([""] * 2, "", None),
+    ],
+)
+def test_a_join_is_bounded_by_what_it_would_build(
+    items: list[str], separator: str | None, error: str | None
+) -> None:
+    call = "join()" if separator is None else "join(parameters.separator)"
+    expression = compile_expression(f"parameters.items.{call}.size() >= 0")
+    variables = VARIABLES | {"parameters": {"items": items, "separator": separator or ""}}
+    if error is None:
+        assert expression.matches(variables) is True
+        return
+    with pytest.raises(ExpressionError) as raised:
+        expression.matches(variables)
+    assert error in str(raised.value)
+
+
+MIB = 1 << 20
+OVER = "replace would build a string over 1048576 characters"
+
+
+# Each row: the string, what to replace, with what, the limit (None: every one), and the error's
+# exact words (None: it evaluates). The size is known before anything is built: 1 MiB is allowed,
+# a byte more is not. An empty ``old`` matches len(s) + 1 times (between every two characters).
+@pytest.mark.parametrize(
+    ("s", "old", "new", "limit", "error"),
+    [
+        ("a" * 16, "", "b" * 61680, None, None),  # 16 + 17 x 61680 = 1 MiB
+        ("a" * 16, "", "b" * 61681, None, OVER),
+        ("a" * 1000 + "b", "b", "c" * (MIB - 1000), None, None),  # 1001 - 1 + (MIB - 1000)
+        ("a" * 1000 + "b", "b", "c" * (MIB - 999), None, OVER),
+        ("b" * 1000, "b", "c" * 2000, 1, None),
+        ("b" * 1000, "b", "c" * 2000, 0, None),
+        ("b" * 1000, "b", "c" * 2000, None, OVER),
+        ("b" * 1000, "b", "c" * 2000, -1, OVER),
+    ],
+)
+def test_a_replace_is_bounded_by_what_it_would_build(
+    s: str, old: str, new: str, limit: int | None, error: str | None
+) -> None:
+    call = "replace(parameters.old, parameters.new" + ("" if limit is None else f", {limit}") + ")"
+    expression = compile_expression(f"parameters.s.{call}.size() >= 0")
+    variables = VARIABLES | {"parameters": {"s": s, "old": old, "new": new}}
+    if error is None:
+        assert expression.matches(variables) is True
+        return
+    with pytest.raises(ExpressionError) as raised:
+        expression.matches(variables)
+    assert error in str(raised.value)
+
+
+# Each row: a macro called without a variable first (so not a comprehension), and the refusal's
+# exact words: it is read as an unknown function, never a crash of the comprehension check.
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("parameters.items.all(1 > 0)", "'parameters.items.all(1 > 0)' calls unknown functions all"),
+        ("parameters.items.exists()", "'parameters.items.exists()' calls unknown functions exists"),
+        ("parameters.a.all(x, x.b.exists(0))",
+         "'parameters.a.all(x, x.b.exists(0))' calls unknown functions exists"),
+    ],
+)  # fmt: skip
+def test_a_macro_without_a_variable_is_an_unknown_function(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        compile_expression(source)
+    assert str(raised.value) == message
+
+
+# Each row: a ``when`` whose comment holds what looks like a macro call without a variable. The
+# comprehension check reads the source, comments too: it must pass over them, not crash.
+@pytest.mark.parametrize(
+    "source",
+    ["true // x.all(1)", "parameters.a.all(x, true) // .exists(1)", "true\n// y.map(2)"],
+)
+def test_a_comment_that_looks_like_a_macro_compiles(source: str) -> None:
+    assert compile_expression(source).matches(VARIABLES | {"parameters": {"a": [1]}}) is True

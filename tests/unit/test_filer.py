@@ -8,8 +8,8 @@ from typing import Any, cast
 import pytest
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound
 from handoff.controller.filing import Filer
-from handoff.domain.decide import Review
 from handoff.domain.filing import REQUESTED_BY, ROLLBACK_OF
+from handoff.domain.model import Review
 from handoff.domain.rollback import rollback_request
 
 OPERATOR = "system:serviceaccount:handoff-system:handoff-operator"

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from handoff.domain.breakglass import post_incident_request
-from handoff.domain.decide import Review
 from handoff.domain.filing import (
     POST_INCIDENT_OF,
     REQUESTED_BY,
@@ -17,6 +16,7 @@ from handoff.domain.filing import (
     squatter,
     under_generated_name,
 )
+from handoff.domain.model import Review
 from handoff.domain.rollback import rollback_request, untrusted_undo
 
 OPERATOR = "system:serviceaccount:handoff-system:handoff-operator"
@@ -116,12 +116,14 @@ def test_a_taken_name_is_filed_under_a_generated_one() -> None:
 def test_the_warning_names_the_squatter_and_where_the_request_went() -> None:
     squat = filed(UNDO, AGENT_USER)
     assert squatter(squat) == AGENT_USER
-    assert "did not stamp" in squatter({"metadata": {"name": "x"}})
-    text = name_taken("a-rollback", AGENT_USER, "rollback", "a-rollback-x7k2q")
-    assert text.startswith(
-        f"a-rollback is not the rollback Handoff files: it was filed by {AGENT_USER}"
+    assert squatter({"metadata": {"name": "x"}}) == (
+        "someone the cluster did not stamp (no handoff.dev/requested-by)"
     )
-    assert "Filed the rollback as a-rollback-x7k2q instead" in text
+    assert name_taken("a-rollback", AGENT_USER, "rollback", "a-rollback-x7k2q") == (
+        f"a-rollback is not the rollback Handoff files: it was filed by {AGENT_USER}. Filed the"
+        " rollback as a-rollback-x7k2q instead; a-rollback is left alone (a request filed under"
+        " another's name can be deleted by an administrator)"
+    )
 
 
 def undo_of(target: Any, by: str = OPERATOR, name: str = "crm-update-0a1b2c3d4e5f-rollback") -> Any:
@@ -162,3 +164,53 @@ def test_an_undo_that_names_no_plain_request_marks_nothing(target: Any) -> None:
     problem = untrusted_undo(undo_of(target), None, OPERATOR)
     assert problem is not None
     assert "is not the name of a request in this namespace" in problem
+
+
+UNDO_NAME = "crm-update-0a1b2c3d4e5f-rollback"
+GONE = "NONE"  # the original was deleted (retention)
+
+
+# Each row: the undo (its rollbackOf, who filed it, its name), the original's namespace and
+# recorded rollback request (GONE: no original), and the whole message (None: it may mark it).
+@pytest.mark.parametrize(
+    ("target", "by", "name", "where", "recorded", "message"),
+    [
+        ("crm-update-0a1b2c3d4e5f", OPERATOR, UNDO_NAME, "agents", UNDO_NAME, None),
+        ("crm-update-0a1b2c3d4e5f", OPERATOR, UNDO_NAME, "agents", GONE, None),
+        ("victim/status", OPERATOR, UNDO_NAME, "agents", UNDO_NAME,
+         f"{UNDO_NAME} says it rolls back 'victim/status', which is not the name of a request in"
+         " this namespace: nothing was marked RolledBack"),
+        (None, OPERATOR, UNDO_NAME, "agents", UNDO_NAME,
+         f"{UNDO_NAME} says it rolls back 'None', which is not the name of a request in this"
+         " namespace: nothing was marked RolledBack"),
+        ("/" + "x" * 400, OPERATOR, UNDO_NAME, "agents", UNDO_NAME,
+         f"{UNDO_NAME} says it rolls back {('/' + 'x' * 299)!r}, which is not the name of a"
+         " request in this namespace: nothing was marked RolledBack"),
+        ("crm-update-0a1b2c3d4e5f", AGENT_USER, UNDO_NAME, "agents", UNDO_NAME,
+         f"{UNDO_NAME} says it rolls back crm-update-0a1b2c3d4e5f, but it was filed by"
+         f" {AGENT_USER}, not by the Handoff operator: only a rollback Handoff filed marks"
+         " crm-update-0a1b2c3d4e5f RolledBack"),
+        ("crm-update-0a1b2c3d4e5f", "", UNDO_NAME, "agents", UNDO_NAME,
+         f"{UNDO_NAME} says it rolls back crm-update-0a1b2c3d4e5f, but it was filed by someone"
+         " the cluster did not stamp, not by the Handoff operator: only a rollback Handoff"
+         " filed marks crm-update-0a1b2c3d4e5f RolledBack"),
+        ("crm-update-0a1b2c3d4e5f", OPERATOR, UNDO_NAME, "other", UNDO_NAME,
+         f"{UNDO_NAME} and crm-update-0a1b2c3d4e5f are in different namespaces: nothing was"
+         " marked RolledBack"),
+        ("crm-update-0a1b2c3d4e5f", OPERATOR, "other-rollback", "agents", UNDO_NAME,
+         f"crm-update-0a1b2c3d4e5f records {UNDO_NAME} as its rollback, not other-rollback:"
+         " nothing was marked RolledBack"),
+        ("crm-update-0a1b2c3d4e5f", OPERATOR, UNDO_NAME, "agents", None,
+         f"crm-update-0a1b2c3d4e5f records no rollback request as its rollback, not {UNDO_NAME}:"
+         " nothing was marked RolledBack"),
+    ],
+)  # fmt: skip
+def test_why_an_undo_may_not_mark_its_original(
+    target: Any, by: str, name: str, where: str, recorded: str | None, message: str | None
+) -> None:
+    undo = undo_of(target, by=by, name=name)
+    if not by:
+        undo["metadata"]["annotations"] = {}
+    asked = original(rollback={"by": "alice", "request": recorded} if recorded else {})
+    asked["metadata"]["namespace"] = where
+    assert untrusted_undo(undo, None if recorded == GONE else asked, OPERATOR) == message

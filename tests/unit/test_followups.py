@@ -8,7 +8,7 @@ import pytest
 from handoff.domain import followups as fx
 from handoff.domain.announce import DECIDED, PENDING
 from handoff.domain.decide import Decision, Event, RequestState, Step
-from handoff.domain.reasons import Outcome, Reason
+from handoff.domain.reasons import Outcome, Reason, Transition
 
 from tests.unit.helpers import CREATED, request
 
@@ -16,6 +16,7 @@ APPROVED = Decision(Outcome.APPROVED, Reason.AUTO_APPROVED, (), CREATED, "tier 1
 DENIED = Decision(Outcome.DENIED, Reason.EXPIRED, (), CREATED, "the window passed")
 EVENT = Event("Normal", "AutoApproved", "tier 1")
 WAKE = CREATED + timedelta(minutes=30)
+QUEUES = Transition.STARTED_WAITING  # what decide() says of the step that queues a request
 QUEUED = {"phase": "AwaitingApproval", "tier": 4, "deadline": "2026-11-29T18:30:00Z"}
 
 
@@ -51,11 +52,14 @@ ROWS = [
      body(decided("Denied", "Expired")),
      [*COMMON, "StopWaiting", "CountDecision", "Announce", "Publish", "PostEvent",
       "ArmRetention", "NoteForReports"]),
-    ("queued now: waits, announced pending", request(), Step(QUEUED, None, EVENT, WAKE),
+    ("queued now: waits, announced pending", request(), Step(QUEUED, None, EVENT, WAKE, transition=QUEUES),
      body(QUEUED), [*COMMON, "Wait", "Announce", "Publish", "PostEvent"]),
+    ("a deadline written by a step that is no queueing: no announcement", request(),
+     Step(QUEUED, None, None, WAKE, transition=Transition.PROGRESSED), body(QUEUED),
+     [*COMMON, "Wait", "Publish"]),
     ("still waiting (a review came): no second announcement", waited(request()),
      Step({"reviews": []}, None, None, WAKE), body(QUEUED), [*COMMON, "Wait", "Publish"]),
-    ("queued with an escalation", request(), Step(QUEUED, None, None, WAKE),
+    ("queued with an escalation", request(), Step(QUEUED, None, None, WAKE, transition=QUEUES),
      body(QUEUED | {"escalation": {"at": "2026-11-29T18:10:00Z"}}),
      [*COMMON, "Wait", "Announce", "ArmEscalation", "Publish"]),
     ("seen again once decided (a restart)", request(), Step(), body(decided()),
@@ -94,7 +98,7 @@ ROWS = [
     ("webhook executor: denied", request(), Step({}, DENIED),
      body(decided("Denied", "HumanDenied"), execution="Webhook"),
      [*COMMON, "StopWaiting", "CountDecision", "Publish", "ArmRetention", "NoteForReports"]),
-    ("kubernetes executor while queued: a preview", request(), Step(QUEUED, None, None, WAKE),
+    ("kubernetes executor while queued: a preview", request(), Step(QUEUED, None, None, WAKE, transition=QUEUES),
      body(QUEUED, execution="Kubernetes"),
      [*COMMON, "Wait", "Announce", "Publish", "RunKubernetes"]),
 ]  # fmt: skip
@@ -113,7 +117,9 @@ def test_followups(
 
 def test_the_values_carry_what_their_handler_needs() -> None:
     effects = fx.followups(
-        request(), Step(QUEUED, None, EVENT, WAKE), body(QUEUED, execution="Kubernetes")
+        request(),
+        Step(QUEUED, None, EVENT, WAKE, transition=QUEUES),
+        body(QUEUED, execution="Kubernetes"),
     )
     assert fx.Wait(WAKE, "4") in effects
     assert fx.Announce(PENDING) in effects

@@ -131,3 +131,30 @@ def test_the_expression_grows_linearly_with_the_depth() -> None:
 
 if __name__ == "__main__":
     print(generated(), end="")
+
+
+def nested_lists(depth: int, leaf: Any = "ab") -> Any:
+    """``depth`` levels of lists, the outermost included."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Each row: a value with lists, and its measure. Items of a list count like any value (a string
+# by its length and quotes), and each list is one level deeper: 32 levels of lists are allowed,
+# not 33, whether they hold lists or maps.
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        (["abc", "d"], 2 + 5 + 3),  # no commas counted
+        ([["abc"], {"k": "vw"}], 2 + (2 + 5) + (2 + 4 + 4)),
+        (nested_lists(1), len('["ab"]')),
+        (nested_lists(MAX_DEPTH), 2 * MAX_DEPTH + 4),
+        (nested_lists(MAX_DEPTH + 1), TOO_MUCH + 2 * MAX_DEPTH),
+        (nested_lists(MAX_DEPTH - 1, {"x": "ab"}), 2 * (MAX_DEPTH - 1) + 2 + 4 + 4),
+        (nested_lists(MAX_DEPTH, {"x": "ab"}), TOO_MUCH + 2 * MAX_DEPTH),
+    ],
+)
+def test_measure_walks_lists_one_level_deeper_each(value: Any, size: int) -> None:
+    assert measure(value) == size

@@ -44,6 +44,12 @@ ITEM = [{"id": "ticket", "text": "There is a ticket"}]
         (3, {"oversight": "HITL", "holdFor": "2m"},
          Lane(Oversight.HITL, timedelta(minutes=30), 1, DEFAULT_CHECKLIST)),
         (3, {"oversight": "HITL"}, Lane(Oversight.HITL, timedelta(minutes=30), 1, DEFAULT_CHECKLIST)),
+        # holdFor alone: tier 3's oversight is HOTL by default, so the hold applies (the CRD
+        # allows it; it used to be refused as "tiers.tier3 is always HITL").
+        (3, {"holdFor": "2m"},
+         Lane(Oversight.HOTL, timedelta(minutes=30), 1, DEFAULT_CHECKLIST, timedelta(minutes=2))),
+        (3, {"holdFor": "2m", "approvals": 2},
+         Lane(Oversight.HOTL, timedelta(minutes=30), 2, DEFAULT_CHECKLIST, timedelta(minutes=2))),
         (3, {"oversight": "HOTL", "decisionWindow": "1h"},
          Lane(Oversight.HOTL, timedelta(hours=1), 1, DEFAULT_CHECKLIST, timedelta(minutes=5))),
         (3, {"oversight": "HOTL", "checklist": []},
@@ -60,17 +66,6 @@ def test_lanes(tier: int, raw: Any, expected: Lane) -> None:
     policy = compiled(tiers={f"tier{tier}": raw})
     assert policy.errors == ()
     assert (policy.tier3 if tier == 3 else policy.tier4) == expected
-
-
-@pytest.mark.xfail(
-    reason="policy.py refuses tier3.holdFor without an explicit oversight (the CRD allows it and "
-    "HOTL is tier 3's default); reported, not fixed here",
-    strict=True,
-)
-def test_a_tier3_hold_without_naming_hotl() -> None:
-    policy = compiled(tiers={"tier3": {"holdFor": "2m"}})
-    assert policy.errors == ()
-    assert policy.tier3.hold_for == timedelta(minutes=2)
 
 
 # Each row: a spec, the exact errors, and what the compiler used instead.

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 from handoff.domain.classify import RequestFacts, classify, evaluate
-from handoff.domain.decide import RequestState, Step, Waiting, decide, service_account_user
+from handoff.domain.decide import decide
 from handoff.domain.expressions import ExpressionError, compile_expression
 from handoff.domain.globs import any_match
+from handoff.domain.model import RequestState, Step, Waiting, service_account_user
 from handoff.domain.policy import CompiledPolicy, compile_policy
 from handoff.domain.reasons import Mode, Outcome, Oversight, Reason
 from handoff.domain.timefmt import format_time
@@ -31,7 +32,7 @@ from handoff.review.package import parameters_text
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from .helpers import CREATED, NS
+from .helpers import CREATED, NS, transition_of
 
 AGENTS = ("agent-a", "agent-b")
 PEOPLE = ("alice", "bob", "carol", "mallory")
@@ -280,6 +281,7 @@ def test_random_input_never_crashes_and_a_decision_is_final(
     reviewed = with_reviews(state, data.draw(review_lists(state.requester)))
     step = decide(policies, reviewed, now)
     assert step == decide(policies, reviewed, now)  # deterministic: no hidden clock or state
+    assert step.transition is transition_of(reviewed, step)
     after = applied(reviewed, step)
     if step.decision is not None:
         assert after.decided
@@ -288,6 +290,7 @@ def test_random_input_never_crashes_and_a_decision_is_final(
         assert step.patch is None or "decision" not in step.patch
         later = decide(policies, after, now + timedelta(seconds=data.draw(offsets)))
         assert later.decision is None or later.decision.reason in set(Reason)
+        assert later.transition is transition_of(after, later)
 
 
 # -- nothing is approved by a reason its lane does not allow ------------------------------------

@@ -4,7 +4,7 @@ Handoff files to carry out the plan."""
 from typing import Any
 
 import pytest
-from handoff.domain.decide import Review
+from handoff.domain.model import Review
 from handoff.domain.rollback import requested_rollback, rollback_name, rollback_request
 
 ASK = {"reviewer": "carol", "decision": "Rollback", "comment": "it broke checkout"}
@@ -105,3 +105,19 @@ def test_the_rollback_of_label_fits_a_label_value() -> None:
     filed = rollback_request(body, Review("carol", "Rollback"))
     assert filed["metadata"]["labels"]["handoff.dev/rollback-of"] == "n" * 63
     assert filed["spec"]["rollbackOf"] == "n" * 100
+
+
+# Each row: the original's spec.execution (absent: None) and the undo's. The undo runs through
+# the same executor as what it undoes, whatever the agent's plan says.
+@pytest.mark.parametrize(
+    ("execution", "expected"),
+    [("Webhook", "Webhook"), ("Kubernetes", "Kubernetes"), ("", None), (None, None)],
+)
+def test_the_undo_goes_through_the_originals_executor(
+    execution: str | None, expected: str | None
+) -> None:
+    body = original() if execution is None else original(execution=execution)
+    body["spec"]["rollback"]["execution"] = "Agent"  # the plan cannot choose its executor
+    spec = rollback_request(body, Review("carol", "Rollback"))["spec"]
+    assert spec.get("execution") == expected
+    assert ("execution" in spec) is (expected is not None)

@@ -31,7 +31,8 @@ from handoff.controller.status import ATTEMPTS, StatusWriter
 from handoff.controller.waiting import Waiting
 from handoff.controller.when import Answers, answers_for, with_when_results
 from handoff.domain import followups as fx
-from handoff.domain.decide import Decision, RequestState, Step, decide
+from handoff.domain.decide import decide
+from handoff.domain.model import Decision, RequestState, Step
 from handoff.domain.reasons import Reason
 from handoff.domain.resources import RequestJSON
 

@@ -1,13 +1,15 @@
 """The heart of Handoff: given the policies, a request, its reviews and the time, what happens next.
 
 ``decide`` is a pure function. It reads no clock, no cluster and no store: the handlers gather
-its inputs, call it, and apply the ``Step`` it returns (one status patch, one Event, a timer).
+its inputs, call it, and apply the ``Step`` it returns (one status patch, the decision, one
+Event, when to look again, and which transition it makes). A request is classified once (its
+first step: decided at once, or it starts waiting), then judged on each later event until it is
+decided (``domain/reviews.py`` counts its reviews); a decided request never changes again. The
+values it reads and returns are in ``domain/model.py``.
 """
 
-import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +21,17 @@ from handoff.domain.breakglass import (
 from handoff.domain.classify import Classification, RequestFacts, Verdict, classify
 from handoff.domain.durations import format_duration
 from handoff.domain.executors import KUBERNETES, WEBHOOK, allowed, kubernetes_change
-from handoff.domain.policy import ChecklistItem, CompiledPolicy, Lane, Reviewers
+from handoff.domain.model import (
+    Decision,
+    Event,
+    RequestState,
+    Review,
+    Step,
+    Waiting,
+    condition,
+    spec_digest,
+)
+from handoff.domain.policy import CompiledPolicy, Lane, Reviewers
 from handoff.domain.reasons import (
     CLASSIFIED,
     DECIDED,
@@ -27,144 +39,27 @@ from handoff.domain.reasons import (
     Oversight,
     Phase,
     Reason,
-    ReviewDecision,
+    Transition,
 )
-from handoff.domain.resources import ConditionJSON, RequestJSON, ReviewJSON
-from handoff.domain.timefmt import format_time, parse_time
+from handoff.domain.resources import ConditionJSON
+from handoff.domain.reviews import fast_approvals, judgement, progress, reviews_of, tally
+from handoff.domain.timefmt import format_time
 
+# Imported from here by the controller, the policy tools and the SDK (they moved to model.py and
+# reviews.py when decide.py was split).
+__all__ = [
+    "Event",
+    "RequestState",
+    "Review",
+    "Step",
+    "Waiting",
+    "decide",
+    "fast_approvals",
+    "spec_digest",
+]
 
-@dataclass(frozen=True)
-class Review:
-    reviewer: str
-    decision: str
-    acknowledged: frozenset[str] = frozenset()
-    comment: str = ""
-    break_glass: bool = False  # admitted on the policy's verb break-glass, not approve
-
-    @classmethod
-    def from_json(cls, raw: ReviewJSON) -> "Review":
-        return cls(
-            reviewer=str(raw.get("reviewer", "")),
-            decision=str(raw.get("decision", "")),
-            acknowledged=frozenset(raw.get("acknowledged") or ()),
-            comment=str(raw.get("comment", "")),
-            break_glass=raw.get("breakGlass") is True,
-        )
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """The classification a waiting request carries in its status, read back on later events."""
-
-    tier: int
-    oversight: Oversight
-    policy: str
-    rule: str | None
-    deadline: datetime
-    required_approvals: int
-    checklist: tuple[ChecklistItem, ...]
-    escalated: bool = False  # tier 2 sent to review for want of a rollback plan
-
-    @classmethod
-    def from_status(cls, status: Mapping[str, Any]) -> "Waiting | None":
-        if status.get("decision") or not status.get("deadline") or not status.get("policy"):
-            return None
-        classified = _condition(status.get("conditions") or [], CLASSIFIED)
-        return cls(
-            tier=int(status["tier"]),
-            oversight=Oversight(status["oversight"]),
-            policy=str(status["policy"]),
-            rule=status.get("rule"),
-            deadline=parse_time(status["deadline"]),
-            required_approvals=int(status.get("requiredApprovals") or 1),
-            checklist=tuple(
-                ChecklistItem(c["id"], c["text"]) for c in status.get("checklist") or ()
-            ),
-            escalated=bool(classified and classified.get("reason") == Reason.MISSING_ROLLBACK_PLAN),
-        )
-
-
-@dataclass(frozen=True)
-class RequestState:
-    """Everything ``decide`` needs to know about one ActionRequest."""
-
-    facts: RequestFacts
-    created: datetime
-    requester: str  # the user name of whoever filed it: never a valid reviewer of it
-    generation: int = 1
-    spec: Mapping[str, Any] = field(default_factory=dict)
-    status: Mapping[str, Any] = field(default_factory=dict)
-    budget_usage: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (policy, budget)
-
-    @classmethod
-    def from_json(cls, body: RequestJSON) -> "RequestState":
-        """Read an ActionRequest as the API server returns it."""
-        meta = body.get("metadata") or {}
-        spec = body.get("spec") or {}
-        namespace = str(meta.get("namespace", ""))
-        agent = str(spec.get("agent", ""))
-        return cls(
-            facts=RequestFacts.from_spec(namespace, spec, meta.get("labels")),
-            created=parse_time(meta["creationTimestamp"]),
-            requester=service_account_user(namespace, agent),
-            generation=int(meta.get("generation") or 1),
-            spec=spec,
-            status=body.get("status") or {},
-        )
-
-    @property
-    def decided(self) -> bool:
-        return bool(self.status.get("decision"))
-
-    @property
-    def reviews(self) -> tuple[Review, ...]:
-        return tuple(Review.from_json(r) for r in self.status.get("reviews") or ())
-
-
-@dataclass(frozen=True)
-class Decision:
-    outcome: Outcome
-    reason: Reason
-    by: tuple[str, ...]
-    at: datetime
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "outcome": str(self.outcome),
-            "reason": str(self.reason),
-            "by": list(self.by),
-            "at": format_time(self.at),
-            "message": self.message,
-        }
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Step:
-    """What to apply: a status patch (None: nothing to write), an Event, when to look again."""
-
-    patch: dict[str, Any] | None = None
-    decision: Decision | None = None
-    event: Event | None = None
-    wake_at: datetime | None = None
-    classification: Classification | None = None
-
-
-@dataclass(frozen=True)
-class Tally:
-    """The reviews so far, judged against the lane."""
-
-    approvers: tuple[str, ...]
-    deniers: tuple[str, ...]
-    ignored: tuple[str, ...]  # "bob: not acknowledged rollback", for the condition message
-    break_glass: tuple[str, ...] = ()  # approvers who approved under break-glass
+# (condition type, status, reason, message): one update of a request's conditions.
+ConditionUpdate = tuple[str, str, str, str]
 
 
 def decide(policies: Iterable[CompiledPolicy], request: RequestState, now: datetime) -> Step:
@@ -179,69 +74,6 @@ def decide(policies: Iterable[CompiledPolicy], request: RequestState, now: datet
     return _judge(waiting, reviewers, request, now)
 
 
-def fast_approvals(
-    request: RequestState, already_seen: int, waiting_since: datetime, now: datetime
-) -> int:
-    """How many Approve reviews after the first ``already_seen`` came sooner than the lane's
-    minimum review time after the request started waiting: a rubber-stamp signal."""
-    minimum = int(request.status.get("minReviewSeconds") or 0)
-    if not minimum or (now - waiting_since).total_seconds() >= minimum:
-        return 0
-    return sum(
-        1 for review in request.reviews[already_seen:] if review.decision == ReviewDecision.APPROVE
-    )
-
-
-def tally(
-    reviews: Sequence[Review],
-    reviewers: Reviewers,
-    checklist: Sequence[ChecklistItem],
-    requester: str,
-) -> Tally:
-    """Which reviews count. An Approve counts once per reviewer, only from a listed reviewer who
-    is not the requester and acknowledged every checklist item; a Deny needs only the first two.
-
-    Group membership cannot be seen from here (the reviews carry user names only): a reviewer of
-    a policy that names groups is vouched for by admission, which checks the caller's verb
-    ``approve`` on the policy, the way Kubernetes checks ``approve`` on signers for CSRs. A
-    break-glass review is vouched for the same way, on the verb ``break-glass``.
-    """
-    required = {item.id for item in checklist}
-    approvers: list[str] = []
-    deniers: list[str] = []
-    ignored: list[str] = []
-    glass: list[str] = []
-    for review in reviews:
-        who = review.reviewer
-        if who == requester:
-            ignored.append(f"{who}: the requester cannot review its own request")
-        elif who not in reviewers.users and not reviewers.groups and not review.break_glass:
-            ignored.append(f"{who}: not a reviewer of this policy")
-        elif review.decision == ReviewDecision.DENY:
-            if who not in deniers:
-                deniers.append(who)
-        elif review.decision != ReviewDecision.APPROVE:
-            ignored.append(f"{who}: decision {review.decision!r} is neither Approve nor Deny")
-        elif missing := sorted(required - review.acknowledged):
-            ignored.append(f"{who}: did not acknowledge {', '.join(missing)}")
-        elif who not in approvers:
-            approvers.append(who)
-            if review.break_glass:
-                glass.append(who)
-    return Tally(tuple(approvers), tuple(deniers), tuple(ignored), tuple(glass))
-
-
-def service_account_user(namespace: str, name: str) -> str:
-    """The user name Kubernetes gives a ServiceAccount's requests."""
-    return f"system:serviceaccount:{namespace}:{name}"
-
-
-def spec_digest(spec: Mapping[str, Any]) -> str:
-    """A digest of what was proposed: what was approved is what runs, byte for byte."""
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _classify(policies: list[CompiledPolicy], request: RequestState, now: datetime) -> Step:
     facts = request.facts
     classification = _post_incident(classify(policies, facts), facts)
@@ -253,19 +85,7 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     if verdict is None:
         message = f"no Enforce policy in {facts.namespace} governs agent {facts.agent}"
         decision = Decision(Outcome.DENIED, Reason.NO_POLICY, (), now, message)
-        patch = base | {
-            "phase": Phase.DENIED,
-            "decision": decision.to_json(),
-            "conditions": _conditions(
-                request,
-                now,
-                (CLASSIFIED, "False", Reason.NO_POLICY, message),
-                (DECIDED, "True", Reason.NO_POLICY, message),
-            ),
-        }
-        return Step(
-            patch, decision, Event("Warning", Reason.NO_POLICY, message), None, classification
-        )
+        return _decided(request, decision, base, ("False", Reason.NO_POLICY, message))
 
     base |= {
         "tier": verdict.tier,
@@ -273,32 +93,26 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
         "policy": verdict.policy,
         "rule": verdict.rule,
     }
-    refused = _refuse_invalid(request, policies, verdict, base, now)
-    if refused is not None:
-        return replace(refused, classification=classification)
+    policy = next(p for p in policies if p.name == verdict.policy)
+    problem = _invalid(request, policy)
+    if problem is not None:
+        decision = Decision(Outcome.DENIED, Reason.INVALID, (), now, problem)
+        refused = ("True", _classified_reason(verdict), verdict.message)
+        return _decided(request, decision, base, refused)
     classified_reason = (
         Reason.POST_INCIDENT_REVIEW
         if facts.action == POST_INCIDENT_ACTION
         else _classified_reason(verdict)
     )
-    spent = _spent_budget(policies, verdict, request)
+    classified = ("True", classified_reason, verdict.message)
+    spent = _spent_budget(policy, verdict, request)
     if spent is None and (verdict.tier == 1 or (verdict.tier == 2 and facts.has_rollback)):
         reason = Reason.AUTO_APPROVED if verdict.tier == 1 else Reason.LOGGED
         message = verdict.message + (
             "; approved, HOOTL" if verdict.tier == 1 else "; approved and logged with its rollback"
         )
         decision = Decision(Outcome.APPROVED, reason, (), now, message)
-        patch = base | {
-            "phase": Phase.APPROVED,
-            "decision": decision.to_json(),
-            "conditions": _conditions(
-                request,
-                now,
-                (CLASSIFIED, "True", classified_reason, verdict.message),
-                (DECIDED, "True", reason, message),
-            ),
-        }
-        return Step(patch, decision, Event("Normal", reason, message), None, classification)
+        return _decided(request, decision, base, classified)
 
     # Someone has to look: tier 3, tier 4, tier 2 without a way back, or a spent budget.
     escalated = verdict.tier <= 2
@@ -306,93 +120,70 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     oversight = Oversight.HITL if escalated else verdict.oversight
     hold = lane.hold_for if oversight is Oversight.HOTL and lane.hold_for else None
     deadline = request.created + (hold or lane.decision_window)
-    classified_reason, waiting_reason, message = _waiting_words(
-        verdict,
-        classified_reason=classified_reason,
-        spent=spent,
-        escalated=escalated,
-        oversight=oversight,
-        deadline=deadline,
-        approvals=lane.approvals,
-    )
-    base |= {
-        "oversight": str(oversight),
-        "phase": Phase.QUEUED if oversight is Oversight.HOTL else Phase.AWAITING_APPROVAL,
-        "deadline": format_time(deadline),
-        "requiredApprovals": lane.approvals,
-        "checklist": [item.to_json() for item in lane.checklist],
-    }
-    if "reviews" not in request.status:
-        base["reviews"] = []
-    if lane.min_review_seconds:
-        base["minReviewSeconds"] = lane.min_review_seconds
-    if lane.escalate_after is not None and request.created + lane.escalate_after < deadline:
-        base["escalation"] = {
-            "at": format_time(request.created + lane.escalate_after),
-            "to": list(lane.escalate_to),
-        }
     waiting = Waiting(
         verdict.tier, oversight, verdict.policy, verdict.rule, deadline, lane.approvals,
         lane.checklist, escalated,
     )  # fmt: skip
+    waiting_reason, message = _waiting_words(verdict, spent, waiting)
+    if escalated:  # the Classified condition says why people decide a tier 1 or 2 action
+        classified = ("True", waiting_reason, verdict.message)
+    patch = base | _waiting_json(request, lane, waiting)
     # Reviews can be there already (the operator was down): judge them in the same write.
-    judged = _judge(waiting, verdict.reviewers, request, now)
-    if judged.decision is not None and judged.patch is not None:
-        patch = base | judged.patch
-        patch["conditions"] = _conditions(
-            request,
-            now,
-            (CLASSIFIED, "True", classified_reason, verdict.message),
-            (DECIDED, "True", judged.decision.reason, judged.decision.message),
-        )
-        return Step(patch, judged.decision, judged.event, None, classification)
-    base["conditions"] = _conditions(
-        request,
-        now,
-        (CLASSIFIED, "True", classified_reason, verdict.message),
-        (DECIDED, "False", waiting_reason, message),
+    counted = tally(reviews_of(request), verdict.reviewers, lane.checklist, request.requester)
+    judged = judgement(waiting, counted, now)
+    if judged is not None:
+        return _decided(request, judged, patch, classified)
+    patch["conditions"] = _conditions(
+        request, now, (CLASSIFIED, *classified), (DECIDED, "False", waiting_reason, message)
     )
     event = Event("Normal", waiting_reason, message)
-    return Step(base, None, event, deadline, classification)
+    return Step(patch, None, event, deadline, Transition.STARTED_WAITING)
 
 
-def _waiting_words(
-    verdict: Verdict,
-    *,
-    classified_reason: Reason,
-    spent: str | None,
-    escalated: bool,
-    oversight: Oversight,
-    deadline: datetime,
-    approvals: int,
-) -> tuple[Reason, Reason, str]:
-    """The Classified and Decided reasons of a request that waits, and what it waits for."""
+def _waiting_json(request: RequestState, lane: Lane, waiting: Waiting) -> dict[str, Any]:
+    """What a request that waits for people carries in its status."""
+    status: dict[str, Any] = {
+        "oversight": str(waiting.oversight),
+        "phase": Phase.QUEUED if waiting.oversight is Oversight.HOTL else Phase.AWAITING_APPROVAL,
+        "deadline": format_time(waiting.deadline),
+        "requiredApprovals": waiting.required_approvals,
+        "checklist": [item.to_json() for item in waiting.checklist],
+    }
+    if "reviews" not in request.status:
+        status["reviews"] = []
+    if lane.min_review_seconds:
+        status["minReviewSeconds"] = lane.min_review_seconds
+    if lane.escalate_after is not None and request.created + lane.escalate_after < waiting.deadline:
+        status["escalation"] = {
+            "at": format_time(request.created + lane.escalate_after),
+            "to": list(lane.escalate_to),
+        }
+    return status
+
+
+def _waiting_words(verdict: Verdict, spent: str | None, waiting: Waiting) -> tuple[Reason, str]:
+    """Why a request waits (the Decided reason; also the Classified one when it was sent to
+    people from tier 1 or 2), and what it waits for."""
     if spent is not None:
-        return (
-            Reason.BUDGET_EXCEEDED,
-            Reason.BUDGET_EXCEEDED,
-            f"{verdict.message}; {spent}, so a person decides",
-        )
-    if escalated:
+        return Reason.BUDGET_EXCEEDED, f"{verdict.message}; {spent}, so a person decides"
+    if waiting.escalated:
         text = f"{verdict.message}; tier 2 needs a rollback plan, so a person decides"
-        return Reason.MISSING_ROLLBACK_PLAN, Reason.MISSING_ROLLBACK_PLAN, text
-    if oversight is Oversight.HOTL:
-        text = f"{verdict.message}; approved at {format_time(deadline)} unless a reviewer denies"
-        return classified_reason, Reason.IN_VETO_WINDOW, text
+        return Reason.MISSING_ROLLBACK_PLAN, text
+    deadline = format_time(waiting.deadline)
+    if waiting.oversight is Oversight.HOTL:
+        text = f"{verdict.message}; approved at {deadline} unless a reviewer denies"
+        return Reason.IN_VETO_WINDOW, text
     text = (
-        f"{verdict.message}; needs {approvals} approval(s) by {format_time(deadline)},"
+        f"{verdict.message}; needs {waiting.required_approvals} approval(s) by {deadline},"
         " else Denied (Expired)"
     )
-    return classified_reason, Reason.AWAITING_REVIEW, text
+    return Reason.AWAITING_REVIEW, text
 
 
-def _spent_budget(
-    policies: list[CompiledPolicy], verdict: Verdict, request: RequestState
-) -> str | None:
+def _spent_budget(policy: CompiledPolicy, verdict: Verdict, request: RequestState) -> str | None:
     """Why a tier 1 or 2 action may not run on its own any more, or None."""
     if verdict.tier > 2:
         return None
-    policy = next(p for p in policies if p.name == verdict.policy)
     for budget in policy.budgets:
         used = request.budget_usage.get((policy.name, budget.name), 0)
         if budget.covers(request.facts.action) and used >= budget.max:
@@ -400,120 +191,60 @@ def _spent_budget(
     return None
 
 
-def _refuse_invalid(
-    request: RequestState,
-    policies: list[CompiledPolicy],
-    verdict: Verdict,
-    base: dict[str, Any],
-    now: datetime,
-) -> Step | None:
-    """A Kubernetes-executed request must name a change the governing policy allows; a
-    Webhook-executed one needs a policy that names a webhook executor."""
+def _invalid(request: RequestState, policy: CompiledPolicy) -> str | None:
+    """Why the request cannot be run as it asks, or None. A Kubernetes-executed request must name
+    a change the governing policy allows; a Webhook-executed one needs a policy that names a
+    webhook executor."""
     execution = request.spec.get("execution")
-    policy = next(p for p in policies if p.name == verdict.policy)
-    problem: str | None = None
     if execution == KUBERNETES:
         change = kubernetes_change(request.spec, request.facts.namespace)
-        problem = (
-            change
-            if isinstance(change, str)
-            else allowed(change, policy.kubernetes, policy.namespace)
-        )
-    elif execution == WEBHOOK and policy.webhook is None:
-        problem = f"policy {policy.name} names no webhook executor (spec.executors.webhook)"
-    if problem is None:
-        return None
-    decision = Decision(Outcome.DENIED, Reason.INVALID, (), now, problem)
-    patch = base | {
-        "phase": Phase.DENIED,
-        "decision": decision.to_json(),
-        "conditions": _conditions(
-            request, now,
-            (CLASSIFIED, "True", _classified_reason(verdict), verdict.message),
-            (DECIDED, "True", Reason.INVALID, problem),
-        ),
-    }  # fmt: skip
-    return Step(patch, decision, Event("Warning", Reason.INVALID, problem))
+        if isinstance(change, str):
+            return change
+        return allowed(change, policy.kubernetes, policy.namespace)
+    if execution == WEBHOOK and policy.webhook is None:
+        return f"policy {policy.name} names no webhook executor (spec.executors.webhook)"
+    return None
 
 
 def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: datetime) -> Step:
-    reviews = request.reviews
-    if request.facts.action == POST_INCIDENT_ACTION:  # looking back is for the normal reviewers
-        reviews = tuple(r for r in reviews if not r.break_glass)
+    reviews = reviews_of(request)
     counted = tally(reviews, reviewers, waiting.checklist, request.requester)
-    veto_lane = waiting.oversight is Oversight.HOTL
-    decision: Decision | None = None
-    if counted.deniers:
-        reason = Reason.VETOED if veto_lane else Reason.HUMAN_DENIED
-        verb = "vetoed" if veto_lane else "denied"
-        decision = Decision(
-            Outcome.DENIED, reason, counted.deniers[:1], now, f"{counted.deniers[0]} {verb} it"
-        )
-    elif now >= waiting.deadline:
-        if veto_lane:
-            message = "the hold passed with no veto"
-            decision = Decision(Outcome.APPROVED, Reason.NOT_VETOED, (), now, message)
-        else:
-            have = len(counted.approvers)
-            message = (
-                f"the decision window closed at {format_time(waiting.deadline)} with"
-                f" {have} of {waiting.required_approvals} approval(s): denied, fail safe"
-            )
-            decision = Decision(Outcome.DENIED, Reason.EXPIRED, (), now, message)
-    elif len(counted.approvers) >= waiting.required_approvals:
-        who = ", ".join(counted.approvers)
-        if counted.break_glass:
-            message = f"approved by {who}; under break-glass: {', '.join(counted.break_glass)}"
-            decision = Decision(
-                Outcome.APPROVED, Reason.BREAK_GLASS_APPROVED, counted.approvers, now, message
-            )
-        else:
-            decision = Decision(
-                Outcome.APPROVED,
-                Reason.HUMAN_APPROVED,
-                counted.approvers,
-                now,
-                f"approved by {who}",
-            )
-
+    decision = judgement(waiting, counted, now)
     if decision is not None:
-        phase = Phase.APPROVED if decision.outcome is Outcome.APPROVED else Phase.DENIED
-        patch = {
-            "phase": phase,
-            "decision": decision.to_json(),
-            "conditions": _conditions(
-                request, now, (DECIDED, "True", decision.reason, decision.message)
-            ),
-        }
-        kind = "Normal" if decision.outcome is Outcome.APPROVED else "Warning"
-        return Step(patch, decision, Event(kind, decision.reason, decision.message))
-
+        return _decided(request, decision)
     # Still waiting: refresh the Decided condition so people see where the reviews stand.
-    current = _condition(request.status.get("conditions") or [], DECIDED)
+    current = condition(request.status.get("conditions") or [], DECIDED)
     waiting_reason = str(current.get("reason")) if current else str(Reason.AWAITING_REVIEW)
-    message = _progress(waiting, counted)
+    message = progress(waiting, counted)
     if current and (current.get("message") == message or not reviews):
         # Nothing to add: with no reviews yet, the condition written at classification already
         # says what the request waits for (a rewrite would be a second status write for one
         # transition, for every waiting request, again after every operator restart).
         return Step(wake_at=waiting.deadline)
     patch = {"conditions": _conditions(request, now, (DECIDED, "False", waiting_reason, message))}
-    return Step(patch, wake_at=waiting.deadline)
+    return Step(patch, wake_at=waiting.deadline, transition=Transition.PROGRESSED)
 
 
-def _progress(waiting: Waiting, counted: Tally) -> str:
-    if waiting.oversight is Oversight.HOTL:
-        text = f"approved at {format_time(waiting.deadline)} unless a reviewer denies"
-    else:
-        text = (
-            f"{len(counted.approvers)} of {waiting.required_approvals} approval(s)"
-            f" by {format_time(waiting.deadline)}, else Denied (Expired)"
-        )
-    if counted.approvers and waiting.oversight is Oversight.HITL:
-        text += f"; approved so far by {', '.join(counted.approvers)}"
-    if counted.ignored:
-        text += "; not counted: " + "; ".join(counted.ignored)
-    return text
+def _decided(
+    request: RequestState,
+    decision: Decision,
+    base: dict[str, Any] | None = None,
+    classified: tuple[str, str, str] | None = None,
+) -> Step:
+    """The one step that decides a request: ``base`` (what classification wrote, when it is
+    decided as it is classified, with the Classified condition's status, reason and message)
+    plus the phase, the decision and the Decided condition, and an Event that says the same."""
+    approved = decision.outcome is Outcome.APPROVED
+    updates: list[ConditionUpdate] = [] if classified is None else [(CLASSIFIED, *classified)]
+    updates.append((DECIDED, "True", decision.reason, decision.message))
+    patch = (base or {}) | {
+        "phase": Phase.APPROVED if approved else Phase.DENIED,
+        "decision": decision.to_json(),
+        "conditions": _conditions(request, decision.at, *updates),
+    }
+    event = Event("Normal" if approved else "Warning", decision.reason, decision.message)
+    transition = Transition.DECIDED if classified else Transition.DECIDED_AFTER_WAITING
+    return Step(patch, decision, event, None, transition)
 
 
 def _post_incident(classification: Classification, facts: RequestFacts) -> Classification:
@@ -545,18 +276,14 @@ def _shadow_json(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _condition(conditions: Sequence[ConditionJSON], kind: str) -> ConditionJSON | None:
-    return next((c for c in conditions if c.get("type") == kind), None)
-
-
 def _conditions(
-    request: RequestState, now: datetime, *updates: tuple[str, str, str, str]
+    request: RequestState, now: datetime, *updates: ConditionUpdate
 ) -> list[ConditionJSON]:
     """The request's conditions with ``updates`` applied; a transition time moves only when the
     status does (the Kubernetes convention)."""
     current: list[ConditionJSON] = list(request.status.get("conditions") or [])
     for kind, status, reason, message in updates:
-        old = _condition(current, kind)
+        old = condition(current, kind)
         moved = old is None or old.get("status") != status
         new: ConditionJSON = {
             "type": kind,

@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import Any
 
 from handoff.domain.announce import DECIDED, PENDING
-from handoff.domain.decide import Decision, Event, RequestState, Step
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import KUBERNETES, MCP, WEBHOOK
+from handoff.domain.model import Decision, Event, RequestState, Step
 from handoff.domain.reasons import Outcome, Phase, Reason
 from handoff.domain.rollback import requested_rollback
 
@@ -68,13 +68,6 @@ def name(effect: Effect) -> str:
     return str(effect) if isinstance(effect, Do) else type(effect).__name__
 
 
-def started_waiting(step: Step) -> bool:
-    """Whether this step put the request in the queue. Derived from the patch today (the step
-    that queues a request is the one that writes its deadline); switch to ``Step``'s transition
-    field once it has one."""
-    return step.patch is not None and "deadline" in step.patch
-
-
 def followups(before: RequestState, step: Step, after: Mapping[str, Any]) -> list[Effect]:
     """The effects of ``step``, decided from ``before``, once ``after`` (the request as written,
     or as read when there was nothing to write) is the current status."""
@@ -90,7 +83,7 @@ def followups(before: RequestState, step: Step, after: Mapping[str, Any]) -> lis
         effects.append(Do.STOP_WAITING)
     elif step.wake_at is not None:
         effects.append(Wait(step.wake_at, str(status.get("tier", ""))))
-        if started_waiting(step):
+        if step.started_waiting:
             effects.append(Announce(PENDING))
         if (status.get("escalation") or {}).get("at"):
             effects.append(Do.ARM_ESCALATION)
@@ -117,7 +110,7 @@ def _executors(step: Step, spec: Mapping[str, Any], status: Mapping[str, Any]) -
     if spec.get("execution") == WEBHOOK and approved and not finished:
         found.append(Do.RUN_WEBHOOK)  # on the decision itself, or later (a restart)
     if spec.get("execution") == KUBERNETES:
-        found.append(RunKubernetes(started_waiting(step)))
+        found.append(RunKubernetes(step.started_waiting))
     executed = (status.get("execution") or {}).get("outcome") == Phase.EXECUTED
     if spec.get("execution") == MCP and spec.get("rollbackOf") and executed:
         # The gateway writes only the execution (handoff.gateway): whether the operator filed

@@ -227,8 +227,9 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
         if oversight not in (Oversight.HOTL, Oversight.HITL):
             errors.append(f"{where}.oversight must be HOTL or HITL, not {raw['oversight']!r}")
             oversight = Oversight.HITL
-    elif "oversight" in raw or "holdFor" in raw:
-        # Tier 4 is always HITL: nothing may turn it into a hold that approves by itself.
+    elif tier != 3 and ("oversight" in raw or "holdFor" in raw):
+        # Tier 4 is always HITL: nothing may turn it into a hold that approves by itself. Tier 3
+        # may name holdFor alone: its oversight is then its default, HOTL.
         errors.append(f"{where} is always HITL: oversight and holdFor are not allowed there")
     window = _duration(raw.get("decisionWindow"), default.decision_window, where, errors)
     hold = _duration(raw.get("holdFor"), default.hold_for, where, errors) if tier == 3 else None

@@ -57,6 +57,17 @@ class Phase(StrEnum):
     ROLLED_BACK = "RolledBack"
 
 
+class Transition(StrEnum):
+    """Which transition a step of the decision core makes (``Step.transition``): what follows a
+    decision (announce, arm or stop a timer, count a metric) depends on it."""
+
+    NONE = "None"  # nothing new: decided before, or still waiting as it was
+    STARTED_WAITING = "StartedWaiting"  # classified now; waits for people until its deadline
+    PROGRESSED = "Progressed"  # still waiting; the Decided condition says where reviews stand
+    DECIDED = "Decided"  # decided as it was classified: it never waited
+    DECIDED_AFTER_WAITING = "DecidedAfterWaiting"  # it waited: a review or its deadline decided
+
+
 class Oversight(StrEnum):
     HOOTL = "HOOTL"  # human out of the loop: let it run
     HOTL = "HOTL"  # human on the loop: act (or hold) and log, a human may veto or roll back

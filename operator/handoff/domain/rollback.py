@@ -4,8 +4,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from handoff import API_VERSION
-from handoff.domain.decide import Review
 from handoff.domain.filing import ROLLBACK_OF, filed_by_operator, is_name, label_value, requested_by
+from handoff.domain.model import Review
 from handoff.domain.reasons import ReviewDecision
 
 ROLLBACK = ReviewDecision.ROLLBACK
