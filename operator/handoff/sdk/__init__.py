@@ -18,7 +18,7 @@
 Async-first; :class:`SyncAgent` wraps it for code without an event loop.
 """
 
-from handoff.sdk.agent import Agent, Decision, Ticket
+from handoff.sdk.agent import Agent
 from handoff.sdk.errors import (
     Forbidden,
     HandoffError,
@@ -35,6 +35,7 @@ from handoff.sdk.state import (
     StateStore,
 )
 from handoff.sdk.sync import SyncAgent
+from handoff.sdk.values import Decision, Ticket
 
 __all__ = [
     "Agent",

@@ -1,12 +1,9 @@
 """The async agent SDK. See the package docstring for an example."""
 
 import asyncio
-import hashlib
-import re
 import socket
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -34,50 +31,10 @@ from handoff.sdk.state import (
     envelope,
     open_envelope,
 )
+from handoff.sdk.values import Decision, Ticket, decode_entry, request_name, settled
 
 GROUP_NAME = "agent"  # the consumer group the operator creates on each decision stream
 MAX_WINDOW = timedelta(hours=168)  # the longest decision window a policy may set
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """What ``propose`` returns at once: the request, and its decision if it came quickly."""
-
-    name: str
-    uid: str
-    proposal_id: str
-    spec_digest: str
-    tier: int | None = None
-    phase: str | None = None
-    deadline: str | None = None
-    decision: dict[str, Any] | None = None
-
-    @property
-    def approved(self) -> bool:
-        return bool(self.decision and self.decision.get("outcome") == "Approved")
-
-
-@dataclass
-class Decision:
-    """One decision delivered to the agent, with its working state rehydrated."""
-
-    namespace: str
-    name: str
-    uid: str
-    action: str
-    target: str
-    outcome: str  # Approved | Denied
-    reason: str  # AutoApproved, HumanApproved, Expired, ...
-    by: list[str]
-    message: str
-    state: Any
-    spec_digest: str
-    state_ref: str
-    entry_id: str = field(repr=False, default="")
-
-    @property
-    def approved(self) -> bool:
-        return self.outcome == "Approved"
 
 
 class Agent:
@@ -218,7 +175,7 @@ class Agent:
         body = created
         loop = asyncio.get_running_loop()
         deadline = loop.time() + quick_wait
-        while not _settled(body) and loop.time() < deadline:
+        while not settled(body) and loop.time() < deadline:
             body = await self._watch_once(body, deadline - loop.time())
         status = body.get("status") or {}
         return Ticket(
@@ -242,7 +199,7 @@ class Agent:
         async for event in self._kube().watch(path, params, seconds):
             if event.get("type") in ("ADDED", "MODIFIED"):
                 body = event["object"]
-                if _settled(body):
+                if settled(body):
                     break
         return body
 
@@ -269,7 +226,7 @@ class Agent:
                     claimed = await redis.xautoclaim(
                         stream, GROUP_NAME, self.consumer, idle_ms, "0-0", count=100
                     )
-                    entries += [_decode(e) for e in claimed[1] if e and e[1]]
+                    entries += [decode_entry(e) for e in claimed[1] if e and e[1]]
                     first = False
                 if not entries:
                     entries = await self._read(stream, ">", int(block * 1000))
@@ -370,7 +327,7 @@ class Agent:
         answer: Any = await self._redis_client().xreadgroup(
             GROUP_NAME, self.consumer, {stream: start}, count=50, block=block_ms
         )
-        return [_decode(entry) for _, entries in answer or [] for entry in entries if entry[1]]
+        return [decode_entry(entry) for _, entries in answer or [] for entry in entries if entry[1]]
 
     async def _rehydrate(self, entry_id: str, fields: dict[str, str]) -> Decision:
         state, proposed_digest = None, ""
@@ -416,25 +373,3 @@ class Agent:
         if self._store is None:
             raise HandoffError("call connect() first (or use 'async with Agent(...)')")
         return self._store
-
-
-def request_name(action: str, namespace: str, agent: str, proposal_id: str) -> str:
-    """A stable name per proposal: retrying the same proposal hits the same object."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", action.lower()).strip("-")[:40] or "action"
-    digest = hashlib.sha256(f"{namespace}/{agent}/{proposal_id}".encode()).hexdigest()[:12]
-    return f"{slug}-{digest}"
-
-
-def _settled(body: dict[str, Any]) -> bool:
-    """Classified, and either decided or waiting for people (tier 3 and 4): nothing to wait for."""
-    status = body.get("status") or {}
-    return bool(status.get("decision") or status.get("deadline"))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _decode(entry: Any) -> tuple[str, dict[str, str]]:
-    entry_id, fields = entry
-    return _text(entry_id), {_text(k): _text(v) for k, v in (fields or {}).items()}

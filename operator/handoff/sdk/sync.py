@@ -5,7 +5,8 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from handoff.sdk.agent import Agent, Decision, Ticket
+from handoff.sdk.agent import Agent
+from handoff.sdk.values import Decision, Ticket
 
 T = TypeVar("T")
 
