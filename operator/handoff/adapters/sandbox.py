@@ -20,10 +20,11 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from handoff.adapters import metrics
 from handoff.adapters.celchild import DONE, MEMORY, answers
+from handoff.adapters.locks import KeyedLocks
 from handoff.domain.expressions import check_depth
 
 log = logging.getLogger("handoff.operator")
@@ -41,7 +42,7 @@ class Sandbox:
         self.budget, self.wall, self.memory = budget, wall, memory
         self._child: asyncio.subprocess.Process | None = None
         self._turn = asyncio.Lock()  # one request in the child at a time
-        self._queues: dict[Hashable, tuple[asyncio.Lock, int]] = {}  # one waiter per agent
+        self._queues = KeyedLocks()  # one waiter per agent
 
     async def evaluate(
         self, key: Hashable, variables: Mapping[str, object], groups: Sequence[Sequence[str]]
@@ -53,23 +54,9 @@ class Sandbox:
         except ValueError as e:
             return {s: f"{s!r} could not be evaluated: {e}" for group in groups for s in group}
         line = json.dumps({"variables": variables, "groups": groups, "budget": self.budget})
-        async with self._queued(key), self._turn:
+        async with self._queues.holding(key), self._turn:
             given, stopped = await self._ask(line.encode() + b"\n")
         return by_source(groups, given, stopped, self.budget)
-
-    @contextlib.asynccontextmanager
-    async def _queued(self, key: Hashable) -> AsyncIterator[None]:
-        lock, users = self._queues.get(key) or (asyncio.Lock(), 0)
-        self._queues[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._queues[key]
-            if users > 1:
-                self._queues[key] = (lock, users - 1)
-            else:
-                del self._queues[key]
 
     async def _ask(self, line: bytes) -> tuple[dict[tuple[int, int], bool | str], str | None]:
         """The answers the child gave, and why it stopped before it was done (None: it was not)."""

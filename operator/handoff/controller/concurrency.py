@@ -7,31 +7,12 @@ referenced here until they end, so that the event loop does not collect them hal
 """
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Coroutine, Hashable
+from collections.abc import Coroutine
 from typing import Any
 
+from handoff.adapters.locks import KeyedLocks
 
-class KeyedLocks:
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-    @contextlib.asynccontextmanager
-    async def holding(self, key: Hashable) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users > 1:
-                self._locks[key] = (lock, users - 1)
-            else:
-                del self._locks[key]
+__all__ = ["KeyedLocks", "TaskSet"]
 
 
 class TaskSet:
