@@ -1,0 +1,125 @@
+"""What a reviewer's live diff shows must be what the executor then does (against the real API
+server and operator). A hostile agent that makes the two differ gets an approval for a change
+the reviewer never saw:
+
+- a server-side apply removes the fields its field manager applied before and applies no more:
+  with one manager for every request, an "add a label" apply that omitted a container's env
+  removed the env an earlier request had set, while the diff (which adds what the manifest
+  says) showed only the label (fixed: each request applies as its own field manager);
+- the diff showed labels, annotations, spec and data only: a patch setting an owner reference
+  (the garbage collector deletes an object whose owner does not exist), a finalizer, another
+  top-level field (a ConfigMap's ``binaryData``, ``immutable``) or a kubernetes.io annotation
+  (``kubectl.kubernetes.io/restartedAt`` restarts every Pod) read "no change" (fixed: the diff
+  shows every field but status and the API server's bookkeeping).
+
+The diff is computed here as the reviewer's tools compute it (``review/livediff.py`` applies the
+change locally with ``domain/kubemerge.py`` and prints ``domain/kubediff.preview``), from the
+object as it is just before the request is filed; what the executor did is every field that
+differs afterwards.
+"""
+
+import json
+from typing import Any
+
+import pytest
+from handoff.domain.executors import kubernetes_change
+from handoff.domain.kubediff import diff, preview
+from handoff.domain.kubemerge import after_change
+from handoff.testing.cluster import Cluster, OperatorProcess
+
+from .helpers import AGENT, apply_ready_policy, policy, wait_for
+
+pytestmark = pytest.mark.integration
+BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
+
+
+def deployment(ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns, "labels": {"team": "pay"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}}},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def scene(cluster: Cluster, operator: OperatorProcess, namespace: str) -> str:
+    cluster.apply(deployment(namespace))
+    document = policy(
+        namespace,
+        executors={"kubernetes": {"kinds": ["apps/v1/Deployment"]}},
+        rules=[{"name": "logged", "actions": ["kubernetes.*"], "tier": 2}],  # runs at once
+    )
+    apply_ready_policy(cluster, document)
+    return namespace
+
+
+def everything(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object but its status and the API server's bookkeeping: what a change can change."""
+    meta = {k: v for k, v in obj["metadata"].items() if k not in BOOKKEEPING}
+    return {k: v for k, v in obj.items() if k != "status"} | {"metadata": meta}
+
+
+def shown_then_done(cluster: Cluster, ns: str, action: str, parameters: dict[str, Any]) -> tuple[list[str], list[str]]:  # fmt: skip
+    """The reviewer's live diff of a request, and what the executor then did, as lines."""
+    parameters = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", **parameters}
+    if action == "kubernetes.apply":
+        parameters = {"manifest": parameters["manifest"]}
+    spec = {"agent": AGENT, "action": action, "execution": "Kubernetes", "target": "web",
+            "parameters": parameters, "summary": action, "rollback": {"description": "undo"}}  # fmt: skip
+    change = kubernetes_change(spec, ns)
+    assert not isinstance(change, str), change
+    before = cluster.get("deployment", "web", ns)
+    shown = preview(before, after_change(before, change)).splitlines()
+    document = {"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+                "metadata": {"generateName": "review-", "namespace": ns}, "spec": spec}  # fmt: skip
+    filed = json.loads(cluster.create(document, who=f"{ns}/{AGENT}").stdout)["metadata"]["name"]
+    wait_for(cluster, ns, filed, "phase", "Executed")
+    done = diff(everything(before), everything(cluster.get("deployment", "web", ns)))
+    return shown, done
+
+
+def manifest(ns: str, containers: list[dict[str, Any]], **labels: str) -> dict[str, Any]:
+    body = deployment(ns)
+    body["metadata"] = {"name": "web", "labels": {"team": "pay", **labels}}
+    body["spec"]["template"]["spec"]["containers"] = containers
+    return {"manifest": body}
+
+
+def test_an_apply_removes_nothing_its_diff_does_not_show(cluster: Cluster, scene: str) -> None:
+    """An earlier approved apply set the env; a later one, approved as "add a label", omits it."""
+    safe = [{"name": "web", "image": "nginx:1.25", "env": [{"name": "MODE", "value": "safe"}]}]
+    shown, done = shown_then_done(cluster, scene, "kubernetes.apply", manifest(scene, safe))
+    assert done == shown
+    bare = [{"name": "web", "image": "nginx:1.25"}]
+    shown, done = shown_then_done(
+        cluster, scene, "kubernetes.apply", manifest(scene, bare, reviewed="yes")
+    )
+    assert shown == ['metadata.labels.reviewed: (none) -> "yes"']
+    assert done == shown  # before the fix: the env was removed too
+    web = cluster.get("deployment", "web", scene)
+    assert web["spec"]["template"]["spec"]["containers"][0]["env"] == safe[0]["env"]
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "gone",
+                                           "uid": "00000000-0000-0000-0000-000000000000"}]}},
+        {"metadata": {"finalizers": ["example.com/forever"]}},
+        {"metadata": {"annotations": {"x.kubernetes.io/steer": "1"}}},
+        {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}},
+    ],
+    ids=["ownerReferences", "finalizers", "kubernetes.io-annotation", "restartedAt"],
+)  # fmt: skip
+def test_a_patch_changes_nothing_its_diff_does_not_show(
+    cluster: Cluster, scene: str, patch: dict[str, Any]
+) -> None:
+    shown, done = shown_then_done(cluster, scene, "kubernetes.patch", {"patch": patch})
+    assert done, "the patch changed nothing"
+    assert shown == done  # before the fix: "no change" for the first three
+    if "finalizers" in json.dumps(patch):  # let the namespace be deleted
+        cluster.kubectl("patch", "deployment", "web", "-n", scene, "--type=merge",
+                        "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
