@@ -123,3 +123,34 @@ def test_a_patch_changes_nothing_its_diff_does_not_show(
     if "finalizers" in json.dumps(patch):  # let the namespace be deleted
         cluster.kubectl("patch", "deployment", "web", "-n", scene, "--type=merge",
                         "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
+
+
+VOLUMES = [{"name": "data", "emptyDir": {}}]
+
+
+@pytest.mark.parametrize(
+    ("existing", "applied"),
+    [
+        # A mount is keyed by its path: the same volume at another path is a second mount.
+        ({"volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+         {"volumeMounts": [{"name": "data", "mountPath": "/etc/ssl"}]}),
+        # A port is keyed by number and protocol (given: the API server's default is not
+        # applied locally): another number is a second port...
+        ({"ports": [{"containerPort": 80, "protocol": "TCP"}]},
+         {"ports": [{"containerPort": 8080, "protocol": "TCP"}]}),
+        # ...and not by its name: the same number under another name is the same port.
+        ({"ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]},
+         {"ports": [{"name": "metrics", "containerPort": 80, "protocol": "TCP"}]}),
+    ],
+    ids=["volumeMounts", "ports", "named-ports"],
+)  # fmt: skip
+def test_an_apply_merges_lists_by_the_keys_the_api_server_uses(
+    cluster: Cluster, scene: str, existing: dict[str, Any], applied: dict[str, Any]
+) -> None:
+    seed = [{"name": "web", "image": "nginx:1.25", **existing}]
+    body = manifest(scene, seed)
+    body["manifest"]["spec"]["template"]["spec"]["volumes"] = VOLUMES
+    shown_then_done(cluster, scene, "kubernetes.apply", body)
+    body = manifest(scene, [{"name": "web", "image": "nginx:1.25", **applied}])
+    shown, done = shown_then_done(cluster, scene, "kubernetes.apply", body)
+    assert shown == done
