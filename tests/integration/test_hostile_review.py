@@ -28,6 +28,7 @@ from handoff.domain.kubemerge import after_change
 from handoff.testing.cluster import Cluster, OperatorProcess
 
 from .helpers import AGENT, apply_ready_policy, policy, wait_for
+from .test_hostile_redteam import roll_back
 
 pytestmark = pytest.mark.integration
 BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
@@ -109,17 +110,19 @@ def test_an_apply_removes_nothing_its_diff_does_not_show(cluster: Cluster, scene
                                            "uid": "00000000-0000-0000-0000-000000000000"}]}},
         {"metadata": {"finalizers": ["example.com/forever"]}},
         {"metadata": {"annotations": {"x.kubernetes.io/steer": "1"}}},
+        # What a later `kubectl apply` of the object deletes: the fields in this copy it lacks.
+        {"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}}},
         {"spec": {"template": {"metadata": {"annotations": {
             "kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}},
     ],
-    ids=["ownerReferences", "finalizers", "kubernetes.io-annotation", "restartedAt"],
+    ids=["ownerReferences", "finalizers", "kubernetes.io-annotation", "last-applied", "restartedAt"],
 )  # fmt: skip
 def test_a_patch_changes_nothing_its_diff_does_not_show(
     cluster: Cluster, scene: str, patch: dict[str, Any]
 ) -> None:
     shown, done = shown_then_done(cluster, scene, "kubernetes.patch", {"patch": patch})
     assert done, "the patch changed nothing"
-    assert shown == done  # before the fix: "no change" for the first three
+    assert shown == done  # before the fix: "no change" for all but restartedAt
     if "finalizers" in json.dumps(patch):  # let the namespace be deleted
         cluster.kubectl("patch", "deployment", "web", "-n", scene, "--type=merge",
                         "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
@@ -154,3 +157,32 @@ def test_an_apply_merges_lists_by_the_keys_the_api_server_uses(
     body = manifest(scene, [{"name": "web", "image": "nginx:1.25", **applied}])
     shown, done = shown_then_done(cluster, scene, "kubernetes.apply", body)
     assert shown == done
+
+
+def test_a_rollback_removes_the_owner_and_finalizer_the_action_set(
+    cluster: Cluster, scene: str
+) -> None:
+    """Before the fix the rollback removed the label, said "nothing else was written", and left
+    the owner reference (the garbage collector deletes the object) and the finalizer."""
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone",
+             "uid": "00000000-0000-0000-0000-000000000000"}  # fmt: skip
+    patch = {"metadata": {"labels": {"steered": "yes"}, "ownerReferences": [owner],
+                          "finalizers": ["example.com/forever"]}}  # fmt: skip
+    spec = {"agent": AGENT, "action": "kubernetes.patch", "execution": "Kubernetes",
+            "target": "web", "summary": "label web", "rollback": {"description": "undo"},
+            "parameters": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                           "patch": patch}}  # fmt: skip
+    document = {"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+                "metadata": {"generateName": "review-", "namespace": scene}, "spec": spec}  # fmt: skip
+    filed = json.loads(cluster.create(document, who=f"{scene}/{AGENT}").stdout)["metadata"]["name"]
+    wait_for(cluster, scene, filed, "phase", "Executed")
+    roll_back(cluster, scene, filed)
+    done = wait_for(cluster, scene, filed, "rollback.done", True)
+    assert done["status"]["phase"] == "RolledBack", done["status"]["rollback"]
+    meta = cluster.get("deployment", "web", scene)["metadata"]
+    assert "ownerReferences" not in meta
+    assert "finalizers" not in meta
+    assert "steered" not in meta.get("labels", {})
+    message = done["status"]["rollback"]["message"]
+    assert "metadata.ownerReferences" in message
+    assert "metadata.finalizers" in message

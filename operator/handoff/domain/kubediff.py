@@ -24,21 +24,19 @@ SECRET_FIELDS = ("data", "stringData")
 _IDENTITY = ("apiVersion", "kind")
 _NOT_SHOWN = (*_IDENTITY, "metadata", "status")
 _META_SHOWN = ("ownerReferences", "finalizers")
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def comparable(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What a change can do to an object, as a reviewer reads it: every field but status and
     the API server's bookkeeping; in metadata, labels, annotations, owner references and
     finalizers (an owner that does not exist has the garbage collector delete the object; a
-    finalizer keeps it from being deleted). Never a Secret's data, nor kubectl's
-    last-applied copy (the object again, as an annotation)."""
+    finalizer keeps it from being deleted); every annotation, kubectl's last-applied copy too (a
+    change to it steers what a later ``kubectl apply`` deletes). Never a Secret's data."""
     if obj is None:
         return None
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
-    annotations = {k: v for k, v in _mapping(meta.get("annotations")).items() if k != LAST_APPLIED}
-    labels = _mapping(meta.get("labels"))
+    labels, annotations = _mapping(meta.get("labels")), _mapping(meta.get("annotations"))
     shown_meta = {"labels": labels, "annotations": annotations} | {
         k: meta[k] for k in _META_SHOWN if k in meta
     }
