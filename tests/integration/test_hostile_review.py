@@ -186,3 +186,19 @@ def test_a_rollback_removes_the_owner_and_finalizer_the_action_set(
     message = done["status"]["rollback"]["message"]
     assert "metadata.ownerReferences" in message
     assert "metadata.finalizers" in message
+
+
+def test_an_apply_with_a_null_is_refused(cluster: Cluster, scene: str) -> None:
+    """Server-side apply sets a label applied as null to "" where the diff (and a reader of the
+    spec) sees it removed: such an apply is invalid, and nothing changes."""
+    body = manifest(scene, [{"name": "web", "image": "nginx:1.25"}])
+    body["manifest"]["metadata"]["labels"]["team"] = None
+    spec = {"agent": AGENT, "action": "kubernetes.apply", "execution": "Kubernetes",
+            "target": "web", "parameters": body, "summary": "drop the label",
+            "rollback": {"description": "undo"}}  # fmt: skip
+    document = {"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+                "metadata": {"generateName": "review-", "namespace": scene}, "spec": spec}  # fmt: skip
+    filed = json.loads(cluster.create(document, who=f"{scene}/{AGENT}").stdout)["metadata"]["name"]
+    invalid = wait_for(cluster, scene, filed, "decision.reason", "Invalid")
+    assert "cannot remove a field" in invalid["status"]["decision"]["message"]
+    assert cluster.get("deployment", "web", scene)["metadata"]["labels"]["team"] == "pay"

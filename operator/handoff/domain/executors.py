@@ -167,6 +167,12 @@ def _apply(parameters: Mapping[str, Any], namespace: str) -> KubernetesChange | 
         return usage
     if meta.get("generateName") is not None:
         return "kubernetes.apply needs a fixed metadata.name, not generateName"
+    if _holds_null(manifest):
+        return (
+            "kubernetes.apply cannot remove a field: a null in parameters.manifest is no"
+            " removal to the API server (a label set to null becomes an empty one); remove"
+            " fields with kubernetes.patch"
+        )
     where = meta.get("namespace") or namespace
     return _checked(
         KubernetesChange("apply", manifest["apiVersion"], manifest["kind"], where, meta["name"],
@@ -236,6 +242,20 @@ def allowed(change: KubernetesChange, scope: KubernetesScope, policy_namespace: 
             f" ({EXECUTOR_PREFIX}*): it would act with the executor's rights without approval"
         )
     return None
+
+
+def _holds_null(body: Mapping[str, Any]) -> bool:
+    """Is any value in the body null? Walked without recursion, as below."""
+    stack: list[object] = [body]
+    while stack:
+        value = stack.pop()
+        if value is None:
+            return True
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _runs_as_executor(body: Mapping[str, Any]) -> bool:
