@@ -25,9 +25,9 @@ import pytest
 from handoff.domain.executors import kubernetes_change
 from handoff.domain.kubediff import diff, preview
 from handoff.domain.kubemerge import after_change
-from handoff.testing.cluster import Cluster, OperatorProcess
+from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 
-from .helpers import AGENT, apply_ready_policy, policy, wait_for
+from .helpers import AGENT, apply_ready_policy, policy, request, wait_for
 from .test_hostile_redteam import roll_back
 
 pytestmark = pytest.mark.integration
@@ -202,3 +202,39 @@ def test_an_apply_with_a_null_is_refused(cluster: Cluster, scene: str) -> None:
     invalid = wait_for(cluster, scene, filed, "decision.reason", "Invalid")
     assert "cannot remove a field" in invalid["status"]["decision"]["message"]
     assert cluster.get("deployment", "web", scene)["metadata"]["labels"]["team"] == "pay"
+
+
+def test_a_rollback_does_not_delete_an_object_created_again_since(
+    cluster: Cluster, scene: str
+) -> None:
+    """Request A creates a Deployment; B deletes it; C creates it again, the same. Rolling back
+    A deleted C's object (the same values, another object): a later approved change undone."""
+    fresh = deployment(scene)
+    fresh["metadata"] = {"name": "fresh"}
+
+    def run(action: str, parameters: dict[str, Any]) -> str:
+        spec = {"agent": AGENT, "action": action, "execution": "Kubernetes", "target": "fresh",
+                "parameters": parameters, "summary": action, "rollback": {"description": "undo"}}  # fmt: skip
+        document = {"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+                    "metadata": {"generateName": "review-", "namespace": scene}, "spec": spec}  # fmt: skip
+        created = json.loads(cluster.create(document, who=f"{scene}/{AGENT}").stdout)
+        name = str(created["metadata"]["name"])
+        wait_for(cluster, scene, name, "phase", "Executed")
+        return name
+
+    first = run("kubernetes.apply", {"manifest": fresh})
+    run("kubernetes.delete", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fresh"})
+    run("kubernetes.apply", {"manifest": fresh})
+    again = cluster.get("deployment", "fresh", scene)["metadata"]["uid"]
+    roll_back(cluster, scene, first)
+    refused = eventually(
+        lambda: (
+            (b := request(cluster, scene, first))
+            and "done" in (b["status"].get("rollback") or {})
+            and b
+        ),
+        what="the rollback's outcome",
+    )
+    assert refused["status"]["rollback"]["done"] is False, refused["status"]["rollback"]
+    assert "deleted and created again since the action" in refused["status"]["rollback"]["message"]
+    assert cluster.get("deployment", "fresh", scene)["metadata"]["uid"] == again

@@ -86,6 +86,12 @@ class KubernetesExecutor:
             current = await self._current(undo.acting, change, undo.path)
             if last is not None and current is not None and _version(current) == last.version:
                 raise Refused(f"the API server refused to restore {undo.target}: {last.message}")
+            if current is not None and after is not None and _uid(after) not in ("", _uid(current)):
+                raise Refused(  # the same values, maybe; another object, a later change's
+                    f"{undo.target} was deleted and created again since the action: it is"
+                    " another object, and the rollback would undo that later change. Restore"
+                    " by hand what should be restored"
+                )
             try:
                 if current is None:
                     return await self._recreate(undo)
@@ -223,6 +229,10 @@ class _Moved(KubeError):
     def __init__(self, error: KubeError, version: str) -> None:
         super().__init__(error.status, error.message)
         self.version = version
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid", ""))
 
 
 def _version(obj: dict[str, Any]) -> str:
