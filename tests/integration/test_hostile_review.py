@@ -238,3 +238,29 @@ def test_a_rollback_does_not_delete_an_object_created_again_since(
     assert refused["status"]["rollback"]["done"] is False, refused["status"]["rollback"]
     assert "deleted and created again since the action" in refused["status"]["rollback"]["message"]
     assert cluster.get("deployment", "fresh", scene)["metadata"]["uid"] == again
+
+
+OWNERSHIP = [{"manager": "kubectl", "operation": "Apply", "apiVersion": "apps/v1",
+              "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]  # fmt: skip
+
+
+@pytest.mark.parametrize("action", ["kubernetes.patch", "kubernetes.apply"])
+def test_a_change_may_not_rewrite_who_owns_which_field(
+    cluster: Cluster, scene: str, action: str
+) -> None:
+    """managedFields say which manager owns which field: forged, they steer what a later
+    server-side apply by someone else removes (an administrator's ``kubectl apply
+    --server-side`` without spec.replicas would drop it), and no diff shows them."""
+    if action == "kubernetes.patch":
+        parameters = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                      "patch": {"metadata": {"managedFields": OWNERSHIP}}}  # fmt: skip
+    else:
+        parameters = manifest(scene, [{"name": "web", "image": "nginx:1.25"}])
+        parameters["manifest"]["metadata"]["managedFields"] = OWNERSHIP
+    spec = {"agent": AGENT, "action": action, "execution": "Kubernetes", "target": "web",
+            "parameters": parameters, "summary": "x", "rollback": {"description": "undo"}}  # fmt: skip
+    document = {"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+                "metadata": {"generateName": "review-", "namespace": scene}, "spec": spec}  # fmt: skip
+    filed = json.loads(cluster.create(document, who=f"{scene}/{AGENT}").stdout)["metadata"]["name"]
+    invalid = wait_for(cluster, scene, filed, "decision.reason", "Invalid")
+    assert "metadata.managedFields" in invalid["status"]["decision"]["message"]

@@ -210,6 +210,7 @@ def _checked(
         or namespace_problem(change.namespace, namespace_field)
         or name_problem(change.name, fields["name"])
         or _renames(change)
+        or _owns_fields(change)
         or change
     )
 
@@ -221,6 +222,18 @@ def _renames(change: KubernetesChange) -> str | None:
         return "kubernetes.patch may not change metadata.name, .namespace or .generateName"
     if change.operation == "patch" and ({"apiVersion", "kind"} & set(change.body)):
         return "kubernetes.patch may not change apiVersion or kind"
+    return None
+
+
+def _owns_fields(change: KubernetesChange) -> str | None:
+    """managedFields say which field manager owns which field: written by a change, they steer
+    what a later server-side apply by someone else removes, and no diff shows them."""
+    meta = change.body.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:
+        return (
+            f"kubernetes.{change.operation} may not set metadata.managedFields (which manager"
+            " owns which field is the API server's record)"
+        )
     return None
 
 
