@@ -25,7 +25,7 @@ from handoff.domain.kubenames import name_problem
 from handoff.domain.kuberestore import changed_fields, names, plan
 from handoff.domain.resources import RequestJSON
 
-FIELD_MANAGER = "handoff-operator"
+FIELD_MANAGER = "handoff-"  # + the request's uid: each request applies as its own manager
 _VOLATILE = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
              "selfLink")  # fmt: skip
 _ATTEMPTS = 5  # re-reads when the object moves while the rollback is written
@@ -64,7 +64,7 @@ class KubernetesExecutor:
         path = await self.object_path(change)
         before = await self._current(acting, change, path)
         await self.kept.keep(body, change, BEFORE, before)
-        after = await self._perform(acting, change, path)
+        after = await self._perform(acting, change, path, FIELD_MANAGER + body["metadata"]["uid"])
         await self.kept.keep(body, change, AFTER, after)
         return (
             f"{change.operation} {change.kind}/{change.name} in {change.namespace} done by Handoff"
@@ -86,6 +86,12 @@ class KubernetesExecutor:
             current = await self._current(undo.acting, change, undo.path)
             if last is not None and current is not None and _version(current) == last.version:
                 raise Refused(f"the API server refused to restore {undo.target}: {last.message}")
+            if current is not None and after is not None and _uid(after) not in ("", _uid(current)):
+                raise Refused(  # the same values, maybe; another object, a later change's
+                    f"{undo.target} was deleted and created again since the action: it is"
+                    " another object, and the rollback would undo that later change. Restore"
+                    " by hand what should be restored"
+                )
             try:
                 if current is None:
                     return await self._recreate(undo)
@@ -153,15 +159,21 @@ class KubernetesExecutor:
             return None
 
     async def _perform(
-        self, acting: KubeApi, change: KubernetesChange, path: str
+        self, acting: KubeApi, change: KubernetesChange, path: str, manager: str
     ) -> dict[str, Any] | None:
-        """Make the change; the object as it left it (None: deleted)."""
+        """Make the change; the object as it left it (None: deleted).
+
+        A server-side apply removes the fields its field manager applied before and applies no
+        more: with one manager for every request, an approved "add a label" that omits what an
+        earlier request set would remove that too, while every reviewer's diff (which adds only
+        what the manifest says) showed a label. Each request is its own manager, which owns
+        nothing before it applies, so an apply only ever sets what its manifest says."""
         if change.operation in ("scale", "patch"):
             return self._check(change, await acting.merge_patch(path, dict(change.body)))
         if change.operation == "apply":
             manifest = dict(change.body)
             manifest["metadata"] = dict(manifest["metadata"]) | {"namespace": change.namespace}
-            query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+            query = {"fieldManager": manager, "force": "true"}
             answer = await acting.request(
                 "PATCH", path, manifest, "application/apply-patch+yaml", query
             )
@@ -217,6 +229,10 @@ class _Moved(KubeError):
     def __init__(self, error: KubeError, version: str) -> None:
         super().__init__(error.status, error.message)
         self.version = version
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid", ""))
 
 
 def _version(obj: dict[str, Any]) -> str:

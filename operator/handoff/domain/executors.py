@@ -168,6 +168,12 @@ def _apply(parameters: Mapping[str, Any], namespace: str) -> KubernetesChange | 
         return usage
     if meta.get("generateName") is not None:
         return "kubernetes.apply needs a fixed metadata.name, not generateName"
+    if _holds_null(manifest):
+        return (
+            "kubernetes.apply cannot remove a field: a null in parameters.manifest is no"
+            " removal to the API server (a label set to null becomes an empty one); remove"
+            " fields with kubernetes.patch"
+        )
     where = meta.get("namespace") or namespace
     return _checked(
         KubernetesChange("apply", manifest["apiVersion"], manifest["kind"], where, meta["name"],
@@ -205,6 +211,7 @@ def _checked(
         or namespace_problem(change.namespace, namespace_field)
         or name_problem(change.name, fields["name"])
         or _renames(change)
+        or _owns_fields(change)
         or change
     )
 
@@ -216,6 +223,18 @@ def _renames(change: KubernetesChange) -> str | None:
         return "kubernetes.patch may not change metadata.name, .namespace or .generateName"
     if change.operation == "patch" and ({"apiVersion", "kind"} & set(change.body)):
         return "kubernetes.patch may not change apiVersion or kind"
+    return None
+
+
+def _owns_fields(change: KubernetesChange) -> str | None:
+    """managedFields say which field manager owns which field: written by a change, they steer
+    what a later server-side apply by someone else removes, and no diff shows them."""
+    meta = change.body.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:
+        return (
+            f"kubernetes.{change.operation} may not set metadata.managedFields (which manager"
+            " owns which field is the API server's record)"
+        )
     return None
 
 
@@ -237,6 +256,20 @@ def allowed(change: KubernetesChange, scope: KubernetesScope, policy_namespace: 
             f" ({EXECUTOR_PREFIX}*): it would act with the executor's rights without approval"
         )
     return None
+
+
+def _holds_null(body: Mapping[str, Any]) -> bool:
+    """Is any value in the body null? Walked without recursion, as below."""
+    stack: list[object] = [body]
+    while stack:
+        value = stack.pop()
+        if value is None:
+            return True
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _runs_as_executor(body: Mapping[str, Any]) -> bool:

@@ -22,25 +22,29 @@ from handoff.domain.executors import KubernetesChange
 PREVIEW_MAX = 8000
 SECRET_FIELDS = ("data", "stringData")
 _IDENTITY = ("apiVersion", "kind")
+_NOT_SHOWN = (*_IDENTITY, "metadata", "status")
+_META_SHOWN = ("ownerReferences", "finalizers")
 
 
 def comparable(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What a reviewer cares about in an object: labels, annotations, spec and data (never a
-    Secret's data, and no annotation of kubernetes.io, such as kubectl's last-applied copy)."""
+    """What a change can do to an object, as a reviewer reads it: every field but status and
+    the API server's bookkeeping; in metadata, labels, annotations, owner references and
+    finalizers (an owner that does not exist has the garbage collector delete the object; a
+    finalizer keeps it from being deleted); every annotation, kubectl's last-applied copy too (a
+    change to it steers what a later ``kubectl apply`` deletes). Never a Secret's data."""
     if obj is None:
         return None
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
-    annotations = {
-        k: v for k, v in _mapping(meta.get("annotations")).items() if "kubernetes.io/" not in k
+    labels, annotations = _mapping(meta.get("labels")), _mapping(meta.get("annotations"))
+    shown_meta = {"labels": labels, "annotations": annotations} | {
+        k: meta[k] for k in _META_SHOWN if k in meta
     }
-    view: dict[str, Any] = {
-        "metadata": {"labels": _mapping(meta.get("labels")), "annotations": annotations}
-    }
+    view: dict[str, Any] = {"metadata": shown_meta}
     secret = obj.get("kind") == "Secret"
-    for field in ("spec", *SECRET_FIELDS):
-        if field in obj and not (secret and field in SECRET_FIELDS):
-            view[field] = obj[field]
+    for field, value in obj.items():
+        if field not in _NOT_SHOWN and not (secret and field in SECRET_FIELDS):
+            view[field] = value
     return view
 
 

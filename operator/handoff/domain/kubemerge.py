@@ -4,11 +4,14 @@ A reviewer's tools read the object with the reviewer's own rights and apply the 
 rather than asking the API server for a dry run (which takes the right to make the change, and
 is a write made in the reviewer's name by a tool that only shows). ``scale`` and ``patch`` are
 JSON merge patches (RFC 7386), which this applies exactly; ``apply`` is server-side apply, which
-this approximates: objects merge, lists of objects that all have a ``name`` merge by it (as
-containers, env, ports and volumes do), other lists are replaced. The API server's defaults and
+this approximates: objects merge, lists of objects merge by the keys the API server's schema
+gives them (a mount by its path, a port by its number and protocol, a host alias by its IP; any
+other list of objects that all have a ``name`` by it, as containers, env and volumes), items
+already there first, then the new ones; other lists are replaced. The API server's defaults and
 admission may add to the result: the diff says it was computed locally.
 """
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,18 +31,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return merged
 
 
-def applied(target: Any, manifest: Any) -> Any:
-    """Server-side apply, approximately (see the module's note)."""
+def applied(target: Any, manifest: Any, field: str = "") -> Any:
+    """Server-side apply, approximately (see the module's note); ``field`` is the key whose
+    value ``manifest`` is."""
     if isinstance(manifest, Mapping):
         merged = dict(target) if isinstance(target, Mapping) else {}
         for key, value in manifest.items():
-            merged[key] = applied(merged.get(key), value)
+            merged[key] = applied(merged.get(key), value, str(key))
         return merged
-    if _named_items(manifest) and _named_items(target):
-        by_name = {item["name"]: item for item in target}
-        wanted = [applied(by_name.get(item["name"]), item) for item in manifest]
-        asked = {item["name"] for item in manifest}
-        return wanted + [item for item in target if item["name"] not in asked]
+    keys = _list_keys(field, manifest)
+    if keys and isinstance(target, list) and all(isinstance(i, Mapping) for i in target):
+        asked = {_key(item, keys): item for item in manifest}
+        merged_items = [applied(item, asked.pop(_key(item, keys), {})) for item in target]
+        return merged_items + [applied(None, item) for item in asked.values()]
     return manifest
 
 
@@ -58,9 +62,26 @@ def after_change(current: Mapping[str, Any] | None, change: KubernetesChange) ->
     return merge_patch(current, change.body)
 
 
-def _named_items(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in value)
-    )
+# Lists whose items the API server merges by keys other than ``name`` (x-kubernetes-list-map-keys
+# of the built-in kinds); their items often have a ``name`` too, which is not their key.
+_KEYED_BY: dict[str, tuple[str, ...]] = {
+    "volumeMounts": ("mountPath",),
+    "volumeDevices": ("devicePath",),
+    "hostAliases": ("ip",),
+}
+
+
+def _list_keys(field: str, value: Any) -> tuple[str, ...]:
+    """The keys the items of list ``field`` merge by; () when the list is replaced whole."""
+    if not (isinstance(value, list) and value and all(isinstance(i, Mapping) for i in value)):
+        return ()
+    if field in _KEYED_BY:
+        return _KEYED_BY[field]
+    if field == "ports":  # a container's ports by number, a Service's by port; and protocol
+        number = "containerPort" if any("containerPort" in i for i in value) else "port"
+        return (number, "protocol")
+    return ("name",) if all(isinstance(i.get("name"), str) for i in value) else ()
+
+
+def _key(item: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    return json.dumps([item.get(k) for k in keys])

@@ -10,9 +10,10 @@ The plan is an RFC 6902 JSON Patch: a ``test`` of each changed field's value aft
 then the ``replace``, ``add`` or ``remove`` that restores its value before. The API server
 applies a JSON Patch atomically: a failed test is a 422 and changes nothing.
 
-Compared: labels, annotations (but kubernetes.io's, which controllers keep) and every top-level
-field but ``metadata`` and ``status`` (spec, data, ...). Never: resourceVersion, generation,
-managedFields, uid, creationTimestamp and the rest of metadata, nor status.
+Compared: labels, annotations (but kubernetes.io's, which controllers keep), owner references,
+finalizers and every top-level field but ``metadata`` and ``status`` (spec, data, ...). Never:
+resourceVersion, generation, managedFields, uid, creationTimestamp and the rest of metadata,
+nor status.
 """
 
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ _UNCOMPARED = ("apiVersion", "kind", "metadata", "status")
 _ABSENT: Any = object()  # a field the object does not have
 Path = tuple[str | int, ...]
 _MAPS: tuple[Path, ...] = (("metadata", "labels"), ("metadata", "annotations"))
+# An owner reference an action set has the garbage collector delete the object when that owner
+# does not exist; a finalizer keeps it from being deleted: a rollback restores both.
+_META_RESTORED = ("ownerReferences", "finalizers")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def view(obj: Mapping[str, Any] | None) -> dict[str, Any]:
         "annotations": {k: v for k, v in annotations.items() if "kubernetes.io/" not in k}
         if isinstance(annotations, Mapping)
         else {},
-    }
+    } | {k: meta[k] for k in _META_RESTORED if k in meta}
     return shown
 
 
