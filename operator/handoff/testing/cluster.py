@@ -195,6 +195,7 @@ class ConsoleProcess:
         self.port = processes.free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []  # more ``handoff console`` flags
+        self.extra_env: dict[str, str] = {}  # and environment (the Slack app's secrets)
 
     @property
     def url(self) -> str:
@@ -212,7 +213,10 @@ class ConsoleProcess:
             *([f"--redis-url={self.redis_url}"] if self.redis_url else []), *self.extra_args,
         ]  # fmt: skip
         self.process = processes.spawn(
-            "console", argv, self.folder, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+            "console",
+            argv,
+            self.folder,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"} | self.extra_env,
         )
         processes.wait_until(self._healthy, 30, "the console", self.folder / "console.log")
         return self

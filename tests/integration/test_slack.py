@@ -1,0 +1,244 @@
+"""Approve and deny from Slack, against the real control plane: the console's interactivity
+endpoint gets signed callbacks as Slack would post them, talks to a local fake of Slack's Web
+API, and writes reviews as the mapped (impersonated) person, judged by RBAC and admission."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from handoff.devenv.environment import apply
+from handoff.devenv.manifests import OPERATOR_NAMESPACE, SLACK_USERS, slack_objects
+from handoff.review.slackblocks import APPROVE, DENY
+from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess
+from handoff.testing.slack import FakeSlack, callback
+
+from .helpers import apply_ready_policy, file, policy, request, wait_for
+
+pytestmark = pytest.mark.integration
+SECRET = "slack-signing-secret-for-tests"  # noqa: S105 - a test value
+TOKEN = "xoxb-bot-token-for-tests"  # noqa: S105 - a test value
+ALICE, CAROL, BOB, STRANGER = "U0ALICE", "U0CAROL", "U0BOB", "U0STRANGER"
+CHANNEL = "C0REVIEWS"
+
+
+@pytest.fixture(scope="module")
+def ns(cluster: Cluster) -> str:
+    name = cluster.new_namespace()
+    apply_ready_policy(cluster, policy(name))
+    # carol may read requests and write reviews here, but is no reviewer of the policy.
+    apply(cluster.control_plane, [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "carol-reads", "namespace": name},
+         "rules": [{"apiGroups": ["handoff.dev"], "resources": ["actionrequests"], "verbs": ["get"]},
+                   {"apiGroups": ["handoff.dev"], "resources": ["actionrequests/status"],
+                    "verbs": ["patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "carol-reads", "namespace": name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "carol-reads"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]},
+    ])  # fmt: skip
+    return name
+
+
+@pytest.fixture(scope="module")
+def slack(cluster: Cluster) -> Iterator[FakeSlack]:
+    fake = FakeSlack(TOKEN).start()
+    # bob is mapped but not among the identities the console may impersonate.
+    apply(cluster.control_plane, [
+        *slack_objects(["alice", "carol"], ["payments-approvers", "sre-approvers"]),
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": SLACK_USERS, "namespace": OPERATOR_NAMESPACE},
+         "data": {ALICE: '{"user": "alice", "groups": ["payments-approvers"]}',
+                  CAROL: '{"user": "carol", "groups": ["sre-approvers"]}',
+                  BOB: '{"user": "bob", "groups": ["payments-approvers"]}'}},
+    ])  # fmt: skip
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def console(
+    cluster: Cluster, operator: OperatorProcess, ns: str, slack: FakeSlack,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ConsoleProcess]:  # fmt: skip
+    process = ConsoleProcess(cluster, tmp_path_factory.mktemp("console"), [ns], None)
+    process.extra_args = ["--slack", f"--slack-api-url={slack.url}",
+                          f"--slack-users={OPERATOR_NAMESPACE}/{SLACK_USERS}"]  # fmt: skip
+    process.extra_env = {"HANDOFF_SLACK_SIGNING_SECRET": SECRET, "HANDOFF_SLACK_BOT_TOKEN": TOKEN}
+    process.start()
+    yield process
+    process.stop()
+
+
+def endpoint(console: ConsoleProcess) -> str:
+    return f"{console.url}/slack/interactivity"
+
+
+def click(console: ConsoleProcess, who: str, ns: str, name: str, uid: str, action: str = APPROVE,
+          **extra: Any) -> tuple[int, str]:  # fmt: skip
+    payload = {
+        "type": "block_actions", "user": {"id": who, "name": "alice"}, "trigger_id": f"t-{name}",
+        "team": {"id": "T0TEAM"}, "channel": {"id": CHANNEL},
+        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL},
+        "actions": [{"action_id": action, "value": f"{ns}/{name}/{uid}"}], **extra,
+    }  # fmt: skip
+    return callback(endpoint(console), SECRET, payload)
+
+
+def submit(console: ConsoleProcess, who: str, view: dict[str, Any], acks: list[str],
+           comment: str | None) -> tuple[int, str]:  # fmt: skip
+    values: dict[str, Any] = {"ack": {"ack": {"type": "checkboxes", "selected_options": [
+        {"value": a} for a in acks]}}}  # fmt: skip
+    values["comment"] = {"comment": {"type": "plain_text_input", "value": comment}}
+    payload = {"type": "view_submission", "user": {"id": who}, "team": {"id": "T0TEAM"},
+               "view": {**view, "state": {"values": values}}}  # fmt: skip
+    return callback(endpoint(console), SECRET, payload)
+
+
+def waiting(cluster: Cluster, ns: str, action: str = "payments.charge") -> tuple[str, str]:
+    name = file(cluster, ns, action)
+    body = wait_for(cluster, ns, name, "phase", "AwaitingApproval")
+    return name, body["metadata"]["uid"]
+
+
+def opened_view(slack: FakeSlack, name: str) -> dict[str, Any]:
+    views = [c for c in slack.of("views.open") if c["trigger_id"] == f"t-{name}"]
+    assert len(views) == 1
+    return dict(views[0]["view"])
+
+
+def told(slack: FakeSlack, who: str, since: int) -> list[str]:
+    return [c["text"] for c in slack.of("chat.postEphemeral")[since:] if c["user"] == who]
+
+
+def test_alice_approves_through_the_modal_with_the_whole_checklist(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, uid = waiting(cluster, ns)
+    assert click(console, ALICE, ns, name, uid) == (200, "")
+    view = opened_view(slack, name)
+    assert view["callback_id"] == APPROVE
+    ack = next(b for b in view["blocks"] if b.get("block_id") == "ack")
+    items = [o["value"] for o in ack["element"]["options"]]
+    assert items == ["what", "impact", "rollback"]
+    since = len(slack.of("chat.postEphemeral"))
+    assert submit(console, ALICE, view, items, "matches ticket 881") == (200, "")
+    decided = wait_for(cluster, ns, name, "decision.reason", "HumanApproved")
+    assert decided["status"]["decision"]["by"] == ["alice"]
+    assert decided["status"]["reviews"][0]["reviewer"] == "alice"
+    assert decided["status"]["reviews"][0]["comment"] == "matches ticket 881"
+    assert told(slack, ALICE, since) == [f"Your approval of {ns}/{name} is recorded."]
+    assert all(c.authorized for c in slack.calls)  # every call carried the bot token
+
+
+def test_an_incomplete_checklist_is_refused_and_nothing_is_written(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, uid = waiting(cluster, ns)
+    click(console, ALICE, ns, name, uid)
+    status, text = submit(console, ALICE, opened_view(slack, name), ["what", "impact"], None)
+    assert status == 200
+    answer = json.loads(text)
+    assert answer["response_action"] == "errors"
+    assert "Tick every checklist item before approving: rollback" in answer["errors"]["ack"]
+    assert request(cluster, ns, name)["status"]["reviews"] == []
+
+
+def test_deny_needs_a_reason_and_with_one_decides(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, uid = waiting(cluster, ns)
+    click(console, ALICE, ns, name, uid, action=DENY)
+    view = opened_view(slack, name)
+    assert view["callback_id"] == DENY
+    for empty in (None, "", "   "):
+        _status, text = submit(console, ALICE, view, [], empty)
+        assert "Say why you deny it" in json.loads(text)["errors"]["comment"]
+    assert request(cluster, ns, name)["status"]["reviews"] == []
+    assert submit(console, ALICE, view, [], "wrong customer") == (200, "")
+    decided = wait_for(cluster, ns, name, "decision.reason", "HumanDenied")
+    assert decided["status"]["reviews"][0]["comment"] == "wrong customer"
+    assert decided["status"]["reviews"][0]["reviewer"] == "alice"
+
+
+def test_an_unmapped_slack_user_is_told_why_and_nothing_is_written(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, uid = waiting(cluster, ns)
+    since = len(slack.of("chat.postEphemeral"))
+    # a forged display name of a reviewer changes nothing: only the ID is looked up.
+    assert click(console, STRANGER, ns, name, uid, user={"id": STRANGER, "name": "alice"})[0] == 200
+    (said,) = told(slack, STRANGER, since)
+    assert "not mapped to a Kubernetes user" in said
+    assert SLACK_USERS in said
+    assert not [v for v in slack.of("views.open") if v["trigger_id"] == f"t-{name}"]
+    view = {"callback_id": APPROVE, "private_metadata": json.dumps(
+        {"ref": f"{ns}/{name}/{uid}", "channel": CHANNEL, "ts": "1.1"})}  # fmt: skip
+    _status, text = submit(console, STRANGER, view, ["what", "impact", "rollback"], None)
+    assert "not mapped" in json.loads(text)["errors"]["comment"]
+    assert request(cluster, ns, name)["status"]["reviews"] == []
+
+
+def test_a_mapped_user_without_the_right_is_refused_by_the_cluster(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, uid = waiting(cluster, ns)
+    since = len(slack.of("chat.postEphemeral"))
+    click(console, CAROL, ns, name, uid)
+    (said,) = told(slack, CAROL, since)
+    assert "carol may not decide requests of policy payments" in said
+    # A submission without the modal (forged or replayed): admission judges carol, not Handoff.
+    view = {"callback_id": APPROVE, "private_metadata": json.dumps(
+        {"ref": f"{ns}/{name}/{uid}", "channel": CHANNEL, "ts": "1.1"})}  # fmt: skip
+    _status, text = submit(console, CAROL, view, ["what", "impact", "rollback"], "ok")
+    (error,) = json.loads(text)["errors"].values()
+    assert "carol may not decide requests governed by policy payments" in error  # admission's
+    assert "approve on agentactionpolicies/payments" in error
+    assert request(cluster, ns, name)["status"]["reviews"] == []
+    # bob is mapped, but the console may not impersonate him: refused, nothing written.
+    since = len(slack.of("chat.postEphemeral"))
+    click(console, BOB, ns, name, uid)
+    (said,) = told(slack, BOB, since)
+    assert "impersonate" in said
+    assert request(cluster, ns, name)["status"]["reviews"] == []
+
+
+def test_bad_signatures_and_replays_are_refused_before_anything_is_read(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, uid = waiting(cluster, ns)
+    before = len(slack.calls)
+    payload = {"type": "block_actions", "user": {"id": ALICE}, "trigger_id": "t-forged",
+               "actions": [{"action_id": APPROVE, "value": f"{ns}/{name}/{uid}"}]}  # fmt: skip
+    assert callback(endpoint(console), "a-guessed-secret", payload)[0] == 401
+    old = callback(endpoint(console), SECRET, payload, timestamp=1_700_000_000)
+    assert old[0] == 401
+    assert "5 minutes" in old[1]
+    assert len(slack.calls) == before
+    assert request(cluster, ns, name)["status"]["reviews"] == []
+
+
+def test_the_button_of_an_expired_request_says_it_expired(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, uid = waiting(cluster, ns, "deploy.api")  # the lane's 10 s window
+    wait_for(cluster, ns, name, "decision.reason", "Expired", timeout=30)
+    since = len(slack.of("chat.postEphemeral"))
+    updates = len(slack.of("chat.update"))
+    click(console, ALICE, ns, name, uid)
+    (said,) = told(slack, ALICE, since)
+    assert "already decided: Denied (Expired)" in said
+    (update,) = slack.of("chat.update")[updates:]
+    assert update["blocks"][0]["text"]["text"] == "Decided: Denied (Expired)"
+    assert not any(b["type"] == "actions" for b in update["blocks"])
+
+
+def test_a_button_for_a_request_of_the_same_name_but_another_uid_is_refused(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    name, _ = waiting(cluster, ns)
+    since = len(slack.of("chat.postEphemeral"))
+    click(console, ALICE, ns, name, "00000000-0000-0000-0000-000000000000")
+    (said,) = told(slack, ALICE, since)
+    assert "no longer the request of this message" in said
