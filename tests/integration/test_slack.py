@@ -10,10 +10,10 @@ import pytest
 from handoff.devenv.environment import apply
 from handoff.devenv.manifests import OPERATOR_NAMESPACE, SLACK_USERS, slack_objects
 from handoff.review.slackblocks import APPROVE, DENY
-from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess
+from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
 from handoff.testing.slack import FakeSlack, callback
 
-from .helpers import apply_ready_policy, file, policy, request, wait_for
+from .helpers import apply_ready_policy, file, policy, request, review, wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "slack-signing-secret-for-tests"  # noqa: S105 - a test value
@@ -25,7 +25,8 @@ CHANNEL = "C0REVIEWS"
 @pytest.fixture(scope="module")
 def ns(cluster: Cluster) -> str:
     name = cluster.new_namespace()
-    apply_ready_policy(cluster, policy(name))
+    target = {"name": "reviews", "format": "SlackApp", "channel": CHANNEL}
+    apply_ready_policy(cluster, policy(name, notifications=[target]))
     # carol may read requests and write reviews here, but is no reviewer of the policy.
     apply(cluster.control_plane, [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -58,8 +59,20 @@ def slack(cluster: Cluster) -> Iterator[FakeSlack]:
 
 
 @pytest.fixture(scope="module")
+def slack_operator(operator: OperatorProcess, slack: FakeSlack) -> Iterator[OperatorProcess]:
+    """The session's operator, started again with the Slack app's bot token (then without)."""
+    operator.stop()
+    operator.extra_env = {"HANDOFF_SLACK_BOT_TOKEN": TOKEN, "HANDOFF_SLACK_API_URL": slack.url}
+    operator.start()
+    yield operator
+    operator.stop()
+    operator.extra_env = {}
+    operator.start()
+
+
+@pytest.fixture(scope="module")
 def console(
-    cluster: Cluster, operator: OperatorProcess, ns: str, slack: FakeSlack,
+    cluster: Cluster, slack_operator: OperatorProcess, ns: str, slack: FakeSlack,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ConsoleProcess]:  # fmt: skip
     process = ConsoleProcess(cluster, tmp_path_factory.mktemp("console"), [ns], None)
@@ -76,11 +89,11 @@ def endpoint(console: ConsoleProcess) -> str:
 
 
 def click(console: ConsoleProcess, who: str, ns: str, name: str, uid: str, action: str = APPROVE,
-          **extra: Any) -> tuple[int, str]:  # fmt: skip
+          ts: str = "1700000000.999999", **extra: Any) -> tuple[int, str]:  # fmt: skip
     payload = {
         "type": "block_actions", "user": {"id": who, "name": "alice"}, "trigger_id": f"t-{name}",
         "team": {"id": "T0TEAM"}, "channel": {"id": CHANNEL},
-        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL},
+        "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL},
         "actions": [{"action_id": action, "value": f"{ns}/{name}/{uid}"}], **extra,
     }  # fmt: skip
     return callback(endpoint(console), SECRET, payload)
@@ -223,15 +236,80 @@ def test_the_button_of_an_expired_request_says_it_expired(
     cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
 ) -> None:
     name, uid = waiting(cluster, ns, "deploy.api")  # the lane's 10 s window
+    (_, ts), *_ = eventually(lambda: slack.posted(name), what="the announcement")
     wait_for(cluster, ns, name, "decision.reason", "Expired", timeout=30)
+    (update,) = eventually(lambda: slack.updates(ts), what="the message updated at expiry")
+    assert update["blocks"][0]["text"]["text"] == "Decided: Denied (Expired)"
+    assert not buttons(update) & {APPROVE, DENY}
     since = len(slack.of("chat.postEphemeral"))
-    updates = len(slack.of("chat.update"))
-    click(console, ALICE, ns, name, uid)
+    click(console, ALICE, ns, name, uid, ts=ts)  # a client that had not refreshed yet
     (said,) = told(slack, ALICE, since)
     assert "already decided: Denied (Expired)" in said
-    (update,) = slack.of("chat.update")[updates:]
-    assert update["blocks"][0]["text"]["text"] == "Decided: Denied (Expired)"
-    assert not any(b["type"] == "actions" for b in update["blocks"])
+    assert slack.updates(ts)[-1]["blocks"][0] == update["blocks"][0]
+    assert not buttons(slack.updates(ts)[-1]) & {APPROVE, DENY}
+    assert not [v for v in slack.of("views.open") if v["trigger_id"] == f"t-{name}"]
+
+
+def buttons(sent: dict[str, Any]) -> set[str]:
+    return {
+        e.get("action_id") for b in sent["blocks"] if b["type"] == "actions" for e in b["elements"]
+    }
+
+
+HOSTILE = "<!channel> *urgent* <http://evil.example|ticket 881> & \x1b[2J done"
+
+
+def texts(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        found = (
+            [(value["type"], value["text"])]
+            if value.get("type") in ("plain_text", "mrkdwn")
+            else []
+        )
+        return found + [t for item in value.values() for t in texts(item)]
+    if isinstance(value, list):
+        return [t for item in value for t in texts(item)]
+    return []
+
+
+def test_the_announcement_carries_the_package_and_follows_a_kubectl_decision(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    document = {
+        "apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+        "metadata": {"generateName": "req-", "namespace": ns},
+        "spec": {"agent": "payments-agent", "action": "payments.charge", "target": "stripe:c_1",
+                 "parameters": {"amount": 2500}, "summary": HOSTILE, "reasoning": HOSTILE,
+                 "blastRadius": HOSTILE, "rollback": {"description": HOSTILE}, "confidence": 0.9},
+    }  # fmt: skip
+    created = cluster.create(document, who=f"{ns}/payments-agent")
+    name = json.loads(created.stdout)["metadata"]["name"]
+    wait_for(cluster, ns, name, "phase", "AwaitingApproval")
+    ((posted, ts),) = eventually(lambda: slack.posted(name), what="the announcement")
+    assert posted["channel"] == CHANNEL
+    shown = dict(t[1].split(": ", 1) for t in texts(posted["blocks"]) if ": " in t[1])
+    assert shown["Tier"] == "4 (HITL)"
+    assert shown["Policy / rule"] == "payments / money"
+    assert shown["Request"] == f"{ns}/{name}"
+    assert {"What", "Why", "Blast radius", "Rollback", "Deadline"} <= shown.keys()
+    assert all(kind == "plain_text" for kind, _ in texts(posted["blocks"]))  # never markup
+    assert "\x1b" not in json.dumps(posted)  # the escape character itself never arrives
+    assert "<!channel>" not in posted["text"]
+    assert "<http" not in posted["text"]
+    buttons = next(b for b in posted["blocks"] if b["type"] == "actions")["elements"]
+    assert [b.get("action_id") for b in buttons[:2]] == [APPROVE, DENY]
+    assert review(cluster, ns, name, "bob").returncode == 0  # decided with kubectl
+    wait_for(cluster, ns, name, "decision.reason", "HumanApproved")
+    (update,) = eventually(lambda: slack.updates(ts), what="the message updated")
+    assert update["channel"] == CHANNEL
+    assert update["blocks"][0]["text"]["text"] == "Decided: Approved (HumanApproved) by bob"
+    assert [
+        b.get("action_id")
+        for b in next(b for b in update["blocks"] if b["type"] == "actions")["elements"]
+    ] == ["handoff.open"]
+    # Beside the console's log: the message before and after, as Slack received them.
+    (console.folder / "message-before.json").write_text(json.dumps(posted, indent=2))
+    (console.folder / "message-after.json").write_text(json.dumps(update, indent=2))
 
 
 def test_a_button_for_a_request_of_the_same_name_but_another_uid_is_refused(

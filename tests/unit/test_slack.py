@@ -248,3 +248,29 @@ def test_a_button_for_another_namespace_is_refused_without_asking_the_cluster(
     assert said["user"] == "U012ALICE"
     assert "does not serve namespace kube-system" in said["text"]
     assert fake_slack.of("views.open") == []
+
+
+def test_the_message_is_found_again_after_a_restart_and_updated(fake_slack: FakeSlack) -> None:
+    from handoff.adapters.outbox import MemoryOutbox  # noqa: PLC0415 - only this test
+    from handoff.controller.slackapp import SlackApp  # noqa: PLC0415
+    from handoff.domain.announce import DECIDED, PENDING  # noqa: PLC0415
+    from handoff.domain.policy import NotificationTarget  # noqa: PLC0415
+
+    target = NotificationTarget("reviews", format="SlackApp", channel="C0REVIEWS")
+    outbox = MemoryOutbox()
+    decided = body(phase="Denied", decision={"outcome": "Denied", "reason": "Expired"})
+
+    async def scenario() -> None:
+        first = SlackApp(SlackApi(TOKEN, fake_slack.url), outbox)
+        await first.announce(target, body(), PENDING)
+        await first.close()
+        again = SlackApp(SlackApi(TOKEN, fake_slack.url), outbox)  # a restarted operator
+        await again.announce(target, decided, DECIDED)
+        await again.close()
+
+    asyncio.run(scenario())
+    ((posted, ts),) = fake_slack.posted("refund-1")
+    assert posted["channel"] == "C0REVIEWS"
+    (update,) = fake_slack.updates(ts)
+    assert update["blocks"][0]["text"]["text"] == "Decided: Denied (Expired)"
+    assert all(c.authorized for c in fake_slack.calls)

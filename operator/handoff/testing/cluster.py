@@ -104,6 +104,7 @@ class OperatorProcess:
         self.metrics_port = processes.free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []
+        self.extra_env: dict[str, str] = {}
 
     @property
     def log(self) -> Path:
@@ -124,7 +125,7 @@ class OperatorProcess:
                 *self.extra_args,
             ],
             self.folder,
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            env=os.environ | {"PYTHONUNBUFFERED": "1"} | self.extra_env,
         )  # fmt: skip
         processes.wait_until(self._healthy, 60, "the operator", self.log)
         return self

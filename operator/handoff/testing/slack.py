@@ -24,6 +24,7 @@ class Call:
     method: str
     body: dict[str, Any]
     authorized: bool
+    answer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,24 +75,34 @@ class FakeSlack:
         except ValueError:
             body = {"unparsed": raw.decode("utf-8", "replace")}
         with self._lock:
-            self.calls.append(Call(method, body, authorized))
+            answer: dict[str, Any] = {"ok": True}
             if not authorized:
-                return {"ok": False, "error": "invalid_auth"}
-            if method == "chat.postMessage":
+                answer = {"ok": False, "error": "invalid_auth"}
+            elif method == "chat.postMessage":
                 self._ts += 1
-                return {
-                    "ok": True,
-                    "channel": body.get("channel"),
-                    "ts": f"1700000000.{self._ts:06d}",
-                }
-            if method == "chat.update":
-                return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
-            return {"ok": True}
+                answer |= {"channel": body.get("channel"), "ts": f"1700000000.{self._ts:06d}"}
+            elif method == "chat.update":
+                answer |= {"channel": body.get("channel"), "ts": body.get("ts")}
+            self.calls.append(Call(method, body, authorized, answer))
+            return answer
 
     def of(self, method: str) -> list[dict[str, Any]]:
         """The bodies of the authorized calls of one method, in order."""
         with self._lock:
             return [c.body for c in self.calls if c.method == method and c.authorized]
+
+    def posted(self, words: str) -> list[tuple[dict[str, Any], str]]:
+        """The messages posted whose JSON contains ``words``, with the ts Slack gave each."""
+        with self._lock:
+            return [
+                (c.body, str(c.answer.get("ts")))
+                for c in self.calls
+                if c.method == "chat.postMessage" and c.authorized and words in json.dumps(c.body)
+            ]
+
+    def updates(self, ts: str) -> list[dict[str, Any]]:
+        """The chat.update calls of the message with this ts."""
+        return [u for u in self.of("chat.update") if u.get("ts") == ts]
 
 
 def callback(
