@@ -274,3 +274,35 @@ def test_the_message_is_found_again_after_a_restart_and_updated(fake_slack: Fake
     (update,) = fake_slack.updates(ts)
     assert update["blocks"][0]["text"]["text"] == "Decided: Denied (Expired)"
     assert all(c.authorized for c in fake_slack.calls)
+
+
+@pytest.mark.parametrize(
+    ("decision", "acks", "comment", "opened_ago", "refusal"),
+    [
+        ("Approve", ["what", "impact"], "", 60, "Tick every checklist item before approving: "),
+        ("Approve", ["what", "impact"], "", None, "Tick every checklist item"),
+        ("Approve", ["what", "impact", "rollback"], "", 4, "at least 5s of review"),
+        ("Approve", ["what", "impact", "rollback"], "", None, "at least 5s of review"),
+        ("Approve", ["what", "impact", "rollback"], "", 5, None),
+        ("Deny", [], "", 60, "Say why you deny it"),
+        ("Deny", [], "  \n ", 60, "Say why you deny it"),
+        ("Deny", [], "wrong customer", None, None),  # a denial needs no reading time
+    ],
+)
+def test_the_checks_the_console_and_slack_share(
+    decision: str, acks: list[str], comment: str, opened_ago: int | None, refusal: str | None
+) -> None:
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415 - only this test
+
+    from handoff.review.checks import check_review  # noqa: PLC0415
+    from handoff.review.client import ReviewError  # noqa: PLC0415
+
+    items = [{"id": i, "text": i} for i in ("what", "impact", "rollback")]
+    package = build(body(checklist=items, minReviewSeconds=5))
+    now = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    opened = None if opened_ago is None else now - timedelta(seconds=opened_ago)
+    if refusal is None:
+        check_review(package, decision, acks, comment, opened=opened, now=now)
+    else:
+        with pytest.raises(ReviewError, match=refusal):
+            check_review(package, decision, acks, comment, opened=opened, now=now)
