@@ -306,3 +306,36 @@ def test_the_checks_the_console_and_slack_share(
     else:
         with pytest.raises(ReviewError, match=refusal):
             check_review(package, decision, acks, comment, opened=opened, now=now)
+
+
+@pytest.mark.filterwarnings(QUIET_KEYS)
+def test_a_large_signed_callback_is_read_whole_before_its_signature_is_checked(
+    fake_slack: FakeSlack,
+) -> None:
+    padded = json.loads(urllib.parse.parse_qs(CLICK.decode())["payload"][0])
+    padded["actions"][0]["value"] = "kube-system/refund-1/0a1b-2c"
+    padded["message"] = {"blocks": [{"type": "section", "text": "x" * 1000}] * 200}  # ~220 KB
+    data = urllib.parse.urlencode({"payload": json.dumps(padded)}).encode()
+    assert 200_000 < len(data) < MAX_BODY
+    assert post(fake_slack, data, signed(data))[0] == 200
+    (said,) = fake_slack.of("chat.postEphemeral")
+    assert "does not serve namespace kube-system" in said["text"]
+
+
+@pytest.mark.filterwarnings(QUIET_KEYS)
+def test_a_body_of_unknown_length_is_refused_unread(fake_slack: FakeSlack) -> None:
+    async def chunks() -> Any:
+        yield CLICK
+
+    async def scenario() -> int:
+        config = Config(credentials=Credentials(server="https://127.0.0.1:9", verify=False),
+                        namespaces=["agents"])  # fmt: skip
+        bridge = SlackBridge(SECRET, SlackApi(TOKEN, fake_slack.url), "handoff-system", "users")
+        async with TestClient(TestServer(make_app(config, bridge))) as client:
+            response = await client.post(
+                "/slack/interactivity", data=chunks(), headers=signed(CLICK)
+            )
+            return response.status
+
+    assert asyncio.run(scenario()) == 413
+    assert fake_slack.calls == []
