@@ -294,8 +294,8 @@ def test_the_announcement_carries_the_package_and_follows_a_kubectl_decision(
     assert {"What", "Why", "Blast radius", "Rollback", "Deadline"} <= shown.keys()
     assert all(kind == "plain_text" for kind, _ in texts(posted["blocks"]))  # never markup
     assert "\x1b" not in json.dumps(posted)  # the escape character itself never arrives
-    assert "<!channel>" not in posted["text"]
-    assert "<http" not in posted["text"]
+    assert posted["text"] == f"Tier 4 request waits for review: {ns}/{name}"  # no agent text
+    assert posted["mrkdwn"] is False
     buttons = next(b for b in posted["blocks"] if b["type"] == "actions")["elements"]
     assert [b.get("action_id") for b in buttons[:2]] == [APPROVE, DENY]
     assert review(cluster, ns, name, "bob").returncode == 0  # decided with kubectl

@@ -84,17 +84,26 @@ class SlackApi:
     async def post_message(self, channel: str, text: str, blocks: list[Any]) -> tuple[str, str]:
         """Post; the (channel, ts) that chat.update needs later."""
         answer = await self.call(
-            "chat.postMessage", {"channel": channel, "text": text, "blocks": blocks}
+            "chat.postMessage",
+            {"channel": channel, "text": text, "blocks": blocks, "mrkdwn": False},
         )
         return str(answer.get("channel") or channel), str(answer.get("ts") or "")
 
     async def update(self, channel: str, ts: str, text: str, blocks: list[Any]) -> None:
         await self.call(
-            "chat.update", {"channel": channel, "ts": ts, "text": text, "blocks": blocks}
+            "chat.update",
+            {"channel": channel, "ts": ts, "text": text, "blocks": blocks, "mrkdwn": False},
         )
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
-        await self.call("chat.postEphemeral", {"channel": channel, "user": user, "text": text})
+        """``text`` is shown as plain text (a block), and escaped in the fallback."""
+        shown = text if len(text) <= 3000 else text[:2999] + "\u2026"
+        fallback = shown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        block = {"type": "section", "text": {"type": "plain_text", "text": shown, "emoji": False}}
+        await self.call(
+            "chat.postEphemeral",
+            {"channel": channel, "user": user, "text": fallback, "blocks": [block]},
+        )
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         await self.call("views.open", {"trigger_id": trigger_id, "view": view})

@@ -2,9 +2,9 @@
 
 Every string an agent wrote goes into ``plain_text`` objects, which Slack never reads as markup,
 after ``untrusted.visible`` (the package's fields already are) and ``plain``: so no
-``<!channel>``, no ``<http://x|fake link>``, no ``*bold*`` and no control characters. The one
-``mrkdwn`` text, the notification's fallback ``text``, is escaped the way Slack asks (``&``,
-``<``, ``>``) and carries no agent text beyond the summary.
+``<!channel>``, no ``<http://x|fake link>``, no ``*bold*`` and no control characters. The
+message's fallback ``text`` carries no agent text at all (the headline and the request's
+name), is escaped the way Slack asks (``&``, ``<``, ``>``) and is sent with ``mrkdwn: false``.
 """
 
 import json
@@ -84,7 +84,8 @@ def message(package: Package, link: str | None = None) -> tuple[str, list[dict[s
                         "text": plain("Open in the console", 75)})  # fmt: skip
     if buttons:
         blocks.append({"type": "actions", "block_id": "handoff", "elements": buttons})
-    text = escape(f"{headline}: {package.summary}")[:3000]
+    # The fallback (notifications, screen readers) names the request, and no agent text at all.
+    text = escape(plain(f"{headline}: {package.namespace}/{package.name}", 3000)["text"])
     return text, blocks
 
 

@@ -33,8 +33,9 @@ from handoff.console.web import config_of
 from handoff.review.checks import check_review, may_not_decide
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.package import Package, build
-from handoff.review.slackblocks import ACK_BLOCK, APPROVE, COMMENT_BLOCK, DENY, escape, message
+from handoff.review.slackblocks import ACK_BLOCK, APPROVE, COMMENT_BLOCK, DENY, message
 from handoff.review.slackblocks import modal as modal_view
+from handoff.review.slackblocks import plain as plain_text
 from handoff.review.slackusers import Identity, parse
 
 log = logging.getLogger("handoff.console")
@@ -315,6 +316,6 @@ async def _tell(bridge: SlackBridge, channel: str, user: str, text: str) -> None
     if not channel or not user:
         return
     try:
-        await bridge.api.ephemeral(channel, user, escape(text)[:3000])
+        await bridge.api.ephemeral(channel, user, plain_text(text, 3000)["text"])
     except SlackError as e:
         log.warning("could not answer in Slack: %s", e)
