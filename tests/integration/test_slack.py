@@ -320,3 +320,23 @@ def test_a_button_for_a_request_of_the_same_name_but_another_uid_is_refused(
     click(console, ALICE, ns, name, "00000000-0000-0000-0000-000000000000")
     (said,) = told(slack, ALICE, since)
     assert "no longer the request of this message" in said
+
+
+@pytest.mark.parametrize(
+    ("target", "refused"),
+    [
+        ({"format": "SlackApp"}, True),  # no channel
+        ({"format": "SlackApp", "channel": CHANNEL, "url": "https://hooks.example/x"}, True),
+        ({"format": "SlackApp", "channel": "#reviews"}, True),  # a name, not an ID
+        ({"format": "Slack", "url": "https://hooks.example/x", "channel": CHANNEL}, True),
+        ({"format": "SlackApp", "channel": CHANNEL}, False),
+        ({"format": "Slack", "url": "https://hooks.example/x"}, False),
+    ],
+)
+def test_a_slackapp_target_takes_a_channel_and_no_url(
+    cluster: Cluster, namespace: str, target: dict[str, Any], refused: bool
+) -> None:
+    document = policy(namespace, name="shape", notifications=[{"name": "t", **target}])
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(document),
+                             check=False)  # fmt: skip
+    assert (result.returncode != 0) == refused, result.stderr
