@@ -29,7 +29,12 @@ import yaml
 from handoff import paths
 from handoff.adapters.redis_acl import RedisAdmin
 from handoff.devenv import processes
-from handoff.devenv.manifests import console_objects, gateway_objects, operator_objects
+from handoff.devenv.manifests import (
+    console_objects,
+    gateway_objects,
+    operator_objects,
+    slack_objects,
+)
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, eventually
 
@@ -180,6 +185,29 @@ def test_crds_and_admission_can_be_left_to_another_tool() -> None:
     assert "CustomResourceDefinition" not in kinds
     assert not any("AdmissionPolicy" in k for k in kinds)
     assert "Deployment" in kinds
+
+
+def test_the_slack_bridge_may_impersonate_only_the_listed_identities() -> None:
+    """Rendered from values, the Slack RBAC is manifests.slack_objects's; no list, no rule."""
+    rendered = render(
+        "console.slack.enabled=true", "console.slack.impersonate.users={alice,carol}",
+        "console.slack.impersonate.groups={payments-approvers}",
+    )  # fmt: skip
+    dev = {o["kind"]: o for o in slack_objects(["alice", "carol"], ["payments-approvers"])}
+    for kind in ("ClusterRole", "Role"):
+        chart = find(rendered, kind, f"{FULLNAME}-console-slack")
+        assert rule_set(chart["rules"]) == rule_set(dev[kind]["rules"])
+        assert ("", "users", "impersonate", "*") not in rule_set(chart["rules"])
+    none = render("console.slack.enabled=true", "console.slack.impersonate.users={alice}")
+    rules = find(none, "ClusterRole", f"{FULLNAME}-console-slack")["rules"]
+    assert rule_set(rules) == {("", "users", "impersonate", "alice")}  # no groups rule at all
+    console = find(rendered, "Deployment", f"{FULLNAME}-console")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in console["containers"][0]["env"]}
+    assert (
+        env["HANDOFF_SLACK_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "handoff-slack"
+    )
+    assert not any("xox" in a or "secret" in a for a in console["containers"][0]["args"])
+    assert not any("slack" in o["metadata"]["name"] for o in render() if o["kind"].endswith("Role"))
 
 
 def test_the_operators_and_consoles_rbac_is_the_dev_environments() -> None:

@@ -10,10 +10,11 @@ exception message beyond the API server's own one-line reason.
 import base64
 import json
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from handoff.adapters.kubeauth import Credential, CredentialError, Credentials, KubeconfigError
 
@@ -45,15 +46,16 @@ class KubeApi:
         self._session: aiohttp.ClientSession | None = None
         self.unauthorized = False  # the API server refused these credentials (401) once
         self._parent: KubeApi | None = None
-        self._acting: dict[str, str] = {}  # Impersonate-* headers of a view, see impersonating
+        self._acting: list[tuple[str, str]] = []  # Impersonate-* headers of a view
 
-    def impersonating(self, user: str) -> "KubeApi":
+    def impersonating(self, user: str, groups: Sequence[str] = ()) -> "KubeApi":
         """A view of this client whose calls the API server authorizes as ``user`` (a
-        ServiceAccount's ``system:serviceaccount:<ns>:<name>``, whose groups it adds itself), on
-        the same connections. Taking it needs the verb ``impersonate`` on that user."""
+        ServiceAccount's ``system:serviceaccount:<ns>:<name>``, whose groups it adds itself; or
+        a person with these ``groups``), on the same connections. Taking it needs the verb
+        ``impersonate`` on that user (and on each group)."""
         view = KubeApi(self._credentials)
         view._parent = self
-        view._acting = {"Impersonate-User": user}
+        view._acting = [("Impersonate-User", user), *(("Impersonate-Group", g) for g in groups)]
         return view
 
     async def __aenter__(self) -> "KubeApi":
@@ -104,7 +106,10 @@ class KubeApi:
     def _send(
         self, method: str, path: str, credential: Credential, **kwargs: Any
     ) -> Any:  # aiohttp's request context manager
-        headers = kwargs.pop("headers", {}) | self._acting | credential.headers()
+        headers = CIMultiDict(kwargs.pop("headers", {}))
+        for key, value in self._acting:  # Impersonate-Group repeats, once per group
+            headers.add(key, value)
+        headers.update(credential.headers())
         tls_name = self._credentials.cluster.tls_server_name
         if tls_name:
             kwargs["server_hostname"] = tls_name

@@ -50,6 +50,12 @@ class Outbox(Protocol):
 
     async def mark(self, namespace: str, uid: str, key: str) -> None: ...
 
+    async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
+        """Keep a small value beside the marks (a Slack message's channel and ts), as long."""
+        ...
+
+    async def recall(self, namespace: str, uid: str, key: str) -> str | None: ...
+
     async def epoch(self) -> str:
         """Which life of the store this is: it changes when the store restarts or fails over,
         which is when acknowledged writes may have been lost."""
@@ -97,6 +103,16 @@ class RedisOutbox:
             await self._client.hset(dedup_key(namespace, uid), key, "1")
             await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
 
+    async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
+        with _redis_errors():
+            await self._client.hset(dedup_key(namespace, uid), key, value)
+            await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
+
+    async def recall(self, namespace: str, uid: str, key: str) -> str | None:
+        with _redis_errors():
+            value = await self._client.hget(dedup_key(namespace, uid), key)
+        return value.decode() if isinstance(value, bytes) else value
+
     async def epoch(self) -> str:
         """The server's run_id: new after every restart, and on another server after a failover."""
         with _redis_errors():
@@ -115,6 +131,7 @@ class MemoryOutbox:
         self.seen: set[tuple[str, str, str]] = set()
         self.down = False
         self.run_id = "1"
+        self.values: dict[tuple[str, str, str], str] = {}
 
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
         if self.down:
@@ -133,6 +150,12 @@ class MemoryOutbox:
 
     async def mark(self, namespace: str, uid: str, key: str) -> None:
         self.seen.add((namespace, uid, key))
+
+    async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
+        self.values[(namespace, uid, key)] = value
+
+    async def recall(self, namespace: str, uid: str, key: str) -> str | None:
+        return self.values.get((namespace, uid, key))
 
     async def epoch(self) -> str:
         if self.down:

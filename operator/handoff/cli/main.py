@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handoff.cli.failures import sentence
 from handoff.cli.gateway import add_gateway_command, run_gateway
@@ -16,6 +17,9 @@ from handoff.cli.policy import add_commands as add_policy_commands
 from handoff.cli.policy import run as run_policy
 from handoff.cli.report import add_commands as add_report_commands
 from handoff.cli.report import run as run_report
+
+if TYPE_CHECKING:
+    from handoff.console.pages.slack import SlackBridge
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         " environment's folder; 'handoff dev up' passes it, never use it on a cluster)",
     )  # fmt: skip
 
+    _add_slack_flags(console)
     add_policy_commands(commands)
     add_report_commands(commands)
     add_gateway_command(commands)
@@ -139,6 +144,43 @@ def main(argv: list[str] | None = None) -> int:
             raise  # not an expected failure: a bug, whose traceback helps
         print(f"handoff {args.command}: {said}", file=sys.stderr)
         return 1
+
+
+def _add_slack_flags(console: argparse.ArgumentParser) -> None:
+    console.add_argument(
+        "--slack", action="store_true",
+        help="serve Slack's interactivity callbacks at /slack/interactivity; the signing secret"
+        " and bot token come from $HANDOFF_SLACK_SIGNING_SECRET and $HANDOFF_SLACK_BOT_TOKEN"
+        " (from Kubernetes Secrets), never from flags",
+    )  # fmt: skip
+    console.add_argument(
+        "--slack-users", metavar="NAMESPACE/NAME",
+        default=f"{os.environ.get('POD_NAMESPACE') or 'handoff-system'}/handoff-slack-users",
+        help="the ConfigMap mapping Slack user IDs to Kubernetes users and groups",
+    )  # fmt: skip
+    console.add_argument("--slack-team", help="accept callbacks from this Slack workspace only")
+    console.add_argument("--slack-api-url", default="https://slack.com/api", help=argparse.SUPPRESS)
+
+
+def _slack_bridge(args: argparse.Namespace) -> "SlackBridge | None":
+    """The console's Slack settings, or None; a missing secret is one sentence, not a trace."""
+    if not args.slack:
+        return None
+    from handoff.adapters.slack import SlackApi  # noqa: PLC0415 - loads only with --slack
+    from handoff.console.pages.slack import SlackBridge  # noqa: PLC0415
+
+    secret = os.environ.get("HANDOFF_SLACK_SIGNING_SECRET", "")
+    token = os.environ.get("HANDOFF_SLACK_BOT_TOKEN", "")
+    if not secret or not token:
+        raise SystemExit(
+            "handoff console: --slack needs HANDOFF_SLACK_SIGNING_SECRET and"
+            " HANDOFF_SLACK_BOT_TOKEN in the environment (from the Slack app's Secret)"
+        )
+    namespace, _, name = args.slack_users.rpartition("/")
+    return SlackBridge(
+        signing_secret=secret, api=SlackApi(token, args.slack_api_url),
+        users_namespace=namespace or "handoff-system", users_configmap=name, team=args.slack_team,
+    )  # fmt: skip
 
 
 def _add_dev_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -198,7 +240,11 @@ def _console(args: argparse.Namespace) -> int:
     host, _, port = args.listen.rpartition(":")
     # Live feeds are long-lived: give them 2 s to end on shutdown, not aiohttp's 60.
     web.run_app(
-        make_app(config), host=host or "127.0.0.1", port=int(port), print=None, shutdown_timeout=2
+        make_app(config, _slack_bridge(args)),
+        host=host or "127.0.0.1",
+        port=int(port),
+        print=None,
+        shutdown_timeout=2,
     )
     return 0
 

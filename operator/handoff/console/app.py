@@ -6,15 +6,16 @@ from aiohttp import web
 
 from handoff.adapters.kube import KubeApi
 from handoff.console import devlogin
-from handoff.console.pages import feed, reports, requests, signin
+from handoff.console.pages import feed, reports, requests, signin, slack
 from handoff.console.web import COOKIE, HERE, Config, end_refused_sessions, security_headers
 
 __all__ = ["Config", "make_app"]
 
 
-def make_app(config: Config) -> web.Application:
+def make_app(config: Config, slack_bridge: slack.SlackBridge | None = None) -> web.Application:
     app = web.Application(middlewares=[security_headers, end_refused_sessions])
     app["config"] = config
+    app["slack"] = slack_bridge
     app["own_api"] = KubeApi(config.credentials)
     app["templates"] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -34,6 +35,7 @@ def make_app(config: Config) -> web.Application:
     app.router.add_get("/reports/calibration.svg", reports.calibration_plot)
     app.router.add_get("/feed", feed.feed_page)
     app.router.add_get("/feed/events", feed.feed_events)
+    app.router.add_post("/slack/interactivity", slack.interactivity)
     app.router.add_get("/healthz", signin.healthz)
     app.router.add_static("/static", HERE / "static", show_index=False)
     if config.dev_logins is not None:
@@ -45,3 +47,5 @@ def make_app(config: Config) -> web.Application:
 async def _cleanup(app: web.Application) -> None:
     await app["config"].sessions.close()
     await app["own_api"].close()
+    if app["slack"] is not None:
+        await app["slack"].api.close()

@@ -22,12 +22,15 @@ from handoff.adapters.kube import Credentials, KubeApi, KubeError, resource_path
 from handoff.adapters.kubeauth import CredentialError
 from handoff.adapters.outbox import RedisOutbox, RedisOutcomes
 from handoff.adapters.sandbox import Sandbox
+from handoff.adapters.slack import API as SLACK_API
+from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.operator import Operator, build, provisioners, utcnow
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.shards import NamespaceShard
+from handoff.controller.slackapp import SlackApp
 from handoff.controller.tasks import describe, start
 
 log = logging.getLogger("handoff.operator")
@@ -89,6 +92,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     outbox = RedisOutbox(redis_url) if redis_url else None
     sender = WebhookSender(attempts=memo.get("notify_attempts") or 6)
     notifier = Notifier(api, outbox, utcnow, console_url=memo.get("console_url"), sender=sender)
+    if token := os.environ.get("HANDOFF_SLACK_BOT_TOKEN"):  # from a Secret; never in memo or logs
+        slack_api = SlackApi(token, os.environ.get("HANDOFF_SLACK_API_URL") or SLACK_API)
+        notifier.slack_app = SlackApp(slack_api, outbox, memo.get("console_url"))
     notifier.on_health = lambda namespace, name: policies.health_changed(
         namespace, name, notifier.policy_health(namespace, name)
     )

@@ -15,10 +15,12 @@ from typing import Any
 from handoff.adapters import metrics
 from handoff.adapters.kube import KubeApi, KubeError
 from handoff.adapters.outbox import Outbox, OutboxError
+from handoff.adapters.slack import SlackError
 from handoff.adapters.webhooks import Delivery, DeliveryError, WebhookSender
 from handoff.controller.concurrency import TaskSet
 from handoff.controller.secrets import secret_value
-from handoff.domain.announce import package, slack
+from handoff.controller.slackapp import SlackApp
+from handoff.domain.announce import DECIDED, package, slack
 from handoff.domain.policy import CompiledPolicy, NotificationTarget
 from handoff.domain.timefmt import format_time
 
@@ -49,13 +51,15 @@ class Notifier:
     console_url: str | None = None
     sender: WebhookSender = field(default_factory=WebhookSender)
     on_health: Callable[[str, str], None] | None = None  # (namespace, policy) changed
+    slack_app: SlackApp | None = None  # format SlackApp: the bot token's Web API client
     health: dict[tuple[str, str, str], TargetHealth] = field(default_factory=dict)
     _sent: set[tuple[str, str, str]] = field(default_factory=set)
     _tasks: TaskSet = field(default_factory=TaskSet)
 
     def announce(self, policy: CompiledPolicy, body: dict[str, Any], event: str) -> None:
         for target in policy.notifications:
-            if event in target.events:
+            # A SlackApp message is updated when its request is decided, whatever the events.
+            if event in target.events or (target.format == "SlackApp" and event == DECIDED):
                 self._tasks.spawn(self._deliver(policy, target, body, event))
 
     def forget(self, uid: str) -> None:
@@ -71,6 +75,8 @@ class Notifier:
     async def close(self) -> None:
         self._tasks.cancel_all()
         await self.sender.close()
+        if self.slack_app is not None:
+            await self.slack_app.close()
 
     async def _deliver(
         self, policy: CompiledPolicy, target: NotificationTarget, body: dict[str, Any], event: str
@@ -85,16 +91,15 @@ class Notifier:
             if self.outbox is not None and await self.outbox.marked(namespace, uid, key):
                 self._sent.add((uid, target.name, event))
                 return
-            url = target.url or await secret_value(self.api, namespace, target.url_secret)
-            hmac_key = (
-                (await secret_value(self.api, namespace, target.hmac_secret)).encode()
-                if target.hmac_secret
-                else None
-            )
-            document = package(body, event, self.console_url)
-            payload = slack(document) if target.format == "Slack" else document
-            await self.sender.send(Delivery(url, payload, f"{uid}:{event}", hmac_key))
-        except (DeliveryError, KubeError, OutboxError) as e:
+            if target.format == "SlackApp":
+                if self.slack_app is None:
+                    raise SlackError(
+                        "the operator has no Slack bot token (HANDOFF_SLACK_BOT_TOKEN)"
+                    )
+                await self.slack_app.announce(target, body, event)
+            else:
+                await self._post(namespace, uid, target, body, event)
+        except (DeliveryError, KubeError, OutboxError, SlackError) as e:
             health.failed += 1
             health.last_error = f"{event} for {meta['name']}: {e}"[:1000]
             health.last_failure = self.clock()
@@ -113,6 +118,19 @@ class Notifier:
                 await self.outbox.mark(namespace, uid, key)
             except OutboxError as e:
                 log.warning("could not mark %s sent (it may be sent again): %s", key, e)
+
+    async def _post(
+        self, namespace: str, uid: str, target: NotificationTarget, body: dict[str, Any], event: str
+    ) -> None:
+        url = target.url or await secret_value(self.api, namespace, target.url_secret)
+        hmac_key = (
+            (await secret_value(self.api, namespace, target.hmac_secret)).encode()
+            if target.hmac_secret
+            else None
+        )
+        document = package(body, event, self.console_url)
+        payload = slack(document) if target.format == "Slack" else document
+        await self.sender.send(Delivery(url, payload, f"{uid}:{event}", hmac_key))
 
     @staticmethod
     def _count(namespace: str, policy: str, target: str, result: str) -> None:

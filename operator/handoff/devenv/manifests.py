@@ -126,6 +126,59 @@ def console_objects() -> list[dict[str, Any]]:
     ]
 
 
+SLACK_USERS = "handoff-slack-users"
+
+
+def slack_objects(users: list[str], groups: list[str]) -> list[dict[str, Any]]:
+    """What the console's Slack bridge may do beyond checking tokens: read its user mapping (one
+    ConfigMap, by name) and impersonate exactly the mapped people and groups (resourceNames,
+    listed by the administrator; the chart takes them from values.slack.impersonate). Nothing
+    else: no ServiceAccounts, no system: groups, no other users."""
+    subjects = [
+        {"kind": "ServiceAccount", "name": CONSOLE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+    ]
+    impersonate = [
+        {"apiGroups": [""], "resources": [kind], "verbs": ["impersonate"], "resourceNames": names}
+        for kind, names in (("users", sorted(users)), ("groups", sorted(groups)))
+        if names
+    ]
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "handoff-console-slack", "namespace": OPERATOR_NAMESPACE},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "verbs": ["get"],
+                    "resourceNames": [SLACK_USERS],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "handoff-console-slack", "namespace": OPERATOR_NAMESPACE},
+            "roleRef": _role_ref("Role", "handoff-console-slack"),
+            "subjects": subjects,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "handoff-console-slack"},
+            "rules": impersonate,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "handoff-console-slack"},
+            "roleRef": _role_ref("ClusterRole", "handoff-console-slack"),
+            "subjects": subjects,
+        },
+    ]
+
+
 GATEWAY_ACCOUNT = "handoff-gateway"
 
 

@@ -70,14 +70,16 @@ class SecretKey:
 
 @dataclass(frozen=True)
 class NotificationTarget:
-    """Where waiting requests are announced: a JSON webhook or a Slack incoming webhook."""
+    """Where waiting requests are announced: a JSON webhook, a Slack incoming webhook, or
+    (SlackApp) a channel the Handoff Slack app posts to, with Approve and Deny buttons."""
 
     name: str
-    format: str = "JSON"  # JSON | Slack
+    format: str = "JSON"  # JSON | Slack | SlackApp
     url: str | None = None
     url_secret: SecretKey | None = None
     hmac_secret: SecretKey | None = None
     events: frozenset[str] = frozenset({"Pending", "Escalated"})
+    channel: str | None = None  # SlackApp
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ def _target(raw: NotificationJSON) -> NotificationTarget:
         url_secret=_secret_key(raw.get("urlSecretRef")),
         hmac_secret=_secret_key(raw.get("hmacSecretRef")),
         events=frozenset(raw.get("events") or ("Pending", "Escalated")),
+        channel=raw.get("channel"),
     )
 
 

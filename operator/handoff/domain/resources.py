@@ -48,6 +48,7 @@ class NotificationJSON(TypedDict, total=False):
     urlSecretRef: SecretKeyJSON
     hmacSecretRef: SecretKeyJSON
     events: list[str]
+    channel: str  # format SlackApp: the Slack channel ID the bot posts to
 
 
 class RuleJSON(TypedDict, total=False):

@@ -104,6 +104,7 @@ class OperatorProcess:
         self.metrics_port = processes.free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []
+        self.extra_env: dict[str, str] = {}
 
     @property
     def log(self) -> Path:
@@ -124,7 +125,7 @@ class OperatorProcess:
                 *self.extra_args,
             ],
             self.folder,
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            env=os.environ | {"PYTHONUNBUFFERED": "1"} | self.extra_env,
         )  # fmt: skip
         processes.wait_until(self._healthy, 60, "the operator", self.log)
         return self
@@ -195,6 +196,7 @@ class ConsoleProcess:
         self.port = processes.free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []  # more ``handoff console`` flags
+        self.extra_env: dict[str, str] = {}  # and environment (the Slack app's secrets)
 
     @property
     def url(self) -> str:
@@ -212,7 +214,10 @@ class ConsoleProcess:
             *([f"--redis-url={self.redis_url}"] if self.redis_url else []), *self.extra_args,
         ]  # fmt: skip
         self.process = processes.spawn(
-            "console", argv, self.folder, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+            "console",
+            argv,
+            self.folder,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"} | self.extra_env,
         )
         processes.wait_until(self._healthy, 30, "the console", self.folder / "console.log")
         return self

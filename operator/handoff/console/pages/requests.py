@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handoff.adapters.kube import KubeError
 from handoff.console.web import check_form, config_of, page, require_session, visible_namespaces
+from handoff.review.checks import check_review, may_not_decide
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.livediff import live_change
 from handoff.review.package import Package, build, sentence, time_left
@@ -63,16 +64,16 @@ async def request_page(
     now = config.clock()
     opened = session.opened.setdefault(package.uid, now)
     hold = max(0, package.min_review_seconds - int((now - opened).total_seconds()))
-    may_decide = package.waiting and await _may_decide(client, package)
+    decides = package.waiting and await may_decide(client, package)
     may_roll_back = package.reversible and await _may_roll_back(client, package)
     return page(
         request, "request.html", session, status=status, p=package, notice=notice, error=error,
-        left=time_left(package.seconds_left(now)), hold=hold, may_decide=may_decide,
+        left=time_left(package.seconds_left(now)), hold=hold, may_decide=decides,
         may_roll_back=may_roll_back, sentence=sentence, change=change,
     )  # fmt: skip
 
 
-async def _may_decide(client: ReviewClient, package: Package) -> bool:
+async def may_decide(client: ReviewClient, package: Package) -> bool:
     try:
         return await client.can("approve", "agentactionpolicies", package.namespace, package.policy)
     except KubeError:
@@ -104,28 +105,19 @@ async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
     comment = (form.get("comment") or [""])[0].strip()
     try:
         package = build(await client.get(namespace, name))
-        if package.waiting and not await _may_decide(client, package):
-            refused = (
-                f"{session.user} may not decide requests of policy {package.policy}: that takes"
-                f" the verb approve on agentactionpolicies/{package.policy}, which the policy"
-                " grants to its reviewers."
-            )
+        if package.waiting and not await may_decide(client, package):
+            refused = may_not_decide(session.user, package.policy)
             return await request_page(request, error=refused, status=403)
-        acknowledged: list[str] = []
-        if decision == "Approve":
-            acknowledged = [str(a) for a in form.get("ack", [])]
-            missing = [item for item, _ in package.checklist if item not in acknowledged]
-            if missing:
-                raise ReviewError(
-                    "Tick every checklist item before approving: " + ", ".join(missing)
-                )
-            opened = session.opened.get(package.uid)
-            now = config_of(request).clock()
-            hold = package.min_review_seconds
-            if hold and (opened is None or (now - opened).total_seconds() < hold):
-                raise ReviewError(f"This lane asks for at least {hold}s of review; read it again.")
-        elif not comment:
-            raise ReviewError("Say why you deny it: the agent and the audit trail need the reason.")
+        acknowledged = [str(a) for a in form.get("ack", [])] if decision == "Approve" else []
+        now = config_of(request).clock()
+        check_review(
+            package,
+            decision,
+            acknowledged,
+            comment,
+            opened=session.opened.get(package.uid),
+            now=now,
+        )
         await client.review(
             namespace, name, session.user, decision, acknowledged=acknowledged, comment=comment
         )
