@@ -207,6 +207,8 @@ def test_what_a_rollback_compares(obj: dict[str, Any] | None, fields: tuple[str,
         ({"spec": {"a": 1}}, {"spec": {"a": 1}}, ()),
         ({"spec": {"b": 1, "a": 1}}, {"spec": {"b": 2, "a": 2}}, ("spec.a", "spec.b")),
         ({"spec": {"l": [1, 2]}}, {"spec": {"l": [1, 3]}}, ("spec.l[1]",)),
+        ({"spec": {"l": [1, 2]}}, {"spec": {"l": [3, 4]}}, ("spec.l[0]", "spec.l[1]")),
+        ({"spec": {"a": 1}}, {"spec": {"a": 1.0}}, ()),  # one JSON number, two Python types
         ({"spec": {"l": [1, 2]}}, {"spec": {"l": [1]}}, ("spec.l",)),
         ({"spec": {"l": [1]}}, {"spec": {"l": [1]}}, ()),
         ({"spec": {"a": 1}}, {"spec": {"a": "1"}}, ("spec.a",)),

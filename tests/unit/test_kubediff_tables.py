@@ -161,3 +161,16 @@ def test_a_long_status_preview_is_cut_at_8000_characters() -> None:
     text = requested(asked("patch", {"data": {f"k{n:04}": "v" for n in range(2000)}}))
     assert len(text) == 8000
     assert text.startswith(f'patch ConfigMap ns/c {HEAD_PATCH}\ndata.k0000 = "v"\n')
+
+
+def test_status_preview_of_keys_that_are_no_strings() -> None:
+    # A body built in Python rather than read from JSON: keys are sorted as text, never compared
+    # across types.
+    text = requested(asked("patch", {"b": 1, 2: "x"}))  # type: ignore[dict-item]
+    assert text.splitlines()[1:] == ['2 = "x"', "b = 1"]
+
+
+def test_a_secrets_data_stays_hidden_behind_an_empty_key() -> None:
+    text = requested(asked("patch", {"": {"data": {"k": "c2VjcmV0"}}}, "Secret"))
+    assert "c2VjcmV0" not in text
+    assert HIDDEN in text
