@@ -356,6 +356,7 @@ def test_status_preview_is_the_spec_s_change_alone(
 ) -> None:
     """status.preview is readable by every agent of the namespace: it is a function of the spec,
     so it says the same whatever the object holds (no equality oracle) and never its values."""
+    parameters = dict(parameters)  # the row is shared: a second run of it needs its action
     action = parameters.pop("action")
     spec = {"action": action, "parameters": {"apiVersion": "apps/v1", "kind": "Deployment",
                                              "name": "web", **parameters}}  # fmt: skip

@@ -98,6 +98,33 @@ ROWS = [
     ("webhook executor: denied", request(), Step({}, DENIED),
      body(decided("Denied", "HumanDenied"), execution="Webhook"),
      [*COMMON, "StopWaiting", "CountDecision", "Publish", "ArmRetention", "NoteForReports"]),
+    ("no status, no spec at all", request(), Step(), {}, [*COMMON, "Publish"]),
+    ("an escalation with no time: no timer", request(), Step(QUEUED, None, None, WAKE),
+     body(QUEUED | {"escalation": {"reason": "x"}}), [*COMMON, "Wait", "Publish"]),
+    ("a rollback review on a request not decided before this step: not filed yet", request(),
+     Step(), body(decided(reviews=[{"reviewer": "bob", "decision": "Rollback"}])),
+     [*COMMON, "StopWaiting", "Publish", "ArmRetention", "NoteForReports"]),
+    ("a step that decides is no rollback request, whatever the reviews say",
+     replace(request(), status=decided()), Step({}, APPROVED),
+     body(decided(reviews=[{"reviewer": "bob", "decision": "Rollback"}])),
+     [*COMMON, "StopWaiting", "CountDecision", "Publish", "ArmRetention", "NoteForReports"]),
+    ("webhook executor: approved, a run under way is no outcome", request(), Step(),
+     body(decided(execution={"outcome": "Running"}), execution="Webhook"),
+     [*COMMON, "StopWaiting", "Publish", "RunWebhook", "ArmRetention", "NoteForReports"]),
+    ("webhook executor: failed is an outcome too", request(), Step(),
+     body(decided(execution={"outcome": "Failed"}), execution="Webhook"),
+     [*COMMON, "StopWaiting", "Publish", "ArmRetention", "NoteForReports"]),
+    ("webhook executor: waiting, nothing to run", request(), Step(QUEUED, None, None, WAKE),
+     body(QUEUED, execution="Webhook"), [*COMMON, "Wait", "Publish"]),
+    ("an Agent action approved: Handoff runs nothing", request(), Step({}, APPROVED),
+     body(decided(), execution="Agent"),
+     [*COMMON, "StopWaiting", "CountDecision", "Publish", "ArmRetention", "NoteForReports"]),
+    ("kubernetes executor, decided: carried out (or looked at again)", request(), Step(),
+     body(decided(), execution="Kubernetes"),
+     [*COMMON, "StopWaiting", "Publish", "RunKubernetes", "ArmRetention", "NoteForReports"]),
+    ("MCP rollback executed, a webhook spec is not MCP", request(), Step(),
+     body(decided(execution={"outcome": "Executed"}), execution="Webhook", rollbackOf="req-0"),
+     [*COMMON, "StopWaiting", "Publish", "ArmRetention", "NoteForReports"]),
     ("kubernetes executor while queued: a preview", request(), Step(QUEUED, None, None, WAKE, transition=QUEUES),
      body(QUEUED, execution="Kubernetes"),
      [*COMMON, "Wait", "Announce", "Publish", "RunKubernetes"]),
@@ -138,3 +165,17 @@ def test_the_agents_message_goes_out_before_the_event_and_the_executors() -> Non
         fx.followups(request(), Step({}, APPROVED, EVENT), body(decided(), execution="Webhook"))
     )
     assert effects.index("Publish") < effects.index("PostEvent") < effects.index("RunWebhook")
+
+
+def test_the_pending_gauge_reads_the_tier_as_written() -> None:
+    untiered = {"phase": "AwaitingApproval", "deadline": "2026-11-29T18:30:00Z"}
+    effects = fx.followups(request(), Step(untiered, None, None, WAKE), body(untiered))
+    assert fx.Wait(WAKE, "") in effects
+    effects = fx.followups(request(), Step(QUEUED, None, None, WAKE), body(QUEUED))
+    assert fx.Wait(WAKE, "4") in effects
+
+
+def test_names() -> None:
+    assert fx.name(fx.Do.PUBLISH) == "Publish"
+    assert fx.name(fx.Wait(WAKE, "1")) == "Wait"
+    assert fx.name(fx.RunKubernetes(started_waiting=False)) == "RunKubernetes"

@@ -6,7 +6,8 @@ own identity (``review/livediff.py``); ``status.preview`` is the spec's change a
 from typing import Any
 
 import pytest
-from handoff.domain.kubediff import comparable, diff, preview
+from handoff.domain.executors import KubernetesChange
+from handoff.domain.kubediff import comparable, diff, preview, requested
 
 NO_META = {"metadata": {"labels": {}, "annotations": {}}}
 
@@ -110,3 +111,77 @@ def test_a_long_preview_is_cut_at_8000_characters() -> None:
     text = preview(old, new)
     assert len(text) == 8000
     assert text.startswith("spec.f0000: 0 -> 1\nspec.f0001: 0 -> 1\n")
+
+
+HEAD_APPLY = "(server-side apply: creates it if it does not exist), setting:"
+HEAD_PATCH = "(a JSON merge patch), setting:"
+HIDDEN = "(a Secret's data is never shown)"
+
+
+def asked(operation: str, body: dict[str, Any], kind: str = "ConfigMap",
+          api_version: str = "v1") -> KubernetesChange:  # fmt: skip
+    return KubernetesChange(operation, api_version, kind, "ns", "c", body)
+
+
+# Each row: a change, and status.preview's lines (from the spec alone).
+@pytest.mark.parametrize(
+    ("change", "lines"),
+    [
+        (asked("delete", {"spec": {"a": 1}}), ["delete ConfigMap ns/c"]),
+        (asked("patch", {}), [f"patch ConfigMap ns/c {HEAD_PATCH}"]),
+        (asked("scale", {"spec": {"replicas": 3}}, "Deployment", "apps/v1"),
+         [f"scale Deployment ns/c {HEAD_PATCH}", "spec.replicas = 3"]),
+        # Keys in order, a null removes, an empty map and a list are values.
+        (asked("patch", {"data": None, "b": [1, {"x": None}], "a": {}}),
+         [f"patch ConfigMap ns/c {HEAD_PATCH}", "a = {}", 'b = [1, {"x": null}]', "data: removed"]),
+        # apply: the identity (apiVersion, kind, name, namespace) is not a setting.
+        (asked("apply", {"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "c", "namespace": "x", "labels": {"a": "1"}},
+                         "data": {"k": "v"}}),
+         [f"apply ConfigMap ns/c {HEAD_APPLY}", 'data.k = "v"', 'metadata.labels.a = "1"']),
+        (asked("apply", {"apiVersion": "v1", "kind": "ConfigMap", "data": {}}),
+         [f"apply ConfigMap ns/c {HEAD_APPLY}", "data = {}", "metadata = {}"]),
+        (asked("apply", {"metadata": "not a map", "data": {"k": "v"}}),
+         [f"apply ConfigMap ns/c {HEAD_APPLY}", 'data.k = "v"', "metadata = {}"]),
+        # A core Secret's data and stringData are never shown, in a patch or an apply.
+        (asked("apply", {"kind": "Secret", "data": {"k": "djE="}, "stringData": {"s": "x"},
+                         "type": "Opaque"}, "Secret"),
+         [f"apply Secret ns/c {HEAD_APPLY}", f"data: {HIDDEN}", "metadata = {}",
+          f"stringData: {HIDDEN}", 'type = "Opaque"']),
+        (asked("patch", {"data": None}, "Secret"),
+         [f"patch Secret ns/c {HEAD_PATCH}", f"data: {HIDDEN}"]),
+        # Only a core Secret's, and only at the top: another group's Secret is another kind.
+        (asked("patch", {"data": {"k": "v"}}, "Secret", "example.com/v1"),
+         [f"patch Secret ns/c {HEAD_PATCH}", 'data.k = "v"']),
+        (asked("patch", {"spec": {"data": {"k": "v"}}}, "Secret"),
+         [f"patch Secret ns/c {HEAD_PATCH}", 'spec.data.k = "v"']),
+        (asked("patch", {"data": {"k": "v"}}, "ConfigMap"),
+         [f"patch ConfigMap ns/c {HEAD_PATCH}", 'data.k = "v"']),
+        # A value is cut at 400 characters.
+        (asked("patch", {"data": {"k": "x" * 398}}),
+         [f"patch ConfigMap ns/c {HEAD_PATCH}", 'data.k = "' + "x" * 398 + '"']),
+        (asked("patch", {"data": {"k": "x" * 399}}),
+         [f"patch ConfigMap ns/c {HEAD_PATCH}", 'data.k = "' + "x" * 396 + "..."]),
+    ],
+)  # fmt: skip
+def test_status_preview_lines(change: KubernetesChange, lines: list[str]) -> None:
+    assert requested(change).splitlines() == lines
+
+
+def test_a_long_status_preview_is_cut_at_8000_characters() -> None:
+    text = requested(asked("patch", {"data": {f"k{n:04}": "v" for n in range(2000)}}))
+    assert len(text) == 8000
+    assert text.startswith(f'patch ConfigMap ns/c {HEAD_PATCH}\ndata.k0000 = "v"\n')
+
+
+def test_status_preview_of_keys_that_are_no_strings() -> None:
+    # A body built in Python rather than read from JSON: keys are sorted as text, never compared
+    # across types.
+    text = requested(asked("patch", {"b": 1, 2: "x"}))  # type: ignore[dict-item]
+    assert text.splitlines()[1:] == ['2 = "x"', "b = 1"]
+
+
+def test_a_secrets_data_stays_hidden_behind_an_empty_key() -> None:
+    text = requested(asked("patch", {"": {"data": {"k": "c2VjcmV0"}}}, "Secret"))
+    assert "c2VjcmV0" not in text
+    assert HIDDEN in text

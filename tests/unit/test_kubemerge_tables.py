@@ -1,0 +1,115 @@
+"""How a reviewer's tools apply a Kubernetes change locally (``domain/kubemerge.py``), row by
+row: RFC 7386 merge patches exactly, server-side apply approximately (named lists merge by name,
+other lists are replaced), and which change leaves which object. The inputs are never changed."""
+
+import copy
+from typing import Any
+
+import pytest
+from handoff.domain.executors import KubernetesChange
+from handoff.domain.kubemerge import after_change, applied, merge_patch
+
+
+# Each row: the target, the merge patch, and the result (RFC 7386, its appendix A among them).
+@pytest.mark.parametrize(
+    ("target", "patch", "merged"),
+    [
+        ({"a": "b"}, {"a": "c"}, {"a": "c"}),
+        ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
+        ({"a": "b"}, {"a": None}, {}),
+        ({"a": "b", "b": "c"}, {"a": None}, {"b": "c"}),
+        ({"a": "b"}, {"z": None}, {"a": "b"}),  # removing what is not there: nothing
+        ({"a": {"b": "c"}}, {"a": {"d": "e"}}, {"a": {"b": "c", "d": "e"}}),
+        ({"a": {"b": "c", "d": "e"}}, {"a": {"b": None}}, {"a": {"d": "e"}}),
+        ({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}),
+        (["a", "b"], ["c", "d"], ["c", "d"]),
+        ({"a": "b"}, ["c"], ["c"]),
+        ({"a": "foo"}, None, None),
+        ({"a": "foo"}, "bar", "bar"),
+        ({"e": None}, {"a": 1}, {"e": None, "a": 1}),
+        (["a", "b"], {"a": "b", "c": None}, {"a": "b"}),  # a list target is dropped, not merged
+        ("text", {"a": 1}, {"a": 1}),
+        (None, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
+        ({"a": 1}, {}, {"a": 1}),
+        ({"a": {"b": 1}}, {"a": 2}, {"a": 2}),
+        ({"a": 2}, {"a": {"b": 1}}, {"a": {"b": 1}}),
+    ],
+)  # fmt: skip
+def test_merge_patch(target: Any, patch: Any, merged: Any) -> None:
+    kept = copy.deepcopy((target, patch))
+    assert merge_patch(target, patch) == merged
+    assert (target, patch) == kept  # neither input is changed
+
+
+# Each row: the live value, the manifest, and what server-side apply (approximately) leaves.
+@pytest.mark.parametrize(
+    ("target", "manifest", "result"),
+    [
+        ({"a": 1, "b": 2}, {"b": 3, "c": 4}, {"a": 1, "b": 3, "c": 4}),
+        ({"a": {"x": 1}}, {"a": {"y": 2}}, {"a": {"x": 1, "y": 2}}),
+        (None, {"a": {"y": 2}}, {"a": {"y": 2}}),
+        ([1, 2], {"a": 1}, {"a": 1}),
+        ({"a": 1}, 5, 5),
+        ({"a": 1}, None, None),
+        ([1, 2], [3], [3]),  # lists of plain values are replaced
+        # Named lists merge by name: the manifest's items first, in its order, then the rest.
+        ([{"name": "a", "x": 1}, {"name": "b", "x": 2}, {"name": "c"}],
+         [{"name": "b", "y": 3}, {"name": "d"}],
+         [{"name": "b", "x": 2, "y": 3}, {"name": "d"}, {"name": "a", "x": 1}, {"name": "c"}]),
+        # Only when both sides are named lists.
+        (None, [{"name": "a"}], [{"name": "a"}]),
+        ([1, 2], [{"name": "a"}], [{"name": "a"}]),
+        ([{"name": "a", "x": 1}], [1], [1]),
+        ([], [{"name": "a"}], [{"name": "a"}]),
+        ([{"name": "a"}], [], []),  # an empty list replaces
+        ([{"name": 1, "x": 1}], [{"name": 1}], [{"name": 1}]),  # a name that is no string
+        ([{"name": "a", "x": 1}], [{"name": "a"}, {"id": "b"}], [{"name": "a"}, {"id": "b"}]),
+        ([{"name": "a", "x": 1}, 2], [{"name": "a"}], [{"name": "a"}]),
+        ([{"name": "a", "x": 1}], [{"name": "a"}, "b"], [{"name": "a"}, "b"]),
+    ],
+)  # fmt: skip
+def test_applied(target: Any, manifest: Any, result: Any) -> None:
+    kept = copy.deepcopy((target, manifest))
+    assert applied(target, manifest) == result
+    assert (target, manifest) == kept
+
+
+LIVE: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "agents", "labels": {"app": "web"}},
+        "spec": {"replicas": 1, "paused": True}}  # fmt: skip
+
+
+def change(operation: str, body: dict[str, Any] | None = None) -> KubernetesChange:
+    return KubernetesChange(operation, "apps/v1", "Deployment", "agents", "web", body or {})
+
+
+# Each row: the object as it is, the change, and the object as the change would leave it.
+@pytest.mark.parametrize(
+    ("current", "asked", "left"),
+    [
+        (LIVE, change("delete"), None),
+        (None, change("delete"), None),
+        (LIVE, change("scale", {"spec": {"replicas": 4}}),
+         LIVE | {"spec": {"replicas": 4, "paused": True}}),
+        (LIVE, change("patch", {"spec": {"paused": None}, "metadata": {"labels": {"t": "1"}}}),
+         LIVE | {"metadata": LIVE["metadata"] | {"labels": {"app": "web", "t": "1"}},
+                 "spec": {"replicas": 1}}),
+        (None, change("patch", {"spec": {"paused": False}}), None),  # patch of nothing: fails
+        (None, change("scale", {"spec": {"replicas": 4}}), None),
+        (LIVE, change("patch"), LIVE),
+        # apply: the change's namespace, whatever the manifest says or lacks.
+        (None, change("apply", {"metadata": {"name": "web", "namespace": "other"}, "spec": {}}),
+         {"metadata": {"name": "web", "namespace": "agents"}, "spec": {}}),
+        (None, change("apply", {"spec": {"replicas": 2}}),
+         {"metadata": {"namespace": "agents"}, "spec": {"replicas": 2}}),
+        (None, change("apply", {"metadata": None, "spec": {"replicas": 2}}),
+         {"metadata": {"namespace": "agents"}, "spec": {"replicas": 2}}),
+        (LIVE, change("apply", {"metadata": {"labels": {"t": "1"}}, "spec": {"replicas": 2}}),
+         LIVE | {"metadata": LIVE["metadata"] | {"labels": {"app": "web", "t": "1"}},
+                 "spec": {"replicas": 2, "paused": True}}),
+    ],
+)  # fmt: skip
+def test_after_change(current: Any, asked: KubernetesChange, left: Any) -> None:
+    kept = copy.deepcopy((current, dict(asked.body)))
+    assert after_change(current, asked) == left
+    assert (current, dict(asked.body)) == kept
