@@ -52,10 +52,10 @@ def test_merge_patch(target: Any, patch: Any, merged: Any) -> None:
         ({"a": 1}, 5, 5),
         ({"a": 1}, None, None),
         ([1, 2], [3], [3]),  # lists of plain values are replaced
-        # Named lists merge by name: the manifest's items first, in its order, then the rest.
+        # Named lists merge by name: the items already there first, in their order, then new ones.
         ([{"name": "a", "x": 1}, {"name": "b", "x": 2}, {"name": "c"}],
          [{"name": "b", "y": 3}, {"name": "d"}],
-         [{"name": "b", "x": 2, "y": 3}, {"name": "d"}, {"name": "a", "x": 1}, {"name": "c"}]),
+         [{"name": "a", "x": 1}, {"name": "b", "x": 2, "y": 3}, {"name": "c"}, {"name": "d"}]),
         # Only when both sides are named lists.
         (None, [{"name": "a"}], [{"name": "a"}]),
         ([1, 2], [{"name": "a"}], [{"name": "a"}]),
