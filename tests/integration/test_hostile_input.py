@@ -7,13 +7,13 @@ every barrage the operator is alive and still decides an ordinary tier 1 request
 """
 
 import contextlib
+import http.client
 import json
 import re
 import ssl
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,18 +46,26 @@ def call(
     """One raw HTTP call to the API server, bytes as given: what kubectl would not send."""
     control = cluster.control_plane
     context = ssl.create_default_context(cafile=str(control.ca_file))
-    sent = urllib.request.Request(  # noqa: S310 - the test's own API server, https on loopback
-        f"{control.server}{path}{query}", data=body, method=method,
-        headers={"Authorization": f"Bearer {cluster.token(who)}", "Content-Type": "application/json"},
-    )  # fmt: skip
+    server = urllib.parse.urlsplit(control.server)
+    connection = http.client.HTTPSConnection(
+        server.hostname or "127.0.0.1", server.port, context=context, timeout=120
+    )
+    headers = {"Authorization": f"Bearer {cluster.token(who)}",
+               "Content-Type": "application/json", "Content-Length": str(len(body))}  # fmt: skip
     try:
-        with urllib.request.urlopen(sent, context=context, timeout=120) as answer:  # noqa: S310
-            text = answer.read().decode()
-            status, warnings = answer.status, answer.headers.get("Warning") or ""
-    except urllib.error.HTTPError as e:
-        with e:
-            text = e.read().decode()
-            status, warnings = e.code, e.headers.get("Warning") or ""
+        connection.putrequest(method, f"{path}{query}", skip_accept_encoding=True)
+        for key, value in headers.items():
+            connection.putheader(key, value)
+        connection.endheaders()
+        # The API server may answer (413) and close before a large body is all sent: its
+        # answer is still there to read, so a write that fails then is no failure of the call.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            connection.send(body)
+        answer = connection.getresponse()
+        text = answer.read().decode()
+        status, warnings = answer.status, answer.getheader("Warning") or ""
+    finally:
+        connection.close()
     try:
         parsed = json.loads(text)
     except ValueError:
