@@ -104,6 +104,24 @@ def spawn(
     return process
 
 
+def end(
+    process: "subprocess.Popen[bytes] | None", grace: float | None, after_kill: float = 10
+) -> None:
+    """End a process group this program started: SIGTERM and ``grace`` seconds to finish, then
+    SIGKILL; ``grace`` None kills at once (a crash, an evicted pod)."""
+    if process is None or process.poll() is not None:
+        return
+    if grace is not None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(after_kill)
+
+
 def stop(pidfile: Path, timeout: float = 10.0, sig: int = signal.SIGTERM) -> bool:
     """Stop the process of ``pidfile`` (TERM, then KILL); True when one was running."""
     pid = read_pid(pidfile)

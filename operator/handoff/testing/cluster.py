@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -132,18 +131,11 @@ class OperatorProcess:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash or an evicted pod."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        processes.end(self.process, None)
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        processes.end(self.process, 15)
         self.process = None
 
     def metrics(self) -> str:
@@ -223,13 +215,7 @@ class ConsoleProcess:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        processes.end(self.process, 10, after_kill=5)
         self.process = None
 
     def _healthy(self) -> bool:

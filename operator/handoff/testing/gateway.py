@@ -1,7 +1,6 @@
 """``handoff gateway`` in a child process, as its own ServiceAccount, for tests."""
 
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -48,18 +47,11 @@ class GatewayProcess:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash or an evicted pod."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        processes.end(self.process, None)
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        processes.end(self.process, 10)
         self.process = None
 
     def healthz(self) -> int:
