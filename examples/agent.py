@@ -12,12 +12,11 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from handoff import paths
 from handoff.sdk import Agent, Decision, HandoffError
 
-ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "agents"
 NAME = "payments-agent"
 
@@ -101,7 +100,7 @@ def main() -> int:
     )
     parser.add_argument("mode", choices=["propose", "resume"])
     parser.add_argument(
-        "--kubeconfig", default=os.environ.get("KUBECONFIG", str(ROOT / ".handoff/dev/kubeconfig"))
+        "--kubeconfig", default=os.environ.get("KUBECONFIG", str(paths.dev_dir() / "kubeconfig"))
     )
     parser.add_argument(
         "--idle", type=float, default=5, help="resume: stop after this long with nothing new"

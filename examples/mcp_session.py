@@ -4,6 +4,11 @@ tool call per tier, printed as a transcript: what the client sent and what it re
 upstream, declares it as an MCPServer, applies a policy for its tools, and approves the tier-4
 call as alice with kubectl handoff.
 
+The MCP client is an agent of its own, the ServiceAccount `agents/assistant` (created here, its
+token from the TokenRequest API), so its policy governs none of payments-agent's actions: several
+policies may govern one agent and the highest tier wins, so a policy for payments-agent's MCP
+tools would send every action the tour's policy leaves to tier 1 to a person (defaultTier 4).
+
 Run: .venv/bin/python examples/mcp_session.py
 """
 
@@ -21,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import yaml
 from handoff import paths
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -30,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KUBECTL = paths.bin_dir() / "kubectl"
 PLUGIN = Path(sys.executable).parent / "kubectl-handoff"
 NS = "agents"
+AGENT = "assistant"
 BY_ACCOUNT = "'account:' + args.account"
 
 
@@ -79,13 +84,15 @@ def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
 def declare(kubeconfig: str, url: str, token: str) -> None:
     """The platform team's part, reviewed in Git: the upstream, who may use it, the policy."""
     objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": AGENT, "namespace": NS}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bank-mcp", "namespace": NS,
          "annotations": {"handoff.dev/mcp-server": "bank"}},  # sent upstream by this server only
          "stringData": {"Authorization": f"Bearer {token}"}},
         {"apiVersion": "handoff.dev/v1alpha1", "kind": "MCPServer",
          "metadata": {"name": "bank", "namespace": NS},
          "spec": {"url": url, "credentials": {"secretName": "bank-mcp"},
-                  "agents": {"serviceAccounts": ["payments-agent"]},
+                  "agents": {"serviceAccounts": [AGENT]},
                   "tools": [
                       {"name": "read_account", "target": BY_ACCOUNT},
                       {"name": "set_limit", "target": BY_ACCOUNT, "inverse": {
@@ -96,7 +103,7 @@ def declare(kubeconfig: str, url: str, token: str) -> None:
                   ]}},
         {"apiVersion": "handoff.dev/v1alpha1", "kind": "AgentActionPolicy",
          "metadata": {"name": "mcp-bank", "namespace": NS},
-         "spec": {"agents": {"serviceAccounts": ["payments-agent"]},
+         "spec": {"agents": {"serviceAccounts": [AGENT]},
                   "reviewers": {"groups": ["payments-approvers"]},
                   "rules": [
                       {"name": "reads", "actions": ["mcp.bank.read_account"], "tier": 1},
@@ -122,10 +129,8 @@ def declare(kubeconfig: str, url: str, token: str) -> None:
 
 
 def agent_token(kubeconfig: str) -> str:
-    config = yaml.safe_load(Path(kubeconfig).read_text())
-    context = next(c for c in config["contexts"] if c["name"] == "payments-agent")["context"]
-    user = next(u for u in config["users"] if u["name"] == context["user"])
-    return str(user["user"]["token"])
+    """A short-lived token of the agent's ServiceAccount, as `kubectl create token` issues it."""
+    return kubectl(kubeconfig, "create", "token", AGENT, "--duration=1h").strip()
 
 
 async def session(gateway: str, token: str, kubeconfig: str) -> None:

@@ -265,6 +265,20 @@ def test_a_forbidden_reviewer_is_told_in_a_sentence(dev: tuple[Path, dict[str, s
     assert_one_sentence(plugin, 'mallory may not do this: User "mallory" cannot list')
 
 
+def test_the_demos_mcp_session_leaves_the_tour_its_tiers(dev: tuple[Path, dict[str, str]]) -> None:
+    """`make demo` runs the MCP session, then the tour, in one environment. A fresh machine found
+    the session's policy governing payments-agent too (highest tier wins: its default tier 4 sent
+    the tour's tier-1 read to a person, and the tour failed waiting)."""
+    _, env = dev
+    session = run([sys.executable, str(ROOT / "examples" / "mcp_session.py")], env)
+    assert session.returncode == 0, session.stderr
+    assert "moved 2500 to acme" in session.stdout
+    tour = run([sys.executable, str(ROOT / "examples" / "demo.py")], env, timeout=300)
+    assert tour.returncode == 0, tour.stdout[-2000:] + tour.stderr
+    assert "step 1: db.query -> tier 1, Approved at once (AutoApproved)" in tour.stdout
+    assert not any(noise in tour.stderr for noise in NOISE), tour.stderr
+
+
 def test_a_stopped_environment_answers_in_sentences(dev: tuple[Path, dict[str, str]]) -> None:
     """Last: stops the environment (the fixture's `down` after it is a no-op)."""
     folder, env = dev

@@ -9,6 +9,7 @@ import json
 import secrets
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ import yaml
 
 from handoff.devenv import processes
 from handoff.devenv.pki import ensure_pki
+
+#: What the API server's admission answers until its informers have synced, after /readyz is 200.
+NOT_YET_READY = "not yet ready to handle request"
 
 #: The contract's people: user name -> groups.
 USERS: dict[str, tuple[str, ...]] = {
@@ -125,6 +129,13 @@ class ControlPlane:
             *args,
         ]
         result = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)  # noqa: S603
+        waited = 0.0
+        while result.returncode != 0 and NOT_YET_READY in result.stderr and waited < 60:
+            # /readyz says nothing of the admission plugins' own caches: a busy machine sees this
+            # for a while after ready (ValidatingAdmissionPolicy waits 10 s, then refuses).
+            time.sleep(1)
+            waited += 1
+            result = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)  # noqa: S603
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
