@@ -375,6 +375,29 @@ def test_an_edited_modal_is_refused(
     wait_for(cluster, ns, name_a, "decision.reason", "HumanDenied")
 
 
+def test_a_button_naming_another_request_shows_and_decides_that_request_only(
+    cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
+) -> None:
+    """Request A's message with a value naming B (only Slack can sign it, and Slack sends back
+    the value the operator posted; this is what the console does if it ever arrived): the modal
+    shows B, is sealed for B, and its answer decides B alone; A is untouched."""
+    name_a, _ = waiting(cluster, ns)
+    name_b, uid_b = waiting(cluster, ns)
+    ((_, ts_a),) = eventually(lambda: slack.posted(name_a), what="A's announcement")
+    payload = {
+        "type": "block_actions", "user": {"id": ALICE}, "trigger_id": f"t-{name_b}-x",
+        "channel": {"id": CHANNEL}, "container": {"message_ts": ts_a, "channel_id": CHANNEL},
+        "actions": [{"action_id": DENY, "value": f"{ns}/{name_b}/{uid_b}"}],
+    }  # fmt: skip
+    assert callback(endpoint(console), SECRET, payload) == (200, "")
+    view = opened(slack, f"t-{name_b}-x")
+    assert f"Request: {ns}/{name_b}" in json.dumps(view["blocks"])
+    assert name_a not in json.dumps(view)
+    assert submit(console, ALICE, view, [], "not this one") == (200, "")
+    wait_for(cluster, ns, name_b, "decision.reason", "HumanDenied")
+    assert reviews(cluster, ns, name_a) == []
+
+
 # --- signatures and what is not an interaction -----------------------------------------------
 
 
