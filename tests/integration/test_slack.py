@@ -231,6 +231,7 @@ def test_bad_signatures_and_replays_are_refused_before_anything_is_read(
     cluster: Cluster, console: ConsoleProcess, slack: FakeSlack, ns: str
 ) -> None:
     name, uid = waiting(cluster, ns)
+    eventually(lambda: slack.posted(name), what="the announcement")  # posted before counting
     before = len(slack.calls)
     payload = {"type": "block_actions", "user": {"id": ALICE}, "trigger_id": "t-forged",
                "actions": [{"action_id": APPROVE, "value": f"{ns}/{name}/{uid}"}]}  # fmt: skip
