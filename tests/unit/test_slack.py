@@ -23,9 +23,10 @@ from handoff.adapters.slack import (
 from handoff.console.app import Config, make_app
 from handoff.console.pages.slack import SlackBridge
 from handoff.review.package import build
-from handoff.review.slackblocks import APPROVE, DENY, message, modal
+from handoff.review.slackblocks import APPROVE, BARE, DENY, clip, message, modal, plain, units
+from handoff.review.slackseal import seal, unseal
 from handoff.review.slackusers import Identity, parse
-from handoff.testing.slack import FakeSlack
+from handoff.testing.slack import FakeSlack, block_kit_errors
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # noqa: S105 - Slack's documented example secret
 TOKEN = "xoxb-test-token"  # noqa: S105 - a test value
@@ -130,7 +131,7 @@ def texts(value: Any) -> Iterator[tuple[str, str]]:
 def test_agent_text_is_inert_in_the_message_and_the_modals() -> None:
     package = build(body())
     text, blocks = message(package, "https://console.example/requests/agents/refund-1")
-    views = [modal(package, "Approve", {"ref": "x"}), modal(package, "Deny", {"ref": "x"})]
+    views = [modal(package, "Approve", "x"), modal(package, "Deny", "x")]
     for kind, shown in texts([blocks, views]):
         assert kind == "plain_text"  # Slack renders no markup there: no ping, no link, no bold
         assert "\x1b" not in shown
@@ -143,14 +144,14 @@ def test_agent_text_is_inert_in_the_message_and_the_modals() -> None:
 
 def test_the_modals_ask_for_the_checklist_and_for_a_reason() -> None:
     package = build(body())
-    approve = modal(package, "Approve", {"ref": "agents/refund-1/0a1b-2c"})
-    deny = modal(package, "Deny", {"ref": "agents/refund-1/0a1b-2c"})
+    approve = modal(package, "Approve", "sealed")
+    deny = modal(package, "Deny", "sealed")
     ack = next(b for b in approve["blocks"] if b.get("block_id") == "ack")
     assert [o["value"] for o in ack["element"]["options"]] == ["what", "impact"]
     assert not any(b.get("block_id") == "ack" for b in deny["blocks"])
     reason = next(b for b in deny["blocks"] if b.get("block_id") == "comment")
     assert reason["optional"] is False
-    assert json.loads(deny["private_metadata"]) == {"ref": "agents/refund-1/0a1b-2c"}
+    assert deny["private_metadata"] == "sealed"
 
 
 def test_a_decided_request_says_how_and_by_whom_and_has_no_buttons() -> None:
@@ -337,3 +338,82 @@ def test_a_body_of_unknown_length_is_refused_unread(fake_slack: FakeSlack) -> No
 
     assert asyncio.run(scenario()) == 413
     assert fake_slack.calls == []
+
+
+FACTS = {"ref": "agents/refund-1/0a1b-2c", "channel": "C1", "ts": "1.2", "user": "U0ALICE",
+         "decision": "Approve", "opened": 1_700_000_000.5}  # fmt: skip
+
+
+def test_a_sealed_modal_opens_only_as_sealed() -> None:
+    sealed = seal(SECRET, FACTS)
+    assert unseal(SECRET, sealed) == FACTS
+    assert len(sealed) < 3000  # Slack's private_metadata limit, with the longest names:
+    longest = FACTS | {"ref": f"{'n' * 253}/{'r' * 253}/{'0' * 36}", "channel": "C" * 40,
+                       "ts": "9" * 40, "user": "U" * 40}  # fmt: skip
+    assert len(seal(SECRET, longest)) < 3000
+    outer = json.loads(sealed)
+    inner = json.loads(outer["facts"])
+    for forged in (
+        seal("another-secret", FACTS),  # sealed by someone else
+        seal(SECRET, FACTS).replace("U0ALICE", "U0BOB"),  # a fact edited
+        json.dumps({"facts": json.dumps(inner | {"opened": 0}), "mac": outer["mac"]}),
+        json.dumps({"facts": outer["facts"]}), json.dumps(FACTS), "", "null", "[]", "{",
+        json.dumps({"facts": outer["facts"], "mac": outer["mac"].upper()}),
+        json.dumps({"facts": 1, "mac": outer["mac"]}),
+    ):  # fmt: skip
+        assert unseal(SECRET, forged) is None, forged
+    # A seal is no request signature, and a signature no seal (keys under their own label).
+    assert outer["mac"] != sign(SECRET, "0", outer["facts"].encode())[3:]
+
+
+@pytest.mark.parametrize(
+    ("facts", "valid"),
+    [
+        (FACTS | {"opened": True}, False), (FACTS | {"opened": "1"}, False),
+        (FACTS | {"user": 1}, False), ({k: v for k, v in FACTS.items() if k != "ts"}, False),
+        (FACTS | {"opened": 1}, True),
+    ],
+)  # fmt: skip
+def test_sealed_facts_have_their_shapes(facts: dict[str, Any], valid: bool) -> None:
+    body = json.dumps(facts, sort_keys=True, separators=(",", ":"))
+    from handoff.review.slackseal import _mac  # noqa: PLC0415 - sealing a malformed body
+
+    text = json.dumps({"facts": body, "mac": _mac(SECRET, body)})
+    assert (unseal(SECRET, text) is not None) == valid
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "shown"),
+    [
+        ("abc", 3, "abc"), ("abcd", 3, "ab\u2026"), ("\U0001f600" * 2, 4, "\U0001f600" * 2),
+        ("\U0001f600" * 3, 4, "\U0001f600\u2026"), ("a\U0001f600", 2, "a\u2026"),
+    ],
+)  # fmt: skip
+def test_clip_counts_utf16_units_and_never_cuts_an_emoji(text: str, limit: int, shown: str) -> None:
+    assert clip(text, limit) == shown
+    assert units(clip(text, limit)) <= limit
+
+
+@pytest.mark.parametrize("fill", ["\U0001f600", "\x1b", "&", " "])
+def test_the_longest_agent_text_stays_within_block_kit(fill: str) -> None:
+    spec = {"summary": fill * 1024, "reasoning": fill * 4096, "blastRadius": fill * 1024,
+            "target": fill * 1024, "rollback": {"description": fill * 1024}}  # fmt: skip
+    document = body()
+    document["spec"].update(spec)
+    package = build(document)
+    for bare in (False, True):
+        _text, blocks = message(package, "https://console.example/x", bare=bare)
+        assert block_kit_errors("chat.postMessage", {"blocks": blocks}) == []
+    view = modal(package, "Approve", seal(SECRET, FACTS))
+    assert block_kit_errors("views.open", {"view": view}) == []
+    assert plain("  \n ", 10)["text"] == "-"  # Slack refuses a blank text object
+
+
+def test_the_bare_message_carries_no_agent_text() -> None:
+    package = build(body())
+    _text, blocks = message(package, bare=True)
+    shown = json.dumps(blocks)
+    assert package.summary not in shown
+    assert package.reasoning not in shown
+    assert BARE in shown
+    assert [e["action_id"] for e in blocks[-1]["elements"]] == [APPROVE, DENY]

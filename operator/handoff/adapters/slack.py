@@ -18,7 +18,12 @@ MAX_BODY = 256 * 1024  # Slack's interactivity payloads are far smaller
 
 
 class SlackError(Exception):
-    """A Web API call failed; the message is Slack's error code or the transport's, no secrets."""
+    """A Web API call failed; the message is Slack's error code or the transport's, no secrets.
+    ``code`` is Slack's own error code when Slack answered (``invalid_blocks``, ...)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SignatureError(Exception):
@@ -77,8 +82,8 @@ class SlackApi:
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise SlackError(f"{method}: cannot reach Slack ({type(e).__name__})") from e
         if not isinstance(answer, dict) or not answer.get("ok"):
-            error = answer.get("error") if isinstance(answer, dict) else None
-            raise SlackError(f"{method}: {str(error or 'not ok')[:100]}")
+            error = str((answer.get("error") if isinstance(answer, dict) else None) or "not ok")
+            raise SlackError(f"{method}: {error[:100]}", error[:100])
         return answer
 
     async def post_message(self, channel: str, text: str, blocks: list[Any]) -> tuple[str, str]:

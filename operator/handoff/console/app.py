@@ -7,6 +7,7 @@ from aiohttp import web
 from handoff.adapters.kube import KubeApi
 from handoff.console import devlogin
 from handoff.console.pages import feed, reports, requests, signin, slack
+from handoff.console.slackidentity import Mapping as SlackMapping
 from handoff.console.web import COOKIE, HERE, Config, end_refused_sessions, security_headers
 
 __all__ = ["Config", "make_app"]
@@ -17,6 +18,10 @@ def make_app(config: Config, slack_bridge: slack.SlackBridge | None = None) -> w
     app["config"] = config
     app["slack"] = slack_bridge
     app["own_api"] = KubeApi(config.credentials)
+    if slack_bridge is not None:
+        app["slack_mapping"] = SlackMapping(
+            app["own_api"], slack_bridge.users_namespace, slack_bridge.users_configmap
+        )
     app["templates"] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every agent-written string is escaped unless a template says otherwise

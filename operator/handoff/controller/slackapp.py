@@ -18,6 +18,9 @@ from handoff.review.package import build
 from handoff.review.slackblocks import message
 
 log = logging.getLogger("handoff.operator")
+# Slack's answers when the blocks themselves are refused: sent again without the agent's text.
+REFUSED_BLOCKS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long",
+                            "invalid_arguments"})  # fmt: skip
 
 
 @dataclass
@@ -38,7 +41,15 @@ class SlackApp:
         text, blocks = message(package, link)
         key = f"slack:{target.name}"
         if event == PENDING and package.waiting and target.channel:
-            channel, ts = await self.api.post_message(target.channel, text, blocks)
+            try:
+                channel, ts = await self.api.post_message(target.channel, text, blocks)
+            except SlackError as e:
+                if e.code not in REFUSED_BLOCKS:
+                    raise
+                log.warning("Slack refused %s's message (%s): posted without the agent's text",
+                            meta["name"], e.code)  # fmt: skip
+                text, blocks = message(package, link, bare=True)
+                channel, ts = await self.api.post_message(target.channel, text, blocks)
             self._posted[(uid, target.name)] = f"{channel} {ts}"
             if self.outbox is not None:
                 await self.outbox.remember(namespace, uid, key, f"{channel} {ts}")
@@ -49,7 +60,12 @@ class SlackApp:
             if not where:
                 return  # never posted (it did not wait, or was filed before the target)
             channel, _, ts = where.partition(" ")
-            await self.api.update(channel, ts, text, blocks)
+            try:
+                await self.api.update(channel, ts, text, blocks)
+            except SlackError as e:
+                if e.code not in REFUSED_BLOCKS:
+                    raise
+                await self.api.update(channel, ts, *message(package, link, bare=True))
             self._posted.pop((uid, target.name), None)
 
     async def close(self) -> None:

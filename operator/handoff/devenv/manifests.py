@@ -131,9 +131,10 @@ SLACK_USERS = "handoff-slack-users"
 
 def slack_objects(users: list[str], groups: list[str]) -> list[dict[str, Any]]:
     """What the console's Slack bridge may do beyond checking tokens: read its user mapping (one
-    ConfigMap, by name) and impersonate exactly the mapped people and groups (resourceNames,
-    listed by the administrator; the chart takes them from values.slack.impersonate). Nothing
-    else: no ServiceAccounts, no system: groups, no other users."""
+    ConfigMap, by name), post Events about it in its namespace, and impersonate exactly the
+    mapped people and groups (resourceNames, listed by the administrator; the chart takes them
+    from values.slack.impersonate). Nothing else: no ServiceAccounts, no system: groups, no
+    other users."""
     subjects = [
         {"kind": "ServiceAccount", "name": CONSOLE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
     ]
@@ -153,7 +154,9 @@ def slack_objects(users: list[str], groups: list[str]) -> list[dict[str, Any]]:
                     "resources": ["configmaps"],
                     "verbs": ["get"],
                     "resourceNames": [SLACK_USERS],
-                }
+                },
+                # Events on the mapping: an entry it may not impersonate (SlackMappingUnusable).
+                _rule("", ["events"], ["create"]),
             ],
         },
         {

@@ -141,3 +141,9 @@ class Gateway(StrEnum):
     INVALID_SPEC = "InvalidSpec"  # a target or inverse that does not compile
     GOVERNED = "Governed"  # a policy rule names every tool's action
     UNGOVERNED_TOOLS = "UngovernedTools"  # some tools' actions fall to a defaultTier
+
+
+class Slack(StrEnum):
+    """The Slack bridge's words to administrators (Events on its mapping, log lines)."""
+
+    MAPPING_UNUSABLE = "SlackMappingUnusable"  # a mapped identity the console may not impersonate

@@ -102,8 +102,11 @@ class ReviewClient:
         comment: str = "",
         after_decision: bool = False,
         break_glass: bool = False,
+        once: bool = False,
     ) -> dict[str, Any]:
-        """Append one review through the status subresource; retry if the request changed."""
+        """Append one review through the status subresource; retry if the request changed.
+        ``once``: refuse when the reviewer's same decision is already there (a replayed or
+        repeated submission), checked on the resourceVersion the patch is guarded by."""
         entry: dict[str, Any] = {"reviewer": reviewer, "decision": decision}
         if break_glass:
             entry["breakGlass"] = True
@@ -124,6 +127,13 @@ class ReviewClient:
                 raise ReviewError(
                     f"{name} is not waiting for reviews (phase {status.get('phase', 'Pending')})"
                 )
+            if once and any(
+                isinstance(r, dict) and r.get("reviewer") == reviewer
+                and r.get("decision") == decision
+                for r in status.get("reviews") or []
+            ):  # fmt: skip
+                done = "approved" if decision == "Approve" else "denied"
+                raise ReviewError(f"{reviewer} already {done} {name}; nothing more was written.")
             ops = [
                 {
                     "op": "test",

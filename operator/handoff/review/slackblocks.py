@@ -7,9 +7,7 @@ message's fallback ``text`` carries no agent text at all (the headline and the r
 name), is escaped the way Slack asks (``&``, ``<``, ``>``) and is sent with ``mrkdwn: false``.
 """
 
-import json
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from handoff.domain.timefmt import format_time
@@ -20,12 +18,29 @@ ACK_BLOCK, COMMENT_BLOCK = "ack", "comment"
 _CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
+def units(text: str) -> int:
+    """Length in UTF-16 code units: the strictest way Slack may count (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-16 units, an ellipsis at the end when cut (never half an emoji)."""
+    if units(text) <= limit:
+        return text
+    kept, used = [], 1
+    for char in text:
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            break
+        kept.append(char)
+    return "".join(kept) + "\u2026"
+
+
 def plain(text: object, limit: int) -> dict[str, Any]:
     """A plain_text object: never rendered as markup; control characters as visible escapes."""
-    shown = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)) or "-"
-    if len(shown) > limit:
-        shown = shown[: limit - 1] + "\u2026"
-    return {"type": "plain_text", "text": shown, "emoji": False}
+    shown = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return {"type": "plain_text", "text": clip(shown, limit) if shown.strip() else "-",
+            "emoji": False}  # fmt: skip
 
 
 def escape(text: str) -> str:
@@ -38,13 +53,23 @@ def reference(package: Package) -> str:
     return f"{package.namespace}/{package.name}/{package.uid}"
 
 
-def _fields(package: Package) -> list[dict[str, Any]]:
+BARE = (
+    "The agent's text could not be shown in Slack; read it in the console or with"
+    " kubectl handoff show before deciding."
+)
+
+
+def _fields(package: Package, *, bare: bool = False) -> list[dict[str, Any]]:
+    """The package as section fields; ``bare``: only what the operator wrote (no agent text)."""
     deadline = format_time(package.deadline) if package.deadline else "-"
     rule = f"{package.policy} / {package.rule}" if package.rule else package.policy
-    pairs = [
+    agents = [
         ("What", package.summary), ("Why", package.reasoning),
         ("Blast radius", package.blast_radius), ("Rollback", package.rollback or "(none given)"),
         ("Action", f"{package.action} on {package.target}"), ("Agent", package.agent),
+    ]  # fmt: skip
+    pairs = [] if bare else agents
+    pairs += [
         ("Tier", f"{package.tier} ({package.oversight})"), ("Policy / rule", rule),
         ("Deadline", deadline), ("Request", f"{package.namespace}/{package.name}"),
     ]  # fmt: skip
@@ -59,17 +84,22 @@ def outcome(package: Package) -> str:
     return f"{how} by {by}" if by else how
 
 
-def message(package: Package, link: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+def message(
+    package: Package, link: str | None = None, *, bare: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
     """The notification's fallback text and blocks: with Approve/Deny while it waits; after the
-    decision, how and by whom, and no buttons."""
+    decision, how and by whom, and no buttons. ``bare``: without the agent's text, for when
+    Slack refused the full message (a request must never go unannounced for its text)."""
     if package.decided:
         headline = f"Decided: {outcome(package)}"
     else:
         headline = f"Tier {package.tier} request waits for review"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain(headline, 150)},
-        {"type": "section", "fields": _fields(package)[:10]},
+        {"type": "section", "fields": _fields(package, bare=bare)[:10]},
     ]
+    if bare:
+        blocks.append({"type": "section", "text": plain(BARE, 3000)})
     buttons: list[dict[str, Any]] = []
     if package.waiting:
         value = reference(package)
@@ -89,8 +119,9 @@ def message(package: Package, link: str | None = None) -> tuple[str, list[dict[s
     return text, blocks
 
 
-def modal(package: Package, decision: str, metadata: Mapping[str, str]) -> dict[str, Any]:
-    """Approve: the checklist as checkboxes and an optional comment. Deny: a required reason."""
+def modal(package: Package, decision: str, private_metadata: str) -> dict[str, Any]:
+    """Approve: the checklist as checkboxes and an optional comment. Deny: a required reason.
+    ``private_metadata`` (the sealed facts of review/slackseal.py) comes back with the answer."""
     approving = decision == "Approve"
     blocks: list[dict[str, Any]] = [{"type": "section", "fields": _fields(package)[:10]}]
     if approving and package.checklist:
@@ -112,7 +143,7 @@ def modal(package: Package, decision: str, metadata: Mapping[str, str]) -> dict[
     return {
         "type": "modal",
         "callback_id": APPROVE if approving else DENY,
-        "private_metadata": json.dumps(dict(metadata))[:3000],
+        "private_metadata": private_metadata,
         "title": plain("Approve request" if approving else "Deny request", 24),
         "submit": plain("Approve" if approving else "Deny", 24),
         "close": plain("Cancel", 24),

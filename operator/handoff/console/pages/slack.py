@@ -14,12 +14,12 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from handoff.adapters.kube import KubeError, NotFound
+from handoff.adapters.kube import KubeError
 from handoff.adapters.slack import (
     MAX_BODY,
     SignatureError,
@@ -29,6 +29,8 @@ from handoff.adapters.slack import (
     check_timestamp,
 )
 from handoff.console.pages.requests import may_decide
+from handoff.console.slackidentity import Mapping as UserMapping
+from handoff.console.slackidentity import Refused
 from handoff.console.web import config_of
 from handoff.review.checks import check_review, may_not_decide
 from handoff.review.client import ReviewClient, ReviewError, plain
@@ -36,13 +38,13 @@ from handoff.review.package import Package, build
 from handoff.review.slackblocks import ACK_BLOCK, APPROVE, COMMENT_BLOCK, DENY, message
 from handoff.review.slackblocks import modal as modal_view
 from handoff.review.slackblocks import plain as plain_text
-from handoff.review.slackusers import Identity, parse
+from handoff.review.slackseal import seal, unseal
+from handoff.review.slackusers import Identity
 
 log = logging.getLogger("handoff.console")
 DECISIONS = {APPROVE: "Approve", DENY: "Deny"}
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _UID = re.compile(r"^[0-9a-f-]{1,64}$")
-_OPENED_MAX = 10_000  # modals remembered (a LRU-ish cap, so forged clicks cannot grow it)
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,6 @@ class Click:
     uid: str
     channel: str
     ts: str
-
-
-class Refused(Exception):
-    """Said to the clicking person, ephemerally; nothing is written."""
 
 
 async def interactivity(request: web.Request) -> web.StreamResponse:
@@ -138,24 +136,9 @@ def _click(user: str, reference: str, channel: str, ts: str, namespaces: list[st
     return Click(user, namespace, name, uid, channel[:40], ts[:40])
 
 
-async def _identity(request: web.Request, bridge: SlackBridge, user: str) -> Identity:
-    own = request.app["own_api"]
-    path = f"/api/v1/namespaces/{bridge.users_namespace}/configmaps/{bridge.users_configmap}"
-    try:
-        data = (await own.get(path)).get("data") or {}
-    except NotFound:
-        data = {}
-    except KubeError as e:
-        log.warning("cannot read the Slack user mapping: %s", e)
-        raise Refused("Handoff cannot read its Slack user mapping right now; try again.") from e
-    mapping, _ = parse(data)
-    if user not in mapping:
-        raise Refused(
-            f"Your Slack account ({user or 'unknown'}) is not mapped to a Kubernetes user, so"
-            " Handoff cannot let the cluster judge your decision. Ask an administrator to add"
-            f" it to ConfigMap {bridge.users_configmap}."
-        )
-    return mapping[user]
+def _mapping(request: web.Request) -> UserMapping:
+    mapping: UserMapping = request.app["slack_mapping"]
+    return mapping
 
 
 async def _request(
@@ -173,11 +156,6 @@ async def _request(
     return client, package
 
 
-def _opened(request: web.Request) -> dict[tuple[str, str], datetime]:
-    opened: dict[tuple[str, str], datetime] = request.app.setdefault("slack_opened", {})
-    return opened
-
-
 async def _clicked(
     request: web.Request, bridge: SlackBridge, payload: dict[str, Any]
 ) -> web.StreamResponse:
@@ -190,7 +168,7 @@ async def _clicked(
     ts = _text(payload, "container", "message_ts") or _text(payload, "message", "ts")
     try:
         click = _click(user, _text(payload, "actions", 0, "value"), channel, ts, config.namespaces)
-        identity = await _identity(request, bridge, user)
+        identity = await _mapping(request).identity(user)
         client, package = await _request(request, identity, click)
         if package.decided:
             await _update(bridge, click, package)
@@ -201,13 +179,12 @@ async def _clicked(
             raise Refused(may_not_decide(identity.user, package.policy))
         if len(package.checklist) > 10:
             raise Refused("This checklist is longer than a Slack modal holds; use the console.")
-        opened = _opened(request)
-        if len(opened) >= _OPENED_MAX:
-            opened.pop(next(iter(opened)))
-        opened[(user, package.uid)] = config.clock()
-        metadata = {"ref": f"{click.namespace}/{click.name}/{click.uid}", "channel": click.channel,
-                    "ts": click.ts}  # fmt: skip
-        view = modal_view(package, DECISIONS[action], metadata)
+        # What the submission must match travels, sealed, in the modal itself (any replica
+        # checks it): the request, the person, the decision and when it opened.
+        facts = {"ref": f"{click.namespace}/{click.name}/{click.uid}", "channel": click.channel,
+                 "ts": click.ts, "user": user, "decision": DECISIONS[action],
+                 "opened": config.clock().timestamp()}  # fmt: skip
+        view = modal_view(package, DECISIONS[action], seal(bridge.signing_secret, facts))
         await bridge.api.open_view(_text(payload, "trigger_id", limit=200), view)
     except Refused as e:
         await _tell(bridge, channel, user, str(e))
@@ -226,33 +203,34 @@ async def _submitted(
     if decision is None:
         return web.Response(status=200)
     user = _text(payload, "user", "id", limit=40)
-    try:
-        metadata = json.loads(_text(view, "private_metadata") or "{}")
-    except ValueError:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        metadata = {}
-    channel, ts = _text(metadata, "channel"), _text(metadata, "ts")
+    facts = unseal(bridge.signing_secret, _text(view, "private_metadata"))
+    if facts is not None and (facts["user"] != user or facts["decision"] != decision):
+        facts = None
+    channel, ts = (facts["channel"], facts["ts"]) if facts else ("", "")
     values = _text_values(view)
     acknowledged, comment = values.get(ACK_BLOCK, []), "".join(values.get(COMMENT_BLOCK, []))
     block = ACK_BLOCK if decision == "Approve" and ACK_BLOCK in _blocks(view) else COMMENT_BLOCK
     try:
-        click = _click(user, _text(metadata, "ref"), channel, ts, config.namespaces)
-        identity = await _identity(request, bridge, user)
+        if facts is None:
+            raise Refused(
+                "This form is not one Handoff opened for you for this decision; open it again"
+                " from the message."
+            )
+        click = _click(user, facts["ref"], channel, ts, config.namespaces)
+        identity = await _mapping(request).identity(user)
         client, package = await _request(request, identity, click)
         if package.decided:
             raise Refused(f"{package.name} was already decided: {_decided(package)}.")
-        opened = _opened(request).get((user, package.uid))
+        opened = datetime.fromtimestamp(facts["opened"], UTC)
         check_review(package, decision, acknowledged, comment, opened=opened, now=config.clock())
         await client.review(
-            click.namespace, click.name, identity.user, decision,
+            click.namespace, click.name, identity.user, decision, once=True,
             acknowledged=acknowledged if decision == "Approve" else (), comment=comment.strip(),
         )  # fmt: skip
     except (Refused, ReviewError, KubeError) as e:
         said = plain(e) if isinstance(e, KubeError) else str(e)
         await _tell(bridge, channel, user, said)
         return web.json_response({"response_action": "errors", "errors": {block: said[:300]}})
-    _opened(request).pop((user, package.uid), None)
     verb = "approval" if decision == "Approve" else "denial"
     log.info(
         "%s (Slack %s) %s %s/%s", identity.user, user, decision.lower(), click.namespace, click.name
