@@ -245,4 +245,5 @@ def _override(
         escalate_after=lane.escalate_after,
         escalate_to=lane.escalate_to,
         min_review_seconds=lane.min_review_seconds,
+        stages=lane.stages,
     )
