@@ -102,8 +102,11 @@ class ReviewClient:
         comment: str = "",
         after_decision: bool = False,
         break_glass: bool = False,
+        stage: str | None = None,
     ) -> dict[str, Any]:
-        """Append one review through the status subresource; retry if the request changed."""
+        """Append one review through the status subresource; retry if the request changed. A
+        request with approval stages is reviewed at ``stage`` (the stage the person was shown;
+        None: the open one), which admission takes only while it is open."""
         entry: dict[str, Any] = {"reviewer": reviewer, "decision": decision}
         if break_glass:
             entry["breakGlass"] = True
@@ -124,6 +127,8 @@ class ReviewClient:
                 raise ReviewError(
                     f"{name} is not waiting for reviews (phase {status.get('phase', 'Pending')})"
                 )
+            if status.get("stages") and not after_decision:
+                entry["stage"] = stage or status.get("stage") or ""
             ops = [
                 {
                     "op": "test",

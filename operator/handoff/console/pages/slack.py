@@ -198,7 +198,7 @@ async def _clicked(
         if not package.waiting:
             raise Refused(f"{package.name} is not waiting for reviews (phase {package.phase}).")
         if not await may_decide(client, package):
-            raise Refused(may_not_decide(identity.user, package.policy))
+            raise Refused(may_not_decide(identity.user, package.policy, package.stage))
         if len(package.checklist) > 10:
             raise Refused("This checklist is longer than a Slack modal holds; use the console.")
         opened = _opened(request)
