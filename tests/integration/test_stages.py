@@ -232,6 +232,13 @@ def test_the_plugin_shows_the_stage_and_pending_lists_it_for_its_reviewers(
     assert "in stage finance (2 of 2), waits for 1 approval(s)" in shown
     assert "1. manager: approved by alice" in shown
     assert "2. finance: open: needs 1 more from bob, group:sre-approvers" in shown
+    assert "alice approved at stage manager" in shown
+    for who, answer in (("carol", "yes"), ("alice", "no"), ("bob", "yes")):
+        can = cluster.kubectl(
+            "auth", "can-i", "approve", "agentactionpolicies/payments:finance", "-n", namespace,
+            who=who, check=False,
+        )  # fmt: skip
+        assert can.stdout.strip() == answer, (who, can.stdout, can.stderr)
     approved = plugin("carol", "approve", refund, "--ack", "ledger")
     assert "Recorded carol's approval" in approved
     wait_for(cluster, namespace, refund, "phase", "Approved")

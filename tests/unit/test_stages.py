@@ -574,3 +574,54 @@ def test_stages_compile_with_their_own_settings() -> None:
         },
     )
     assert unnamed.tier4.stages[0].name == "stages[0]"
+
+
+def test_a_rule_may_declare_stages_of_its_own() -> None:
+    stages = [{"name": "manager", "reviewers": {"users": ["alice"]}},
+              {"name": "finance", "reviewers": {"groups": ["finance"]}}]  # fmt: skip
+    spec = {
+        "agents": {"serviceAccounts": [AGENT]},
+        "reviewers": {"users": ["alice"]},
+        "rules": [
+            {"name": "large", "actions": ["payments.refund"], "tier": 4,
+             "when": "parameters.amount >= 10000", "stages": stages},
+            {"name": "money", "actions": ["payments.*"], "tier": 4},
+        ],
+    }  # fmt: skip
+    policy = compile_policy(NS, "p", spec)  # type: ignore[arg-type]
+    assert policy.ready, policy.errors
+    large = decide([policy], request(parameters={"amount": 10000}), at(seconds=1))
+    assert large.patch is not None
+    assert large.patch["stage"] == "manager"
+    small = decide([policy], request(parameters={"amount": 9999}), at(seconds=1))
+    assert small.patch is not None
+    assert "stages" not in small.patch
+
+
+@pytest.mark.parametrize(
+    ("rule", "tier3", "error"),
+    [
+        pytest.param({"tier": 2}, {}, "rule 'r': stages are for tier 3 (HITL) and tier 4 rules",
+                     id="tier 2"),
+        pytest.param({"tier": 3}, {}, "rules with stages at tier 3 need a HITL tier 3 lane"
+                     " (tiers.tier3.oversight)", id="tier 3 HOTL"),
+        pytest.param({"tier": 4, "stages": [{"name": "a", "reviewers": {"users": ["y"]}}]}, {},
+                     "stage 'a' is in rule 'q' and rule 'r' with different reviewers",
+                     id="one name, other people"),
+    ],
+)  # fmt: skip
+def test_rules_with_broken_stages(rule: dict[str, Any], tier3: dict[str, Any], error: str) -> None:
+    stages = [{"name": "a", "reviewers": {"users": ["x"]}}]
+    spec = {
+        "agents": {"serviceAccounts": [AGENT]},
+        "tiers": {"tier3": tier3},
+        "rules": [
+            {"name": "q", "actions": ["x"], "tier": 4, "stages": stages},
+            {"name": "r", "actions": ["y"], "stages": stages, **rule},
+        ],
+    }
+    policy = compile_policy(NS, "p", spec)  # type: ignore[arg-type]
+    assert error in "; ".join(policy.errors)
+    ok = {**spec, "tiers": {"tier3": {"oversight": "HITL"}}}
+    ok["rules"] = [{"name": "r", "actions": ["y"], "tier": 3, "stages": stages}]
+    assert compile_policy(NS, "p", ok).ready  # type: ignore[arg-type]

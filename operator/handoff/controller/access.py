@@ -104,7 +104,8 @@ def stage_role_name(policy: str, stage: str) -> str:
 def stages_of(policy: CompiledPolicy) -> list[Stage]:
     """The policy's stages, once each by name (compile refuses one name for two sets of people)."""
     found: dict[str, Stage] = {}
-    for stage in (*policy.tier3.stages, *policy.tier4.stages):
+    rules = [stage for rule in policy.rules for stage in rule.stages or ()]
+    for stage in (*policy.tier3.stages, *policy.tier4.stages, *rules):
         found.setdefault(stage.name, stage)
     return list(found.values())
 

@@ -143,6 +143,7 @@ class Rule:
     decision_window: timedelta | None = None  # lane overrides for this rule's requests
     approvals: int | None = None
     checklist: tuple[ChecklistItem, ...] | None = None
+    stages: tuple[Stage, ...] | None = None  # its own approval stages (tier 3 HITL or 4)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,13 @@ def compile_policy(
         for index, raw in enumerate(spec.get("rules") or [])
         if (rule := _rule(raw, index, errors)) is not None
     )
-    _same_stage_reviewers(tier3, tier4, errors)
+    _same_stage_reviewers(
+        [("tier3", tier3.stages), ("tier4", tier4.stages)]
+        + [(f"rule {r.name!r}", r.stages or ()) for r in rules],
+        errors,
+    )
+    if tier3.oversight is not Oversight.HITL and any(r.stages for r in rules if r.tier == 3):
+        errors.append("rules with stages at tier 3 need a HITL tier 3 lane (tiers.tier3.oversight)")
     names = [rule.name for rule in rules]
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         errors.append(f"rule name {duplicate!r} is used more than once")
@@ -309,16 +316,19 @@ def _stages(raw: list[StageJSON] | None, where: str, errors: list[str]) -> tuple
     return tuple(stages)
 
 
-def _same_stage_reviewers(tier3: Lane, tier4: Lane, errors: list[str]) -> None:
+def _same_stage_reviewers(places: list[tuple[str, tuple[Stage, ...]]], errors: list[str]) -> None:
     """A stage's name is the right to approve it (the verb approve on
-    agentactionpolicies/<policy>:<stage>), so a name both lanes use must mean the same people."""
-    theirs = {stage.name: stage.reviewers for stage in tier4.stages}
-    for stage in tier3.stages:
-        if stage.name in theirs and theirs[stage.name] != stage.reviewers:
-            errors.append(
-                f"stage {stage.name!r} is in tier3 and tier4 with different reviewers: give it"
-                " the same reviewers in both, or another name"
-            )
+    agentactionpolicies/<policy>:<stage>), so a name used in two places must mean the same
+    people in both."""
+    seen: dict[str, tuple[str, Reviewers]] = {}
+    for where, stages in places:
+        for stage in stages:
+            first = seen.setdefault(stage.name, (where, stage.reviewers))
+            if first[1] != stage.reviewers:
+                errors.append(
+                    f"stage {stage.name!r} is in {first[0]} and {where} with different"
+                    " reviewers: give it the same reviewers in both, or another name"
+                )
 
 
 def _secret_key(ref: SecretKeyJSON | None) -> SecretKey | None:
@@ -359,6 +369,10 @@ def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
     if approvals is not None and approvals < 1:
         errors.append(f"{where}: approvals must be at least 1, not {approvals}")
         approvals = None
+    stages = _stages(raw.get("stages"), where, errors) if "stages" in raw else None
+    if stages and tier < 3:
+        errors.append(f"{where}: stages are for tier 3 (HITL) and tier 4 rules")
+        stages = None
     return Rule(
         name=name,
         tier=tier,
@@ -368,6 +382,7 @@ def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
         decision_window=_duration(raw.get("decisionWindow"), None, where, errors),
         approvals=approvals,
         checklist=_checklist(raw.get("checklist"), where, errors),
+        stages=stages,
     )
 
 

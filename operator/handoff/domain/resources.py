@@ -75,6 +75,7 @@ class RuleJSON(TypedDict, total=False):
     decisionWindow: str
     approvals: int
     checklist: list[ChecklistItemJSON]
+    stages: list[StageJSON]
 
 
 class PolicySpecJSON(TypedDict, total=False):

@@ -25,12 +25,15 @@ class ReviewView:
     acknowledged: tuple[str, ...]
     comment: str
     break_glass: bool = False
+    stage: str = ""  # a staged request's review: the stage it was for
 
     @property
     def verb(self) -> str:
         """What the reviewer did, as a past-tense phrase: ``approved``, ``denied``, ``asked to
         roll back`` (a Rollback is neither an approval nor a denial)."""
         done = VERBS.get(self.decision, f"reviewed ({self.decision})")
+        if self.stage:
+            done += f" at stage {self.stage}"
         return f"{done} under break-glass" if self.break_glass else done
 
 
@@ -210,6 +213,7 @@ def _review(raw: Mapping[str, Any]) -> ReviewView:
         acknowledged=tuple(visible(a) for a in raw.get("acknowledged") or ()),
         comment=visible(raw.get("comment", "")),
         break_glass=bool(raw.get("breakGlass")),
+        stage=visible(raw.get("stage", "")),
     )
 
 
