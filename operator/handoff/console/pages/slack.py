@@ -206,7 +206,7 @@ async def _clicked(
             opened.pop(next(iter(opened)))
         opened[(user, package.uid)] = config.clock()
         metadata = {"ref": f"{click.namespace}/{click.name}/{click.uid}", "channel": click.channel,
-                    "ts": click.ts}  # fmt: skip
+                    "ts": click.ts, "stage": package.stage}  # fmt: skip
         view = modal_view(package, DECISIONS[action], metadata)
         await bridge.api.open_view(_text(payload, "trigger_id", limit=200), view)
     except Refused as e:
@@ -247,6 +247,7 @@ async def _submitted(
         await client.review(
             click.namespace, click.name, identity.user, decision,
             acknowledged=acknowledged if decision == "Approve" else (), comment=comment.strip(),
+            stage=_text(metadata, "stage", limit=63) or None,  # the stage the modal showed
         )  # fmt: skip
     except (Refused, ReviewError, KubeError) as e:
         said = plain(e) if isinstance(e, KubeError) else str(e)
