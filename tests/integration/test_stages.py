@@ -217,7 +217,7 @@ def test_the_plugin_shows_the_stage_and_pending_lists_it_for_its_reviewers(
     def plugin(who: str, *args: str) -> str:
         return subprocess.run(
             [PLUGIN, "--kubeconfig", kubeconfig, "--context", who, *args],
-            capture_output=True, text=True, check=True, timeout=30,
+            capture_output=True, text=True, check=True, timeout=120,
         ).stdout  # fmt: skip
 
     assert refund in plugin("alice", "pending")
