@@ -84,6 +84,13 @@ def review(who: str, decision: str = "Approve", stage: str = "manager", **extra:
             ("alice: names no stage of this request ('')",), id="no stage named",
         ),
         pytest.param(
+            [review(REQUESTER), review("bob", stage="legal"), review("alice")], 1,
+            (("alice",), ()), None,
+            (f"{REQUESTER}: the requester cannot review its own request",
+             "bob: names no stage of this request ('legal')"),
+            id="what does not count does not stop the walk",
+        ),
+        pytest.param(
             [review("alice", ack=[])], 0, ((), ()), None,
             ("alice: did not acknowledge what (stage manager)",), id="checklist",
         ),
@@ -282,6 +289,7 @@ def test_a_stage_not_yet_opened_escalates_from_when_it_opens() -> None:
 def test_from_status_reads_the_defaults() -> None:
     assert from_status({}) == ()
     assert from_status({"stages": [{"name": "x"}]}) == (StageState("x", 1, ()),)
+    assert from_status({"stages": [{}]}) == (StageState("", 1, ()),)
 
 
 def test_snapshot_takes_the_lanes_checklist_and_escalation_unless_the_stage_has_its_own() -> None:
