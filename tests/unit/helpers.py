@@ -83,7 +83,11 @@ def transition_of(state: RequestState, step: Step) -> Transition:
         return Transition.DECIDED_AFTER_WAITING if waited else Transition.DECIDED
     if step.patch is None:
         return Transition.NONE
-    return Transition.STARTED_WAITING if "deadline" in step.patch else Transition.PROGRESSED
+    if "deadline" in step.patch:
+        return Transition.STARTED_WAITING
+    if "stage" in step.patch and step.patch["stage"] != state.status.get("stage"):
+        return Transition.STAGE_OPENED
+    return Transition.PROGRESSED
 
 
 def reviewed(state: RequestState, *reviews: dict[str, Any]) -> RequestState:

@@ -341,7 +341,7 @@ def test_a_body_of_unknown_length_is_refused_unread(fake_slack: FakeSlack) -> No
 
 
 FACTS = {"ref": "agents/refund-1/0a1b-2c", "channel": "C1", "ts": "1.2", "user": "U0ALICE",
-         "decision": "Approve", "opened": 1_700_000_000.5}  # fmt: skip
+         "decision": "Approve", "stage": "manager", "opened": 1_700_000_000.5}  # fmt: skip
 
 
 def test_a_sealed_modal_opens_only_as_sealed() -> None:
@@ -349,13 +349,14 @@ def test_a_sealed_modal_opens_only_as_sealed() -> None:
     assert unseal(SECRET, sealed) == FACTS
     assert len(sealed) < 3000  # Slack's private_metadata limit, with the longest names:
     longest = FACTS | {"ref": f"{'n' * 253}/{'r' * 253}/{'0' * 36}", "channel": "C" * 40,
-                       "ts": "9" * 40, "user": "U" * 40}  # fmt: skip
+                       "ts": "9" * 40, "user": "U" * 40, "stage": "s" * 63}  # fmt: skip
     assert len(seal(SECRET, longest)) < 3000
     outer = json.loads(sealed)
     inner = json.loads(outer["facts"])
     for forged in (
         seal("another-secret", FACTS),  # sealed by someone else
         seal(SECRET, FACTS).replace("U0ALICE", "U0BOB"),  # a fact edited
+        seal(SECRET, FACTS).replace("manager", "finance"),  # the stage shown, edited
         json.dumps({"facts": json.dumps(inner | {"opened": 0}), "mac": outer["mac"]}),
         json.dumps({"facts": outer["facts"]}), json.dumps(FACTS), "", "null", "[]", "{",
         json.dumps({"facts": outer["facts"], "mac": outer["mac"].upper()}),
@@ -371,7 +372,8 @@ def test_a_sealed_modal_opens_only_as_sealed() -> None:
     [
         (FACTS | {"opened": True}, False), (FACTS | {"opened": "1"}, False),
         (FACTS | {"user": 1}, False), ({k: v for k, v in FACTS.items() if k != "ts"}, False),
-        (FACTS | {"opened": 1}, True),
+        (FACTS | {"opened": 1}, True), (FACTS | {"stage": ""}, True),
+        (FACTS | {"stage": None}, False),
     ],
 )  # fmt: skip
 def test_sealed_facts_have_their_shapes(facts: dict[str, Any], valid: bool) -> None:

@@ -28,6 +28,7 @@ from handoff.domain.classify import RequestFacts
 from handoff.domain.classify import evaluate as evaluate_policy
 from handoff.domain.durations import parse_duration
 from handoff.domain.policy import compile_policy
+from handoff.domain.stages import approve_name
 from handoff.domain.timefmt import parse_time
 from handoff.policytools.checks import outcome
 from handoff.policytools.loading import evaluate as evaluate_sample
@@ -130,6 +131,7 @@ async def _run(args: argparse.Namespace, out: TextIO, ask: Callable[[str], str])
 async def _pending(client: ReviewClient, namespaces: list[str] | None, out: TextIO) -> int:
     now = datetime.now(UTC)
     waiting = [p for p in (build(b) for b in await client.requests(namespaces)) if p.waiting]
+    waiting = await for_open_stage(client, waiting)
     waiting.sort(key=lambda p: p.deadline or now)
     if not waiting:
         print(
@@ -145,6 +147,8 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
     for p in waiting:
         left = time_left(p.seconds_left(now))
         approvals = f"{p.approvals()}/{p.required_approvals}"
+        if p.stage:
+            approvals += f" {p.stage}"
         tier = f"{p.tier} {p.oversight}"
         rows.append((p.namespace, p.name, tier, safe(p.agent), approvals, left, p.summary))
     if namespaces is not None:
@@ -155,6 +159,21 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
     rows = rows[:1] + [(*row[:-1], summary_cell(row[-1], used, columns)) for row in rows[1:]]
     print_table(rows, out)
     return 0
+
+
+async def for_open_stage(client: ReviewClient, waiting: list[Package]) -> list[Package]:
+    """The requests without stages, and the staged ones whose open stage the caller may
+    review (the verb approve on POLICY:STAGE, asked once per policy and stage)."""
+    rights: dict[tuple[str, str, str], bool] = {}
+    kept = []
+    for p in waiting:
+        key = (p.namespace, p.policy, p.stage)
+        if p.stage and key not in rights:
+            name = approve_name(p.policy, p.stage)
+            rights[key] = await client.can("approve", "agentactionpolicies", p.namespace, name)
+        if not p.stage or rights[key]:
+            kept.append(p)
+    return kept
 
 
 async def _show_one(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -214,7 +233,7 @@ async def _decide(
             raise ReviewError("a Deny needs a reason")
     await client.review(
         args.namespace, args.name, user, decision, acknowledged=acknowledged, comment=comment,
-        break_glass=args.break_glass,
+        break_glass=args.break_glass, stage=package.stage or None,
     )  # fmt: skip
     verb = "approval" if decision == "Approve" else "denial"
     glass = " under break-glass" if args.break_glass else ""

@@ -42,7 +42,7 @@ def package_lines(p: Package, now: datetime, columns: int, change: Sequence[str]
         if p.oversight == "HOTL":
             state = f"runs when its hold ends unless a reviewer denies it: {left} (at {deadline})"
         else:
-            needs = f"waits for {p.required_approvals} approval(s)"
+            needs = _stage_words(p) + f"waits for {p.required_approvals} approval(s)"
             state = f"{needs}: {left} (until {deadline}), then Denied"
     else:
         state = f"phase {p.phase}"
@@ -75,6 +75,8 @@ def package_lines(p: Package, now: datetime, columns: int, change: Sequence[str]
         said = f': "{review.comment}"' if review.comment else ""
         label = "Reviews" if index == 0 else ""
         lines += _field(label, block(f"{review.reviewer} {review.verb}{acked}{said}", width))
+    for index, stage in enumerate(p.stages):
+        lines += _field("Stages" if index == 0 else "", block(f"{index + 1}. {stage.line}", width))
     if p.progress and not p.decided:
         lines += _field("Progress", block(p.progress, width))
     if p.checklist and not p.decided:
@@ -84,6 +86,12 @@ def package_lines(p: Package, now: datetime, columns: int, change: Sequence[str]
         said = f"{p.execution.get('outcome')}: {p.execution.get('message', '')}"
         lines += _field("Outcome", block(said, width))
     return lines
+
+
+def _stage_words(p: Package) -> str:
+    """``in stage finance (2 of 2), `` for a staged request; else nothing."""
+    index = next((i for i, s in enumerate(p.stages) if s.open), None)
+    return "" if index is None else f"in stage {p.stage} ({index + 1} of {len(p.stages)}), "
 
 
 def log_lines(at: datetime, text: str, columns: int) -> list[str]:

@@ -6,15 +6,20 @@ For the policy's reviewers: read requests, append reviews through the status sub
 the custom verb ``approve`` on this policy by name, which the admission policy checks on every
 review (as Kubernetes checks ``approve`` on signers for CSRs), and ``rollback``, which the
 console and the plugin check before undoing one of its actions.
+For each approval stage of its lanes: a Role and RoleBinding of their own, with the verb
+``approve`` on ``<policy>:<stage>`` only (``stage_objects``), so a stage's reviewers can review
+that stage and no other.
 """
 
 from typing import Any
 
 from handoff import API_VERSION
 from handoff.domain.breakglass import BreakGlass
-from handoff.domain.policy import CompiledPolicy
+from handoff.domain.policy import CompiledPolicy, Stage
+from handoff.domain.stages import approve_name
 
 RBAC = "rbac.authorization.k8s.io"
+READ = ["get", "list", "watch"]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "handoff"}
 
 
@@ -89,6 +94,46 @@ def access_objects(
             roleRef=_ref(reviewer_role_name(policy.name)), subjects=reviewers,
         ),
     ]  # fmt: skip
+
+
+def stage_role_name(policy: str, stage: str) -> str:
+    """A stage name has no dot and a policy name may: the first dot ends the stage's name."""
+    return f"handoff-stage-{stage}.{policy}"
+
+
+def stages_of(policy: CompiledPolicy) -> list[Stage]:
+    """The policy's stages, once each by name (compile refuses one name for two sets of people)."""
+    found: dict[str, Stage] = {}
+    rules = [stage for rule in policy.rules for stage in rule.stages or ()]
+    for stage in (*policy.tier3.stages, *policy.tier4.stages, *rules):
+        found.setdefault(stage.name, stage)
+    return list(found.values())
+
+
+def stage_objects(policy: CompiledPolicy, uid: str) -> list[dict[str, Any]]:
+    """A Role and RoleBinding per approval stage: read the requests, append reviews, and the verb
+    ``approve`` on ``<policy>:<stage>``, which admission checks for a review of that stage."""
+    owner = _owner(policy, uid)
+    documents: list[dict[str, Any]] = []
+    for stage in stages_of(policy):
+        name = stage_role_name(policy.name, stage.name)
+        rules = [
+            _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], READ),
+            _rule("handoff.dev", ["actionrequests/status"], ["get", "patch", "update"]),
+            _rule("handoff.dev", ["agentactionpolicies"], ["approve"],
+                  [approve_name(policy.name, stage.name)]),
+            _rule("", ["events"], READ),
+        ]  # fmt: skip
+        subjects = [
+            {"kind": "User", "apiGroup": RBAC, "name": n} for n in sorted(stage.reviewers.users)
+        ] + [{"kind": "Group", "apiGroup": RBAC, "name": n} for n in sorted(stage.reviewers.groups)]
+        labels = {"handoff.dev/stage": stage.name}
+        role = _object("Role", name, policy, owner, rules=rules)
+        binding = _object("RoleBinding", name, policy, owner, roleRef=_ref(name), subjects=subjects)
+        for document in (role, binding):
+            document["metadata"]["labels"] |= labels
+            documents.append(document)
+    return documents
 
 
 def _owner(policy: CompiledPolicy, uid: str) -> dict[str, Any]:

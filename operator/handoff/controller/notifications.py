@@ -83,13 +83,15 @@ class Notifier:
     ) -> None:
         meta = body["metadata"]
         namespace, uid = meta["namespace"], meta["uid"]
-        key = f"notify:{target.name}:{event}"
-        if (uid, target.name, event) in self._sent:
+        stage = (body.get("status") or {}).get("stage")
+        mark = f"{event}:{stage}" if stage else event  # a staged request's, once per stage
+        key = f"notify:{target.name}:{mark}"
+        if (uid, target.name, mark) in self._sent:
             return
         health = self.health.setdefault((namespace, policy.name, target.name), TargetHealth())
         try:
             if self.outbox is not None and await self.outbox.marked(namespace, uid, key):
-                self._sent.add((uid, target.name, event))
+                self._sent.add((uid, target.name, mark))
                 return
             if target.format == "SlackApp":
                 if self.slack_app is None:
@@ -98,7 +100,7 @@ class Notifier:
                     )
                 await self.slack_app.announce(target, body, event)
             else:
-                await self._post(namespace, uid, target, body, event)
+                await self._post(namespace, f"{uid}:{mark}", target, body, event)
         except (DeliveryError, KubeError, OutboxError, SlackError) as e:
             health.failed += 1
             health.last_error = f"{event} for {meta['name']}: {e}"[:1000]
@@ -107,7 +109,7 @@ class Notifier:
             log.warning("notification %s to %s failed: %s", event, target.name, e)
             self._changed(namespace, policy.name)
             return
-        self._sent.add((uid, target.name, event))
+        self._sent.add((uid, target.name, mark))
         first_success_after_failure = health.failed and not health.delivered
         health.delivered += 1
         self._count(namespace, policy.name, target.name, "delivered")
@@ -120,7 +122,12 @@ class Notifier:
                 log.warning("could not mark %s sent (it may be sent again): %s", key, e)
 
     async def _post(
-        self, namespace: str, uid: str, target: NotificationTarget, body: dict[str, Any], event: str
+        self,
+        namespace: str,
+        delivery: str,
+        target: NotificationTarget,
+        body: dict[str, Any],
+        event: str,
     ) -> None:
         url = target.url or await secret_value(self.api, namespace, target.url_secret)
         hmac_key = (
@@ -130,7 +137,7 @@ class Notifier:
         )
         document = package(body, event, self.console_url)
         payload = slack(document) if target.format == "Slack" else document
-        await self.sender.send(Delivery(url, payload, f"{uid}:{event}", hmac_key))
+        await self.sender.send(Delivery(url, payload, delivery, hmac_key))
 
     @staticmethod
     def _count(namespace: str, policy: str, target: str, result: str) -> None:

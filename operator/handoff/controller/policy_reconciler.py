@@ -24,6 +24,7 @@ from handoff.controller.executor_access import ExecutorAccess, ExecutorAccessErr
 from handoff.controller.policies import PolicyIndex, policy_status
 from handoff.controller.provisioning import Provisioner, ProvisionError, wait_for_access
 from handoff.controller.scheduler import DeadlineScheduler
+from handoff.controller.stage_access import remove_stage_access, sync_stage_access
 from handoff.domain.breakglass import BreakGlassError, parse_break_glass
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.reasons import Reason
@@ -112,6 +113,7 @@ class PolicyReconciler:
         ]
         for document in access_objects(policy, meta["uid"], secrets):
             await self.api.apply(document)
+        await sync_stage_access(self.api, policy, meta["uid"])
         come_back, glass = await self._break_glass(policy, body)
         await wait_for_access(self.api, policy)
         try:
@@ -218,6 +220,7 @@ class PolicyReconciler:
             for role in (agent_role_name(name), reviewer_role_name(name),
                          break_glass_role_name(name)):  # fmt: skip
                 await self.api.delete_if_present(resource_path(RBAC, "v1", kind, namespace, role))
+        await remove_stage_access(self.api, namespace, name)
         remaining = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
         try:
             await self._set_finalizers(body, remaining)

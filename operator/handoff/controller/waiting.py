@@ -56,8 +56,10 @@ class Waiting:
 
     def escalate(self, body: RequestJSON) -> None:
         """The escalation timer fired: announce a request still undecided again."""
-        if (body.get("status") or {}).get("decision"):
-            return
+        status = body.get("status") or {}
+        at = (status.get("escalation") or {}).get("at")
+        if status.get("decision") or not at or parse_time(at) > self.clock():
+            return  # decided, or its open stage escalates later or not at all
         meta = body["metadata"]
         log.info("%s/%s is still undecided: escalating", meta["namespace"], meta["name"])
         self.announce(body, ESCALATED)

@@ -43,9 +43,20 @@ def package(body: Mapping[str, Any], event: str, console_url: str | None) -> dic
         "requiredApprovals": status.get("requiredApprovals"),
         "checklist": [item.get("text") for item in status.get("checklist") or []],
         "escalateTo": (status.get("escalation") or {}).get("to") or [],
+        **_stage(status),
         "decision": status.get("decision"),
         "link": link,
     }
+
+
+def _stage(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A staged request's open stage and who reviews it: announcements go to them."""
+    stage = status.get("stage")
+    if not stage:
+        return {}
+    stages = status.get("stages") or ()
+    current: Mapping[str, Any] = next((s for s in stages if s.get("name") == stage), {})
+    return {"stage": stage, "stageReviewers": current.get("reviewers") or {}}
 
 
 def slack(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from handoff.domain.policy import (
     Lane,
     Reviewers,
     Rule,
+    Stage,
 )
 from handoff.domain.reasons import Mode, Oversight
 
@@ -216,7 +217,7 @@ def _verdict(
 ) -> Verdict:
     lane = policy.lane(tier)
     if rule is not None:
-        lane = _override(lane, rule.decision_window, rule.approvals, rule.checklist)
+        lane = _override(lane, rule.decision_window, rule.approvals, rule.checklist, rule.stages)
     return Verdict(
         policy=policy.name,
         mode=policy.mode,
@@ -235,6 +236,7 @@ def _override(
     window: timedelta | None,
     approvals: int | None,
     checklist: tuple[ChecklistItem, ...] | None,
+    stages: tuple[Stage, ...] | None = None,
 ) -> Lane:
     return Lane(
         oversight=lane.oversight,
@@ -245,4 +247,5 @@ def _override(
         escalate_after=lane.escalate_after,
         escalate_to=lane.escalate_to,
         min_review_seconds=lane.min_review_seconds,
+        stages=stages if stages is not None else lane.stages,
     )

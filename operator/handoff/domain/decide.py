@@ -43,6 +43,11 @@ from handoff.domain.reasons import (
 )
 from handoff.domain.resources import ConditionJSON
 from handoff.domain.reviews import fast_approvals, judgement, progress, reviews_of, tally
+from handoff.domain.stages import StageState, snapshot, walk
+from handoff.domain.stages import from_status as stages_of
+from handoff.domain.stages import judge as judge_stages
+from handoff.domain.stages import progress as stage_progress
+from handoff.domain.stages import status_json as stage_status
 from handoff.domain.timefmt import format_time
 
 # Imported from here by the controller, the policy tools and the SDK (they moved to model.py and
@@ -129,8 +134,16 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
         classified = ("True", waiting_reason, verdict.message)
     patch = base | _waiting_json(request, lane, waiting)
     # Reviews can be there already (the operator was down): judge them in the same write.
-    counted = tally(reviews_of(request), verdict.reviewers, lane.checklist, request.requester)
-    judged = judgement(waiting, counted, now)
+    if lane.stages and oversight is Oversight.HITL:
+        stages = snapshot(lane, request.created)
+        walked = walk(stages, reviews_of(request), request.requester)
+        patch |= stage_status(stages, walked, now, deadline)
+        judged = judge_stages(stages, walked, deadline, now)
+        if waiting_reason is Reason.AWAITING_REVIEW:
+            message = f"{verdict.message}; {stage_progress(stages, walked, deadline)}"
+    else:
+        counted = tally(reviews_of(request), verdict.reviewers, lane.checklist, request.requester)
+        judged = judgement(waiting, counted, now)
     if judged is not None:
         return _decided(request, judged, patch, classified)
     patch["conditions"] = _conditions(
@@ -208,6 +221,9 @@ def _invalid(request: RequestState, policy: CompiledPolicy) -> str | None:
 
 def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: datetime) -> Step:
     reviews = reviews_of(request)
+    stages = stages_of(request.status)
+    if stages:
+        return _judge_stages(waiting, stages, request, now)
     counted = tally(reviews, reviewers, waiting.checklist, request.requester)
     decision = judgement(waiting, counted, now)
     if decision is not None:
@@ -223,6 +239,30 @@ def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: d
         return Step(wake_at=waiting.deadline)
     patch = {"conditions": _conditions(request, now, (DECIDED, "False", waiting_reason, message))}
     return Step(patch, wake_at=waiting.deadline, transition=Transition.PROGRESSED)
+
+
+def _judge_stages(
+    waiting: Waiting, stages: tuple[StageState, ...], request: RequestState, now: datetime
+) -> Step:
+    """A staged request: the stages it carries decide it, or it moves on to the next stage
+    (a write, an Event and an announcement to that stage's reviewers), or it waits."""
+    reviews = reviews_of(request)
+    walked = walk(stages, reviews, request.requester)
+    shown = stage_status(stages, walked, now, waiting.deadline)
+    decision = judge_stages(stages, walked, waiting.deadline, now)
+    if decision is not None:
+        return _decided(request, decision, {k: shown[k] for k in ("stage", "stages")})
+    current = condition(request.status.get("conditions") or [], DECIDED)
+    message = stage_progress(stages, walked, waiting.deadline)
+    written = all(request.status.get(k) == v for k, v in shown.items())
+    if current and written and (current.get("message") == message or not reviews):
+        return Step(wake_at=waiting.deadline)  # as in _judge: nothing new to say
+    reason = str(current.get("reason")) if current else str(Reason.AWAITING_REVIEW)
+    patch = shown | {"conditions": _conditions(request, now, (DECIDED, "False", reason, message))}
+    if shown["stage"] == request.status.get("stage"):
+        return Step(patch, wake_at=waiting.deadline, transition=Transition.PROGRESSED)
+    event = Event("Normal", Reason.STAGE_OPENED, message)
+    return Step(patch, None, event, waiting.deadline, Transition.STAGE_OPENED)
 
 
 def _decided(

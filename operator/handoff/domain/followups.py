@@ -14,7 +14,7 @@ from handoff.domain.announce import DECIDED, PENDING
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import KUBERNETES, MCP, WEBHOOK
 from handoff.domain.model import Decision, Event, RequestState, Step
-from handoff.domain.reasons import Outcome, Phase, Reason
+from handoff.domain.reasons import Outcome, Phase, Reason, Transition
 from handoff.domain.rollback import requested_rollback
 
 
@@ -83,8 +83,8 @@ def followups(before: RequestState, step: Step, after: Mapping[str, Any]) -> lis
         effects.append(Do.STOP_WAITING)
     elif step.wake_at is not None:
         effects.append(Wait(step.wake_at, str(status.get("tier", ""))))
-        if step.started_waiting:
-            effects.append(Announce(PENDING))
+        if step.started_waiting or step.transition is Transition.STAGE_OPENED:
+            effects.append(Announce(PENDING))  # to the reviewers of the (newly) open stage
         if (status.get("escalation") or {}).get("at"):
             effects.append(Do.ARM_ESCALATION)
     # The agent's decision message first: it must not wait for an Event, a courtesy.

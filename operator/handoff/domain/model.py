@@ -24,6 +24,7 @@ class Review:
     acknowledged: frozenset[str] = frozenset()
     comment: str = ""
     break_glass: bool = False  # admitted on the policy's verb break-glass, not approve
+    stage: str = ""  # a staged request's: the stage it reviews (admission: the open one)
 
     @classmethod
     def from_json(cls, raw: ReviewJSON) -> "Review":
@@ -33,6 +34,7 @@ class Review:
             acknowledged=frozenset(raw.get("acknowledged") or ()),
             comment=str(raw.get("comment", "")),
             break_glass=raw.get("breakGlass") is True,
+            stage=str(raw.get("stage") or ""),
         )
 
 

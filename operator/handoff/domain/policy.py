@@ -20,6 +20,7 @@ from handoff.domain.resources import (
     PolicySpecJSON,
     RuleJSON,
     SecretKeyJSON,
+    StageJSON,
 )
 
 TIERS = (1, 2, 3, 4)
@@ -43,6 +44,32 @@ DEFAULT_CHECKLIST = (
 
 
 @dataclass(frozen=True)
+class Reviewers:
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.groups)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a staged HITL lane: its reviewers decide it, in order, after the stage before
+    it has its approvals. Its checklist is the lane's unless it names its own."""
+
+    name: str
+    reviewers: Reviewers
+    approvals: int = 1
+    checklist: tuple[ChecklistItem, ...] | None = None
+    escalate_after: timedelta | None = None  # from when the stage opens
+    escalate_to: tuple[str, ...] = ()
+
+
+#: The most stages a lane may declare (the CRD's bound too).
+MAX_STAGES = 5
+
+
+@dataclass(frozen=True)
 class Lane:
     """How a tier 3 or 4 request waits: the staging queue's settings."""
 
@@ -54,6 +81,7 @@ class Lane:
     escalate_after: timedelta | None = None  # still undecided by then: the Escalated notification
     escalate_to: tuple[str, ...] = ()
     min_review_seconds: int = 0  # the console holds Approve this long; faster approvals are counted
+    stages: tuple[Stage, ...] = ()  # HITL only: approved stage by stage, in order
 
 
 DEFAULT_TIER3 = Lane(
@@ -106,15 +134,6 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class Reviewers:
-    users: frozenset[str] = frozenset()
-    groups: frozenset[str] = frozenset()
-
-    def __bool__(self) -> bool:
-        return bool(self.users or self.groups)
-
-
-@dataclass(frozen=True)
 class Rule:
     name: str
     tier: int
@@ -124,6 +143,7 @@ class Rule:
     decision_window: timedelta | None = None  # lane overrides for this rule's requests
     approvals: int | None = None
     checklist: tuple[ChecklistItem, ...] | None = None
+    stages: tuple[Stage, ...] | None = None  # its own approval stages (tier 3 HITL or 4)
 
 
 @dataclass(frozen=True)
@@ -169,6 +189,13 @@ def compile_policy(
         for index, raw in enumerate(spec.get("rules") or [])
         if (rule := _rule(raw, index, errors)) is not None
     )
+    _same_stage_reviewers(
+        [("tier3", tier3.stages), ("tier4", tier4.stages)]
+        + [(f"rule {r.name!r}", r.stages or ()) for r in rules],
+        errors,
+    )
+    if tier3.oversight is not Oversight.HITL and any(r.stages for r in rules if r.tier == 3):
+        errors.append("rules with stages at tier 3 need a HITL tier 3 lane (tiers.tier3.oversight)")
     names = [rule.name for rule in rules]
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         errors.append(f"rule name {duplicate!r} is used more than once")
@@ -241,6 +268,10 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
         approvals = max(default.approvals, 1)
     checklist = _checklist(raw.get("checklist"), where, errors)
     escalate_after = _duration(raw.get("escalateAfter"), None, where, errors)
+    stages = _stages(raw.get("stages"), where, errors)
+    if stages and oversight is not Oversight.HITL:
+        errors.append(f"{where}.stages need a HITL lane: a HOTL hold has nobody to approve in turn")
+        stages = ()
     return Lane(
         oversight=oversight,
         decision_window=window or default.decision_window,
@@ -250,7 +281,54 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
         escalate_after=escalate_after,
         escalate_to=tuple(raw.get("escalateTo") or ()),
         min_review_seconds=int(raw.get("minReviewSeconds") or 0),
+        stages=stages,
     )
+
+
+def _stages(raw: list[StageJSON] | None, where: str, errors: list[str]) -> tuple[Stage, ...]:
+    stages: list[Stage] = []
+    for index, item in enumerate(raw or ()):
+        name = item.get("name") or f"stages[{index}]"
+        at = f"{where}.stages[{name}]"
+        reviewers = item.get("reviewers") or {}
+        people = Reviewers(
+            frozenset(reviewers.get("users") or ()), frozenset(reviewers.get("groups") or ())
+        )
+        if not people:
+            errors.append(f"{at} names no reviewers: nobody could approve it")
+        approvals = item.get("approvals", 1)
+        if approvals < 1:
+            errors.append(f"{at}.approvals must be at least 1, not {approvals}")
+            approvals = 1
+        stages.append(Stage(
+            name=name,
+            reviewers=people,
+            approvals=approvals,
+            checklist=_checklist(item.get("checklist"), at, errors),
+            escalate_after=_duration(item.get("escalateAfter"), None, at, errors),
+            escalate_to=tuple(item.get("escalateTo") or ()),
+        ))  # fmt: skip
+    names = [stage.name for stage in stages]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"{where}: stage name {duplicate!r} is used more than once")
+    if len(stages) > MAX_STAGES:
+        errors.append(f"{where}: at most {MAX_STAGES} stages, not {len(stages)}")
+    return tuple(stages)
+
+
+def _same_stage_reviewers(places: list[tuple[str, tuple[Stage, ...]]], errors: list[str]) -> None:
+    """A stage's name is the right to approve it (the verb approve on
+    agentactionpolicies/<policy>:<stage>), so a name used in two places must mean the same
+    people in both."""
+    seen: dict[str, tuple[str, Reviewers]] = {}
+    for where, stages in places:
+        for stage in stages:
+            first = seen.setdefault(stage.name, (where, stage.reviewers))
+            if first[1] != stage.reviewers:
+                errors.append(
+                    f"stage {stage.name!r} is in {first[0]} and {where} with different"
+                    " reviewers: give it the same reviewers in both, or another name"
+                )
 
 
 def _secret_key(ref: SecretKeyJSON | None) -> SecretKey | None:
@@ -291,6 +369,10 @@ def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
     if approvals is not None and approvals < 1:
         errors.append(f"{where}: approvals must be at least 1, not {approvals}")
         approvals = None
+    stages = _stages(raw.get("stages"), where, errors) if "stages" in raw else None
+    if stages and tier < 3:
+        errors.append(f"{where}: stages are for tier 3 (HITL) and tier 4 rules")
+        stages = None
     return Rule(
         name=name,
         tier=tier,
@@ -300,6 +382,7 @@ def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
         decision_window=_duration(raw.get("decisionWindow"), None, where, errors),
         approvals=approvals,
         checklist=_checklist(raw.get("checklist"), where, errors),
+        stages=stages,
     )
 
 

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     # Waiting (the Decided condition while status.decision is unset).
     AWAITING_REVIEW = "AwaitingReview"
     IN_VETO_WINDOW = "InVetoWindow"
+    STAGE_OPENED = "StageOpened"  # the Event when a staged request's next stage opens
 
     # The Classified condition.
     RULE_MATCHED = "RuleMatched"
@@ -64,6 +65,7 @@ class Transition(StrEnum):
     NONE = "None"  # nothing new: decided before, or still waiting as it was
     STARTED_WAITING = "StartedWaiting"  # classified now; waits for people until its deadline
     PROGRESSED = "Progressed"  # still waiting; the Decided condition says where reviews stand
+    STAGE_OPENED = "StageOpened"  # still waiting; its next approval stage opened just now
     DECIDED = "Decided"  # decided as it was classified: it never waited
     DECIDED_AFTER_WAITING = "DecidedAfterWaiting"  # it waited: a review or its deadline decided
 

@@ -25,6 +25,20 @@ class ChecklistItemJSON(TypedDict):
     text: str
 
 
+class ReviewersJSON(TypedDict, total=False):
+    users: list[str]
+    groups: list[str]
+
+
+class StageJSON(TypedDict, total=False):
+    name: str
+    reviewers: ReviewersJSON
+    approvals: int
+    checklist: list[ChecklistItemJSON]
+    escalateAfter: str
+    escalateTo: list[str]
+
+
 class LaneJSON(TypedDict, total=False):
     oversight: str
     holdFor: str
@@ -34,6 +48,7 @@ class LaneJSON(TypedDict, total=False):
     escalateAfter: str
     escalateTo: list[str]
     minReviewSeconds: int
+    stages: list[StageJSON]
 
 
 class SecretKeyJSON(TypedDict):
@@ -60,6 +75,7 @@ class RuleJSON(TypedDict, total=False):
     decisionWindow: str
     approvals: int
     checklist: list[ChecklistItemJSON]
+    stages: list[StageJSON]
 
 
 class PolicySpecJSON(TypedDict, total=False):
@@ -110,6 +126,7 @@ class ReviewJSON(TypedDict, total=False):
     acknowledged: list[str]
     comment: str
     breakGlass: bool
+    stage: str
 
 
 class ConditionJSON(TypedDict, total=False):

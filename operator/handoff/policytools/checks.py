@@ -51,7 +51,11 @@ def outcome(step: Step, policies: Sequence[CompiledPolicy]) -> Outcome:
     window = format_duration(parse_time(deadline) - CREATED) if deadline else "-"
     policy = next((p for p in policies if p.name == patch.get("policy")), None)
     reviewers = ""
-    if policy is not None and deadline:
+    approvals = int(patch.get("requiredApprovals") or 0)
+    if patch.get("stages"):  # staged: each stage's people, in order, and every approval it takes
+        reviewers = stage_reviewers(patch["stages"])
+        approvals = sum(int(stage.get("approvals") or 1) for stage in patch["stages"])
+    elif policy is not None and deadline:
         reviewers = ",".join(
             sorted(policy.reviewers.users) + [f"group:{g}" for g in sorted(policy.reviewers.groups)]
         )
@@ -62,10 +66,22 @@ def outcome(step: Step, policies: Sequence[CompiledPolicy]) -> Outcome:
         policy=str(patch.get("policy") or "-"),
         rule=patch.get("rule"),
         window=window,
-        approvals=int(patch.get("requiredApprovals") or 0),
+        approvals=approvals,
         reviewers=reviewers,
         reason=str(step.decision.reason if step.decision else (reasons[0] if reasons else "")),
     )
+
+
+def stage_reviewers(stages: Sequence[dict[str, Any]]) -> str:
+    """``manager(alice,bob) > finance(2 of group:finance)``: who approves each stage, in order."""
+    shown = []
+    for stage in stages:
+        people = stage.get("reviewers") or {}
+        groups = [f"group:{g}" for g in people.get("groups", [])]
+        who = ",".join([*people.get("users", []), *groups])
+        count = int(stage.get("approvals") or 1)
+        shown.append(f"{stage.get('name')}({f'{count} of ' if count > 1 else ''}{who})")
+    return " > ".join(shown)
 
 
 # -- test ------------------------------------------------------------------------------------
@@ -179,7 +195,9 @@ def _shadowed(policy: PolicyFile) -> list[Finding]:
 def _lanes(policy: PolicyFile, compiled: CompiledPolicy, min_window: timedelta) -> list[Finding]:
     findings = []
     tiers = {rule.tier for rule in compiled.rules} | {compiled.default_tier}
-    if tiers & {2, 3, 4} and not compiled.reviewers:
+    staged = {3} if compiled.tier3.stages else set()
+    staged |= {2, 4} if compiled.tier4.stages else set()  # tier 2 without rollback waits in tier 4
+    if tiers & ({2, 3, 4} - staged) and not compiled.reviewers:
         findings.append(
             Finding(
                 policy.path,
@@ -214,6 +232,17 @@ def _lanes(policy: PolicyFile, compiled: CompiledPolicy, min_window: timedelta) 
                 )
             )
     for index, rule in enumerate(compiled.rules):
+        stages = rule.stages if rule.stages is not None else compiled.lane(rule.tier).stages
+        if rule.tier >= 3 and stages and rule.approvals:
+            findings.append(
+                Finding(
+                    policy.path,
+                    policy.rule_lines.get(index, policy.line),
+                    "warning",
+                    f"rule {rule.name!r} sets approvals, but its requests go through stages,"
+                    " which count their own: the rule's approvals are not used",
+                )
+            )
         if rule.decision_window is not None and rule.decision_window < min_window:
             findings.append(
                 Finding(

@@ -30,8 +30,15 @@ def check_review(
         raise ReviewError("Say why you deny it: the agent and the audit trail need the reason.")
 
 
-def may_not_decide(user: str, policy: str) -> str:
-    """Why a person without the right to decide this policy's requests is refused."""
+def may_not_decide(user: str, policy: str, stage: str = "") -> str:
+    """Why a person without the right to decide this policy's requests (or the open stage of
+    a staged one) is refused."""
+    if stage:
+        return (
+            f"{user} may not review stage {stage} of requests of policy {policy}: that takes the"
+            f" verb approve on agentactionpolicies/{policy}:{stage}, which the policy grants to"
+            f" the reviewers of stage {stage}."
+        )
     return (
         f"{user} may not decide requests of policy {policy}: that takes the verb approve on"
         f" agentactionpolicies/{policy}, which the policy grants to its reviewers."

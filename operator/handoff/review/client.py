@@ -103,10 +103,13 @@ class ReviewClient:
         after_decision: bool = False,
         break_glass: bool = False,
         once: bool = False,
+        stage: str | None = None,
     ) -> dict[str, Any]:
         """Append one review through the status subresource; retry if the request changed.
         ``once``: refuse when the reviewer's same decision is already there (a replayed or
-        repeated submission), checked on the resourceVersion the patch is guarded by."""
+        repeated submission), checked on the resourceVersion the patch is guarded by. A
+        request with approval stages is reviewed at ``stage`` (the stage the person was shown;
+        None: the open one), which admission takes only while it is open."""
         entry: dict[str, Any] = {"reviewer": reviewer, "decision": decision}
         if break_glass:
             entry["breakGlass"] = True
@@ -134,6 +137,8 @@ class ReviewClient:
             ):  # fmt: skip
                 done = "approved" if decision == "Approve" else "denied"
                 raise ReviewError(f"{reviewer} already {done} {name}; nothing more was written.")
+            if status.get("stages") and not after_decision:
+                entry["stage"] = stage or status.get("stage") or ""
             ops = [
                 {
                     "op": "test",

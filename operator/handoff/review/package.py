@@ -25,13 +25,40 @@ class ReviewView:
     acknowledged: tuple[str, ...]
     comment: str
     break_glass: bool = False
+    stage: str = ""  # a staged request's review: the stage it was for
 
     @property
     def verb(self) -> str:
         """What the reviewer did, as a past-tense phrase: ``approved``, ``denied``, ``asked to
         roll back`` (a Rollback is neither an approval nor a denial)."""
         done = VERBS.get(self.decision, f"reviewed ({self.decision})")
+        if self.stage:
+            done += f" at stage {self.stage}"
         return f"{done} under break-glass" if self.break_glass else done
+
+
+@dataclass(frozen=True)
+class StageView:
+    """One approval stage of a staged request, as reviewers read it."""
+
+    name: str
+    approvals: int
+    reviewers: str  # "alice, group:finance"
+    approved_by: tuple[str, ...]
+    open: bool
+
+    @property
+    def line(self) -> str:
+        """One line: the stage, who approved it, and what it still needs."""
+        done = f"approved by {', '.join(self.approved_by)}" if self.approved_by else ""
+        if len(self.approved_by) >= self.approvals:
+            state = done
+        else:
+            needed = self.approvals - len(self.approved_by)
+            when = "open: " if self.open else "then: "
+            state = f"{when}needs {needed} more from {self.reviewers}"
+            state += f"; {done}" if done else ""
+        return f"{self.name}: {state}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,12 @@ class Package:
     execution: Mapping[str, Any] | None = None
     reversible: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    stage: str = ""  # the open approval stage ("" without stages)
+    stages: tuple[StageView, ...] = ()
+
+    @property
+    def open_stage(self) -> StageView | None:
+        return next((s for s in self.stages if s.name == self.stage), None)
 
     @property
     def decided(self) -> bool:
@@ -76,6 +109,9 @@ class Package:
         return not self.decided and self.deadline is not None
 
     def approvals(self) -> int:
+        """Approvals so far: of the open stage, for a staged request."""
+        if self.open_stage is not None:
+            return len(self.open_stage.approved_by)
         return sum(1 for r in self.reviews if r.decision == "Approve")
 
     def seconds_left(self, now: datetime) -> float | None:
@@ -123,7 +159,25 @@ def build(body: Mapping[str, Any]) -> Package:
         min_review_seconds=int(status.get("minReviewSeconds") or 0),
         execution=_shown(status.get("execution")),
         reversible=bool(spec.get("rollback")),
+        stage=visible(status.get("stage") or ""),
+        stages=_stages(status),
     )
+
+
+def _stages(status: Mapping[str, Any]) -> tuple[StageView, ...]:
+    views = []
+    for raw in status.get("stages") or ():
+        reviewers = raw.get("reviewers") or {}
+        groups = [f"group:{g}" for g in reviewers.get("groups") or ()]
+        who = [*(reviewers.get("users") or ()), *groups]
+        views.append(StageView(
+            name=visible(raw.get("name", "")),
+            approvals=int(raw.get("approvals") or 1),
+            reviewers=visible(", ".join(who)) or "nobody",
+            approved_by=tuple(visible(a) for a in raw.get("approvedBy") or ()),
+            open=raw.get("name") == status.get("stage") and not status.get("decision"),
+        ))  # fmt: skip
+    return tuple(views)
 
 
 def _shown(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -159,6 +213,7 @@ def _review(raw: Mapping[str, Any]) -> ReviewView:
         acknowledged=tuple(visible(a) for a in raw.get("acknowledged") or ()),
         comment=visible(raw.get("comment", "")),
         break_glass=bool(raw.get("breakGlass")),
+        stage=visible(raw.get("stage", "")),
     )
 
 

@@ -1,5 +1,5 @@
 """A modal's facts, sealed into its ``private_metadata``: which request, for whom, which decision,
-and when it opened. Pure.
+at which stage (none: "") and when it opened. Pure.
 
 Slack returns ``private_metadata`` unchanged with the submission, so the facts travel with the
 modal and any console replica can check them: nothing is kept in one process's memory. The seal
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 _LABEL = b"handoff-slack-modal-v1"
-_KEYS = ("ref", "channel", "ts", "user", "decision", "opened")
+_KEYS = ("ref", "channel", "ts", "user", "decision", "stage", "opened")
 
 
 def _mac(secret: str, facts: str) -> str:
@@ -25,7 +25,8 @@ def _mac(secret: str, facts: str) -> str:
 
 
 def seal(secret: str, facts: Mapping[str, Any]) -> str:
-    """``facts`` (ref, channel, ts, user, decision: strings; opened: Unix seconds) with a MAC."""
+    """``facts`` (ref, channel, ts, user, decision, stage: strings, stage "" for a request
+    without approval stages; opened: Unix seconds) with a MAC."""
     body = json.dumps({k: facts[k] for k in _KEYS}, sort_keys=True, separators=(",", ":"))
     return json.dumps({"facts": body, "mac": _mac(secret, body)}, separators=(",", ":"))
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handoff.adapters.kube import KubeError
 from handoff.console.web import check_form, config_of, page, require_session, visible_namespaces
+from handoff.domain.stages import approve_name
 from handoff.review.checks import check_review, may_not_decide
 from handoff.review.client import ReviewClient, ReviewError, plain
 from handoff.review.livediff import live_change
@@ -74,8 +75,10 @@ async def request_page(
 
 
 async def may_decide(client: ReviewClient, package: Package) -> bool:
+    """Whether the caller holds the right to decide the request (its open stage, if staged)."""
+    name = approve_name(package.policy, package.stage) if package.stage else package.policy
     try:
-        return await client.can("approve", "agentactionpolicies", package.namespace, package.policy)
+        return await client.can("approve", "agentactionpolicies", package.namespace, name)
     except KubeError:
         return False
 
@@ -106,7 +109,7 @@ async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
     try:
         package = build(await client.get(namespace, name))
         if package.waiting and not await may_decide(client, package):
-            refused = may_not_decide(session.user, package.policy)
+            refused = may_not_decide(session.user, package.policy, package.stage)
             return await request_page(request, error=refused, status=403)
         acknowledged = [str(a) for a in form.get("ack", [])] if decision == "Approve" else []
         now = config_of(request).clock()
@@ -118,9 +121,11 @@ async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
             opened=session.opened.get(package.uid),
             now=now,
         )
+        shown = str((form.get("stage") or [""])[0]) or None  # the stage the page showed
         await client.review(
-            namespace, name, session.user, decision, acknowledged=acknowledged, comment=comment
-        )
+            namespace, name, session.user, decision, acknowledged=acknowledged, comment=comment,
+            stage=shown,
+        )  # fmt: skip
     except ReviewError as e:
         return await request_page(request, error=str(e), status=409)
     except KubeError as e:

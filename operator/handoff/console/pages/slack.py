@@ -176,14 +176,14 @@ async def _clicked(
         if not package.waiting:
             raise Refused(f"{package.name} is not waiting for reviews (phase {package.phase}).")
         if not await may_decide(client, package):
-            raise Refused(may_not_decide(identity.user, package.policy))
+            raise Refused(may_not_decide(identity.user, package.policy, package.stage))
         if len(package.checklist) > 10:
             raise Refused("This checklist is longer than a Slack modal holds; use the console.")
         # What the submission must match travels, sealed, in the modal itself (any replica
-        # checks it): the request, the person, the decision and when it opened.
+        # checks it): the request, the person, the decision, the stage shown and when it opened.
         facts = {"ref": f"{click.namespace}/{click.name}/{click.uid}", "channel": click.channel,
                  "ts": click.ts, "user": user, "decision": DECISIONS[action],
-                 "opened": config.clock().timestamp()}  # fmt: skip
+                 "stage": package.stage or "", "opened": config.clock().timestamp()}  # fmt: skip
         view = modal_view(package, DECISIONS[action], seal(bridge.signing_secret, facts))
         await bridge.api.open_view(_text(payload, "trigger_id", limit=200), view)
     except Refused as e:
@@ -226,6 +226,7 @@ async def _submitted(
         await client.review(
             click.namespace, click.name, identity.user, decision, once=True,
             acknowledged=acknowledged if decision == "Approve" else (), comment=comment.strip(),
+            stage=facts["stage"] or None,  # the stage the modal showed
         )  # fmt: skip
     except (Refused, ReviewError, KubeError) as e:
         said = plain(e) if isinstance(e, KubeError) else str(e)
