@@ -64,6 +64,10 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # our Events are our own, one per transition
     settings.batching.batch_window = 0.01
+    # A worker per object lives this long after its last event (kopf's default is 5 s): a
+    # restart's listing of 10,000 requests otherwise keeps 10,000 idle workers and their last
+    # events in memory for 5 s. The echo of the operator's own write comes within it.
+    settings.queueing.idle_timeout = 1.0
     # Each reconnection of a watch also checks kopf's credentials: HANDOFF_WATCH_SECONDS.
     settings.watching.server_timeout = int(os.environ.get("HANDOFF_WATCH_SECONDS") or 300)
     settings.watching.client_timeout = settings.watching.server_timeout + 30
