@@ -9,7 +9,6 @@ the operator its child, or CAP_SYS_PTRACE).
 """
 
 import collections
-import itertools
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ import tracemalloc
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FRAMES = 12  # frames kept per traced allocation
+FRAMES = 8  # frames kept per traced allocation
 
 
 def operator_env(folder: Path) -> dict[str, str]:
@@ -74,6 +73,11 @@ class Profiler:
                 self._spy.kill()
             self._spy = None
 
+    def trace(self, pid: int) -> None:
+        """Start tracing allocations in ``pid`` (the snapshots compare against this moment)."""
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(1)
+
     def heap(self, pid: int, label: str) -> None:
         """A tracemalloc snapshot of ``pid``, renamed ``label``.heap."""
         written = self.folder / f"heap.{self._snapshots}"
@@ -93,10 +97,28 @@ def _ours(frame: str) -> bool:
     return "handoff" in frame or "kopf" in frame
 
 
+CATEGORIES = (  # the first that a sample's stack matches names it
+    ("Redis (outbox)", ("redis/",)),
+    ("API server calls (adapters/kube.py, aiohttp)", ("handoff/adapters/kube.py", "aiohttp/")),
+    ("domain (classify, decide, records)", ("handoff/domain/",)),
+    ("Handoff controller, the rest", ("handoff/controller/requests.py",)),
+    ("kopf around the handler (bodies, loggers, causes, queues)", ("kopf/",)),
+)
+
+
+def category(frames: list[str]) -> str:
+    joined = ";".join(frames)
+    for name, markers in CATEGORIES:
+        if any(marker in joined for marker in markers):
+            return name
+    return "other (the event loop, sockets, start-up)"
+
+
 def summarize_cpu(path: Path, top: int = 25) -> None:
-    """Share of samples by function: self (the frame running) and inclusive."""
+    """Share of samples by function: self (the frame running), inclusive, and by category."""
     selfs: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    kinds: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -106,14 +128,18 @@ def summarize_cpu(path: Path, top: int = 25) -> None:
         total += n
         frames = stack.split(";")
         selfs[frames[-1]] += n
+        kinds[category(frames)] += n
         for frame in set(frames):
             incl[_area(frame)] += n
     print(f"\n{path.name}: {total} samples")
+    print("  by category:")
+    for kind, n in kinds.most_common():
+        print(f"    {100 * n / total:5.1f}%  {kind}")
     print("  self:")
     for frame, n in selfs.most_common(top):
         print(f"    {100 * n / total:5.1f}%  {frame}")
-    print("  inclusive, by area:")
-    for area, n in incl.most_common(top):
+    print("  inclusive, by file (Handoff and kopf):")
+    for area, n in [(a, n) for a, n in incl.most_common() if _ours(a)][:top]:
         print(f"    {100 * n / total:5.1f}%  {area}")
 
 
@@ -126,12 +152,13 @@ def _area(frame: str) -> str:
     return frame
 
 
-def summarize_heap(before: Path, after: Path, count: int, top: int = 25) -> None:
-    """What grew between two snapshots, by file and line, per request (``count`` of them)."""
-    old = tracemalloc.Snapshot.load(str(before))
+def summarize_heap(before: Path | None, after: Path, count: int, top: int = 25) -> None:
+    """What grew between two snapshots (or since tracing began), by file and line, per request
+    (``count`` of them)."""
     new = tracemalloc.Snapshot.load(str(after))
+    old = tracemalloc.Snapshot.load(str(before)) if before else tracemalloc.Snapshot([], 8)
     grown = sum(stat.size_diff for stat in new.compare_to(old, "filename"))
-    print(f"\n{before.name} -> {after.name}: {grown / 1e6:.1f} MB traced growth, "
+    print(f"\n{before.name if before else 'start'} -> {after.name}: {grown / 1e6:.1f} MB traced growth, "
           f"{grown / count:.0f} B per request")  # fmt: skip
     print("  by file:")
     for stat in new.compare_to(old, "filename")[:top]:
@@ -159,9 +186,11 @@ def main() -> int:
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     for path in sorted(folder.glob("*.txt")):
         summarize_cpu(path)
-    heaps = sorted(folder.glob("*.heap"), key=lambda p: p.stat().st_mtime)
-    for before, after in itertools.pairwise(heaps):
-        summarize_heap(before, after, count)
+    idle, pending, rearmed = (folder / f"{n}.heap" for n in ("1-idle", "2-pending", "3-rearmed"))
+    if idle.exists() and pending.exists():
+        summarize_heap(idle, pending, count)
+    if rearmed.exists():  # traced from the restart on: what re-arming them left
+        summarize_heap(None, rearmed, count)
     return 0
 
 

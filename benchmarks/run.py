@@ -51,7 +51,7 @@ async def list_seconds(env: BenchEnvironment, namespace: str) -> float:
 
 
 async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
-    env = BenchEnvironment(FOLDER).start()
+    env = BenchEnvironment(Path(args.folder)).start()
     if args.operator_from:  # another operator's code, e.g. `git archive` of an earlier commit
         env.operator_env["PYTHONPATH"] = str(Path(args.operator_from).resolve())
     profiler = None
@@ -208,6 +208,11 @@ COLUMNS = [("figure", "figure"), ("handoff", "Handoff"), ("baseline", "baseline"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default=str(FOLDER / "results.json"))
+    parser.add_argument(
+        "--folder",
+        default=str(FOLDER),
+        help="where its control plane runs: another one runs a second bench beside",
+    )
     parser.add_argument(
         "--only",
         default=None,

@@ -97,6 +97,7 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
     assert env.operator is not None
     assert env.operator.process is not None
     if profiler is not None:
+        profiler.trace(env.operator.process.pid)
         profiler.heap(env.operator.process.pid, "1-idle")
         profiler.cpu(env.operator.process.pid, "scale-fill")
     # The long waits first; the short ones once those are in, so that their windows start
@@ -127,9 +128,12 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
     healthy = time.perf_counter() - restarted
     if profiler is not None:
         assert env.operator.process is not None
+        profiler.trace(env.operator.process.pid)
         profiler.cpu(env.operator.process.pid, "scale-rearm")
     rearm = await _wait_pending(env, total, 300)
     if profiler is not None:
+        profiler.stop()
+        await asyncio.to_thread(profiler.heap, env.operator.process.pid, "3-rearmed")
         profiler.cpu(env.operator.process.pid, "scale-expiry")
     rearm_total = None if rearm is None else round(healthy + rearm, 2)
     log(

@@ -1,5 +1,6 @@
 """Imported at start-up by an operator run with this folder on PYTHONPATH (``run.py --profile``):
-with HANDOFF_TRACEMALLOC set, allocations are traced and SIGUSR2 writes a snapshot to
+with HANDOFF_TRACEMALLOC set, SIGUSR1 starts tracing allocations (after start-up, which tracing
+would slow past its health check) and SIGUSR2 writes a snapshot to
 ``$HANDOFF_TRACEMALLOC_OUT.<n>``. Never part of the operator itself."""
 
 import itertools
@@ -8,11 +9,14 @@ import signal
 import tracemalloc
 
 if os.environ.get("HANDOFF_TRACEMALLOC"):
-    tracemalloc.start(int(os.environ["HANDOFF_TRACEMALLOC"]))
     _count = itertools.count()
+
+    def _start(_signum: int, _frame: object) -> None:
+        tracemalloc.start(int(os.environ["HANDOFF_TRACEMALLOC"]))
 
     def _dump(_signum: int, _frame: object) -> None:
         path = f"{os.environ['HANDOFF_TRACEMALLOC_OUT']}.{next(_count)}"
         tracemalloc.take_snapshot().dump(path)
 
+    signal.signal(signal.SIGUSR1, _start)
     signal.signal(signal.SIGUSR2, _dump)
