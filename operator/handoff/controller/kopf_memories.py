@@ -1,4 +1,4 @@
-"""kopf's per-object memory, kept for no object; and how many objects it holds at once.
+"""kopf's per-object memory, kept for no object; and how long it holds each object.
 
 kopf remembers every object it has seen (a ``ResourceMemory``: a copy of the memo, an error
 throttler, index and daemon records, about 1.3 KB) until the object is deleted: 130 MB for a
@@ -19,20 +19,18 @@ from typing import Any
 import kopf
 
 log = logging.getLogger("handoff.operator")
-WORKERS = 256  # kopf's per-object workers at once: well above the reconciler's 16 slots
 LIST_CHUNK = 500  # objects per page of a start's listing
 IDLE_SECONDS = 0.2  # a worker leaves this long after its object's last event
 
 
 def bound(settings: kopf.OperatorSettings) -> None:
-    """A start's listing is the operator's peak of memory: by default kopf fetches it whole and
-    starts a worker per object at once, each holding its object while it waits for one of the
-    reconciler's slots (100,000 decided requests: every one of them parsed and held at once).
-    Listed a page at a time, with at most WORKERS objects in hand, the watch waits instead.
-    A worker leaves IDLE_SECONDS after its object's last event: kopf's default, 5 s, held a
-    worker's place that long (with a limit of 64, only 13 new requests a second got through)."""
+    """A start's listing is the operator's peak of memory: by default kopf fetches it whole, and
+    each object's worker stays 5 s after its last event, holding its place and its last event.
+    Listed a page at a time, with workers that leave IDLE_SECONDS after their object's last
+    event, a history of decided requests left about 7 KB per request in the resident set
+    instead of 15 KB (docs/performance.md). kopf's ``worker_limit`` was tried and left out: a
+    worker over the limit waits in kopf's queue with its event, so it bounds no memory."""
     settings.watching.chunk_size = LIST_CHUNK
-    settings.queueing.worker_limit = WORKERS
     settings.queueing.idle_timeout = IDLE_SECONDS
 
 
