@@ -29,7 +29,7 @@ from handoff.adapters.kube import KubeApi, KubeError, resource_path
 
 NS = "bench-history"
 AGENT = "history-agent"
-COUNT = 20_000
+COUNT = 10_000
 CLIENTS = 32
 POLICY = {
     "agents": {"serviceAccounts": [AGENT]},
