@@ -137,7 +137,8 @@ smoke: venv controlplane
 # Benchmarks print a table and compare with a baseline measured in the same run. Never in `make test`.
 # They run their own control plane in .handoff/bench; OPA is built from its Go module for the
 # classification baseline (benchmarks/opa), like the control plane, once per OPA version.
-OPA_VERSION := $(shell awk '$$1 == "github.com/open-policy-agent/opa" {print $$2}' benchmarks/opa/go.mod)
+# go.mod names OPA on a one-line `require` (field 2 is the module) or inside `require ( ... )`.
+OPA_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/open-policy-agent/opa" {print $$3} $$1 == "github.com/open-policy-agent/opa" {print $$2}' benchmarks/opa/go.mod)
 OPA_STAMP := $(BIN)/.opa-classify-$(OPA_VERSION)
 
 bench: venv controlplane $(VENV)/.bench-installed $(OPA_STAMP)

@@ -29,6 +29,7 @@ class BenchEnvironment:
         self.redis: RedisServer | None = None
         self.operator: OperatorProcess | None = None
         self.namespaces: list[str] = []
+        self.operator_env: dict[str, str] = {}  # e.g. profiler.operator_env
 
     def start(self) -> "BenchEnvironment":
         if (self.folder / "controlplane").exists():  # a run that was interrupted: stop it first
@@ -53,6 +54,7 @@ class BenchEnvironment:
             self.cluster, self.folder / "operator", redis_url=self.redis.url
         )
         self.operator.extra_args = [f"--namespace={ns}" for ns in namespaces]
+        self.operator.extra_env = dict(self.operator_env)
         return self.operator.start()
 
     def stop(self) -> None:

@@ -23,6 +23,7 @@ from environment import BenchEnvironment, metric_sum, operator_rss_mb
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeError, resource_path
 from handoff.domain.timefmt import parse_time
+from profiler import Profiler
 
 NS = "bench-scale"
 AGENT = "scale-agent"
@@ -42,8 +43,8 @@ def policy() -> dict[str, Any]:
             "reviewers": {"users": ["alice"]}, "rules": rules}  # fmt: skip
 
 
-def _request(i: int) -> dict[str, Any]:
-    short = i >= TOTAL - SHORT
+def _request(i: int, total: int = TOTAL, short_count: int = SHORT) -> dict[str, Any]:
+    short = i >= total - short_count
     action = f"bench.expire.{i % SHORT_RULES}" if short else "bench.hold"
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ActionRequest",
             "metadata": {"generateName": "s-", "namespace": NS},
@@ -69,11 +70,17 @@ async def _wait_pending(env: BenchEnvironment, count: int, limit: float) -> floa
     while time.perf_counter() - started < limit:
         if await asyncio.to_thread(_pending, env) >= count:
             return time.perf_counter() - started
-        await asyncio.sleep(0.25)
+        # Each scrape costs the operator CPU (the re-arm profile: prometheus_client's
+        # generate_latest was 12% of its samples at 4 scrapes a second): twice a second.
+        await asyncio.sleep(0.5)
     return None
 
 
-async def measure(env: BenchEnvironment, log: Callable[[str], None] = print) -> dict[str, Any]:
+async def measure(  # noqa: PLR0915 - the run's steps, in order
+    env: BenchEnvironment, log: Callable[[str], None] = print, *, total: int = TOTAL,
+    short: int = SHORT, profiler: Profiler | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``total`` and ``short`` are smaller while iterating (``run.py --pending``)."""
     agent = env.api(f"{NS}/{AGENT}")
     path = resource_path(GROUP, VERSION, REQUESTS, NS)
     errors = 0
@@ -83,16 +90,22 @@ async def measure(env: BenchEnvironment, log: Callable[[str], None] = print) -> 
         for i in queue:
             for _ in range(5):
                 try:
-                    await agent.create(path, _request(i))
+                    await agent.create(path, _request(i, total, short))
                     break
                 except KubeError:
                     errors += 1
                     await asyncio.sleep(0.5)
 
+    assert env.operator is not None
+    assert env.operator.process is not None
+    if profiler is not None:
+        profiler.trace(env.operator.process.pid)
+        profiler.heap(env.operator.process.pid, "1-idle")
+        profiler.cpu(env.operator.process.pid, "scale-fill")
     # The long waits first; the short ones once those are in, so that their windows start
     # from a settled operator whatever this machine's speed.
     started = time.perf_counter()
-    for first, last in ((0, TOTAL - SHORT), (TOTAL - SHORT, TOTAL)):
+    for first, last in ((0, total - short), (total - short, total)):
         queue = iter(range(first, last))
         await asyncio.gather(*(client(queue) for _ in range(CLIENTS)))
         filed = time.perf_counter() - started
@@ -105,6 +118,9 @@ async def measure(env: BenchEnvironment, log: Callable[[str], None] = print) -> 
     assert env.operator is not None
     await asyncio.sleep(2)
     rss = operator_rss_mb(env.operator)
+    if profiler is not None:
+        profiler.stop()
+        await asyncio.to_thread(profiler.heap, env.operator.process.pid, "2-pending")
 
     watch = _ExpiryWatch(env)
     await watch.start()
@@ -112,20 +128,30 @@ async def measure(env: BenchEnvironment, log: Callable[[str], None] = print) -> 
     restarted = time.perf_counter()
     await asyncio.to_thread(env.operator.start)
     healthy = time.perf_counter() - restarted
-    rearm = await _wait_pending(env, TOTAL, 300)
+    if profiler is not None:
+        assert env.operator.process is not None
+        profiler.trace(env.operator.process.pid)
+        profiler.cpu(env.operator.process.pid, "scale-rearm")
+    rearm = await _wait_pending(env, total, 300)
+    if profiler is not None:
+        profiler.stop()
+        await asyncio.to_thread(profiler.heap, env.operator.process.pid, "3-rearmed")
+        profiler.cpu(env.operator.process.pid, "scale-expiry")
     rearm_total = None if rearm is None else round(healthy + rearm, 2)
     log(
-        f"  re-armed {TOTAL} deadlines {rearm_total}s after the restart (healthy after {healthy:.1f}s)"
+        f"  re-armed {total} deadlines {rearm_total}s after the restart (healthy after {healthy:.1f}s)"
     )
     rss_after = operator_rss_mb(env.operator)
-    await until(lambda: len(watch.late) >= SHORT, SHORT_WINDOW + SPREAD * SHORT_RULES + 60)
+    await until(lambda: len(watch.late) >= short, SHORT_WINDOW + SPREAD * SHORT_RULES + 60)
     await watch.stop()
+    if profiler is not None:
+        profiler.stop()
     late = stats(list(watch.late.values()), 1000)
     log(
-        f"  {len(watch.late)} of {SHORT} expired; late by median {late['median']} ms, p99 {late['p99']} ms"
+        f"  {len(watch.late)} of {short} expired; late by median {late['median']} ms, p99 {late['p99']} ms"
     )
     return {
-        "pending": TOTAL,
+        "pending": total,
         "fill_seconds": round(fill, 1),
         "all_armed_before_restart": armed is not None,
         "rss_mb": round(rss, 1),
@@ -133,7 +159,7 @@ async def measure(env: BenchEnvironment, log: Callable[[str], None] = print) -> 
         "rearm_seconds": rearm_total,
         "operator_healthy_seconds": round(healthy, 2),
         "expired": len(watch.late),
-        "expiries_expected": SHORT,
+        "expiries_expected": short,
         "lateness_ms": late,
         "early": sum(1 for v in watch.late.values() if v < 0),
     }

@@ -50,6 +50,10 @@ class Outbox(Protocol):
 
     async def mark(self, namespace: str, uid: str, key: str) -> None: ...
 
+    async def present(self, namespace: str, uid: str, keys: list[str]) -> set[str]:
+        """Which of ``keys`` (dedup fields and marks) this request has: one round trip."""
+        ...
+
     async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
         """Keep a small value beside the marks (a Slack message's channel and ts), as long."""
         ...
@@ -103,6 +107,13 @@ class RedisOutbox:
             await self._client.hset(dedup_key(namespace, uid), key, "1")
             await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
 
+    async def present(self, namespace: str, uid: str, keys: list[str]) -> set[str]:
+        if not keys:
+            return set()
+        with _redis_errors():
+            values = await self._client.hmget(dedup_key(namespace, uid), keys)
+        return {key for key, value in zip(keys, values, strict=True) if value is not None}
+
     async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
         with _redis_errors():
             await self._client.hset(dedup_key(namespace, uid), key, value)
@@ -150,6 +161,11 @@ class MemoryOutbox:
 
     async def mark(self, namespace: str, uid: str, key: str) -> None:
         self.seen.add((namespace, uid, key))
+
+    async def present(self, namespace: str, uid: str, keys: list[str]) -> set[str]:
+        if self.down:
+            raise OutboxError("Redis: ConnectionError")
+        return {key for key in keys if (namespace, uid, key) in self.seen}
 
     async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
         self.values[(namespace, uid, key)] = value

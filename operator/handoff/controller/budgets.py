@@ -19,11 +19,14 @@ SPENDING = (Reason.AUTO_APPROVED, Reason.LOGGED)  # the decisions that spend fro
 class Budgets:
     policies: PolicyIndex
     clock: Callable[[], datetime]
-    # When each auto-approval happened, by (namespace, policy, budget, agent).
-    _hits: defaultdict[tuple[str, str, str, str], deque[datetime]] = field(
+    # When each auto-approval happened, and which request it was, by (namespace, policy, budget,
+    # agent). Only the budget's window is kept: a decided request leaves when its hit does.
+    _hits: defaultdict[tuple[str, str, str, str], deque[tuple[datetime, str]]] = field(
         default_factory=lambda: defaultdict(deque)
     )
-    _counted: set[str] = field(default_factory=set)  # uids already spent
+    _counted: defaultdict[tuple[str, str, str, str], set[str]] = field(
+        default_factory=lambda: defaultdict(set)
+    )  # the uids in _hits, per key
 
     def usage(self, namespace: str, agent: str) -> dict[tuple[str, str], int]:
         """(policy, budget) -> auto-approvals within the budget's window, up to now."""
@@ -31,33 +34,38 @@ class Budgets:
         usage: dict[tuple[str, str], int] = {}
         for policy in self.policies.in_namespace(namespace):
             for budget in policy.budgets:
-                hits = self._hits[(namespace, policy.name, budget.name, agent)]
-                while hits and hits[0] <= now - budget.per:
-                    hits.popleft()
-                usage[(policy.name, budget.name)] = len(hits)
+                key = (namespace, policy.name, budget.name, agent)
+                self._expire(key, now - budget.per)
+                usage[(policy.name, budget.name)] = len(self._hits[key])
         return usage
 
     def spend(self, body: RequestJSON) -> None:
-        """An auto-approval spends from every budget of its policy that covers its action."""
+        """An auto-approval spends from every budget of its policy that covers its action, once,
+        while it is within the budget's window."""
         status = body.get("status") or {}
         decision = status.get("decision") or {}
-        uid = body["metadata"]["uid"]
-        if decision.get("reason") not in SPENDING or uid in self._counted:
+        if decision.get("reason") not in SPENDING:
             return
-        self._counted.add(uid)
-        namespace = body["metadata"]["namespace"]
+        namespace, uid = body["metadata"]["namespace"], body["metadata"]["uid"]
         agent, action = body["spec"]["agent"], body["spec"]["action"]
-        at = parse_time(decision["at"])
         policy = self.policies.named(namespace, status.get("policy"))
         if policy is None:
             return
+        at, now = parse_time(decision["at"]), self.clock()
         for budget in policy.budgets:
-            if budget.covers(action):
-                key = (namespace, policy.name, budget.name, agent)
-                hits = self._hits[key]
-                hits.append(at)
-                if len(hits) > 1 and hits[-2] > at:  # arrived out of order (a restart's listing)
-                    self._hits[key] = deque(sorted(hits))
+            key = (namespace, policy.name, budget.name, agent)
+            if not budget.covers(action) or at <= now - budget.per or uid in self._counted[key]:
+                continue
+            self._counted[key].add(uid)
+            hits = self._hits[key]
+            hits.append((at, uid))
+            if len(hits) > 1 and hits[-2][0] > at:  # arrived out of order (a restart's listing)
+                self._hits[key] = deque(sorted(hits))
+
+    def _expire(self, key: tuple[str, str, str, str], before: datetime) -> None:
+        hits = self._hits[key]
+        while hits and hits[0][0] <= before:
+            self._counted[key].discard(hits.popleft()[1])
 
     def forget(self, uid: str) -> None:
-        self._counted.discard(uid)
+        """A deleted request: its hit stays until the window passes (it was spent)."""

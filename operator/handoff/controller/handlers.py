@@ -25,6 +25,7 @@ from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.slack import API as SLACK_API
 from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
+from handoff.controller import kopf_memories
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.operator import Operator, build, provisioners, utcnow
@@ -64,6 +65,7 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # our Events are our own, one per transition
     settings.batching.batch_window = 0.01
+    kopf_memories.bound(settings)  # what kopf holds per object at once: see there
     # Each reconnection of a watch also checks kopf's credentials: HANDOFF_WATCH_SECONDS.
     settings.watching.server_timeout = int(os.environ.get("HANDOFF_WATCH_SECONDS") or 300)
     settings.watching.client_timeout = settings.watching.server_timeout + 30

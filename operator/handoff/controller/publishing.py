@@ -47,16 +47,19 @@ class Publisher:
     reports: ReportWriter
     scheduler: DeadlineScheduler
     owns: Callable[[str], bool]  # this shard's namespaces
-    _published: dict[str, set[str]] = field(default_factory=dict)  # uid -> dedup keys out
+    _published: dict[str, set[str]] = field(default_factory=dict)  # uid -> keys out: _keep
 
     async def publish(self, body: RequestJSON) -> bool:
         """Publish what the status implies and was not published yet: to Redis when configured,
         and always as a JSON line on the audit log. True when all of it is out; else a retry is
         armed."""
         meta = body["metadata"]
-        done = self._published.setdefault(meta["uid"], set())
+        done = self._published.get(meta["uid"])
         try:
-            for record in records(body, AUDIT_STREAM, format_time(self.clock())):
+            found = records(body, AUDIT_STREAM, format_time(self.clock()))
+            if done is None:
+                done = await self._already_out(body, found)
+            for record in found:
                 if record.dedup in done:
                     continue
                 fresh = True
@@ -73,8 +76,36 @@ class Publisher:
             metrics.PUBLISH_ERRORS.inc()
             log.warning("publishing %s/%s: %s; retrying", meta["namespace"], meta["name"], e)
             self.scheduler.retry_soon(meta["namespace"], meta["name"])
+            if done is not None:
+                self._published[meta["uid"]] = done
             return False
+        self._keep(body, done)
         return True
+
+    async def _already_out(self, body: RequestJSON, found: list[Record]) -> set[str]:
+        """The first pass over a request in this process (after a start, or a decided request,
+        whose marks are not kept): what Redis already holds, asked in one round trip rather
+        than two per record."""
+        if self.outbox is None or not found:
+            return set()
+        meta = body["metadata"]
+        audit = [record for record in found if record.stream == AUDIT_STREAM]
+        if audit:  # its report is rewritten from what this life of the operator noted
+            self.reports.stale(meta["namespace"], str(body["spec"].get("agent", "")))
+        keys = [record.dedup for record in found] + [LOGGED + record.dedup for record in audit]
+        have = await self.outbox.present(meta["namespace"], meta["uid"], keys)
+        return {record.dedup for record in found if record.dedup in have
+                and (record.stream != AUDIT_STREAM or LOGGED + record.dedup in have)}  # fmt: skip
+
+    def _keep(self, body: RequestJSON, done: set[str]) -> None:
+        """What is out is remembered while a request waits; with Redis a decided request keeps
+        nothing here (its next pass, if any, asks Redis once), so a history of decided requests
+        costs no memory."""
+        uid = body["metadata"]["uid"]
+        if self.outbox is not None and (body.get("status") or {}).get("decision"):
+            self._published.pop(uid, None)
+        else:
+            self._published[uid] = done
 
     async def _log(self, body: RequestJSON, record: Record, fresh: bool) -> None:
         meta = body["metadata"]

@@ -65,8 +65,9 @@ class Requests:
         self.events, self.publisher, self.reports = events, publisher, reports
         self.budgets, self.waiting, self.rollbacks = budgets, waiting, rollbacks
         self.execution, self.retention = execution, retention
-        # The resourceVersion each request was last fully handled at: the watch echo of the
-        # operator's own status write carries it, and needs no second pass.
+        # The resourceVersion of each status write whose watch echo has not come yet: the echo
+        # of the operator's own write needs no second pass. Dropped when the echo comes (or a
+        # pass writes nothing), so that no decided request keeps an entry.
         self._settled: dict[tuple[str, str], str] = {}
         # At most this many reconciles talk to the API server at once. Past it, work waits here
         # rather than in the HTTP pool, where the wait counted against each call's timeout and a
@@ -83,6 +84,7 @@ class Requests:
         key = (meta["namespace"], meta["name"])
         async with self.locks.holding(key):
             if self._settled.get(key) == meta.get("resourceVersion"):
+                del self._settled[key]
                 return  # the echo of a version already handled in full (usually our own write)
             self._queued += 1
             self._burst = self._burst or self._queued > BURST
@@ -134,6 +136,7 @@ class Requests:
             meta = body["metadata"]
             namespace, name = meta["namespace"], meta["name"]
             state, step = await self._decide(body, answers)
+            wrote = step.patch is not None
             if step.patch is not None:
                 try:
                     body = await self.status.write(body, step.patch)
@@ -143,9 +146,10 @@ class Requests:
                 except NotFound:
                     await self.deleted(namespace, name)
                     return
-            if await self._dispatch(body, state, fx.followups(state, step, body)):
+            if await self._dispatch(body, state, fx.followups(state, step, body)) and wrote:
                 self._settled[(namespace, name)] = body["metadata"]["resourceVersion"]
-            # else a retry comes through the scheduler, for this same version
+            else:  # no echo to wait for; or a retry comes through the scheduler
+                self._settled.pop((namespace, name), None)
             metrics.RECONCILE_SECONDS.observe((self.clock() - started).total_seconds())
             return
         metrics.RECONCILE_ERRORS.labels(kind="request").inc()
@@ -184,7 +188,7 @@ class Requests:
                 case fx.CountDecision(decision):
                     _count_decision(body, state, decision)
                 case fx.Do.STOP_WAITING:
-                    self.waiting.stop(key)
+                    self.waiting.stop(key, meta["uid"])
                 case fx.Wait(until, tier):
                     self.waiting.wait(key, until, tier)
                 case fx.Do.ARM_ESCALATION:

@@ -20,6 +20,7 @@ from aiohttp import web
 from handoff.adapters import metrics
 from handoff.adapters.kube import KubeApi
 from handoff.controller.handlers import build_registry, credentials
+from handoff.controller.kopf_memories import event_only_memories
 from handoff.controller.leadership import LeaderElector, LeaseSettings
 from handoff.controller.tasks import dead
 
@@ -138,6 +139,7 @@ async def _main(
                 clusterwide=not namespaces,
                 namespaces=namespaces or (),
                 stop_flag=stop,
+                memories=event_only_memories(),  # none kept per object: see kopf_memories.py
             )
         )
         if health.elector is None:

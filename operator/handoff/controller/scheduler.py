@@ -50,6 +50,8 @@ class DeadlineScheduler:
         self._counter += 1
         heapq.heappush(self._heap, (when, self._counter, key))
         self._changed.set()
+        if len(self._heap) > 2 * len(self._due) + 1024:  # re-armed many times
+            self._compact()
 
     def due(self, key: Hashable) -> datetime | None:
         """When ``key`` fires next, if it is armed."""
@@ -61,6 +63,16 @@ class DeadlineScheduler:
 
     def cancel(self, key: Hashable) -> None:
         self._due.pop(key, None)  # its heap entry is skipped when it comes up
+        if len(self._heap) > 2 * len(self._due) + 1024:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the heap entries of cancelled and re-armed keys: a request decided long before
+        its deadline (a day's window, say) would otherwise keep one until then."""
+        self._heap = [(when, n, key) for n, (key, when) in enumerate(self._due.items())]
+        heapq.heapify(self._heap)
+        self._counter = len(self._heap)
+        self._changed.set()
 
     async def run(self) -> None:
         while True:

@@ -34,10 +34,13 @@ class Waiting:
         self.scheduler.arm((DEADLINE, *key), until)
         self._set_pending(key, tier)
 
-    def stop(self, key: tuple[str, str]) -> None:
+    def stop(self, key: tuple[str, str], uid: str | None = None) -> None:
+        """It is decided: its timers, its place in the gauge and its review count go."""
         self.scheduler.cancel((DEADLINE, *key))
         self.scheduler.cancel((ESCALATE, *key))
         self._set_pending(key, None)
+        if uid:
+            self._reviews_seen.pop(uid, None)
 
     def announce(self, body: RequestJSON, event: str) -> None:
         if self.notifier is None:
