@@ -51,6 +51,11 @@ class NotificationJSON(TypedDict, total=False):
     channel: str  # format SlackApp: the Slack channel ID the bot posts to
 
 
+class GrantableJSON(TypedDict, total=False):
+    maxDuration: str
+    maxCount: int
+
+
 class RuleJSON(TypedDict, total=False):
     name: str
     actions: list[str]
@@ -60,6 +65,7 @@ class RuleJSON(TypedDict, total=False):
     decisionWindow: str
     approvals: int
     checklist: list[ChecklistItemJSON]
+    grantable: GrantableJSON
 
 
 class PolicySpecJSON(TypedDict, total=False):
