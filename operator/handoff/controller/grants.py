@@ -80,27 +80,27 @@ class Grants:
             log.warning("cannot list actiongrants in %s (%s): people decide", facts.namespace, e)
             return step
         now = self.clock()
-        found = []
+        found: list[tuple[Grant, Any]] = []
         for item in listing.get("items") or ():
             try:
-                found.append(Grant.from_json(item))
+                found.append((Grant.from_json(item), item))
             except GrantError as e:
                 log.warning("%s", e)
-        found.sort(key=lambda g: (g.expires, g.name))  # the one that ends first is used first
-        for grant in found:
+        found.sort(key=lambda g: (g[0].expires, g[0].name))  # what ends first is used first
+        for grant, raw in found:
             if not _candidate(grant, facts, classified, uid, now):
                 continue
             if bounds_problem(grant, by_name) is not None:
                 continue
             answer = await self._condition(grant, facts)
-            approved = await self._use(grant, body, facts, classified=classified, answer=answer,
-                                       now=now)  # fmt: skip
+            approved = await self._use(grant, raw, body, facts, classified=classified,
+                                       answer=answer, now=now)  # fmt: skip
             if approved is not None:
                 return approve(step, approved, approved.used_by.index(uid) + 1, now)
         return step
 
     async def _use(
-        self, grant: Grant, body: Any, facts: RequestFacts, *,
+        self, grant: Grant, raw: Any, body: Any, facts: RequestFacts, *,
         classified: tuple[str, str | None], answer: Answer, now: datetime,
     ) -> Grant | None:  # fmt: skip
         """Take one use of ``grant`` for the request ``body``: the grant as written, or None."""
@@ -111,8 +111,8 @@ class Grants:
             checked = await self._checked(grant)
             if checked is None or not covers(checked, facts, classified, now, answer):
                 return None
-            used = [*({"uid": u} for u in grant.used_by), {"uid": uid, "request": name,
-                                                           "at": format_time(now)}]  # fmt: skip
+            earlier = list((raw.get("status") or {}).get("usedBy") or [])
+            used = [*earlier, {"uid": uid, "request": name, "at": format_time(now)}]
             document = {
                 "metadata": {"resourceVersion": grant.resource_version},
                 "status": {"checked": True, "used": len(used), "usedBy": used},
@@ -122,7 +122,8 @@ class Grants:
                 return Grant.from_json(await self.api.merge_patch(path + "/status", document))
             except Conflict:
                 try:
-                    grant = Grant.from_json(await self.api.get(path))
+                    raw = await self.api.get(path)
+                    grant = Grant.from_json(raw)
                 except (NotFound, GrantError):
                     return None  # deleted meanwhile: revoked
             except NotFound:
