@@ -6,8 +6,11 @@ last use won once, revocation by deletion, and expiry. The agent can neither cre
 count a grant."""
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +239,53 @@ def test_deleting_a_grant_revokes_it_and_an_expired_one_covers_nothing(
     eventually(lambda: datetime.now(UTC) > expires, 5, "the grant expired")
     assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
     assert "used" not in cluster.get("actiongrant", "short", ns).get("status", {})
+
+
+PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
+
+
+def _plugin(kubeconfig: Path, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PLUGIN, "--kubeconfig", str(kubeconfig), "--context", who, *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_kubectl_handoff_approve_grant_and_grants(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    ns = namespace
+    apply_ready_policy(cluster, _policy(ns))
+    people = {who: cluster.token(who) for who in ("alice", "bob")}
+    kubeconfig = cluster.control_plane.write_kubeconfig(tmp_path / "k", people, ns)
+    first = _file(cluster, ns, 50)
+    third = _file(cluster, ns, 30, "stripe:charge/ch_[1]")
+    wait_for(cluster, ns, first, "phase", "AwaitingApproval")
+    wait_for(cluster, ns, third, "phase", "AwaitingApproval")
+    ack = "what,impact,rollback"
+    # Longer than the rule allows: the approval is recorded, the grant refused, and it says why.
+    second = _file(cluster, ns, 40)
+    wait_for(cluster, ns, second, "phase", "AwaitingApproval")
+    too_long = _plugin(kubeconfig, "bob", "approve", second, "--ack", ack, "--grant", "2h")
+    assert too_long.returncode == 1
+    assert "The approval is recorded, but the grant was refused" in too_long.stdout
+    assert "at most 1h" in too_long.stdout
+
+    done = _plugin(kubeconfig, "alice", "approve", first, "--ack", ack, "--grant", "30m",
+                   "--count", "2", "--target", "stripe:charge/*")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"Granted {first}-" in done.stdout
+    assert _phase(cluster, ns, _file(cluster, ns, 10, "stripe:charge/ch_7")) == GRANTED
+    listed = _plugin(kubeconfig, "alice", "grants")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "STATE", "GRANTED-BY", "AGENT"]
+    assert row.split()[1:7] == [
+        "Active", "alice", AGENT, "payments.refund", "stripe:charge/*", "1/2",
+    ]  # fmt: skip
+    # The default target is the request's own, exactly (glob characters in it escaped).
+    exact = _plugin(kubeconfig, "bob", "approve", third, "--ack", ack, "--grant", "10m")
+    assert exact.returncode == 0, exact.stderr
+    assert "on stripe:charge/ch_[[]1] until" in exact.stdout
+    assert _phase(cluster, ns, _file(cluster, ns, 10, "stripe:charge/ch_1")) == GRANTED  # alice's
+    assert _phase(cluster, ns, _file(cluster, ns, 10, "stripe:charge/ch_1")) == WAITS
