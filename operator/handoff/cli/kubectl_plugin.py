@@ -287,6 +287,8 @@ async def _explain(client: ReviewClient | None, args: argparse.Namespace, out: T
             else ""
         )
         source = f"{result.policy}/{result.rule or 'default'}"
+        if result.grantable:
+            lane += f", grantable for at most {result.grantable}"
         print(f"Result: tier {result.tier}, {result.oversight}, from {source}"
               f" (the highest tier wins){lane}; {result.reason}", file=out)  # fmt: skip
     return 0
