@@ -226,3 +226,22 @@ def test_the_reliability_plot_whole() -> None:
         '<text x="32" y="40.0" font-size="11" text-anchor="end">1.0</text></svg>'
     )
     assert 'width="360" height="360"' in reliability_svg("x", [])
+
+
+def test_fatigue_counts_approvals_by_grant_per_reviewer_apart_from_their_decisions() -> None:
+    by_grant = {"reason": "GrantApproved"}
+    requests = [
+        *history([60] * 2),  # bob reads two himself
+        *[decision(i, 0, by=["bob", "actiongrant/g"], outcome="Approved") for i in range(9)],
+        decision(1, 0, by=["carol", "actiongrant/h"]),
+        decision(2, 0, by=[]),
+    ]
+    for body in requests[2:]:
+        body["status"]["decision"] |= by_grant
+    reviewers, _ = fatigue(requests)
+    lines = {r.reviewer: (r.decided, r.approval_rate, r.fast_share, r.flagged, r.by_grant)
+             for r in reviewers}  # fmt: skip
+    # Instant grant approvals neither make bob a rubber stamp nor list the grant as a reviewer.
+    assert lines == {"bob": (2, 1.0, 0.0, False, 9), "carol": (0, 0.0, 0.0, False, 1)}
+    carol = next(r for r in reviewers if r.reviewer == "carol")
+    assert (carol.median_seconds, carol.per_hour) == (0.0, 0.0)

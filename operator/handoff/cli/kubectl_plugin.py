@@ -3,6 +3,8 @@
 kubectl handoff pending [-n NS | -A]
 kubectl handoff show NAME
 kubectl handoff approve NAME [--ack what,impact,rollback --comment TEXT] [--break-glass]
+                             [--grant DURATION [--count N] [--target GLOB] [--condition CEL]]
+kubectl handoff grants [-n NS | -A]
 kubectl handoff deny NAME --comment TEXT [--break-glass]
 kubectl handoff log [--agent A] [--since 1h]
 """
@@ -21,6 +23,7 @@ import yaml
 from handoff.adapters import kubeconfig
 from handoff.adapters.kube import Credentials, KubeApi, KubeconfigError, KubeError, resource_path
 from handoff.cli import failures
+from handoff.cli.grants import add_grant_options, grant_after_approval, grant_ready, grants
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.show import log_lines, package_lines, summary_cell, terminal_columns
 from handoff.cli.tables import print_table
@@ -62,6 +65,7 @@ def main(
     approve.add_argument("name")
     approve.add_argument("--ack", help="checklist ids, comma-separated (for scripts)")
     approve.add_argument("--comment", default="")
+    add_grant_options(approve)
     deny = commands.add_parser("deny", help="deny, saying why")
     deny.add_argument("name")
     deny.add_argument("--comment", default="")
@@ -81,10 +85,12 @@ def main(
     explain.add_argument(
         "--policies", help="local policy files or folders instead of the cluster's"
     )
+    listed = commands.add_parser("grants", help="standing grants: who granted what, until when")
+    listed.add_argument("-A", "--all-namespaces", action="store_true")
     log = commands.add_parser("log", help="the audit trail as sentences")
     log.add_argument("--agent")
     log.add_argument("--since", default="24h", help="how far back, like 30m or 2h (default 24h)")
-    for sub in (pending, show, approve, deny, undo, explain, log):
+    for sub in (pending, show, approve, deny, undo, explain, log, listed):
         sub.add_argument("-n", "--namespace", dest="sub_namespace")
     args = parser.parse_args(argv)
     allow_deep_json()
@@ -122,6 +128,7 @@ async def _run(args: argparse.Namespace, out: TextIO, ask: Callable[[str], str])
             "rollback": lambda: _roll_back(client, args, out),
             "explain": lambda: _explain(client, args, out),
             "log": lambda: _log(client, args, out),
+            "grants": lambda: grants(client, None if args.all_namespaces else args.namespace, out),
         }
         return await commands[args.command]()
     finally:
@@ -202,6 +209,7 @@ async def _decide(
             f"{package.name} was already decided: {d.get('outcome')} ({d.get('reason')})"
         )
     user, _ = await client.whoami()
+    grant = grant_ready(args, body, user) if decision == "Approve" else None
     _show(package, out, await live_change(client.api, body))
     print("", file=out)
     interactive = sys.stdin.isatty() or ask is not input
@@ -240,7 +248,7 @@ async def _decide(
     if args.break_glass and decision == "Approve":
         glass += " (a post-incident review will follow)"
     print(f"Recorded {user}'s {verb} of {args.name}{glass}.", file=out)
-    return 0
+    return 0 if grant is None else await grant_after_approval(client, grant, out)
 
 
 async def _roll_back(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -298,6 +306,8 @@ async def _explain(client: ReviewClient | None, args: argparse.Namespace, out: T
             else ""
         )
         source = f"{result.policy}/{result.rule or 'default'}"
+        if result.grantable:
+            lane += f", grantable for at most {result.grantable}"
         print(f"Result: tier {result.tier}, {result.oversight}, from {source}"
               f" (the highest tier wins){lane}; {result.reason}", file=out)  # fmt: skip
     return 0

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     "MEDIAN TIME",
                     f"UNDER {args.fast:.0f}S",
                     "PER HOUR",
+                    "BY GRANT",
                     "",
                 ]
             ]
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     f"{r.median_seconds:.0f}s",
                     f"{r.fast_share:.0%}",
                     f"{r.per_hour:.1f}",
+                    str(r.by_grant),
                     "RUBBER-STAMP?" if r.flagged else "",
                 ]
                 for r in reviewers

@@ -70,6 +70,8 @@ def access_objects(
         _rule("handoff.dev", ["actionrequests", "agentactionpolicies"], ["get", "list", "watch"]),
         _rule("handoff.dev", ["actionrequests/status"], ["get", "patch", "update"]),
         _rule("handoff.dev", ["agentactionpolicies"], ["approve", "rollback"], [policy.name]),
+        # Standing grants: admission admits one only from who holds approve on its policy.
+        _rule("handoff.dev", ["actiongrants"], ["create", "get", "list", "watch", "delete"]),
         _rule("", ["events"], ["get", "list", "watch"]),
     ]
     agents = [

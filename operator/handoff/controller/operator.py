@@ -19,6 +19,7 @@ from handoff.controller.concurrency import KeyedLocks
 from handoff.controller.credentials import PostgresCredentials
 from handoff.controller.events import Events
 from handoff.controller.execution import Execution
+from handoff.controller.grants import Grants
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.policy_reconciler import PolicyReconciler
@@ -94,6 +95,7 @@ def build(
         retention=Retention(
             api, clock, retention, scheduler=scheduler, publisher=publisher, reports=reports
         ),
+        grants=Grants(api, clock, sandbox),
     )  # fmt: skip
     return Operator(requests, outcomes, publisher, reports, scheduler, sender, owns)
 

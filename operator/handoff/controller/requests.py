@@ -21,6 +21,7 @@ from handoff.controller.budgets import Budgets
 from handoff.controller.concurrency import KeyedLocks
 from handoff.controller.events import Events
 from handoff.controller.execution import Execution
+from handoff.controller.grants import Grants
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.publishing import Publisher
 from handoff.controller.reports import ReportWriter
@@ -59,12 +60,13 @@ class Requests:
         rollbacks: Rollbacks,
         execution: Execution,
         retention: Retention,
+        grants: Grants | None = None,
     ) -> None:
         self.status, self.policies, self.clock = status, policies, clock
         self.scheduler, self.locks, self.sandbox = scheduler, locks, sandbox
         self.events, self.publisher, self.reports = events, publisher, reports
         self.budgets, self.waiting, self.rollbacks = budgets, waiting, rollbacks
-        self.execution, self.retention = execution, retention
+        self.execution, self.retention, self.grants = execution, retention, grants
         # The resourceVersion of each status write whose watch echo has not come yet: the echo
         # of the operator's own write needs no second pass. Dropped when the echo comes (or a
         # pass writes nothing), so that no decided request keeps an entry.
@@ -170,6 +172,8 @@ class Requests:
             policies = self.policies.index.in_namespace(namespace)
             state = await with_when_results(self.sandbox, policies, state)
             step = decide(policies, state, self.clock())
+        if self.grants is not None:  # a standing grant may approve what would wait for people
+            step = await self.grants.cover(body, state, step, policies)
         return state, step
 
     async def _dispatch(  # noqa: PLR0912 - one case per effect, the table of who handles what

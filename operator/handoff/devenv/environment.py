@@ -40,7 +40,12 @@ from handoff.domain.keys import AUDIT_STREAM
 
 AGENTS_NAMESPACE = "agents"
 AGENT = "payments-agent"
-CRDS = ("actionrequests.handoff.dev", "agentactionpolicies.handoff.dev", "mcpservers.handoff.dev")
+CRDS = (
+    "actionrequests.handoff.dev",
+    "agentactionpolicies.handoff.dev",
+    "mcpservers.handoff.dev",
+    "actiongrants.handoff.dev",
+)
 
 
 def install(control_plane: ControlPlane) -> None:

@@ -29,6 +29,10 @@ def operator_objects() -> list[dict[str, Any]]:
             ["actionrequests/status", "agentactionpolicies/status"],
             ["get", "patch", "update"],
         ),
+        # Standing grants: read to find those that cover a request; create and delete only so
+        # it can grant them to reviewers; each use counted in status, resourceVersion-guarded.
+        _rule("handoff.dev", ["actiongrants"], ["get", "list", "watch", "create", "delete"]),
+        _rule("handoff.dev", ["actiongrants/status"], ["get", "patch", "update"]),
         # One Event per transition (and reviewers may read them).
         _rule("", ["events"], ["get", "list", "watch", "create", "patch"]),
         _rule("events.k8s.io", ["events"], ["create", "patch"]),

@@ -55,6 +55,7 @@ class ReviewerLine:
     fast_share: float  # decided sooner than the fast threshold
     per_hour: float
     flagged: bool  # approves nearly everything, quickly
+    by_grant: int = 0  # requests approved in advance by this reviewer's grants (GrantApproved)
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,15 @@ def fatigue(
 ) -> tuple[list[ReviewerLine], list[PolicyLine]]:
     decided: dict[str, list[tuple[bool, float, Any]]] = defaultdict(list)
     per_policy: dict[str, list[bool]] = defaultdict(list)
+    granted: dict[str, int] = defaultdict(int)
     for body in requests:
         status = body.get("status") or {}
         if status.get("policy"):
             per_policy[str(status["policy"])].append(bool(status.get("deadline")))
         decision = status.get("decision") or {}
+        if decision.get("reason") == Reason.GRANT_APPROVED and decision.get("by"):
+            granted[str(decision["by"][0])] += 1  # its author; not a decision read by a person
+            continue
         since = _waiting_since(status)
         if not decision.get("by") or since is None or not decision.get("at"):
             continue
@@ -90,7 +95,13 @@ def fatigue(
                 (decision.get("outcome") == Outcome.APPROVED, (at - since).total_seconds(), at)
             )
     reviewers = []
-    for reviewer, rows in sorted(decided.items()):
+    for reviewer in sorted(set(decided) | set(granted)):
+        rows = decided.get(reviewer) or []
+        if not rows:
+            reviewers.append(
+                ReviewerLine(reviewer, 0, 0.0, 0.0, 0.0, 0.0, False, granted[reviewer])
+            )
+            continue
         approvals = sum(1 for approved, _, _ in rows if approved)
         seconds = [s for _, s, _ in rows]
         times = sorted(at for _, _, at in rows)
@@ -99,7 +110,7 @@ def fatigue(
         rate = approvals / len(rows)
         reviewers.append(ReviewerLine(
             reviewer, len(rows), rate, statistics.median(seconds), fast, len(rows) / span_hours,
-            flagged=len(rows) >= 5 and rate >= 0.95 and fast >= 0.5,
+            flagged=len(rows) >= 5 and rate >= 0.95 and fast >= 0.5, by_grant=granted[reviewer],
         ))  # fmt: skip
     policies = [PolicyLine(p, len(v), sum(v) / len(v)) for p, v in sorted(per_policy.items())]
     return reviewers, policies

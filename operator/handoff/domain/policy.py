@@ -15,6 +15,7 @@ from handoff.domain.globs import Glob
 from handoff.domain.reasons import Mode, Oversight
 from handoff.domain.resources import (
     ChecklistItemJSON,
+    GrantableJSON,
     LaneJSON,
     NotificationJSON,
     PolicySpecJSON,
@@ -134,6 +135,19 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Grantable:
+    """A rule's consent to standing grants (``ActionGrant``): for at most ``max_duration`` and
+    ``max_count`` uses each. A rule without it cannot be granted in advance."""
+
+    max_duration: timedelta
+    max_count: int
+
+
+#: The bounds of ``grantable`` (the CRD enforces the same; a test keeps them equal).
+MAX_GRANT_COUNT = 1000
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     tier: int
@@ -144,6 +158,7 @@ class Rule:
     approvals: int | None = None
     checklist: tuple[ChecklistItem, ...] | None = None
     stages: tuple[Stage, ...] | None = None  # its own approval stages (tier 3 HITL or 4)
+    grantable: Grantable | None = None  # None: no ActionGrant may cover this rule
 
 
 @dataclass(frozen=True)
@@ -383,7 +398,22 @@ def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
         approvals=approvals,
         checklist=_checklist(raw.get("checklist"), where, errors),
         stages=stages,
+        grantable=_grantable(raw.get("grantable"), where, errors),
     )
+
+
+def _grantable(raw: GrantableJSON | None, where: str, errors: list[str]) -> Grantable | None:
+    if raw is None:
+        return None
+    text, count = raw.get("maxDuration"), raw.get("maxCount")
+    if text is None or count is None:
+        errors.append(f"{where}: grantable needs both maxDuration (such as 4h) and maxCount")
+        return None
+    if not 1 <= count <= MAX_GRANT_COUNT:
+        errors.append(f"{where}: grantable.maxCount must be 1 to {MAX_GRANT_COUNT}, not {count}")
+        return None
+    longest = _duration(text, None, f"{where}: grantable.maxDuration", errors)
+    return Grantable(longest, count) if longest is not None else None
 
 
 def _duration(

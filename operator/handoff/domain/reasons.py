@@ -17,6 +17,7 @@ class Reason(StrEnum):
     HUMAN_APPROVED = "HumanApproved"
     HUMAN_DENIED = "HumanDenied"
     BREAK_GLASS_APPROVED = "BreakGlassApproved"  # approved with a break-glass review
+    GRANT_APPROVED = "GrantApproved"  # covered by a reviewer's standing grant (ActionGrant)
     VETOED = "Vetoed"  # tier 3 HOTL: a reviewer denied during the hold
     EXPIRED = "Expired"  # the decision window passed: fail safe to Denied
     NO_POLICY = "NoPolicy"
@@ -42,6 +43,9 @@ class Reason(StrEnum):
     BREAK_GLASS_ACTIVE = "BreakGlassActive"  # the break-glass annotation is in effect
     BREAK_GLASS_ENDED = "BreakGlassEnded"  # its until has passed; the groups lost the verb
     BREAK_GLASS_INVALID = "BreakGlassInvalid"  # malformed, or too long a window: not granted
+
+    # ActionGrants (status.refused, and the Event on a grant the operator refuses).
+    GRANT_REFUSED = "GrantRefused"  # wider than the request that prompted it, or malformed
 
     # Events about what an agent reported on its outcome stream.
     REJECTED_OUTCOME = "RejectedOutcome"  # an entry that can never be recorded: dropped

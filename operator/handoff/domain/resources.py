@@ -66,6 +66,11 @@ class NotificationJSON(TypedDict, total=False):
     channel: str  # format SlackApp: the Slack channel ID the bot posts to
 
 
+class GrantableJSON(TypedDict, total=False):
+    maxDuration: str
+    maxCount: int
+
+
 class RuleJSON(TypedDict, total=False):
     name: str
     actions: list[str]
@@ -76,6 +81,7 @@ class RuleJSON(TypedDict, total=False):
     approvals: int
     checklist: list[ChecklistItemJSON]
     stages: list[StageJSON]
+    grantable: GrantableJSON
 
 
 class PolicySpecJSON(TypedDict, total=False):

@@ -32,12 +32,14 @@ class Outcome:
     approvals: int
     reviewers: str
     reason: str
+    grantable: str = ""  # "4h, 20 uses" when its rule may be granted in advance (ActionGrant)
 
     def row(self) -> list[str]:
+        granted = f" (grantable {self.grantable})" if self.grantable else ""
         return [
             str(self.tier or "-"),
             self.oversight or "-",
-            f"{self.policy}/{self.rule or 'default'}",
+            f"{self.policy}/{self.rule or 'default'}{granted}",
             self.window,
             str(self.approvals or "-"),
             self.reviewers or "-",
@@ -60,6 +62,8 @@ def outcome(step: Step, policies: Sequence[CompiledPolicy]) -> Outcome:
             sorted(policy.reviewers.users) + [f"group:{g}" for g in sorted(policy.reviewers.groups)]
         )
     reasons = [c.get("reason") for c in patch.get("conditions") or [] if c.get("type") == "Decided"]
+    rule = next((r for r in policy.rules if r.name == patch.get("rule")), None) if policy else None
+    grantable = rule.grantable if rule is not None else None
     return Outcome(
         tier=patch.get("tier"),
         oversight=str(patch.get("oversight") or ""),
@@ -69,6 +73,9 @@ def outcome(step: Step, policies: Sequence[CompiledPolicy]) -> Outcome:
         approvals=approvals,
         reviewers=reviewers,
         reason=str(step.decision.reason if step.decision else (reasons[0] if reasons else "")),
+        grantable=f"{format_duration(grantable.max_duration)}, {grantable.max_count} uses"
+        if grantable and deadline
+        else "",
     )
 
 
@@ -163,6 +170,18 @@ def lint(
             for i, message in one_sided(rules)
         ]
         findings += _lanes(policy, compiled, min_window)
+        findings += [
+            Finding(
+                policy.path,
+                policy.rule_lines.get(i, policy.line),
+                "warning",
+                f"rule {rule.name!r} is tier 4 and grantable: one approval can then approve up to"
+                f" {rule.grantable.max_count} more of its requests; keep hard gates (money,"
+                " deletions) decided one by one, or make the rule tier 3",
+            )
+            for i, rule in enumerate(compiled.rules)
+            if rule.tier == 4 and rule.grantable is not None
+        ]
     findings += _hitl_share(policies, cases, hitl_share)
     return findings
 

@@ -1,14 +1,19 @@
 """The queue, one request's handoff package, and the forms that decide or roll it back."""
 
 import logging
+from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
-from handoff.adapters.kube import KubeError
+from handoff import GROUP, POLICIES, VERSION
+from handoff.adapters.kube import KubeError, resource_path
 from handoff.console.web import check_form, config_of, page, require_session, visible_namespaces
+from handoff.domain.durations import format_duration, parse_duration
 from handoff.domain.stages import approve_name
 from handoff.review.checks import check_review, may_not_decide
 from handoff.review.client import ReviewClient, ReviewError, plain
+from handoff.review.grants import create_grant, grant_document
 from handoff.review.livediff import live_change
 from handoff.review.package import Package, build, sentence, time_left
 
@@ -67,11 +72,50 @@ async def request_page(
     hold = max(0, package.min_review_seconds - int((now - opened).total_seconds()))
     decides = package.waiting and await may_decide(client, package)
     may_roll_back = package.reversible and await _may_roll_back(client, package)
+    grantable = await grantable_rule(client, package) if decides else None
     return page(
         request, "request.html", session, status=status, p=package, notice=notice, error=error,
         left=time_left(package.seconds_left(now)), hold=hold, may_decide=decides,
-        may_roll_back=may_roll_back, sentence=sentence, change=change,
+        may_roll_back=may_roll_back, sentence=sentence, change=change, grantable=grantable,
+        grant_durations=grant_durations(grantable),
     )  # fmt: skip
+
+
+async def grantable_rule(client: ReviewClient, package: Package) -> dict[str, Any] | None:
+    """The rule's ``grantable`` bounds, when a grant may be offered while approving."""
+    if not package.rule:
+        return None
+    try:
+        body = await client.api.get(
+            resource_path(GROUP, VERSION, POLICIES, package.namespace, package.policy)
+        )
+    except KubeError:
+        return None
+    rules: list[dict[str, Any]] = (body.get("spec") or {}).get("rules") or []
+    rule: dict[str, Any] = next((r for r in rules if r.get("name") == package.rule), {})
+    found = rule.get("grantable")
+    return dict(found) if isinstance(found, dict) else None
+
+
+def grant_durations(grantable: dict[str, Any] | None) -> list[str]:
+    """The durations offered: common ones up to the rule's maximum, and the maximum itself."""
+    if not grantable:
+        return []
+    longest = parse_duration(str(grantable.get("maxDuration", "0s")))
+    offered = [d for d in ("15m", "1h", "4h", "24h") if parse_duration(d) < longest]
+    return [*offered, format_duration(longest)]
+
+
+def grant_asked(form: Any, body: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """The grant the form asks for (checked before the approval is written), or None."""
+    duration = (form.get("grant") or [""])[0].strip()
+    if not duration:
+        return None
+    try:
+        count = int((form.get("count") or ["1"])[0])
+    except ValueError as e:
+        raise ReviewError("the number of requests to grant must be a whole number") from e
+    return grant_document(body, "", duration, count, now)
 
 
 async def may_decide(client: ReviewClient, package: Package) -> bool:
@@ -107,12 +151,14 @@ async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
     client = ReviewClient(session.api)
     comment = (form.get("comment") or [""])[0].strip()
     try:
-        package = build(await client.get(namespace, name))
+        body = await client.get(namespace, name)
+        package = build(body)
         if package.waiting and not await may_decide(client, package):
             refused = may_not_decide(session.user, package.policy, package.stage)
             return await request_page(request, error=refused, status=403)
         acknowledged = [str(a) for a in form.get("ack", [])] if decision == "Approve" else []
         now = config_of(request).clock()
+        grant = grant_asked(form, body, now) if decision == "Approve" else None
         check_review(
             package,
             decision,
@@ -126,6 +172,10 @@ async def _decide(request: web.Request, decision: str) -> web.StreamResponse:
             namespace, name, session.user, decision, acknowledged=acknowledged, comment=comment,
             stage=shown,
         )  # fmt: skip
+        if grant is not None:
+            grant["spec"]["grantedBy"] = session.user
+            granted = await create_grant(session.api, grant)
+            log.info("%s granted %s/%s", session.user, namespace, granted)
     except ReviewError as e:
         return await request_page(request, error=str(e), status=409)
     except KubeError as e:
