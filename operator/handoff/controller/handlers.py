@@ -6,6 +6,7 @@ to make, and reviewers' status patches (which kopf's change handlers would ignor
 any other event.
 """
 
+import asyncio
 import functools
 import logging
 import os
@@ -25,6 +26,7 @@ from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.slack import API as SLACK_API
 from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
+from handoff.controller.gateway_access import DEFAULT_ACCOUNT, GatewayAccess, parse_account
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.operator import Operator, build, provisioners, utcnow
@@ -107,6 +109,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )  # fmt: skip
     memo["api"] = api
     memo["policies"] = policies
+    account = os.environ.get("HANDOFF_GATEWAY_ACCOUNT", DEFAULT_ACCOUNT)  # "" without a gateway
+    memo["gateway_access"] = GatewayAccess(api, parse_account(account))
     memo["operator"] = operator
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
     memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
@@ -196,6 +200,29 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     await _handled(memo, "request", namespace, name, work=work, retry=retry)
 
 
+async def mcpserver_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Any change to a namespace's MCPServers: the gateway's read of their Secrets follows."""
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if _elsewhere(memo, namespace):
+        return
+    access: GatewayAccess = memo["gateway_access"]
+    pending: set[asyncio.Task[None]] = memo.setdefault("gateway_retries", set())
+
+    async def work() -> None:
+        await _handled(memo, "mcpserver", namespace, name, work=lambda: access.sync(namespace),
+                       retry=retry)  # fmt: skip
+
+    def retry(delay: timedelta) -> None:
+        def again() -> None:
+            task = asyncio.create_task(work())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        asyncio.get_running_loop().call_later(delay.total_seconds(), again)
+
+    await work()
+
+
 async def _handled(
     memo: kopf.Memo, kind: str, namespace: str, name: str, *,
     work: Callable[[], Awaitable[None]], retry: Callable[[timedelta], None],
@@ -239,6 +266,7 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.cleanup(registry=registry)(cleanup)
     kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)(policy_event)
     kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)(request_event)
+    kopf.on.event(GROUP, VERSION, "mcpservers", registry=registry)(mcpserver_event)
     return registry
 
 
