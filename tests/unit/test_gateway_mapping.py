@@ -42,6 +42,10 @@ def test_defaults_for_a_tool_the_spec_does_not_name() -> None:
         ("confidence > 0.5", "unknown variables confidence"),
         ("evil(args)", "unknown functions evil"),
         ("args.a.all(x, args.b.exists(y, x == y))", "nests a comprehension"),
+        # A parenthesis hid the nesting from the check: 256 items cubed stalled the gateway.
+        ("string(args.a.map(x, (args.a.map(y, (args.a.map(z, 1))))))", "nests a comprehension"),
+        ("args.a.all(x, (args.a.exists(y, y == x)))", "nests a comprehension"),
+        ("args.a.map(x, args.a).exists(l, l.exists(y, y == 1))", "nests a comprehension"),
     ],
 )
 def test_a_mapping_that_does_not_compile_is_a_problem_and_its_tool_is_not_offered(

@@ -1,8 +1,9 @@
 """The MCP gateway of the local environment: ``handoff gateway`` as its own ServiceAccount."""
 
 import asyncio
+import hashlib
+import hmac
 import os
-import secrets
 import sys
 import urllib.request
 from collections.abc import Callable
@@ -22,7 +23,7 @@ def start_gateway(
     base = f"http://127.0.0.1:{port}"
     if processes.read_pid(folder / "gateway.pid") is None:
         say(f"gateway: {base}/mcp (its log: gateway.log)")
-        redis_url = gateway_redis_url(redis_url, folder)
+        redis_url = gateway_redis_url(redis_url)
         token = cp.service_account_token(OPERATOR_NAMESPACE, GATEWAY_ACCOUNT)
         kubeconfig = cp.write_kubeconfig(folder / "gateway.kubeconfig", {"handoff-gateway": token})
         processes.spawn(
@@ -36,14 +37,11 @@ def start_gateway(
     return f"{base}/mcp"
 
 
-def gateway_redis_url(admin_url: str, folder: Path) -> str:
-    """The gateway's own Redis user (its keys only), set with the admin URL; its URL. The
-    password is kept in ``folder`` so that restarts reuse it."""
-    secret = folder / "gateway-redis.password"
-    if not secret.exists():
-        secret.touch(mode=0o600)
-        secret.write_text(secrets.token_urlsafe(18))
-    password = secret.read_text().strip()
+def gateway_redis_url(admin_url: str) -> str:
+    """The gateway's own Redis user (its keys only), set with the admin URL; its URL. Its
+    password derives from the admin URL, so every gateway of one Redis (a restart, a second
+    replica in a test) shares it: setting the user anew never locks out a running one."""
+    password = hmac.new(admin_url.encode(), b"handoff-gateway", hashlib.sha256).hexdigest()
     # In a thread of its own: callers may already run an event loop.
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, ensure_gateway(admin_url, password)).result()

@@ -38,7 +38,7 @@ class GatewayProcess:
         argv = [
             sys.executable, "-m", "handoff", "gateway", f"--kubeconfig={kubeconfig}",
             f"--listen=127.0.0.1:{self.port}",
-            f"--redis-url={gateway_redis_url(self.redis_url, self.folder)}",
+            f"--redis-url={gateway_redis_url(self.redis_url)}",
             f"--wait={self.wait}",
         ]  # fmt: skip
         self.process = processes.spawn(
