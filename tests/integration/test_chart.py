@@ -27,7 +27,7 @@ import pytest
 import redis
 import yaml
 from handoff import paths
-from handoff.adapters.redis_acl import RedisAdmin
+from handoff.adapters.redis_acl import GATEWAY_RULES, RedisAdmin
 from handoff.devenv import processes
 from handoff.devenv.manifests import (
     console_objects,
@@ -384,6 +384,11 @@ def test_secrets_come_from_secret_references_never_from_values() -> None:
     assert first["password"] != second["password"], "random, not a default password"
     assert len(first["password"]) >= 32
     redis = find(bundled, "ConfigMap", f"{FULLNAME}-redis")["data"]["redis.conf"]
+    start = find(bundled, "ConfigMap", f"{FULLNAME}-redis")["data"]["start.sh"]
+    assert f'user handoff-gateway on >${{GATEWAY_PASSWORD}} {" ".join(GATEWAY_RULES)}"' in start
+    gateway = find(render("gateway.enabled=true"), "Deployment", f"{FULLNAME}-gateway")
+    env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HANDOFF_GATEWAY_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "gateway-url"
     assert "appendonly yes" in redis
     assert "aclfile /data/users.acl" in redis
     statefulset = find(bundled, "StatefulSet", f"{FULLNAME}-redis")
@@ -878,6 +883,7 @@ def test_the_gateway_serves_agents_with_nothing_but_the_charts_rbac(
     gateway = GATEWAY_USER
     for verb_resource in [
         ("create", "actionrequests.handoff.dev", "-n", "agents"), ("list", "secrets", "-A"),
+        ("get", "secrets", "-A"), ("get", "secrets", "-n", NAMESPACE),
         ("patch", "agentactionpolicies.handoff.dev", "-n", "agents"), ("update", "actionrequests.handoff.dev", "-n", "agents"),
         ("create", "subjectaccessreviews.authorization.k8s.io"), ("impersonate", "serviceaccounts", "-A"),
     ]:  # fmt: skip
@@ -957,6 +963,7 @@ class ChartRedis:
     env: dict[str, str]
     admin_url: str
     console_url: str
+    gateway_url: str
     data: Path
     port: int
 
@@ -986,9 +993,11 @@ def chart_redis(folder: Path) -> ChartRedis:
             "PATH": os.environ["PATH"],
             "REDIS_PASSWORD": secret["password"],
             "CONSOLE_PASSWORD": secret["console-password"],
+            "GATEWAY_PASSWORD": secret["gateway-password"],
         },
         admin_url=secret["url"].replace(service, f"127.0.0.1:{port}"),
         console_url=secret["console-url"].replace(service, f"127.0.0.1:{port}"),
+        gateway_url=secret["gateway-url"].replace(service, f"127.0.0.1:{port}"),
         data=data,
         port=port,
     )
@@ -1019,6 +1028,12 @@ def test_the_bundled_redis_keeps_its_data_and_users_across_restarts(tmp_path: Pa
             assert len(console.xrange("handoff:audit")) == 1
             with pytest.raises(redis.exceptions.NoPermissionError):
                 console.set("handoff:audit:x", "1")
+        with redis.Redis.from_url(chart.gateway_url) as gateway:  # its own keys, nothing else
+            gateway.set("handoff:gateway:salt", "x", nx=True)
+            for command in (("XRANGE", "handoff:audit", "-", "+"), ("GET", "handoff:state:a:b:c"),
+                            ("ACL", "LIST")):  # fmt: skip
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    gateway.execute_command(*command)
     finally:
         server.terminate()
         server.wait(15)

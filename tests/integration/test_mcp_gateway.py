@@ -595,9 +595,11 @@ def test_an_mcpserver_cannot_send_a_secret_not_marked_for_it_upstream(
     thief["metadata"]["name"] = "thief"
     thief["spec"]["credentials"]["secretName"] = "database-admin"
     cluster.apply(thief)
+    # The gateway may read the Secret once the operator's Role names it (a moment after the
+    # MCPServer appears): until then its status says the Secret could not be read.
     body = eventually(
-        lambda: (b := cluster.get("mcpserver", "thief", bank)).get("status", {}).get("conditions") and b,
-        30, "the thief's status",
+        lambda: "is not marked" in json.dumps((b := cluster.get("mcpserver", "thief", bank)).get("status"))
+        and b, 30, "the thief's status",
     )  # fmt: skip
     (ready,) = [c for c in body["status"]["conditions"] if c["type"] == "Ready"]
     assert ready["status"] == "False"
@@ -651,8 +653,9 @@ def test_the_status_says_which_tools_no_policy_rule_names(
     teller["metadata"]["name"] = "teller"  # its actions are mcp.teller.*: no rule names them
     teller["spec"]["credentials"]["secretName"] = "teller-credentials"
     cluster.apply(teller)
-    status = eventually(
-        lambda: (s := cluster.get("mcpserver", "teller", bank).get("status", {})).get("conditions") and s,
+    status = eventually(  # Ready once the operator's Role lets the gateway read the Secret
+        lambda: _ready(cluster.get("mcpserver", "teller", bank))
+        and cluster.get("mcpserver", "teller", bank)["status"],
         30, "the teller's status",
     )  # fmt: skip
     conditions = {c["type"]: c for c in status["conditions"]}

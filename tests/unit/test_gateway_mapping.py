@@ -11,9 +11,10 @@ from handoff.gateway.filing import (
     checked_arguments,
     is_this_call,
     request_body,
-    request_name,
+    rollback_plan,
 )
 from handoff.gateway.servers import MappingError, compile_program, compile_server, split_tool_name
+from handoff.gateway.store import name_for
 
 SCHEMA = {"type": "object", "properties": {"amount": {"type": "integer"}, "to": {"type": "string"}},
           "required": ["amount", "to"], "additionalProperties": False}  # fmt: skip
@@ -41,6 +42,10 @@ def test_defaults_for_a_tool_the_spec_does_not_name() -> None:
         ("confidence > 0.5", "unknown variables confidence"),
         ("evil(args)", "unknown functions evil"),
         ("args.a.all(x, args.b.exists(y, x == y))", "nests a comprehension"),
+        # A parenthesis hid the nesting from the check: 256 items cubed stalled the gateway.
+        ("string(args.a.map(x, (args.a.map(y, (args.a.map(z, 1))))))", "nests a comprehension"),
+        ("args.a.all(x, (args.a.exists(y, y == x)))", "nests a comprehension"),
+        ("args.a.map(x, args.a).exists(l, l.exists(y, y == 1))", "nests a comprehension"),
     ],
 )
 def test_a_mapping_that_does_not_compile_is_a_problem_and_its_tool_is_not_offered(
@@ -138,9 +143,9 @@ def test_the_request_and_its_rollback_plan_come_from_the_mapping() -> None:
         "tool": "set_limit", "arguments": "{'account': args.account, 'limit': args.previous}"}})  # fmt: skip
     call = Call(compiled, compiled.mapping("set_limit"), {"account": "a", "limit": 5, "previous": 1},
                 {"reasoning": "asked"}, "Set a limit")  # fmt: skip
-    name = request_name(call.key, 0)
+    name = name_for(b"salt", "ns", "agent", call.key, 0)
     body = request_body(call, "agent", name)
-    assert body["metadata"]["name"] == name == f"mcp-{call.key[:32]}-0"
+    assert body["metadata"]["name"] == name
     spec = body["spec"]
     assert (spec["agent"], spec["action"], spec["target"], spec["execution"]) == (
         "agent",
@@ -160,6 +165,25 @@ def test_the_request_and_its_rollback_plan_come_from_the_mapping() -> None:
         "handoff.dev/requested-by": "system:serviceaccount:ns:other"}}}  # fmt: skip
     assert not is_this_call(squatted, body)
     assert not is_this_call({**found, "spec": {**spec, "target": "account:b"}}, body)
+    forged = {**spec, "rollback": {**spec["rollback"], "action": "mcp.bank.transfer"}}
+    assert not is_this_call({**found, "spec": forged}, body)
+    assert spec["rollback"] == rollback_plan(
+        compiled, compiled.mapping("set_limit"), call.arguments
+    )
+    assert rollback_plan(compiled, compiled.mapping("transfer"), {"amount": 1}) is None
+
+
+def test_request_names_are_unguessable_without_the_salt_and_stable_with_it() -> None:
+    """Another agent of the namespace could file first under a name computed from the call."""
+    key = call_key("bank", "transfer", {"amount": 1, "to": "x"})
+    name = name_for(b"salt", "ns", "agent", key, 0)
+    assert name == name_for(b"salt", "ns", "agent", key, 0)
+    assert key[:32] not in name
+    others = {name_for(b"other", "ns", "agent", key, 0), name_for(b"salt", "ns", "mallory", key, 0),
+              name_for(b"salt", "ns", "agent", key, 1), name_for(b"salt", "ns2", "agent", key, 0)}  # fmt: skip
+    assert name not in others
+    assert len(others) == 4
+    assert len(name) <= 63
 
 
 def test_the_call_key_is_canonical_and_ignores_nothing_but_order() -> None:

@@ -36,6 +36,12 @@ STREAM_READ_COMMANDS = (
 # a refused CLIENT SETINFO.
 CONNECTION_COMMANDS = ("+ping", "+hello", "+select|0")
 CONSUMER_GROUP = "agent"
+# The MCP gateway's user: its own keys (call generations, kept results, the names' salt) and the
+# commands its store uses (EVAL for the generation's compare-and-advance, whose calls the ACL
+# checks too); no other key, no admin command. The chart's start.sh sets the same (a test checks).
+GATEWAY_USER = "handoff-gateway"
+GATEWAY_RULES = ("resetchannels", "~handoff:gateway:*", "+get", "+set", "+eval",
+                 *CONNECTION_COMMANDS)  # fmt: skip
 
 
 class RedisError(Exception):
@@ -126,3 +132,18 @@ async def ensure_reader(url: str, user: str, password: str, keys: list[str]) -> 
         raise RedisError(f"Redis: {type(e).__name__}: {e}") from e
     finally:
         await client.aclose()
+
+
+async def ensure_gateway(url: str, password: str) -> str:
+    """The MCP gateway's Redis user (GATEWAY_RULES), set with the admin ``url``; its URL."""
+    client = redis_asyncio.from_url(url)
+    try:
+        rules = ["reset", "on", f">{password}", *GATEWAY_RULES]
+        await client.execute_command("ACL", "SETUSER", GATEWAY_USER, *rules)  # type: ignore[no-untyped-call]
+        await _save(client)
+    except _LibraryRedisError as e:
+        raise RedisError(f"Redis: {type(e).__name__}: {e}") from e
+    finally:
+        await client.aclose()
+    admin = RedisAdmin(url)
+    return admin.url_for(GATEWAY_USER, password)

@@ -6,6 +6,7 @@ to make, and reviewers' status patches (which kopf's change handlers would ignor
 any other event.
 """
 
+import asyncio
 import functools
 import logging
 import os
@@ -26,6 +27,7 @@ from handoff.adapters.slack import API as SLACK_API
 from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller import kopf_memories
+from handoff.controller.gateway_access import DEFAULT_ACCOUNT, GatewayAccess, parse_account
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.operator import Operator, build, provisioners, utcnow
@@ -62,7 +64,7 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     )  # fmt: skip
 
 
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def _tune(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False  # our Events are our own, one per transition
     settings.batching.batch_window = 0.01
     kopf_memories.bound(settings)  # what kopf holds per object at once: see there
@@ -70,6 +72,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = int(os.environ.get("HANDOFF_WATCH_SECONDS") or 300)
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.networking.request_timeout = 60
+
+
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    _tune(settings)
     api = KubeApi(credentials(memo))
     policies = PolicyReconciler(api, utcnow)
     policies.provisioners = provisioners(api, policies, memo.get("redis_url"))
@@ -109,6 +115,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )  # fmt: skip
     memo["api"] = api
     memo["policies"] = policies
+    account = os.environ.get("HANDOFF_GATEWAY_ACCOUNT", DEFAULT_ACCOUNT)  # "" without a gateway
+    memo["gateway_access"] = GatewayAccess(api, parse_account(account))
     memo["operator"] = operator
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
     memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
@@ -198,6 +206,29 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     await _handled(memo, "request", namespace, name, work=work, retry=retry)
 
 
+async def mcpserver_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Any change to a namespace's MCPServers: the gateway's read of their Secrets follows."""
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if _elsewhere(memo, namespace):
+        return
+    access: GatewayAccess = memo["gateway_access"]
+    pending: set[asyncio.Task[None]] = memo.setdefault("gateway_retries", set())
+
+    async def work() -> None:
+        await _handled(memo, "mcpserver", namespace, name, work=lambda: access.sync(namespace),
+                       retry=retry)  # fmt: skip
+
+    def retry(delay: timedelta) -> None:
+        def again() -> None:
+            task = asyncio.create_task(work())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        asyncio.get_running_loop().call_later(delay.total_seconds(), again)
+
+    await work()
+
+
 async def _handled(
     memo: kopf.Memo, kind: str, namespace: str, name: str, *,
     work: Callable[[], Awaitable[None]], retry: Callable[[timedelta], None],
@@ -241,6 +272,7 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.cleanup(registry=registry)(cleanup)
     kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)(policy_event)
     kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)(request_event)
+    kopf.on.event(GROUP, VERSION, "mcpservers", registry=registry)(mcpserver_event)
     return registry
 
 

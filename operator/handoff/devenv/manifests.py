@@ -23,6 +23,8 @@ def operator_objects() -> list[dict[str, Any]]:
         ),
         # Finalizers on policies, so their roles and credentials go with them.
         _rule("handoff.dev", ["agentactionpolicies"], ["patch", "update"]),
+        # Which Secrets the MCPServers name: the MCP gateway may read those, by name, alone.
+        _rule("handoff.dev", ["mcpservers"], ["get", "list", "watch"]),
         # Decisions and policy conditions; reviewers' status writes are granted from this too.
         _rule(
             "handoff.dev",
@@ -192,7 +194,8 @@ GATEWAY_ACCOUNT = "handoff-gateway"
 def gateway_objects() -> list[dict[str, Any]]:
     """The MCP gateway's identity. It files nothing (requests are filed with each agent's own
     token) and decides nothing: it checks tokens, reads the MCPServers and the requests filed
-    through it, reads the upstreams' credential Secrets (by name: no list), writes MCPServer
+    through it, reads the upstreams' credential Secrets (only those MCPServers name: a Role per
+    namespace the operator keeps, controller/gateway_access.py), writes MCPServer
     status, and records executions, which admission (handoff-gateway-execution) confines to the
     execution part of approved MCP requests."""
     rules = [
@@ -201,7 +204,8 @@ def gateway_objects() -> list[dict[str, Any]]:
         # Which tools no policy rule names (the MCPServer's Governed condition).
         _rule("handoff.dev", ["agentactionpolicies"], ["list"]),
         _rule("handoff.dev", ["mcpservers/status", "actionrequests/status"], ["get", "patch"]),
-        _rule("", ["secrets"], ["get"]),
+        # No right on Secrets here: the operator grants `get` on exactly the Secrets each
+        # namespace's MCPServers name (Role handoff-gateway-credentials, controller/gateway_access).
     ]
     return [
         _service_account(OPERATOR_NAMESPACE, GATEWAY_ACCOUNT),

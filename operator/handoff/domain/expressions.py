@@ -234,6 +234,10 @@ def _nests_comprehensions(source: str) -> bool:
     return False
 
 
+#: For other CEL environments over agent-written values (the MCP gateway's mappings).
+nests_comprehensions = _nests_comprehensions
+
+
 def _is_operator(name: str) -> bool:
     return name.startswith(("_", "@", "!"))
 

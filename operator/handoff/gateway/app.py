@@ -39,6 +39,7 @@ from handoff.gateway.watcher import Watcher
 
 log = logging.getLogger(__name__)
 INVALID_PARAMS = -32602
+MAX_BODY = 1 << 20  # bytes of a request's body (413 over it): far above a request's bounds
 
 
 @dataclass
@@ -118,7 +119,11 @@ class Gateway_:
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
         manager = StreamableHTTPSessionManager(
-            app=self.server, stateless=True, json_response=False, security_settings=security
+            app=self.server,
+            stateless=True,
+            json_response=False,
+            security_settings=security,
+            max_request_body_size=MAX_BODY,
         )
         mcp = _Authenticated(self.auth, manager.handle_request)
 

@@ -21,7 +21,6 @@ from handoff.gateway.filing import (
     checked_arguments,
     is_this_call,
     request_body,
-    request_name,
 )
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, split_tool_name
@@ -105,7 +104,8 @@ class Calls:
         namespace, agent = caller.namespace, caller.agent
         generation = await self.store.generation(namespace, agent, call.key)
         try:
-            body = await self._file(caller, call, request_name(call.key, generation))
+            name = await self.store.request_name(namespace, agent, call.key, generation)
+            body = await self._file(caller, call, name)
         except MappingError as e:
             return error_result(f"{e}; nothing was filed"), Gateway.INVALID_ARGUMENTS
         except KubeError as e:

@@ -14,19 +14,20 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handoff.adapters.kube import Conflict, KubeApi, KubeError, resource_path
+from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
 from handoff.domain.reasons import EXECUTING, Gateway
 from handoff.domain.timefmt import format_time, parse_time
 from handoff.gateway import metrics
-from handoff.gateway.filing import BadCall, checked_arguments
+from handoff.gateway.filing import BadCall, checked_arguments, rollback_plan
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, Server
 from handoff.gateway.store import Store, digest
 from handoff.gateway.upstream import UpstreamError, Upstreams
 
 log = logging.getLogger(__name__)
+MAX_UNDO_DEPTH = 8  # a rollback of a rollback ... of a request, checked back to the first
 
 
 class Executor:
@@ -121,20 +122,24 @@ class Executor:
         return found[0]
 
     async def _mismatch(
-        self, body: Mapping[str, Any], server: Server, tool: str, arguments: Any
+        self, body: Mapping[str, Any], server: Server, tool: str, arguments: Any, depth: int = 0
     ) -> str | None:
         """Why the stored spec is not what the MCPServer's mapping makes of its arguments (a
-        request filed around the gateway), or None."""
+        request filed around the gateway), or None. A rollback (``rollbackOf``, which only the
+        operator sets) must be the plan of the request it undoes, and that request must itself
+        be what the mapping made: its plan is where the rollback's tool and arguments come from."""
         spec = body["spec"]
         tools = await self.upstreams.tools(server)
         if tool not in tools:
             return f"the upstream {server.name} no longer offers {tool}; nothing was called"
+        rollback = bool(spec.get("rollbackOf"))
         try:
             own, _ = checked_arguments(arguments, tools[tool].input_schema, tool)
-            rollback = bool(spec.get("rollbackOf"))  # the operator filed it from an approved plan
-            if server.mapping(tool).hidden and not rollback:
+            mapping = server.mapping(tool)
+            if mapping.hidden and not rollback:
                 raise BadCall(f"{tool} is hidden: it runs only as another tool's inverse")
-            target = None if rollback else server.mapping(tool).target_of(server.name, own)
+            target = None if rollback else mapping.target_of(server.name, own)
+            plan = None if rollback else rollback_plan(server, mapping, own)
         except (BadCall, MappingError) as e:
             return f"the stored arguments do not fit {server.name}/{tool}: {e}; nothing was called"
         if own != arguments or (target is not None and spec.get("target") != target):
@@ -143,6 +148,48 @@ class Executor:
                 f" {server.name}'s mapping makes of them (target {target!r}): it was not filed"
                 " through the gateway; nothing was called"
             )
+        if rollback:
+            return await self._undoes(body, depth)
+        if spec.get("rollback") != plan:
+            return (
+                f"the request's rollback plan is not the inverse {server.name}'s mapping declares"
+                f" for {tool} ({'none' if plan is None else plan['action']}): it was not filed"
+                " through the gateway; nothing was called"
+            )
+        return None
+
+    async def _undoes(self, undo: Mapping[str, Any], depth: int) -> str | None:
+        """Why the rollback ``undo`` is not the plan of a request the mapping made, or None."""
+        meta, spec = undo["metadata"], undo["spec"]
+        name = str(spec.get("rollbackOf"))
+        if depth >= MAX_UNDO_DEPTH:
+            return f"rollbacks of rollbacks deeper than {MAX_UNDO_DEPTH}; nothing was called"
+        path = resource_path("handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], name)
+        try:
+            original = await self.api.get(path)
+        except NotFound:
+            return f"the request it rolls back, {name}, is gone; nothing was called"
+        ospec = original.get("spec") or {}
+        plan = ospec.get("rollback") or {}
+        same = (
+            ospec.get("execution") == MCP
+            and ospec.get("agent") == spec.get("agent")
+            and (plan.get("action") or ospec.get("action")) == spec.get("action")
+            and (plan.get("parameters") or {}) == (spec.get("parameters") or {})
+        )
+        if not same:
+            return (
+                f"the rollback is not the plan of {name}, an MCP request of the same agent;"
+                " nothing was called"
+            )
+        found = self._tool_of(original)
+        if isinstance(found, str):
+            return f"{name}, the request it rolls back: {found}"
+        problem = await self._mismatch(
+            original, *found, ospec.get("parameters") or {}, depth=depth + 1
+        )
+        if problem is not None:
+            return f"{name}, which it rolls back, was not filed through the gateway: {problem}"
         return None
 
     async def _record(

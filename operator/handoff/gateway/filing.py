@@ -92,10 +92,6 @@ def call_key(server: str, tool: str, arguments: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def request_name(key: str, generation: int) -> str:
-    return f"mcp-{key[:32]}-{generation}"
-
-
 def request_body(call: Call, agent: str, name: str) -> dict[str, Any]:
     server, mapping, args = call.server, call.mapping, call.arguments
     spec: dict[str, Any] = {
@@ -107,13 +103,9 @@ def request_body(call: Call, agent: str, name: str) -> dict[str, Any]:
         "execution": MCP,
         **call.context,
     }
-    inverse = mapping.inverse_arguments(args)
-    if mapping.inverse is not None and inverse is not None:
-        spec["rollback"] = {
-            "description": mapping.inverse.description[:1024],
-            "action": server.mapping(mapping.inverse.tool).action,
-            "parameters": inverse,
-        }
+    plan = rollback_plan(server, mapping, args)
+    if plan is not None:
+        spec["rollback"] = plan
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "ActionRequest",
@@ -127,6 +119,21 @@ def request_body(call: Call, agent: str, name: str) -> dict[str, Any]:
     }
 
 
+def rollback_plan(
+    server: Server, mapping: ToolMapping, args: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The request's rollback plan: the declared inverse of the tool, or None. A request's
+    ``spec.rollback`` is anything else only when it was filed around the gateway."""
+    inverse = mapping.inverse_arguments(args)
+    if mapping.inverse is None or inverse is None:
+        return None
+    return {
+        "description": mapping.inverse.description[:1024],
+        "action": server.mapping(mapping.inverse.tool).action,
+        "parameters": inverse,
+    }
+
+
 def is_this_call(found: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
     """Whether a request found under the call's name is this call filed by this agent (and not
     a request someone else filed there first)."""
@@ -134,7 +141,10 @@ def is_this_call(found: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
     meta = found.get("metadata") or {}
     requested_by = (meta.get("annotations") or {}).get("handoff.dev/requested-by")
     return (
-        all(spec.get(k) == want.get(k) for k in ("agent", "action", "target", "parameters"))
+        all(
+            spec.get(k) == want.get(k)
+            for k in ("agent", "action", "target", "parameters", "rollback")
+        )
         and spec.get("execution") == MCP
         and requested_by == f"system:serviceaccount:{meta.get('namespace')}:{want['agent']}"
     )

@@ -12,7 +12,13 @@ from typing import Any
 
 import cel
 
-from handoff.domain.expressions import FUNCTIONS, KNOWN_FUNCTIONS, TYPE_NAMES, check_depth
+from handoff.domain.expressions import (
+    FUNCTIONS,
+    KNOWN_FUNCTIONS,
+    TYPE_NAMES,
+    check_depth,
+    nests_comprehensions,
+)
 from handoff.domain.limits import MAX_SIZE, measure
 
 SEPARATOR = "__"  # the tool names agents see: <server>__<tool> (no dots: some clients refuse them)
@@ -54,7 +60,10 @@ def compile_program(source: str) -> Program:
     calls -= {"_[_]", "@in"}
     if calls:
         raise MappingError(f"{source!r} calls unknown functions {', '.join(sorted(calls))}")
-    if _NESTED.search(source):
+    # Two readings of the source, each got round differently (a parenthesis hid a nesting from
+    # the first; the second allows a map's lists to be looped again): a mapping either refuses
+    # is refused. The arguments are the agent's, up to 256 items a list.
+    if _NESTED.search(source) or nests_comprehensions(source):
         raise MappingError(f"{source!r} nests a comprehension inside another: too costly")
     return Program(source, program)
 

@@ -5,14 +5,22 @@ executed request's result (the request's status holds only its digest).
 Redis layout:
 - ``handoff:gateway:generation:{namespace}:{agent}:{key}``: the generation of that identical call.
 - ``handoff:gateway:result:{uid}``: the upstream's result for request ``uid``, as JSON.
+- ``handoff:gateway:salt``: a random key, set once, that makes request names unguessable.
+
+A call's request name is an HMAC of the agent, the call's key and its generation under the salt:
+a name anyone could compute (a digest of the call) let another agent of the namespace file a
+request there first, and the victim's every retry then filed anew.
 """
 
 import hashlib
+import hmac
 import json
+import secrets
 from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
 
+SALT_KEY = "handoff:gateway:salt"
 RESULT_TTL = 7 * 24 * 3600  # seconds a result waits for its client's retry
 GENERATION_TTL = 30 * 24 * 3600
 # Advance the generation only from the one that delivered: two clients that waited on the same
@@ -28,6 +36,7 @@ return now
 
 class Store(Protocol):
     async def generation(self, namespace: str, agent: str, key: str) -> int: ...
+    async def request_name(self, namespace: str, agent: str, key: str, generation: int) -> str: ...
     async def delivered(self, namespace: str, agent: str, key: str, generation: int) -> None: ...
     async def save_result(self, uid: str, result: dict[str, Any]) -> str: ...
     async def result(self, uid: str) -> dict[str, Any] | None: ...
@@ -42,10 +51,21 @@ def digest(result: dict[str, Any]) -> str:
 class RedisStore:
     def __init__(self, url: str) -> None:
         self.redis = redis_asyncio.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        self._salt: bytes | None = None
 
     async def generation(self, namespace: str, agent: str, key: str) -> int:
         value = await self.redis.get(_generation_key(namespace, agent, key))
         return int(value or 0)
+
+    async def request_name(self, namespace: str, agent: str, key: str, generation: int) -> str:
+        """The name this call's request gets: unguessable without the salt, stable for retries."""
+        if self._salt is None:
+            await self.redis.set(SALT_KEY, secrets.token_hex(32), nx=True)
+            salt = await self.redis.get(SALT_KEY)
+            if not salt:
+                raise RuntimeError(f"Redis lost {SALT_KEY} as it was set")
+            self._salt = salt.encode() if isinstance(salt, str) else bytes(salt)
+        return name_for(self._salt, namespace, agent, key, generation)
 
     async def delivered(self, namespace: str, agent: str, key: str, generation: int) -> None:
         await self.redis.eval(
@@ -69,3 +89,8 @@ class RedisStore:
 
 def _generation_key(namespace: str, agent: str, key: str) -> str:
     return f"handoff:gateway:generation:{namespace}:{agent}:{key}"
+
+
+def name_for(salt: bytes, namespace: str, agent: str, key: str, generation: int) -> str:
+    message = f"{namespace}/{agent}/{key}/{generation}".encode()
+    return f"mcp-{hmac.new(salt, message, hashlib.sha256).hexdigest()[:40]}"

@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 from handoff.devenv import processes
+from handoff.devenv.gateway import gateway_redis_url
 from handoff.devenv.manifests import GATEWAY_ACCOUNT, OPERATOR_NAMESPACE
 from handoff.testing.cluster import Cluster
 
@@ -36,7 +37,8 @@ class GatewayProcess:
         )
         argv = [
             sys.executable, "-m", "handoff", "gateway", f"--kubeconfig={kubeconfig}",
-            f"--listen=127.0.0.1:{self.port}", f"--redis-url={self.redis_url}",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--redis-url={gateway_redis_url(self.redis_url)}",
             f"--wait={self.wait}",
         ]  # fmt: skip
         self.process = processes.spawn(
