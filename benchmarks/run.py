@@ -3,7 +3,8 @@
 1. classification: Handoff's compiled policy beside cedarpy and OPA (same answers checked);
 2. tier 1 decision latency at 10/s, 50/s and the highest sustained rate, beside the two-write floor;
 3. sustained throughput as a share of the floor's;
-4. 10,000 pending tier 4 requests: memory, re-arming after a restart, expiry lateness.
+4. 10,000 pending tier 4 requests: memory, re-arming after a restart, expiry lateness;
+5. a tier-1 MCP ``tools/call`` through the gateway beside the same call direct to the upstream.
 
 Runs its own control plane, Redis and operator in .handoff/bench; prints a table and writes
 .handoff/bench/results.json. Goals are checked against what was measured, never assumed.
@@ -22,6 +23,7 @@ from typing import Any
 
 import classification
 import decisions
+import gateway
 import scale
 from common import ratio, table
 from environment import FOLDER, BenchEnvironment, operator_rss_mb
@@ -75,13 +77,22 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
         env.stop()
 
 
+async def gateway_figures(args: argparse.Namespace) -> dict[str, Any]:
+    env = BenchEnvironment(FOLDER).start()
+    try:
+        env.start_operator([gateway.NS])
+        log(f"MCP gateway: tier-1 tools/call at {args.gateway_rate:g}/s, direct and through it")
+        return await gateway.measure(env, count=args.gateway_calls, rate=args.gateway_rate, log=log)
+    finally:
+        env.stop()
+
+
 def goal(met: bool | None) -> str:
     return "-" if met is None else ("met" if met else "MISSED")
 
 
-def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+def classification_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    c = results["classification"]
     h, cedar, opa = c["engines"]["handoff"], c["engines"]["cedar"], c["engines"].get("opa")
     add = out.append
     add({"figure": "classify p99 (us), 100 rules x 10k", "handoff": h["p99"], "baseline": cedar["p99"],
@@ -94,6 +105,14 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
              "ratio": ratio(h["p99"], opa["p99"])})  # fmt: skip
         add({"figure": "classify median (us)", "handoff": h["median"], "baseline": opa["median"],
              "vs": "OPA (Go, in-process)", "ratio": ratio(h["median"], opa["median"])})  # fmt: skip
+    return out
+
+
+def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    add = out.append
+    if "classification" in results:
+        out += classification_rows(results["classification"])
     if "latency" in results:
         for key, row in results["latency"].items():
             rate = f"{row['rate']:g}/s" if key != "max" else f"{row['rate']:g}/s (max)"
@@ -124,6 +143,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
              "handoff": late["p99"], "baseline": None, "vs": "the deadline itself",
              "goal": "< 1000 ms", "met": goal(complete and late["p99"] is not None and late["p99"] < 1000)})  # fmt: skip
         add({"figure": "expiry lateness median (ms)", "handoff": late["median"]})
+    if "gateway" in results:
+        out += gateway.rows(results["gateway"], goal)
     return out
 
 
@@ -134,9 +155,13 @@ COLUMNS = [("figure", "figure"), ("handoff", "Handoff"), ("baseline", "baseline"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default=str(FOLDER / "results.json"))
-    parser.add_argument("--only", choices=["classification", "cluster", "decisions"], default=None)
+    parser.add_argument(
+        "--only", choices=["classification", "cluster", "decisions", "gateway"], default=None
+    )
     parser.add_argument("--slice-seconds", type=float, default=6)
     parser.add_argument("--confirm-seconds", type=float, default=60)
+    parser.add_argument("--gateway-calls", type=int, default=200, help="calls each way")
+    parser.add_argument("--gateway-rate", type=float, default=10.0, help="calls per second")
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,6 +173,8 @@ def main() -> int:
         results["classification_growth"] = classification.growth()
     if args.only in (None, "cluster", "decisions"):
         results.update(asyncio.run(cluster_figures(args)))
+    if args.only in (None, "gateway"):
+        results["gateway"] = asyncio.run(gateway_figures(args))
     results["seconds"] = round(time.perf_counter() - started, 1)
     # Other work on the machine moves every absolute figure: record how busy it was.
     results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -415,7 +415,7 @@ def test_a_gateway_killed_while_a_call_waits_completes_it_once_after_restart(
         holding = subprocess.Popen(
             [sys.executable, "-c", _HELD_CALL, own.url, token, json.dumps(asked)]
         )
-        filed = eventually(lambda: requests(cluster, bank), 20, "the held call's request")
+        filed = eventually(lambda: requests(cluster, bank), 60, "the held call's request")
         own.kill()  # while the client is held
         holding.wait(30)
         name = filed[0]["metadata"]["name"]
