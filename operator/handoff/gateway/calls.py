@@ -16,7 +16,7 @@ from handoff.domain.reasons import Gateway, Reason
 from handoff.gateway import metrics
 from handoff.gateway.auth import Caller
 from handoff.gateway.execute import Executor
-from handoff.gateway.fastpath import LocalClassifier
+from handoff.gateway.fastpath import Decisions, LocalClassifier
 from handoff.gateway.filing import (
     BadCall,
     Call,
@@ -58,6 +58,7 @@ class Calls:
         self.wait = wait
         self._agents: dict[str, KubeApi] = {}
         self.classifier = LocalClassifier(api) if fast else None
+        self.decisions = Decisions()
         self._settling: set[asyncio.Task[None]] = set()
 
     async def call(
@@ -110,19 +111,29 @@ class Calls:
     ) -> tuple[dict[str, Any], str]:
         namespace, agent = caller.namespace, caller.agent
         generation = await self.store.generation(namespace, agent, call.key)
+        name = request_name(call.key, generation)
+        decided = self.decisions.expect(namespace, name)  # before filing: no event missed
+        fast = None
         try:
-            body = await self._file(caller, call, request_name(call.key, generation))
+            body = await self._file(caller, call, name)
+            if (
+                self.classifier is not None
+                and decided is not None
+                and not (body.get("status") or {}).get("decision")
+            ):
+                fast = await self._fast(body, decided)
         except MappingError as e:
             return error_result(f"{e}; nothing was filed"), Gateway.INVALID_ARGUMENTS
         except KubeError as e:
             return error_result(
                 f"the API server would not file the request as {agent}: {e.message}"
             ), Gateway.REFUSED
-        if self.classifier is not None and not (body.get("status") or {}).get("decision"):
-            fast = await self._fast(body)
-            if fast is not None:
-                await self.store.delivered(namespace, agent, call.key, generation)
-                return fast, Gateway.COMPLETED
+        finally:
+            if fast is None and decided is not None:
+                self.decisions.forget(namespace, name)
+        if fast is not None:
+            await self.store.delivered(namespace, agent, call.key, generation)
+            return fast, Gateway.COMPLETED
         deadline = time.monotonic() + self.wait
         while True:
             status = body.get("status") or {}
@@ -143,7 +154,9 @@ class Calls:
                 await progress(self.wait - left, f"{body['metadata']['name']} awaits a decision")
             body = dict(await self._changed(body, min(left, PROGRESS_EVERY)))
 
-    async def _fast(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def _fast(
+        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]"
+    ) -> dict[str, Any] | None:
         """Tier 1 at once (see fastpath.py): the upstream's answer, or None to wait as usual."""
         assert self.classifier is not None
         why = await self.classifier.why_not_tier1(body)
@@ -165,7 +178,7 @@ class Calls:
         except UpstreamError as e:
             result, failure = None, str(e)
         metrics.FAST_PATH.labels(outcome=Gateway.FAST_TAKEN).inc()
-        task = asyncio.create_task(self._settle(body, failure))
+        task = asyncio.create_task(self._settle(body, decided, failure))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         if result is None:
@@ -174,34 +187,39 @@ class Calls:
             )
         return result
 
-    async def _settle(self, body: Mapping[str, Any], failure: str) -> None:
-        """After a fast path: wait for the operator's decision, say whether it agreed, and record
-        the execution once the request is Approved (the watcher records it if this gateway
-        stops first)."""
+    async def _settle(
+        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]", failure: str
+    ) -> None:
+        """After a fast path: wait for the operator's decision (the watcher hands it over), say
+        whether it agreed, and record the execution once the request is Approved (the watcher
+        records it if this gateway stops first or the decision is late)."""
         meta = body["metadata"]
-        deadline = time.monotonic() + SETTLE_WAIT
         try:
-            while not ((status := body.get("status") or {}).get("decision") or status.get("tier")):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                body = await self._changed(body, min(left, 30.0))
-            decision = status.get("decision") or {}
-            approved = decision.get("outcome") == "Approved"
-            if approved and decision.get("reason") == Reason.AUTO_APPROVED:
-                metrics.FAST_PATH.labels(outcome=Gateway.FAST_AGREED).inc()
-            else:
-                metrics.FAST_PATH.labels(outcome=Gateway.FAST_DISAGREED).inc()
-                log.warning(
-                    "%s/%s ran at once as tier 1, but the operator classified it tier %s (%s): a"
-                    " policy changed as it was filed; its execution is recorded only if a person"
-                    " approves it", meta["namespace"], meta["name"], status.get("tier"),
-                    decision.get("reason") or status.get("phase"),
-                )  # fmt: skip
-            if approved:
-                await self.executor.record_claimed(body, failure or "the call failed")
-        except KubeError as e:
-            log.warning("recording the fast path of %s: %s", meta.get("name"), e.message)
+            seen = await asyncio.wait_for(decided, SETTLE_WAIT)
+        except TimeoutError:
+            return
+        finally:
+            self.decisions.forget(meta["namespace"], meta["name"])
+        if seen["metadata"].get("uid") != meta["uid"]:
+            return  # another request of that name (deleted meanwhile): the watcher's
+        status = seen.get("status") or {}
+        decision = status.get("decision") or {}
+        approved = decision.get("outcome") == "Approved"
+        if approved and decision.get("reason") == Reason.AUTO_APPROVED:
+            metrics.FAST_PATH.labels(outcome=Gateway.FAST_AGREED).inc()
+        else:
+            metrics.FAST_PATH.labels(outcome=Gateway.FAST_DISAGREED).inc()
+            log.warning(
+                "%s/%s ran at once as tier 1, but the operator classified it tier %s (%s): a"
+                " policy changed as it was filed; its execution is recorded only if a person"
+                " approves it", meta["namespace"], meta["name"], status.get("tier"),
+                decision.get("reason") or status.get("phase"),
+            )  # fmt: skip
+        if approved:
+            try:
+                await self.executor.record_claimed(seen, failure or "the call failed")
+            except KubeError as e:
+                log.warning("recording the fast path of %s: %s", meta["name"], e.message)
 
     async def _file(self, caller: Caller, call: Call, name: str) -> dict[str, Any]:
         document = request_body(call, caller.agent, name)

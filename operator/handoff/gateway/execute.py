@@ -101,14 +101,13 @@ class Executor:
         path = resource_path(
             "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
         )
-        fresh = await self.api.get(path)
-        status = fresh.get("status") or {}
+        status = body.get("status") or {}  # as the watcher just saw it
         if (status.get("execution") or {}).get("outcome") in OUTCOMES:
-            return dict(fresh)
+            return body
         if (status.get("decision") or {}).get("outcome") != "Approved":
-            return dict(fresh)
+            return body
         kept = await self.store.result(meta["uid"])
-        return await self._record(fresh, path, kept, None if kept else failure)
+        return await self._record(body, path, kept, None if kept else failure)
 
     async def _record_kept(self, path: str, kept: dict[str, Any]) -> Mapping[str, Any]:
         fresh = await self.api.get(path)

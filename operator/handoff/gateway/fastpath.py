@@ -21,6 +21,7 @@ disagreement (``handoff_gateway_fast_path_total{outcome="Disagreed"}``) and reco
 only if and when the request is Approved.
 """
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -93,3 +94,35 @@ def why_not(policies: list[CompiledPolicy], facts: RequestFacts) -> str | None:
     if verdict.tier != 1 or verdict.fail_closed:
         return f"tier {verdict.tier}"
     return None
+
+
+class Decisions:
+    """The requests this gateway is filing for a fast path, by namespace and name, each with the
+    first state of it the watcher delivers that the operator has classified (so a fast path does
+    not open a watch of its own per call)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[str, str], asyncio.Future[Mapping[str, Any]]] = {}
+
+    def expect(self, namespace: str, name: str) -> "asyncio.Future[Mapping[str, Any]] | None":
+        """A future for that request's classified state; None if another call of this gateway
+        (an identical one) expects it already: that one alone may take the fast path."""
+        if (namespace, name) in self._waiting:
+            return None
+        future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[(namespace, name)] = future
+        return future
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._waiting.pop((namespace, name), None)
+
+    def seen(self, body: Mapping[str, Any]) -> bool:
+        """Hand ``body`` to the fast path waiting for it; whether one was (it then records it)."""
+        meta = body.get("metadata") or {}
+        future = self._waiting.get((str(meta.get("namespace")), str(meta.get("name"))))
+        if future is None:
+            return False
+        status = body.get("status") or {}
+        if not future.done() and (status.get("decision") or status.get("tier")):
+            future.set_result(body)
+        return True

@@ -11,15 +11,19 @@ from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
 from handoff.gateway.execute import Executor
+from handoff.gateway.fastpath import Decisions
 
 log = logging.getLogger(__name__)
 PATH = "/apis/handoff.dev/v1alpha1/actionrequests"
 
 
 class Watcher:
-    def __init__(self, api: KubeApi, executor: Executor) -> None:
+    def __init__(
+        self, api: KubeApi, executor: Executor, decisions: Decisions | None = None
+    ) -> None:
         self.api = api
         self.executor = executor
+        self.decisions = decisions or Decisions()  # fast paths of this gateway: they record
         self._running: dict[str, asyncio.Task[Any]] = {}
 
     async def run(self) -> None:
@@ -35,7 +39,7 @@ class Watcher:
                         if event["type"] == "ERROR":
                             raise KubeError(int(body.get("code") or 0), "the watch expired")
                         version = body["metadata"]["resourceVersion"]
-                        if event["type"] != "DELETED":
+                        if event["type"] != "DELETED" and not self.decisions.seen(body):
                             self._consider(body)
             except (KubeError, KeyError) as e:
                 log.warning("requests: %s; listing again", e)
