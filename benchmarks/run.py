@@ -3,7 +3,8 @@
 1. classification: Handoff's compiled policy beside cedarpy and OPA (same answers checked);
 2. tier 1 decision latency at 10/s, 50/s and the highest sustained rate, beside the two-write floor;
 3. sustained throughput as a share of the floor's;
-4. 10,000 pending tier 4 requests: memory, re-arming after a restart, expiry lateness.
+4. 10,000 pending tier 4 requests: memory, re-arming after a restart, expiry lateness;
+5. a tier-1 MCP ``tools/call`` through the gateway beside the same call direct to the upstream.
 
 Runs its own control plane, Redis and operator in .handoff/bench; prints a table and writes
 .handoff/bench/results.json. Goals are checked against what was measured, never assumed.
@@ -22,6 +23,7 @@ from typing import Any
 
 import classification
 import decisions
+import gateway
 import history
 import scale
 from common import ratio, table
@@ -100,6 +102,16 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
         env.stop()
 
 
+async def gateway_figures(args: argparse.Namespace) -> dict[str, Any]:
+    env = BenchEnvironment(Path(args.folder)).start()
+    try:
+        env.start_operator([gateway.NS])
+        log(f"MCP gateway: tier-1 tools/call at {args.gateway_rate:g}/s, direct and through it")
+        return await gateway.measure(env, count=args.gateway_calls, rate=args.gateway_rate, log=log)
+    finally:
+        env.stop()
+
+
 def goal(met: bool | None) -> str:
     return "-" if met is None else ("met" if met else "MISSED")
 
@@ -114,6 +126,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         out += _scale_rows(results["scale"])
     if "history" in results:
         out += _history_rows(results["history"])
+    if "gateway" in results:
+        out += gateway.rows(results["gateway"], goal)
     return out
 
 
@@ -216,7 +230,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default=None,
-        choices=["classification", "cluster", "decisions", "scale", "history"],
+        choices=["classification", "cluster", "decisions", "scale", "history", "gateway"],
     )
     parser.add_argument("--pending", type=int, default=scale.TOTAL, help="smaller while iterating")
     parser.add_argument(
@@ -234,6 +248,8 @@ def main() -> int:
     parser.add_argument("--history", type=int, default=history.COUNT, help="decided requests")
     parser.add_argument("--slice-seconds", type=float, default=6)
     parser.add_argument("--confirm-seconds", type=float, default=60)
+    parser.add_argument("--gateway-calls", type=int, default=200, help="calls each way")
+    parser.add_argument("--gateway-rate", type=float, default=10.0, help="calls per second")
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -245,6 +261,8 @@ def main() -> int:
         results["classification_growth"] = classification.growth()
     if args.only not in (None, "classification"):
         results.update(asyncio.run(cluster_figures(args)))
+    if args.only in (None, "gateway"):
+        results["gateway"] = asyncio.run(gateway_figures(args))
     results["seconds"] = round(time.perf_counter() - started, 1)
     # Other work on the machine moves every absolute figure: record how busy it was.
     results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -147,6 +147,10 @@ class Gateway(StrEnum):
     INVALID_SPEC = "InvalidSpec"  # a target or inverse that does not compile
     GOVERNED = "Governed"  # a policy rule names every tool's action
     UNGOVERNED_TOOLS = "UngovernedTools"  # some tools' actions fall to a defaultTier
+    FAST_DECLINED = "Declined"  # not an unconditional tier 1 here: waits for the operator
+    FAST_TAKEN = "Taken"  # tier 1 classified by the gateway: forwarded at once
+    FAST_AGREED = "Agreed"  # the operator then decided AutoApproved too
+    FAST_DISAGREED = "Disagreed"  # the operator decided otherwise (a policy changed meanwhile)
 
 
 class Slack(StrEnum):

@@ -157,7 +157,9 @@ class Gateway_:
         self.tasks = [
             asyncio.create_task(self.registry.run(), name="mcpservers"),
             asyncio.create_task(self.registry.retry(), name="upstreams"),
-            asyncio.create_task(Watcher(self.api, self.executor).run(), name="requests"),
+            asyncio.create_task(
+                Watcher(self.api, self.executor, self.calls.decisions).run(), name="requests"
+            ),
         ]
 
     async def stop(self) -> None:

@@ -5,16 +5,18 @@ why it was refused, or a result saying it awaits a person."""
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, resource_path
 from handoff.domain.execution import OUTCOMES
-from handoff.domain.reasons import Gateway
+from handoff.domain.reasons import Gateway, Reason
 from handoff.gateway import metrics
 from handoff.gateway.auth import Caller
 from handoff.gateway.execute import Executor
+from handoff.gateway.fastpath import Decisions, LocalClassifier
 from handoff.gateway.filing import (
     BadCall,
     Call,
@@ -27,8 +29,10 @@ from handoff.gateway.servers import MappingError, split_tool_name
 from handoff.gateway.store import Store
 from handoff.gateway.upstream import UpstreamError, Upstreams
 
+log = logging.getLogger(__name__)
 Progress = Callable[[float, str], Awaitable[None]]
 PROGRESS_EVERY = 5.0
+SETTLE_WAIT = 120.0  # seconds a fast path waits for the operator's decision to record it
 
 
 class Refused(Exception):
@@ -42,7 +46,7 @@ class Refused(Exception):
 class Calls:
     def __init__(
         self, *, api: KubeApi, credentials: Credentials, registry: Registry,
-        upstreams: Upstreams, executor: Executor, store: Store, wait: float,
+        upstreams: Upstreams, executor: Executor, store: Store, wait: float, fast: bool = True,
     ) -> None:  # fmt: skip
         self.api = api  # the gateway's own: reads requests, never files them
         self.credentials = credentials
@@ -52,6 +56,9 @@ class Calls:
         self.store = store
         self.wait = wait
         self._agents: dict[str, KubeApi] = {}
+        self.classifier = LocalClassifier(api) if fast else None
+        self.decisions = Decisions()
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def call(
         self, caller: Caller, name: str, arguments: Mapping[str, Any] | None,
@@ -103,15 +110,29 @@ class Calls:
     ) -> tuple[dict[str, Any], str]:
         namespace, agent = caller.namespace, caller.agent
         generation = await self.store.generation(namespace, agent, call.key)
+        name = await self.store.request_name(namespace, agent, call.key, generation)
+        decided = self.decisions.expect(namespace, name)  # before filing: no event missed
+        fast = None
         try:
-            name = await self.store.request_name(namespace, agent, call.key, generation)
             body = await self._file(caller, call, name)
+            if (
+                self.classifier is not None
+                and decided is not None
+                and not (body.get("status") or {}).get("decision")
+            ):
+                fast = await self._fast(body, decided)
         except MappingError as e:
             return error_result(f"{e}; nothing was filed"), Gateway.INVALID_ARGUMENTS
         except KubeError as e:
             return error_result(
                 f"the API server would not file the request as {agent}: {e.message}"
             ), Gateway.REFUSED
+        finally:
+            if fast is None and decided is not None:
+                self.decisions.forget(namespace, name)
+        if fast is not None:
+            await self.store.delivered(namespace, agent, call.key, generation)
+            return fast, Gateway.COMPLETED
         deadline = time.monotonic() + self.wait
         while True:
             status = body.get("status") or {}
@@ -131,6 +152,73 @@ class Calls:
             if progress is not None:
                 await progress(self.wait - left, f"{body['metadata']['name']} awaits a decision")
             body = dict(await self._changed(body, min(left, PROGRESS_EVERY)))
+
+    async def _fast(
+        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]"
+    ) -> dict[str, Any] | None:
+        """Tier 1 at once (see fastpath.py): the upstream's answer, or None to wait as usual."""
+        assert self.classifier is not None
+        why = await self.classifier.why_not_tier1(body)
+        if why is not None:
+            metrics.FAST_PATH.labels(outcome=Gateway.FAST_DECLINED).inc()
+            return None
+        uid = body["metadata"]["uid"]
+        found = self.executor.tool_of(body)
+        if isinstance(found, str) or not await self.store.claim(
+            uid, self.executor.stale.total_seconds()
+        ):
+            return None  # a tool the executor cannot tell, or someone else is calling: wait
+        server, tool = found
+        failure = ""
+        try:
+            result = await self.upstreams.call(server, tool, body["spec"].get("parameters") or {},
+                                               uid)  # fmt: skip
+            await self.store.save_result(uid, result)
+        except UpstreamError as e:
+            result, failure = None, str(e)
+        metrics.FAST_PATH.labels(outcome=Gateway.FAST_TAKEN).inc()
+        task = asyncio.create_task(self._settle(body, decided, failure))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        if result is None:
+            return error_result(
+                f"{body['metadata']['name']} was approved; the call failed: {failure}"
+            )
+        return result
+
+    async def _settle(
+        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]", failure: str
+    ) -> None:
+        """After a fast path: wait for the operator's decision (the watcher hands it over), say
+        whether it agreed, and record the execution once the request is Approved (the watcher
+        records it if this gateway stops first or the decision is late)."""
+        meta = body["metadata"]
+        try:
+            seen = await asyncio.wait_for(decided, SETTLE_WAIT)
+        except TimeoutError:
+            return
+        finally:
+            self.decisions.forget(meta["namespace"], meta["name"])
+        if seen["metadata"].get("uid") != meta["uid"]:
+            return  # another request of that name (deleted meanwhile): the watcher's
+        status = seen.get("status") or {}
+        decision = status.get("decision") or {}
+        approved = decision.get("outcome") == "Approved"
+        if approved and decision.get("reason") == Reason.AUTO_APPROVED:
+            metrics.FAST_PATH.labels(outcome=Gateway.FAST_AGREED).inc()
+        else:
+            metrics.FAST_PATH.labels(outcome=Gateway.FAST_DISAGREED).inc()
+            log.warning(
+                "%s/%s ran at once as tier 1, but the operator classified it tier %s (%s): a"
+                " policy changed as it was filed; its execution is recorded only if a person"
+                " approves it", meta["namespace"], meta["name"], status.get("tier"),
+                decision.get("reason") or status.get("phase"),
+            )  # fmt: skip
+        if approved:
+            try:
+                await self.executor.record_claimed(seen, failure or "the call failed")
+            except KubeError as e:
+                log.warning("recording the fast path of %s: %s", meta["name"], e.message)
 
     async def _file(self, caller: Caller, call: Call, name: str) -> dict[str, Any]:
         document = request_body(call, caller.agent, name)
@@ -181,6 +269,8 @@ class Calls:
         return self._agents[key]
 
     async def close(self) -> None:
+        for task in list(self._settling):
+            task.cancel()
         for api in self._agents.values():
             await api.close()
 

@@ -10,7 +10,7 @@ resumes by calling again with the same idempotency key (the request's uid, in ``
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,11 +43,16 @@ class Executor:
 
     async def run(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """Carry out an approved MCP request if nobody has; the request as it is afterwards."""
-        uid = body["metadata"]["uid"]
+        return await self._exclusive(body["metadata"]["uid"], self._run(body))
+
+    async def _exclusive(
+        self, uid: str, work: Coroutine[Any, Any, Mapping[str, Any]]
+    ) -> Mapping[str, Any]:
+        """``work`` while no other work on request ``uid`` runs in this gateway."""
         lock = self._locks.setdefault(uid, asyncio.Lock())
         async with lock:
             try:
-                return await self._run(body)
+                return await work
             finally:
                 if not lock._waiters:
                     self._locks.pop(uid, None)
@@ -57,18 +62,24 @@ class Executor:
         path = resource_path(
             "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
         )
+        claimed = False
         for _ in range(5):
             status = body.get("status") or {}
             execution = status.get("execution") or {}
-            if body["spec"].get("execution") != MCP or execution.get("outcome") in OUTCOMES:
-                return body
-            if (status.get("decision") or {}).get("outcome") != "Approved":
+            if (
+                body["spec"].get("execution") != MCP
+                or execution.get("outcome") in OUTCOMES
+                or (status.get("decision") or {}).get("outcome") != "Approved"
+            ):
                 return body
             kept = await self.store.result(meta["uid"])
             if kept is not None:  # called already (maybe before a restart): never call again
                 return await self._record_kept(path, kept)
             if execution.get("outcome") == EXECUTING and not self._stale(execution):
                 return body  # another gateway is calling; its record will come
+            if not claimed and not await self.store.claim(meta["uid"], self.stale.total_seconds()):
+                return body  # a tier-1 fast path or another gateway is calling: it records
+            claimed = True
             try:
                 body = await self.api.merge_patch(path + "/status", {
                     "metadata": {"resourceVersion": meta["resourceVersion"]},
@@ -81,6 +92,24 @@ class Executor:
             return await self._call(body, path)
         return body
 
+    async def record_claimed(self, body: Mapping[str, Any], failure: str) -> Mapping[str, Any]:
+        """Record what a claimed call (a tier-1 fast path) left: its kept result, or ``failure``
+        when the upstream gave none. Only once the request is Approved, as every record."""
+        return await self._exclusive(body["metadata"]["uid"], self._record_claimed(body, failure))
+
+    async def _record_claimed(self, body: Mapping[str, Any], failure: str) -> Mapping[str, Any]:
+        meta = body["metadata"]
+        path = resource_path(
+            "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
+        )
+        status = body.get("status") or {}  # as the watcher just saw it
+        if (status.get("execution") or {}).get("outcome") in OUTCOMES:
+            return body
+        if (status.get("decision") or {}).get("outcome") != "Approved":
+            return body
+        kept = await self.store.result(meta["uid"])
+        return await self._record(body, path, kept, None if kept else failure)
+
     async def _record_kept(self, path: str, kept: dict[str, Any]) -> Mapping[str, Any]:
         fresh = await self.api.get(path)
         if ((fresh.get("status") or {}).get("execution") or {}).get("outcome") in OUTCOMES:
@@ -89,7 +118,7 @@ class Executor:
 
     async def _call(self, body: Mapping[str, Any], path: str) -> Mapping[str, Any]:
         spec, uid = body["spec"], body["metadata"]["uid"]
-        found = self._tool_of(body)
+        found = self.tool_of(body)
         if isinstance(found, str):
             return await self._record(body, path, None, found)
         server, tool = found
@@ -108,7 +137,7 @@ class Executor:
         await self.store.save_result(uid, result)
         return await self._record(body, path, result, None)
 
-    def _tool_of(self, body: Mapping[str, Any]) -> tuple[Server, str] | str:
+    def tool_of(self, body: Mapping[str, Any]) -> tuple[Server, str] | str:
         namespace, spec = body["metadata"]["namespace"], body["spec"]
         action, agent = str(spec.get("action")), str(spec.get("agent"))
         found = [(s, t) for s in self.registry.in_namespace(namespace)

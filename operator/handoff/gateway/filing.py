@@ -6,6 +6,7 @@ of the tool called, the parameters are the arguments exactly as validated, and t
 fields are bounded strings that only inform the reviewer.
 """
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -74,14 +75,27 @@ def checked_arguments(
             f"the arguments are too large for a request (at most {MAX_ARGUMENTS} top-level"
             f" arguments, 32 levels, 256 items in any list or map and {MAX_SIZE} characters)"
         )
-    try:
-        jsonschema.validate(own, dict(schema or {"type": "object"}))
-    except jsonschema.ValidationError as e:
-        where = "/".join(str(p) for p in e.absolute_path) or "(the arguments)"
-        raise BadCall(f"invalid arguments at {where}: {e.message}") from None
-    except jsonschema.SchemaError:
-        raise BadCall(f"the upstream's input schema of {tool} is invalid") from None
+    validator = _validator(json.dumps(schema or {"type": "object"}, sort_keys=True))
+    if validator is None:
+        raise BadCall(f"the upstream's input schema of {tool} is invalid")
+    error = jsonschema.exceptions.best_match(validator.iter_errors(own))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(the arguments)"
+        raise BadCall(f"invalid arguments at {where}: {error.message}")
     return own, context
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema: str) -> Any:
+    """The checked validator of a tool's input schema (as JSON), or None if the schema is not
+    valid: checking a schema costs more than validating arguments against it."""
+    loaded = json.loads(schema)
+    cls = jsonschema.validators.validator_for(loaded)
+    try:
+        cls.check_schema(loaded)
+    except jsonschema.SchemaError:
+        return None
+    return cls(loaded)
 
 
 def call_key(server: str, tool: str, arguments: Mapping[str, Any]) -> str:

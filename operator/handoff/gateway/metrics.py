@@ -20,3 +20,9 @@ REFUSED = Counter(
     "handoff_gateway_refused_total", "calls refused before anything was filed, by reason",
     ["reason"], registry=REGISTRY,
 )  # fmt: skip
+FAST_PATH = Counter(
+    "handoff_gateway_fast_path_total",
+    "tier-1 fast paths: Declined (waited for the operator), Taken (forwarded at once), then"
+    " Agreed or Disagreed (the operator's decision)",
+    ["outcome"], registry=REGISTRY,
+)  # fmt: skip

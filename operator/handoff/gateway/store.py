@@ -6,6 +6,8 @@ Redis layout:
 - ``handoff:gateway:generation:{namespace}:{agent}:{key}``: the generation of that identical call.
 - ``handoff:gateway:result:{uid}``: the upstream's result for request ``uid``, as JSON.
 - ``handoff:gateway:salt``: a random key, set once, that makes request names unguessable.
+- ``handoff:gateway:claim:{uid}``: set (once, with a time to live) by whoever is about to call the
+  upstream for request ``uid``: the executor or a tier-1 fast path; nobody else calls meanwhile.
 
 A call's request name is an HMAC of the agent, the call's key and its generation under the salt:
 a name anyone could compute (a digest of the call) let another agent of the namespace file a
@@ -40,6 +42,7 @@ class Store(Protocol):
     async def delivered(self, namespace: str, agent: str, key: str, generation: int) -> None: ...
     async def save_result(self, uid: str, result: dict[str, Any]) -> str: ...
     async def result(self, uid: str) -> dict[str, Any] | None: ...
+    async def claim(self, uid: str, seconds: float) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -82,6 +85,12 @@ class RedisStore:
             return None
         value = json.loads(raw)
         return value if isinstance(value, dict) else None
+
+    async def claim(self, uid: str, seconds: float) -> bool:
+        """Whether this caller is the one to call the upstream for ``uid`` (nobody claimed it in
+        the last ``seconds``)."""
+        key = f"handoff:gateway:claim:{uid}"
+        return bool(await self.redis.set(key, "1", nx=True, ex=max(1, round(seconds))))
 
     async def close(self) -> None:
         await self.redis.aclose()

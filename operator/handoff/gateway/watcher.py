@@ -10,18 +10,21 @@ from typing import Any
 from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
-from handoff.domain.reasons import EXECUTING
 from handoff.gateway.execute import Executor
+from handoff.gateway.fastpath import Decisions
 
 log = logging.getLogger(__name__)
 PATH = "/apis/handoff.dev/v1alpha1/actionrequests"
 
 
 class Watcher:
-    def __init__(self, api: KubeApi, executor: Executor) -> None:
+    def __init__(
+        self, api: KubeApi, executor: Executor, decisions: Decisions | None = None
+    ) -> None:
         self.api = api
         self.executor = executor
-        self._running: set[asyncio.Task[Any]] = set()
+        self.decisions = decisions or Decisions()  # fast paths of this gateway: they record
+        self._running: dict[str, asyncio.Task[Any]] = {}
 
     async def run(self) -> None:
         while True:
@@ -36,7 +39,7 @@ class Watcher:
                         if event["type"] == "ERROR":
                             raise KubeError(int(body.get("code") or 0), "the watch expired")
                         version = body["metadata"]["resourceVersion"]
-                        if event["type"] != "DELETED":
+                        if event["type"] != "DELETED" and not self.decisions.seen(body):
                             self._consider(body)
             except (KubeError, KeyError) as e:
                 log.warning("requests: %s; listing again", e)
@@ -48,15 +51,26 @@ class Watcher:
             return
         if (status.get("decision") or {}).get("outcome") != "Approved":
             return
+        uid = body["metadata"]["uid"]
         if (status.get("execution") or {}).get("outcome") in OUTCOMES:
+            waiting = self._running.pop(uid, None)  # recorded: stop looking again later
+            if waiting is not None:
+                waiting.cancel()
+            return
+        if uid in self._running:
             return
         task = asyncio.create_task(self._execute(body))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[uid] = task
+        task.add_done_callback(lambda t: self._forget(uid, t))
+
+    def _forget(self, uid: str, task: "asyncio.Task[Any]") -> None:
+        if self._running.get(uid) is task:
+            del self._running[uid]
 
     async def _execute(self, body: Mapping[str, Any]) -> None:
-        """Run it; while another gateway's Executing mark holds it, look again once the mark
-        would be stale (a gateway that died mid-call leaves no event behind to wake us)."""
+        """Run it; while another's claim or Executing mark holds it, look again once it would be
+        stale (a gateway that died mid-call leaves no event behind to wake us); a record of the
+        outcome arriving meanwhile ends the wait."""
         meta = body["metadata"]
         path = resource_path(
             "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
@@ -64,8 +78,10 @@ class Watcher:
         try:
             while True:
                 body = await self.executor.run(body)
-                execution = (body.get("status") or {}).get("execution") or {}
-                if execution.get("outcome") != EXECUTING:
+                status = body.get("status") or {}
+                if (status.get("execution") or {}).get("outcome") in OUTCOMES:
+                    return
+                if (status.get("decision") or {}).get("outcome") != "Approved":
                     return
                 await asyncio.sleep(self.executor.stale.total_seconds() + 1)
                 body = await self.api.get(path)

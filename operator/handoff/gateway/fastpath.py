@@ -1,0 +1,128 @@
+"""Tier 1 without waiting for the operator: after the request is filed, the gateway classifies it
+itself, with the operator's own pure classifier over the namespace's policies read at that moment,
+and forwards the call at once when the answer is an unconditional tier 1.
+
+The operator still classifies and decides the request as it would anyway; the gateway records the
+execution only once the request is Approved (admission holds it to that). A local tier 1 must
+never be more permissive than the operator's answer, so the gateway says "tier 1 now" only when:
+
+- the policies are read after the request was filed (a consistent read, so a policy changed
+  between an earlier look and the filing is seen), and every policy of the namespace is at the
+  generation the operator has compiled (``status.observedGeneration``): the operator classifies
+  the request with the same policies;
+- every Enforce policy that governs the agent is Ready, the winner's verdict is tier 1 from a rule
+  (not a fail-closed tier), and no governing policy has a budget for the action (the operator
+  counts budgets; a spent one sends a tier 1 to a person);
+- the action is not one the operator treats specially (a post-incident review).
+
+Otherwise the call takes the ordinary path: it waits for the operator's decision. If the operator
+still answers something else (a policy changed after the read), the gateway counts and logs the
+disagreement (``handoff_gateway_fast_path_total{outcome="Disagreed"}``) and records the execution
+only if and when the request is Approved.
+"""
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, cast
+
+from handoff.adapters.kube import KubeApi, KubeError
+from handoff.domain.breakglass import POST_INCIDENT_ACTION
+from handoff.domain.classify import RequestFacts, classify
+from handoff.domain.policy import CompiledPolicy, compile_policy
+from handoff.domain.reasons import Mode
+from handoff.domain.resources import PolicySpecJSON
+
+_MAX_COMPILED = 1024
+
+
+class LocalClassifier:
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api  # the gateway's own (it may list policies)
+        self._compiled: dict[tuple[str, str, str, int], CompiledPolicy] = {}
+
+    async def why_not_tier1(self, request: Mapping[str, Any]) -> str | None:
+        """None when ``request`` (as filed) is an unconditional tier 1 by the policies as they are
+        now and as the operator has compiled them; else why the gateway waits for the operator."""
+        meta, spec = request["metadata"], request.get("spec") or {}
+        namespace = str(meta["namespace"])
+        try:
+            listing = await self.api.get(
+                f"/apis/handoff.dev/v1alpha1/namespaces/{namespace}/agentactionpolicies"
+            )
+        except KubeError as e:
+            return f"the policies could not be read: {e.message}"
+        policies: list[CompiledPolicy] = []
+        for body in listing.get("items") or []:
+            generation = int(body["metadata"].get("generation") or 0)
+            observed = (body.get("status") or {}).get("observedGeneration")
+            if not generation or observed != generation:
+                return f"the operator has not compiled policy {body['metadata']['name']} yet"
+            policies.append(self._compile(body, generation))
+        facts = RequestFacts.from_spec(namespace, spec, meta.get("labels"))
+        if facts.action == POST_INCIDENT_ACTION:
+            return "a post-incident review"
+        return why_not(policies, facts)
+
+    def _compile(self, body: Mapping[str, Any], generation: int) -> CompiledPolicy:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"], str(meta.get("uid")), generation)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            if len(self._compiled) >= _MAX_COMPILED:
+                self._compiled.clear()
+            compiled = compile_policy(
+                meta["namespace"], meta["name"], cast(PolicySpecJSON, body.get("spec") or {}),
+                generation,
+            )  # fmt: skip
+            self._compiled[key] = compiled
+        return compiled
+
+
+def why_not(policies: list[CompiledPolicy], facts: RequestFacts) -> str | None:
+    """Pure: None when the operator's classifier makes ``facts`` an unconditional tier 1 under
+    ``policies`` (all Ready, no budget for the action); else why not."""
+    governing = [p for p in policies
+                 if p.mode is Mode.ENFORCE and p.governs(facts.namespace, facts.agent)]  # fmt: skip
+    for policy in governing:
+        if not policy.ready:
+            return f"policy {policy.name} is not Ready"
+        if any(b.covers(facts.action) for b in policy.budgets):
+            return f"policy {policy.name} has a budget for {facts.action}"
+    verdict = classify(policies, facts).verdict
+    if verdict is None:
+        return "no policy governs the agent"
+    if verdict.tier != 1 or verdict.fail_closed:
+        return f"tier {verdict.tier}"
+    return None
+
+
+class Decisions:
+    """The requests this gateway is filing for a fast path, by namespace and name, each with the
+    first state of it the watcher delivers that the operator has classified (so a fast path does
+    not open a watch of its own per call)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[str, str], asyncio.Future[Mapping[str, Any]]] = {}
+
+    def expect(self, namespace: str, name: str) -> "asyncio.Future[Mapping[str, Any]] | None":
+        """A future for that request's classified state; None if another call of this gateway
+        (an identical one) expects it already: that one alone may take the fast path."""
+        if (namespace, name) in self._waiting:
+            return None
+        future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[(namespace, name)] = future
+        return future
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._waiting.pop((namespace, name), None)
+
+    def seen(self, body: Mapping[str, Any]) -> bool:
+        """Hand ``body`` to the fast path waiting for it; whether one was (it then records it)."""
+        meta = body.get("metadata") or {}
+        future = self._waiting.get((str(meta.get("namespace")), str(meta.get("name"))))
+        if future is None:
+            return False
+        status = body.get("status") or {}
+        if not future.done() and (status.get("decision") or status.get("tier")):
+            future.set_result(body)
+        return True
