@@ -100,10 +100,18 @@ demo:
 	$(PY) examples/mcp_session.py
 	$(PY) examples/demo.py
 
+# The tests on TEST_WORKERS pytest-xdist workers, a file to a worker (its module fixtures start
+# once; tests/conftest.py hands out the integration files first, the largest first). Each worker
+# starts its own control plane, Redis, PostgreSQL and operator on free ports. The integration
+# tests mostly wait (on the API server, the operator, a hold to pass), so 4 workers beat 2 on 2
+# cores; TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: venv controlplane helm promql-check
 	bash scripts/services.sh
 	$(MAKE) --no-print-directory lint typecheck audit
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
 	$(MAKE) --no-print-directory smoke
 
 lint: venv
@@ -123,7 +131,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 integration: venv controlplane helm promql-check
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest $(PARALLEL) tests/integration
 
 # The contract's conformance check, from outside, against a fresh `handoff dev up`.
 smoke: venv controlplane

@@ -52,6 +52,8 @@ FULLNAME = f"{RELEASE}-handoff"
 OPERATOR_SA, CONSOLE_SA = f"{FULLNAME}-operator", f"{FULLNAME}-console"
 OPERATOR_USER = f"system:serviceaccount:{NAMESPACE}:{OPERATOR_SA}"
 GATEWAY_SA = f"{FULLNAME}-gateway"
+# helm's HOME (its cache, the API server's discovery cache): one per pytest-xdist worker.
+HELM_HOME = ROOT / ".handoff" / f"helm-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 GATEWAY_USER = f"system:serviceaccount:{NAMESPACE}:{GATEWAY_SA}"
 EVERYTHING_ON = [
     "metrics.serviceMonitor.enabled=true",
@@ -69,8 +71,8 @@ def helm(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProc
         pytest.fail(f"no helm in {HELM}: run 'make helm' first")
     env = {
         "PATH": os.environ["PATH"],
-        "HOME": str(ROOT / ".handoff"),
-        "HELM_CACHE_HOME": str(ROOT / ".handoff" / "helm-cache"),
+        "HOME": str(HELM_HOME),
+        "HELM_CACHE_HOME": str(HELM_HOME / "helm-cache"),
     }
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
