@@ -211,7 +211,7 @@ class Executor:
                 f"the rollback is not the plan of {name}, an MCP request of the same agent;"
                 " nothing was called"
             )
-        found = self._tool_of(original)
+        found = self.tool_of(original)
         if isinstance(found, str):
             return f"{name}, the request it rolls back: {found}"
         problem = await self._mismatch(
