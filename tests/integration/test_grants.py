@@ -249,7 +249,7 @@ def test_a_grant_is_in_the_audit_stream_granted_used_up_and_revoked_once_each(
     apply_ready_policy(cluster, _policy(ns))
     first = _approved_prompt(cluster, ns)
     document = _grant(ns, first, uses=1)
-    document["spec"]["comment"] = "<img src=x onerror=alert(1)>" + "c" * 1000
+    document["spec"]["comment"] = "<img src=x onerror=alert(1)>" + "c" * 500
     cluster.create(document, who="alice")
     uid = cluster.get("actiongrant", "g", ns)["metadata"]["uid"]
     admin = redis_client(redis_server.url)
