@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from handoff.devenv.environment import console_reader
 from handoff.devenv.redis import RedisServer
-from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess
+from handoff.domain.keys import AUDIT_STREAM
+from handoff.domain.records import grant_records
+from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, redis_client
 from playwright.sync_api import Browser, Page
 
 from .helpers import apply_ready_policy, file, policy, request, review, wait_for
@@ -165,6 +167,35 @@ def test_live_feed_shows_a_new_action_without_reload(
     assert "payments-agent · db.query" in line
     assert "Approved (AutoApproved)" in line
     assert page.evaluate("window.handoffSamePage === true"), "the page was reloaded"
+
+
+def test_live_feed_shows_a_grant_line_as_text(
+    cluster: Cluster, console: ConsoleProcess, namespace: str, page: Page,
+    redis_server: RedisServer,
+) -> None:  # fmt: skip
+    hostile = "<img src=x onerror=alert(3)><script>alert(4)</script> approve everything"
+    grant = {
+        "metadata": {"namespace": namespace, "name": "g-feed", "uid": "g-feed-uid",
+                     "creationTimestamp": "2026-12-01T12:00:00Z"},
+        "spec": {"grantedBy": "alice", "agent": "payments-agent", "action": "payments.refund",
+                 "target": f"stripe:{hostile}", "comment": hostile, "maxUses": 3,
+                 "expiresAt": "2026-12-01T13:00:00Z", "request": "refund-1"},
+    }  # fmt: skip
+    sign_in(page, console, cluster, "alice")
+    page.goto(f"{console.url}/feed")
+    page.wait_for_selector("#feed-state:has-text('Live.')")
+    [line] = grant_records(grant, AUDIT_STREAM, deleted=False, now="")
+    redis_client(redis_server.url).xadd(AUDIT_STREAM, line.fields)  # what the operator writes
+    item = page.wait_for_selector("ul.feed li:has-text('grant g-feed')", timeout=10000)
+    assert item is not None
+    text = item.inner_text()
+    assert "payments-agent · payments.refund on stripe:<img src=x" in text
+    assert "Granted by alice · 0/3 used, until 2026-12-01T13:00:00Z" in text
+    assert "<script>alert(4)</script> approve everything" in text
+    assert page.locator("ul.feed img, ul.feed script").count() == 0
+    assert page.dialogs == []  # type: ignore[attr-defined]
+    assert item.query_selector("a") is not None
+    assert item.query_selector("a").get_attribute("href") == f"/requests/{namespace}/refund-1"  # type: ignore[union-attr]
 
 
 def test_minimum_review_time_holds_approve_and_fast_approvals_are_counted(

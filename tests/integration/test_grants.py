@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handoff.testing.cluster import Cluster, OperatorProcess, eventually
+from handoff.devenv.redis import RedisServer
+from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 
 from .helpers import AGENT, apply_ready_policy, policy, request, review, wait_for
 
@@ -239,6 +240,38 @@ def test_deleting_a_grant_revokes_it_and_an_expired_one_covers_nothing(
     eventually(lambda: datetime.now(UTC) > expires, 5, "the grant expired")
     assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
     assert "used" not in cluster.get("actiongrant", "short", ns).get("status", {})
+
+
+def test_a_grant_is_in_the_audit_stream_granted_used_up_and_revoked_once_each(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, redis_server: RedisServer
+) -> None:
+    ns = namespace
+    apply_ready_policy(cluster, _policy(ns))
+    first = _approved_prompt(cluster, ns)
+    document = _grant(ns, first, uses=1)
+    document["spec"]["comment"] = "<img src=x onerror=alert(1)>" + "c" * 500
+    cluster.create(document, who="alice")
+    uid = cluster.get("actiongrant", "g", ns)["metadata"]["uid"]
+    admin = redis_client(redis_server.url)
+
+    def lines() -> list[dict[str, str]]:
+        found = [{k.decode(): v.decode() for k, v in fields.items()}
+                 for _, fields in admin.xrange("handoff:audit")]  # fmt: skip
+        return [f for f in found if f.get("uid") == uid]
+
+    granted = eventually(lines, what="the Granted line")
+    assert [g["event"] for g in granted] == ["Granted"]
+    assert (granted[0]["by"], granted[0]["kind"], granted[0]["agent"]) == ("alice", "ActionGrant",
+                                                                           AGENT)  # fmt: skip
+    assert granted[0]["until"] == document["spec"]["expiresAt"]
+    assert (granted[0]["maxUses"], granted[0]["request"]) == ("1", first)
+    assert len(granted[0]["comment"]) == 256  # clipped: the console shows it as text
+    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED
+    eventually(lambda: len(lines()) == 2, what="the UsedUp line")
+    cluster.kubectl("delete", "actiongrant", "g", "-n", ns, who="alice")
+    eventually(lambda: len(lines()) == 3, what="the Revoked line")
+    assert [g["event"] for g in lines()] == ["Granted", "UsedUp", "Revoked"]
+    assert lines()[2]["message"] == "revoked (deleted) after 1 of 1 uses"
 
 
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")

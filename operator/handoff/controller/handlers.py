@@ -28,6 +28,8 @@ from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller import kopf_memories
 from handoff.controller.gateway_access import DEFAULT_ACCOUNT, GatewayAccess, parse_account
+from handoff.controller.grant_audit import GrantAuditor
+from handoff.controller.grants import GRANTS
 from handoff.controller.kubernetes_executor import KubernetesExecutor
 from handoff.controller.notifications import Notifier
 from handoff.controller.operator import Operator, build, provisioners, utcnow
@@ -118,6 +120,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     account = os.environ.get("HANDOFF_GATEWAY_ACCOUNT", DEFAULT_ACCOUNT)  # "" without a gateway
     memo["gateway_access"] = GatewayAccess(api, parse_account(account))
     memo["operator"] = operator
+    memo["grant_audit"] = GrantAuditor(outbox, utcnow)
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
     memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
     memo["tasks"] = [
@@ -206,6 +209,14 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     await _handled(memo, "request", namespace, name, work=work, retry=retry)
 
 
+async def grant_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Any change to an ActionGrant, and its deletion: its audit lines (controller/grant_audit)."""
+    if _elsewhere(memo, body.metadata.namespace or ""):
+        return
+    auditor: GrantAuditor = memo["grant_audit"]
+    await auditor.seen(_plain(body), deleted=type == "DELETED")
+
+
 async def mcpserver_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Any change to a namespace's MCPServers: the gateway's read of their Secrets follows."""
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
@@ -273,6 +284,7 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)(policy_event)
     kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)(request_event)
     kopf.on.event(GROUP, VERSION, "mcpservers", registry=registry)(mcpserver_event)
+    kopf.on.event(GROUP, VERSION, GRANTS, registry=registry)(grant_event)
     return registry
 
 

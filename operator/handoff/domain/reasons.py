@@ -130,6 +130,15 @@ class Rollback(StrEnum):
     FAILED = "RollbackFailed"  # the Kubernetes executor could not put the object back
 
 
+class GrantLine(StrEnum):
+    """Audit lines (``event``) about an ActionGrant itself, beside the requests it decides."""
+
+    GRANTED = "Granted"  # a reviewer created it
+    USED_UP = "UsedUp"  # its last use was taken
+    REFUSED = "Refused"  # the operator found it wider than the request that prompted it
+    REVOKED = "Revoked"  # deleted: it covers nothing from now on
+
+
 class Gateway(StrEnum):
     """The MCP gateway's words: why it refused a call, how a call ended (metric labels), and
     its MCPServers' Ready reasons."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from handoff.domain.breakglass import POST_INCIDENT_ACTION
 from handoff.domain.keys import decisions_key
-from handoff.domain.reasons import Oversight, Phase, Rollback
+from handoff.domain.reasons import GrantLine, Oversight, Phase, Rollback
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,75 @@ def _audit(
     stream: str, dedup: str, common: dict[str, str], event: str, extra: dict[str, str]
 ) -> Record:
     return Record(stream, dedup, common | {"event": event} | extra)
+
+
+#: The longest reviewer-written text (target, condition, comment) an audit line carries.
+GRANT_TEXT_MAX = 256
+
+
+def grant_records(
+    body: Mapping[str, Any], audit_stream: str, *, deleted: bool, now: str
+) -> list[Record]:
+    """The audit lines an ActionGrant implies, oldest first, each once per grant (``dedup``
+    ``grant:<line>``, under the grant's uid): Granted (always), UsedUp (its last use taken),
+    Refused (by the operator) and Revoked (``deleted``, stamped ``now``). Who granted is
+    ``spec.grantedBy``, which admission checks is the creator; the reviewer-written text is
+    clipped to ``GRANT_TEXT_MAX`` characters."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    used_by = [u for u in status.get("usedBy") or () if isinstance(u, Mapping)]
+    used = len(used_by)
+    target, until, uses = (
+        _clip(spec.get("target")),
+        str(spec.get("expiresAt", "")),
+        spec.get("maxUses"),
+    )
+    common = {
+        "kind": "ActionGrant",
+        "namespace": str(meta.get("namespace", "")),
+        "name": str(meta.get("name", "")),
+        "uid": str(meta.get("uid", "")),
+        "agent": str(spec.get("agent", "")),
+        "action": str(spec.get("action", "")),
+        "target": target,
+        "condition": _clip(spec.get("condition")),
+        "comment": _clip(spec.get("comment")),
+        "policy": str(spec.get("policy", "")),
+        "rule": str(spec.get("rule", "")),
+        "request": str(spec.get("request", "")),
+        "until": until,
+        "maxUses": str(uses if uses is not None else ""),
+        "used": str(used),
+        "grantedBy": str(spec.get("grantedBy", "")),
+    }
+    scope = f"{common['action']} by {common['agent']} on {target}"
+    granted = f"granted {scope} until {until}, at most {common['maxUses']} uses"
+    created = str(meta.get("creationTimestamp", ""))
+    found = [  # who deleted a grant, the watch does not say: only Granted names a person, in "by"
+        _grant_line(audit_stream, GrantLine.GRANTED, common | {"by": common["grantedBy"]}, created,
+                    f"{granted} (prompted by {common['request']})"),
+    ]  # fmt: skip
+    if isinstance(uses, int) and used >= uses > 0:
+        last = str(used_by[-1].get("at", "")) if used_by else now
+        found.append(_grant_line(audit_stream, GrantLine.USED_UP, common, last,
+                                 f"used up: {used} of {uses} uses taken"))  # fmt: skip
+    if status.get("refused"):
+        found.append(_grant_line(audit_stream, GrantLine.REFUSED, common, now,
+                                 _clip(status["refused"])))  # fmt: skip
+    if deleted:
+        revoked = f"revoked (deleted) after {used} of {common['maxUses']} uses"
+        found.append(_grant_line(audit_stream, GrantLine.REVOKED, common, now, revoked))
+    return found
+
+
+def _grant_line(
+    stream: str, line: GrantLine, common: dict[str, str], at: str, message: str
+) -> Record:
+    return Record(stream, f"grant:{line}", common | {"event": str(line), "at": at,
+                                                     "message": message})  # fmt: skip
+
+
+def _clip(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= GRANT_TEXT_MAX else text[: GRANT_TEXT_MAX - 1] + "…"

@@ -39,12 +39,27 @@ function setUpApprove() {
   update();
 }
 
+// A standing grant's own line (kind ActionGrant): granted, used up, refused, revoked.
+function grantLine(entry, li, when) {
+  const text = document.createElement("span");
+  const who = entry.by ? ` by ${entry.by}` : "";
+  const condition = entry.condition ? ` if ${entry.condition}` : "";
+  const comment = entry.comment ? ` — “${entry.comment}”` : "";
+  text.textContent = `grant ${entry.name} · ${entry.agent} · ${entry.action} on ${entry.target}${condition} · ${entry.event}${who} · ${entry.used}/${entry.maxUses} used, until ${entry.until} — ${entry.message}${comment}`;
+  const link = document.createElement("a");
+  link.href = `/requests/${encodeURIComponent(entry.namespace)}/${encodeURIComponent(entry.request)}`;
+  link.textContent = "prompted by";
+  li.append(when, " ", text, " ", link);
+  return li;
+}
+
 function feedLine(entry, csrf) {
   const li = document.createElement("li");
   li.className = `event ${entry.event || ""}`;
   const when = document.createElement("time");
   const at = entry.at ? new Date(entry.at) : new Date();
   when.textContent = isNaN(at) ? "" : at.toLocaleTimeString();
+  if (entry.kind === "ActionGrant") return grantLine(entry, li, when);
   const text = document.createElement("span");
   const who = entry.by ? ` by ${entry.by}` : "";
   const reason = entry.reason && entry.event !== "Reviewed" ? ` (${entry.reason})` : "";

@@ -1,0 +1,153 @@
+"""A grant's own audit lines (granted, used up, refused, revoked): each once, bounded, and the
+PolicyReport row of a request a grant decided."""
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from handoff.adapters.outbox import MemoryOutbox
+from handoff.controller.grant_audit import GrantAuditor
+from handoff.domain.keys import AUDIT_STREAM
+from handoff.domain.records import GRANT_TEXT_MAX, grant_records
+from handoff.domain.report import policy_report, result_of
+
+from tests.unit.test_grants import grant_json
+
+NOW = "2026-12-01T12:30:00Z"
+
+
+def grant(**status: Any) -> dict[str, Any]:
+    body = grant_json(comment="for the refund backlog")
+    body["metadata"]["uid"] = "g-uid"
+    body["status"] = status
+    return body
+
+
+def lines(body: dict[str, Any], deleted: bool = False) -> dict[str, dict[str, str]]:
+    found = grant_records(body, AUDIT_STREAM, deleted=deleted, now=NOW)
+    assert all(r.stream == AUDIT_STREAM for r in found)
+    return {r.dedup: r.fields for r in found}
+
+
+def test_a_new_grant_is_one_granted_line_naming_who_what_until_and_how_many() -> None:
+    [(dedup, line)] = lines(grant()).items()
+    assert dedup == "grant:Granted"
+    assert line["event"] == "Granted"
+    assert line["kind"] == "ActionGrant"
+    assert (line["by"], line["agent"], line["action"], line["target"]) == (
+        "alice", "payments-agent", "payments.refund", "stripe:charge/*",
+    )  # fmt: skip
+    assert (line["until"], line["maxUses"], line["used"]) == ("2026-12-01T13:00:00Z", "3", "0")
+    assert (line["at"], line["namespace"], line["uid"]) == ("2026-12-01T12:00:00Z", "agents",
+                                                            "g-uid")  # fmt: skip
+    assert line["comment"] == "for the refund backlog"
+    assert line["request"] == "refund-1"
+    assert "until 2026-12-01T13:00:00Z, at most 3 uses" in line["message"]
+
+
+def used(count: int) -> list[dict[str, str]]:
+    return [{"uid": f"r{i}", "request": f"refund-{i}", "at": f"2026-12-01T12:0{i}:00Z"}
+            for i in range(count)]  # fmt: skip
+
+
+def test_used_up_only_at_the_last_use_stamped_with_it() -> None:
+    assert list(lines(grant(usedBy=used(2)))) == ["grant:Granted"]
+    found = lines(grant(usedBy=used(3)))
+    assert list(found) == ["grant:Granted", "grant:UsedUp"]
+    assert found["grant:UsedUp"]["at"] == "2026-12-01T12:02:00Z"
+    assert found["grant:UsedUp"]["used"] == "3"
+
+
+def test_refused_and_revoked() -> None:
+    found = lines(grant(refused="GrantRefused: refund-1 does not exist", usedBy=used(1)),
+                  deleted=True)  # fmt: skip
+    assert list(found) == ["grant:Granted", "grant:Refused", "grant:Revoked"]
+    assert found["grant:Refused"]["message"] == "GrantRefused: refund-1 does not exist"
+    assert found["grant:Revoked"]["at"] == NOW
+    assert found["grant:Revoked"]["message"] == "revoked (deleted) after 1 of 3 uses"
+    assert "by" not in found["grant:Revoked"]  # the watch does not say who deleted it
+    assert found["grant:Revoked"]["grantedBy"] == "alice"
+
+
+def test_reviewer_written_text_is_clipped_and_kept_as_text() -> None:
+    long = "<script>alert(1)</script>" + "x" * 5000
+    body = grant_json(target="stripe:" + long, condition="true || " + long, comment=long)
+    line = lines(body)["grant:Granted"]
+    for key in ("target", "condition", "comment"):
+        assert len(line[key]) == GRANT_TEXT_MAX
+        assert line[key].endswith("…")
+    assert len(line["message"]) < 2 * GRANT_TEXT_MAX
+    assert "<script>" in line["comment"]  # text; the console only ever sets it as textContent
+
+
+def test_a_malformed_grant_still_yields_strings() -> None:
+    found = lines({"metadata": {"name": "g"}, "spec": {"maxUses": "many"}}, deleted=True)
+    assert list(found) == ["grant:Granted", "grant:Revoked"]
+    assert all(isinstance(v, str) for line in found.values() for v in line.values())
+
+
+def test_the_auditor_publishes_and_logs_each_line_once(caplog: pytest.LogCaptureFixture) -> None:
+    outbox = MemoryOutbox()
+    auditor = GrantAuditor(outbox, lambda: datetime(2026, 12, 1, 12, 30, tzinfo=UTC))
+    caplog.set_level(logging.INFO, logger="handoff.audit")
+
+    async def run() -> None:
+        await auditor.seen(grant(), deleted=False)
+        await auditor.seen(grant(usedBy=used(1)), deleted=False)  # a use: nothing new
+        await auditor.seen(grant(usedBy=used(3)), deleted=False)
+        await auditor.seen(grant(usedBy=used(3)), deleted=True)
+        await GrantAuditor(outbox, auditor.clock).seen(grant(usedBy=used(3)), deleted=True)
+
+    asyncio.run(run())
+    events = [line["event"] for line in outbox.streams[AUDIT_STREAM]]
+    assert events == ["Granted", "UsedUp", "Revoked"]
+    logged = [json.loads(r.message) for r in caplog.records if r.name == "handoff.audit"]
+    assert [line["id"] for line in logged] == ["g-uid/grant:Granted", "g-uid/grant:UsedUp",
+                                              "g-uid/grant:Revoked"]  # fmt: skip
+
+
+def test_without_redis_the_auditor_logs_each_line_once(caplog: pytest.LogCaptureFixture) -> None:
+    auditor = GrantAuditor(None, lambda: datetime(2026, 12, 1, 12, 30, tzinfo=UTC))
+    caplog.set_level(logging.INFO, logger="handoff.audit")
+    asyncio.run(auditor.seen(grant(), deleted=False))
+    asyncio.run(auditor.seen(grant(), deleted=True))
+    logged = [json.loads(r.message)["event"] for r in caplog.records if r.name == "handoff.audit"]
+    assert logged == ["Granted", "Revoked"]
+
+
+def test_redis_down_retries_with_the_same_body() -> None:
+    outbox = MemoryOutbox()
+    outbox.down = True
+    auditor = GrantAuditor(outbox, lambda: datetime(2026, 12, 1, 12, 30, tzinfo=UTC))
+
+    async def run() -> None:
+        await auditor.seen(grant(), deleted=True)
+        assert outbox.streams == {}
+        outbox.down = False
+        auditor._again(grant(), True)  # what the timer does after RETRY
+        await asyncio.gather(*auditor._retries)
+
+    asyncio.run(run())
+    assert [line["event"] for line in outbox.streams[AUDIT_STREAM]] == ["Granted", "Revoked"]
+
+
+def test_a_grant_approved_request_counts_as_pass_in_its_policy_report() -> None:
+    decided = {
+        "metadata": {"namespace": "agents", "name": "refund-2", "uid": "u-2",
+                     "creationTimestamp": "2026-12-01T12:01:00Z"},
+        "spec": {"agent": "payments-agent", "action": "payments.refund"},
+        "status": {"phase": "Approved", "tier": 3, "policy": "payments", "rule": "small-refunds",
+                   "decision": {"outcome": "Approved", "reason": "GrantApproved",
+                                "by": ["alice", "actiongrant/g1"], "at": "2026-12-01T12:01:00Z",
+                                "message": "approved in advance by alice with actiongrant/g1"}},
+    }  # fmt: skip
+    assert result_of(decided) == "pass"
+    report = policy_report("agents", "payments-agent", [decided])
+    assert report["summary"]["pass"] == 1
+    [row] = report["results"]
+    assert row["properties"]["reason"] == "GrantApproved"
+    assert row["properties"]["by"] == "alice,actiongrant/g1"
+    assert "actiongrant/g1" in row["message"]
