@@ -114,7 +114,7 @@ def submit(console: ConsoleProcess, who: str, view: dict[str, Any], acks: list[s
 def sealed_view(who: str, ref: str, decision: str = "Approve") -> dict[str, Any]:
     """A modal's answer as the console would have sealed it for ``who`` (a minute ago)."""
     facts = {"ref": ref, "channel": CHANNEL, "ts": "1.1", "user": who, "decision": decision,
-             "opened": time.time() - 60}  # fmt: skip
+             "stage": "", "opened": time.time() - 60}  # fmt: skip
     return {"callback_id": APPROVE if decision == "Approve" else DENY,
             "private_metadata": seal(SECRET, facts)}  # fmt: skip
 
