@@ -22,7 +22,14 @@ from handoff.devenv.manifests import OPERATOR_NAMESPACE, SLACK_USERS, slack_obje
 from handoff.devenv.redis import RedisServer
 from handoff.review.slackblocks import APPROVE, DENY
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
-from handoff.testing.slack import FakeSlack, block_kit_errors, callback
+from handoff.testing.slack import (
+    FakeSlack,
+    block_kit_errors,
+    callback,
+    operator_with_slack,
+    slack_console,
+    submission,
+)
 
 from .helpers import apply_ready_policy, file, policy, request, review, wait_for
 
@@ -75,21 +82,12 @@ def slack(cluster: Cluster, ns: str) -> Iterator[FakeSlack]:
 
 @pytest.fixture(scope="module")
 def slack_operator(operator: OperatorProcess, slack: FakeSlack) -> Iterator[OperatorProcess]:
-    operator.stop()
-    operator.extra_env = {"HANDOFF_SLACK_BOT_TOKEN": TOKEN, "HANDOFF_SLACK_API_URL": slack.url}
-    operator.start()
-    yield operator
-    operator.stop()
-    operator.extra_env = {}
-    operator.start()
+    with operator_with_slack(operator, slack.url, TOKEN):
+        yield operator
 
 
 def start_console(cluster: Cluster, folder: Any, ns: str, slack: FakeSlack) -> ConsoleProcess:
-    process = ConsoleProcess(cluster, folder, [ns], None)
-    process.extra_args = ["--slack", f"--slack-api-url={slack.url}",
-                          f"--slack-users={OPERATOR_NAMESPACE}/{SLACK_USERS}"]  # fmt: skip
-    process.extra_env = {"HANDOFF_SLACK_SIGNING_SECRET": SECRET, "HANDOFF_SLACK_BOT_TOKEN": TOKEN}
-    return process.start()
+    return slack_console(cluster, folder, [ns], slack.url, secret=SECRET, token=TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +125,7 @@ def click(console: ConsoleProcess, who: str, value: str, action: str = APPROVE,
 
 def submit(console: ConsoleProcess, who: str, view: dict[str, Any], acks: list[str],
            comment: str | None) -> tuple[int, str]:  # fmt: skip
-    values: dict[str, Any] = {"ack": {"ack": {"type": "checkboxes", "selected_options": [
-        {"value": a} for a in acks]}}}  # fmt: skip
-    values["comment"] = {"comment": {"type": "plain_text_input", "value": comment}}
-    payload = {"type": "view_submission", "user": {"id": who}, "team": {"id": "T0TEAM"},
-               "view": {**view, "state": {"values": values}}}  # fmt: skip
-    return callback(endpoint(console), SECRET, payload)
+    return callback(endpoint(console), SECRET, submission(who, view, acks, comment))
 
 
 def waiting(cluster: Cluster, ns: str, amount: int = 2500, **spec: Any) -> tuple[str, str]:

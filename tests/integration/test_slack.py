@@ -13,7 +13,13 @@ from handoff.devenv.manifests import OPERATOR_NAMESPACE, SLACK_USERS, slack_obje
 from handoff.review.slackblocks import APPROVE, DENY
 from handoff.review.slackseal import seal
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
-from handoff.testing.slack import FakeSlack, callback
+from handoff.testing.slack import (
+    FakeSlack,
+    callback,
+    operator_with_slack,
+    slack_console,
+    submission,
+)
 
 from .helpers import apply_ready_policy, file, policy, request, review, wait_for
 
@@ -63,13 +69,8 @@ def slack(cluster: Cluster) -> Iterator[FakeSlack]:
 @pytest.fixture(scope="module")
 def slack_operator(operator: OperatorProcess, slack: FakeSlack) -> Iterator[OperatorProcess]:
     """The session's operator, started again with the Slack app's bot token (then without)."""
-    operator.stop()
-    operator.extra_env = {"HANDOFF_SLACK_BOT_TOKEN": TOKEN, "HANDOFF_SLACK_API_URL": slack.url}
-    operator.start()
-    yield operator
-    operator.stop()
-    operator.extra_env = {}
-    operator.start()
+    with operator_with_slack(operator, slack.url, TOKEN):
+        yield operator
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,8 @@ def console(
     cluster: Cluster, slack_operator: OperatorProcess, ns: str, slack: FakeSlack,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ConsoleProcess]:  # fmt: skip
-    process = ConsoleProcess(cluster, tmp_path_factory.mktemp("console"), [ns], None)
-    process.extra_args = ["--slack", f"--slack-api-url={slack.url}",
-                          f"--slack-users={OPERATOR_NAMESPACE}/{SLACK_USERS}"]  # fmt: skip
-    process.extra_env = {"HANDOFF_SLACK_SIGNING_SECRET": SECRET, "HANDOFF_SLACK_BOT_TOKEN": TOKEN}
-    process.start()
+    folder = tmp_path_factory.mktemp("console")
+    process = slack_console(cluster, folder, [ns], slack.url, secret=SECRET, token=TOKEN)
     yield process
     process.stop()
 
@@ -103,12 +101,7 @@ def click(console: ConsoleProcess, who: str, ns: str, name: str, uid: str, actio
 
 def submit(console: ConsoleProcess, who: str, view: dict[str, Any], acks: list[str],
            comment: str | None) -> tuple[int, str]:  # fmt: skip
-    values: dict[str, Any] = {"ack": {"ack": {"type": "checkboxes", "selected_options": [
-        {"value": a} for a in acks]}}}  # fmt: skip
-    values["comment"] = {"comment": {"type": "plain_text_input", "value": comment}}
-    payload = {"type": "view_submission", "user": {"id": who}, "team": {"id": "T0TEAM"},
-               "view": {**view, "state": {"values": values}}}  # fmt: skip
-    return callback(endpoint(console), SECRET, payload)
+    return callback(endpoint(console), SECRET, submission(who, view, acks, comment))
 
 
 def sealed_view(who: str, ref: str, decision: str = "Approve") -> dict[str, Any]:

@@ -122,28 +122,25 @@ async def _save(client: "redis_asyncio.Redis") -> bool:
 
 async def ensure_reader(url: str, user: str, password: str, keys: list[str]) -> None:
     """A user that may only read these streams (the console's, for the audit feed)."""
-    client = redis_asyncio.from_url(url)
-    try:
-        rules = ["reset", "on", f">{password}", "resetchannels", *(f"%R~{k}" for k in keys),
-                 "+xread", "+xrange", "+xrevrange", "+xlen", *CONNECTION_COMMANDS]  # fmt: skip
-        await client.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
-        await _save(client)
-    except _LibraryRedisError as e:
-        raise RedisError(f"Redis: {type(e).__name__}: {e}") from e
-    finally:
-        await client.aclose()
+    rules = ["resetchannels", *(f"%R~{k}" for k in keys),
+             "+xread", "+xrange", "+xrevrange", "+xlen", *CONNECTION_COMMANDS]  # fmt: skip
+    await _set_user(url, user, password, rules)
 
 
 async def ensure_gateway(url: str, password: str) -> str:
     """The MCP gateway's Redis user (GATEWAY_RULES), set with the admin ``url``; its URL."""
+    await _set_user(url, GATEWAY_USER, password, list(GATEWAY_RULES))
+    return RedisAdmin(url).url_for(GATEWAY_USER, password)
+
+
+async def _set_user(url: str, user: str, password: str, rules: list[str]) -> None:
+    """``user`` reset to exactly ``rules`` with ``password``, through the admin ``url``; saved."""
     client = redis_asyncio.from_url(url)
     try:
-        rules = ["reset", "on", f">{password}", *GATEWAY_RULES]
-        await client.execute_command("ACL", "SETUSER", GATEWAY_USER, *rules)  # type: ignore[no-untyped-call]
+        setuser = ["reset", "on", f">{password}", *rules]
+        await client.execute_command("ACL", "SETUSER", user, *setuser)  # type: ignore[no-untyped-call]
         await _save(client)
     except _LibraryRedisError as e:
         raise RedisError(f"Redis: {type(e).__name__}: {e}") from e
     finally:
         await client.aclose()
-    admin = RedisAdmin(url)
-    return admin.url_for(GATEWAY_USER, password)

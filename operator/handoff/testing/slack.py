@@ -9,17 +9,22 @@ makes the next calls of a method fail with an error code. :func:`callback` posts
 console the way Slack does: form-encoded, signed with the signing secret.
 """
 
+import contextlib
 import json
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from handoff.adapters.slack import sign
+from handoff.devenv.manifests import OPERATOR_NAMESPACE, SLACK_USERS
+from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess
 
 
 @dataclass
@@ -249,3 +254,46 @@ def callback(
             return response.status, response.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def submission(
+    who: str, view: dict[str, Any], acks: list[str], comment: str | None
+) -> dict[str, Any]:
+    """A modal's ``view_submission`` as Slack posts it: the checked boxes and the comment."""
+    options = [{"value": a} for a in acks]
+    values: dict[str, Any] = {
+        "ack": {"ack": {"type": "checkboxes", "selected_options": options}},
+        "comment": {"comment": {"type": "plain_text_input", "value": comment}},
+    }
+    return {
+        "type": "view_submission",
+        "user": {"id": who},
+        "team": {"id": "T0TEAM"},
+        "view": {**view, "state": {"values": values}},
+    }
+
+
+@contextlib.contextmanager
+def operator_with_slack(operator: OperatorProcess, api_url: str, token: str) -> Iterator[None]:
+    """The operator started again with the Slack app's bot token, then again without it."""
+    operator.stop()
+    operator.extra_env = {"HANDOFF_SLACK_BOT_TOKEN": token, "HANDOFF_SLACK_API_URL": api_url}
+    operator.start()
+    try:
+        yield
+    finally:
+        operator.stop()
+        operator.extra_env = {}
+        operator.start()
+
+
+def slack_console(
+    cluster: Cluster, folder: Path, namespaces: list[str], api_url: str, *, secret: str, token: str
+) -> ConsoleProcess:
+    """A console with Slack's interactivity endpoint (the mapping in the operator's namespace),
+    started."""
+    process = ConsoleProcess(cluster, folder, namespaces, None)
+    process.extra_args = ["--slack", f"--slack-api-url={api_url}",
+                          f"--slack-users={OPERATOR_NAMESPACE}/{SLACK_USERS}"]  # fmt: skip
+    process.extra_env = {"HANDOFF_SLACK_SIGNING_SECRET": secret, "HANDOFF_SLACK_BOT_TOKEN": token}
+    return process.start()
