@@ -152,6 +152,7 @@ class Gateway(StrEnum):
     AWAITING = "Awaiting"  # still waits for a person: the client calls again
     COMPLETED = "Completed"  # the upstream's result was returned
     REFUSED = "Refused"  # denied or expired: an error result
+    TASK_CREATED = "TaskCreated"  # a task-augmented call: answered with its task at once
     TOOLS_LISTED = "ToolsListed"  # Ready: the upstream answered and the spec compiles
     INVALID_SPEC = "InvalidSpec"  # a target or inverse that does not compile
     GOVERNED = "Governed"  # a policy rule names every tool's action

@@ -34,6 +34,7 @@ from handoff.gateway.calls import Calls, Refused
 from handoff.gateway.execute import Executor
 from handoff.gateway.registry import Registry
 from handoff.gateway.store import RedisStore
+from handoff.gateway.tasks import Tasks, TaskServer
 from handoff.gateway.upstream import CALL_TIMEOUT, Upstreams
 from handoff.gateway.watcher import Watcher
 
@@ -68,9 +69,11 @@ class Gateway_:
             upstreams=self.upstreams, executor=self.executor, store=self.store, wait=settings.wait,
         )  # fmt: skip
         self.auth = Authenticator(self.api)
-        self.server: Server[Any] = Server(
+        self.server: Server[Any] = TaskServer(
             "handoff-gateway", on_list_tools=self._list_tools, on_call_tool=self._call_tool
         )
+        self.mcp_tasks = Tasks(self.api, self.calls, self._caller)  # MCP Tasks (2025-11-25)
+        self.mcp_tasks.install(self.server)
         self.tasks: list[asyncio.Task[None]] = []
 
     # -- MCP -----------------------------------------------------------------------------------
@@ -89,9 +92,8 @@ class Gateway_:
     ) -> types.ListToolsResult:
         caller = await self._caller(ctx)
         await self.registry.synced.wait()
-        return types.ListToolsResult(
-            tools=await self.registry.tools_for(caller.namespace, caller.agent)
-        )
+        tools = await self.registry.tools_for(caller.namespace, caller.agent)
+        return types.ListToolsResult(tools=Tasks.listed(tools, ctx.protocol_version))
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams

@@ -78,6 +78,43 @@ class Calls:
         metrics.CALL_SECONDS.observe(time.monotonic() - started)
         return answer
 
+    async def file(
+        self, caller: Caller, name: str, arguments: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The Tasks path (tasks.py): file the call, or find the request an identical earlier
+        call filed, and return it at once: (the request, None), or (None, an error result) when
+        nothing was filed. Raises Refused as ``call`` does. No fast path: the operator decides
+        every task's request, and the watcher runs it once approved."""
+        try:
+            call = await self._validated(caller, name, arguments or {})
+        except Refused as e:
+            metrics.REFUSED.labels(reason=e.reason).inc()
+            raise
+        if isinstance(call, dict):
+            metrics.REFUSED.labels(reason=Gateway.INVALID_ARGUMENTS).inc()
+            return None, call
+        generation = await self.store.generation(caller.namespace, caller.agent, call.key)
+        request = await self.store.request_name(
+            caller.namespace, caller.agent, call.key, generation
+        )
+        try:
+            return await self._file(caller, call, request), None
+        except MappingError as e:
+            return None, error_result(f"{e}; nothing was filed")
+        except KubeError as e:
+            return None, error_result(
+                f"the API server would not file the request as {caller.agent}: {e.message}"
+            )
+
+    async def changed(self, body: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+        """The request once it changed, or as it is after ``seconds``."""
+        return await self._changed(body, seconds)
+
+    async def outcome(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The result of an executed request (kept in Redis), or an error result saying why
+        there is none."""
+        return await self._outcome(body)
+
     async def _validated(
         self, caller: Caller, name: str, arguments: Mapping[str, Any]
     ) -> Call | dict[str, Any]:

@@ -26,3 +26,9 @@ FAST_PATH = Counter(
     " Agreed or Disagreed (the operator's decision)",
     ["outcome"], registry=REGISTRY,
 )  # fmt: skip
+TASK_LOOKUPS = Counter(
+    "handoff_gateway_task_lookups_total",
+    "tasks/get, tasks/result and tasks/cancel by whether the caller's task was found (many"
+    " misses: someone guesses task ids)",
+    ["method", "found"], registry=REGISTRY,
+)  # fmt: skip
