@@ -11,7 +11,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx2
@@ -47,6 +47,9 @@ NOT_FOUND = "Failed to retrieve task: Task not found"
 T = TypeVar("T")
 
 
+TRANSCRIPT: list[str] = []  # what the tier-4 test's client sent and got, for the docs
+
+
 def session(gateway: GatewayProcess, token: str, use: Callable[[Client], Awaitable[T]]) -> T:
     """``use`` on a new client session that negotiates 2025-11-25 (the handshake)."""
 
@@ -60,6 +63,14 @@ def session(gateway: GatewayProcess, token: str, use: Callable[[Client], Awaitab
     return asyncio.run(go())
 
 
+def send(gateway: GatewayProcess, token: str, request: types.Request[Any, Any], kind: type[T]) -> T:
+    answer: Any = session(gateway, token, lambda c: c.session.send_request(request, kind))
+    sent = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+    TRANSCRIPT.append(f"-> {json.dumps(sent)}")
+    TRANSCRIPT.append(f"<- {answer.model_dump_json(by_alias=True, exclude_none=True)}")
+    return cast(T, answer)
+
+
 def create(
     gateway: GatewayProcess, token: str, tool: str, arguments: dict[str, Any],
     ttl: int | None = None,
@@ -68,22 +79,18 @@ def create(
         name=tool, arguments=arguments, task=types.TaskMetadata(ttl=ttl)
     )
 
-    async def use(client: Client) -> types.Task:
-        request = types.CallToolRequest(params=params)
-        return (await client.session.send_request(request, types.CreateTaskResult)).task
-
-    return session(gateway, token, use)
+    request = types.CallToolRequest(params=params)
+    return send(gateway, token, request, types.CreateTaskResult).task
 
 
 def get(gateway: GatewayProcess, token: str, task_id: str) -> types.GetTaskResult:
     request = types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task_id))
-    return session(gateway, token, lambda c: c.session.send_request(request, types.GetTaskResult))
+    return send(gateway, token, request, types.GetTaskResult)
 
 
 def result(gateway: GatewayProcess, token: str, task_id: str) -> types.CallToolResult:
     params = types.GetTaskPayloadRequestParams(task_id=task_id)
-    request = types.GetTaskPayloadRequest(params=params)
-    return session(gateway, token, lambda c: c.session.send_request(request, types.CallToolResult))
+    return send(gateway, token, types.GetTaskPayloadRequest(params=params), types.CallToolResult)
 
 
 def listed(gateway: GatewayProcess, token: str) -> list[str]:
@@ -163,6 +170,7 @@ def test_a_tier_4_task_works_until_approved_then_returns_the_upstream_result_onc
     cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream
 ) -> None:
     token = agent_token(cluster, bank)
+    TRANSCRIPT.clear()
     asked = {"amount": 2500, "to": bank, "handoff_reasoning": "refund of order 881"}
     task = create(gateway, token, "bank__transfer", asked, ttl=10 * 365 * 24 * 3600 * 1000)
     (filed,) = requests(cluster, bank)
@@ -194,6 +202,7 @@ def test_a_tier_4_task_works_until_approved_then_returns_the_upstream_result_onc
     assert finished.poll_interval is None
     assert text(result(gateway, token, task.task_id)) == f"moved 2500 to {bank}"  # kept
     assert len(upstream.calls(bank)) == 1
+    print("\n".join(TRANSCRIPT))  # the docs' transcript (pytest -s)
     # Its outcome was delivered: the same call once more is a new request, with its own review.
     assert create(gateway, token, "bank__transfer", asked).task_id != task.task_id
     assert len(requests(cluster, bank)) == 2
@@ -318,6 +327,8 @@ def test_another_agent_s_task_is_as_unknown_as_a_made_up_id(
             error = refused(probe, gateway, token, task_id)
             assert (error.code, str(error)) == (-32602, NOT_FOUND), (probe, task_id)
     assert task.task_id not in listed(gateway, theirs)
+    for method in ("tasks/get", "tasks/result", "tasks/list"):  # no token: no MCP at all
+        assert _post(gateway, None, method, {"taskId": task.task_id})[0] == 401
     assert get(gateway, mine, task.task_id).status == "working"  # untouched
     assert upstream.calls(bank) == []
 
@@ -356,17 +367,27 @@ def test_a_task_cannot_be_cancelled_and_the_answer_says_why(
 # -- hostile input ----------------------------------------------------------------------------
 
 
-def _raw(gateway: GatewayProcess, token: str, params: dict[str, Any]) -> dict[str, Any]:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+def _post(
+    gateway: GatewayProcess, token: str | None, method: str, params: dict[str, Any]
+) -> tuple[int, str]:
+    """One JSON-RPC request by hand, at 2025-11-25: what a hostile client can send."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
     where = urlsplit(gateway.url)
     connection = http.client.HTTPConnection(where.hostname or "", where.port, timeout=30)
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-               "MCP-Protocol-Version": "2025-11-25", "Authorization": f"Bearer {token}"}  # fmt: skip
+               "MCP-Protocol-Version": "2025-11-25"}  # fmt: skip
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     try:
         connection.request("POST", where.path, body, headers)
-        answer = connection.getresponse().read().decode()
+        response = connection.getresponse()
+        return response.status, response.read().decode()
     finally:
         connection.close()
+
+
+def _raw(gateway: GatewayProcess, token: str, params: dict[str, Any]) -> dict[str, Any]:
+    _, answer = _post(gateway, token, "tools/call", params)
     (data,) = [line[5:] for line in answer.splitlines() if line.startswith("data:")] or [answer]
     return dict(json.loads(data))
 
