@@ -16,6 +16,7 @@ import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
+from mcp_types import methods
 from pydantic import ValidationError
 
 from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
@@ -160,7 +161,9 @@ class Tasks:
             except NotFound:
                 raise MCPError(INVALID_PARAMS, NOT_FOUND) from None
         await self._delivered(body)
-        answer = dict(answer)
+        # Exactly what the call returns on this revision (the SDK's own shaping of a tools/call
+        # result), with the task it belongs to.
+        answer = methods.serialize_server_result("tools/call", VERSION, answer)
         answer["_meta"] = {**(answer.get("_meta") or {}), RELATED: {"taskId": params.task_id}}
         return answer
 
