@@ -23,6 +23,7 @@ import yaml
 from handoff.adapters import kubeconfig
 from handoff.adapters.kube import Credentials, KubeApi, KubeconfigError, KubeError, resource_path
 from handoff.cli import failures
+from handoff.cli.grant_log import grant_lines
 from handoff.cli.grants import add_grant_options, grant_after_approval, grant_ready, grants
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.show import log_lines, package_lines, summary_cell, terminal_columns
@@ -321,14 +322,18 @@ async def _log(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> i
         if not args.agent or b["spec"].get("agent") == args.agent
     ]
     events: dict[str, list[dict[str, Any]]] = {}
+    on_grants: list[dict[str, Any]] = []
     try:
         listing = await client.api.get(resource_path("", "v1", "events", args.namespace))
         for event in listing.get("items") or []:
-            if event.get("involvedObject", {}).get("kind") == "ActionRequest":
+            kind = event.get("involvedObject", {}).get("kind")
+            if kind == "ActionRequest":
                 events.setdefault(event["involvedObject"]["name"], []).append(event)
+            elif kind == "ActionGrant":
+                on_grants.append(event)
     except KubeError:
         pass  # no right to read Events: the statuses still tell the story, without all the times
-    lines: list[tuple[datetime, str]] = []
+    lines = await grant_lines(client.api, args.namespace, on_grants, since, args.agent)
     for body in requests:
         p = build(body)
         if p.created is None or p.created < since:
