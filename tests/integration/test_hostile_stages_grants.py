@@ -3,11 +3,12 @@ agent (its ServiceAccount: kubectl on requests and grants) and hostile or carele
 (a grant that skips a stage or a second approver, a grant from an approval that never counted,
 a grant covering its author's own request, a grant outliving its author's right, revoking
 another policy's grants), and what reviewers read (``kubectl handoff log`` tells the grants,
-``pending`` shows no more than ``kubectl get``). docs/threat-model.md, rows 50 onwards."""
+``pending`` shows no more than ``kubectl get``). docs/threat-model.md, rows 50 to 58."""
 
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,7 @@ def test_a_grant_never_skips_an_approval_stage(
 
 
 def test_one_approval_of_two_makes_no_grant(
-    cluster: Cluster, operator: OperatorProcess, namespace: str
+    cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
     """Got through: with a lane that needs two approvals, alice (one of them) granted, and the
     next requests were approved by her alone. A grant never covers what takes two people."""
@@ -133,6 +134,17 @@ def test_one_approval_of_two_makes_no_grant(
     assert review(cluster, ns, first, "bob").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
     assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    # From the terminal, the grant is not even made, and the reviewer is told why.
+    kubeconfig = cluster.control_plane.write_kubeconfig(
+        tmp_path / "k", {"alice": cluster.token("alice")}, ns
+    )
+    third = _waiting(cluster, ns)
+    done = _plugin(kubeconfig, "alice", "approve", third, "--ack", ",".join(ACK), "--grant", "10m")
+    assert done.returncode == 1
+    assert (
+        f"The approval is recorded, but the grant was not made: {third} needs 2 approvals: a"
+        " grant is one person's approval"
+    ) in " ".join(done.stdout.split())
 
 
 def test_an_approval_that_did_not_count_makes_no_grant(
@@ -270,37 +282,45 @@ def test_kubectl_handoff_log_tells_the_grants(
     cluster.create(_grant(ns, first, "wide", target="paypal:*"), who="alice")
     assert _phase(cluster, ns, _file(cluster, ns, 10, "paypal:tx_1")) == WAITS
     _refused(cluster, ns, "wide")
-    cluster.kubectl("delete", "actiongrant", "used", "-n", ns, who="alice")
-    wanted = [
+    shown: list[str] = []
+
+    def told(*wanted: str) -> str:
+        def probe() -> str | None:
+            out = _plugin(kubeconfig, "alice", "log")
+            assert out.returncode == 0, out.stderr
+            shown[:] = [out.stdout]
+            text = " ".join(word for word in out.stdout.split() if word != "|")  # unwrapped
+            return text if all(w in text for w in wanted) else None
+
+        try:
+            return eventually(probe, what="the grant lines in kubectl handoff log")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the log said:\n{''.join(shown)}") from e
+
+    text = told(
         "alice granted payments.refund by payments-agent on stripe:charge/* until",
-        f"(actiongrant/used, rule small-refunds, prompted by {first})",
+        f"at most 1 uses (actiongrant/used, rule small-refunds, prompted by {first})",
         f"actiongrant/used approved {covered} (use 1 of 1)",
         "actiongrant/used: used up: 1 of 1 uses taken",
         f"actiongrant/wide: refused: GrantRefused: its target or condition does not hold for {first}",
-        "revoked (deleted) after 1 of 1 uses",
-    ]
-
-    shown: list[str] = []
-
-    def told() -> str | None:
-        out = _plugin(kubeconfig, "alice", "log")
-        assert out.returncode == 0, out.stderr
-        shown[:] = [out.stdout]
-        text = " ".join(word for word in out.stdout.split() if word != "|")  # unwrapped
-        return text if all(w in text for w in wanted) else None
-
-    try:
-        text = eventually(told, what="the grant lines in kubectl handoff log")
-    except AssertionError as e:
-        raise AssertionError(f"{e}; the log said:\n{''.join(shown)}") from e
-    assert text.index("alice granted") < text.index("used up") < text.index("revoked")
+    )
+    assert text.index("alice granted") < text.index("used up") < text.index("wide: refused")
+    # Once deleted, the grant is gone: the operator's Event tells its revocation, in full.
+    cluster.kubectl("delete", "actiongrant", "used", "-n", ns, who="alice")
+    told(
+        "actiongrant/used: alice's grant of payments.refund by payments-agent on stripe:charge/*"
+        f" (rule small-refunds of policy payments, prompted by {first}) was revoked (deleted)"
+        " after 1 of 1 uses"
+    )
 
 
 def test_pending_shows_each_stage_its_own_and_no_more_than_get(
     cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
-    """Gap (d), held: ``pending`` reads with the caller's own token (a list they may make with
-    kubectl get anyway) and shows a staged request only to the reviewers of its open stage."""
+    """Gap (d): ``pending`` reads with the caller's own token (a list they may make with
+    kubectl get anyway) and shows a staged request only to the reviewers of its open stage
+    (held), and to break-glass holders, whose reviews count in any stage (it hid them: got
+    through, row 57)."""
     ns = namespace
     stages = [
         {"name": "manager", "reviewers": {"users": ["alice"]}},
@@ -326,6 +346,17 @@ def test_pending_shows_each_stage_its_own_and_no_more_than_get(
     assert shown("alice") == {at_manager}
     assert shown("carol") == {at_finance}
     assert shown("bob") == set()  # a policy reviewer decides no stage
+    # Break-glass holders may review any stage (in the stage their review names): they see both.
+    until = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    glass = json.dumps({"groups": ["payments-approvers"], "until": until, "reason": "INC-1"})
+    cluster.kubectl("annotate", "--overwrite", "agentactionpolicy", "payments", "-n", ns,
+                    f"handoff.dev/break-glass={glass}")  # fmt: skip
+    eventually(
+        lambda: cluster.kubectl("auth", "can-i", "break-glass", "agentactionpolicies/payments",
+                                "-n", ns, who="bob", check=False).stdout.strip() == "yes",
+        what="bob holds break-glass",
+    )  # fmt: skip
+    assert shown("bob") == {at_manager, at_finance}
     denied = _plugin(kubeconfig, "mallory", "pending")
     assert denied.returncode != 0
     assert "mallory" in denied.stderr

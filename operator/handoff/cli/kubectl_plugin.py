@@ -171,14 +171,17 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
 
 async def for_open_stage(client: ReviewClient, waiting: list[Package]) -> list[Package]:
     """The requests without stages, and the staged ones whose open stage the caller may
-    review (the verb approve on POLICY:STAGE, asked once per policy and stage)."""
+    review: the verb approve on POLICY:STAGE, or break-glass on POLICY (a break-glass review
+    counts in the stage it names), asked once per policy and stage."""
     rights: dict[tuple[str, str, str], bool] = {}
     kept = []
     for p in waiting:
         key = (p.namespace, p.policy, p.stage)
         if p.stage and key not in rights:
             name = approve_name(p.policy, p.stage)
-            rights[key] = await client.can("approve", "agentactionpolicies", p.namespace, name)
+            rights[key] = await client.can(
+                "approve", "agentactionpolicies", p.namespace, name
+            ) or await client.can("break-glass", "agentactionpolicies", p.namespace, p.policy)
         if not p.stage or rights[key]:
             kept.append(p)
     return kept
