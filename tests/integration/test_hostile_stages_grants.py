@@ -3,7 +3,7 @@ agent (its ServiceAccount: kubectl on requests and grants) and hostile or carele
 (a grant that skips a stage or a second approver, a grant from an approval that never counted,
 a grant covering its author's own request, a grant outliving its author's right, revoking
 another policy's grants), and what reviewers read (``kubectl handoff log`` tells the grants,
-``pending`` shows no more than ``kubectl get``). docs/threat-model.md, rows 50 to 58."""
+``pending`` shows no more than ``kubectl get``). docs/threat-model.md, rows 50 to 59."""
 
 import json
 import subprocess
@@ -364,3 +364,21 @@ def test_pending_shows_each_stage_its_own_and_no_more_than_get(
     # The agent lists its requests anyway (kubectl get); pending tells it nothing more.
     listed = cluster.kubectl("get", "ar", "-n", ns, "-o", "name", who=f"{ns}/{AGENT}").stdout
     assert shown("agent") <= {line.split("/")[-1] for line in listed.split()}
+
+
+def test_a_policy_name_too_long_for_its_roles_labels_is_refused(
+    cluster: Cluster, namespace: str
+) -> None:
+    """Got through (found while naming stage Roles on ``handoff dev up``): a policy named with
+    more than 63 characters never became Ready (its generated Roles carry the name as the
+    handoff.dev/policy label value, which holds 63) and could not be deleted (the cleanup's label
+    selector was refused, so the finalizer stayed): a warning every 2 s, for ever. The CRD now
+    refuses such a name, in one sentence."""
+    long = policy(namespace, "p" * 64)
+    attempt = cluster.apply(long, check=False)
+    assert attempt.returncode != 0
+    assert "a policy's name is at most 63 characters: it labels the Roles" in attempt.stderr
+    stages = [{"name": "s" * 63, "reviewers": {"users": ["alice"]}}]
+    longest = policy(namespace, "p" * 63, tiers={"tier4": {"decisionWindow": "5m",
+                                                           "stages": stages}})  # fmt: skip
+    assert cluster.apply(longest, check=False).returncode == 0
