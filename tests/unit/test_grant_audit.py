@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from handoff.adapters.outbox import MemoryOutbox
+from handoff.controller.events import Events
 from handoff.controller.grant_audit import GrantAuditor
 from handoff.domain.keys import AUDIT_STREAM
 from handoff.domain.records import GRANT_TEXT_MAX, grant_records
 from handoff.domain.report import policy_report, result_of
+from handoff.testing.kube import FakeKube
 
 from tests.unit.test_grants import grant_json
 
@@ -151,3 +153,26 @@ def test_a_grant_approved_request_counts_as_pass_in_its_policy_report() -> None:
     assert row["properties"]["reason"] == "GrantApproved"
     assert row["properties"]["by"] == "alice,actiongrant/g1"
     assert "actiongrant/g1" in row["message"]
+
+
+def test_a_revoked_grant_is_one_event_on_it_for_kubectl_handoff_log() -> None:
+    """The Revoked line is posted once as an Event on the (deleted) grant: the one trace of it
+    a reviewer can read with their own rights."""
+    kube = FakeKube()
+    clock = lambda: datetime(2026, 12, 1, 12, 30, tzinfo=UTC)  # noqa: E731
+    auditor = GrantAuditor(MemoryOutbox(), clock, Events(kube, clock, at_once=1))  # type: ignore[arg-type]
+
+    async def twice() -> None:
+        for _ in range(2):  # a DELETED event seen again (a restart, a retry)
+            await auditor.seen(grant(usedBy=used(1)), deleted=True)
+            await asyncio.sleep(0.05)
+
+    asyncio.run(twice())
+    [event] = kube.created("Event")
+    assert event["involvedObject"]["kind"] == "ActionGrant"
+    assert event["reason"] == "Revoked"
+    assert event["message"] == (
+        "alice's grant of payments.refund by payments-agent on stripe:charge/* (rule"
+        " small-refunds of policy payments, prompted by refund-1) was revoked (deleted) after 1"
+        " of 3 uses"
+    )

@@ -34,7 +34,8 @@ def setup(uses: int = 1, target: str = "stripe:*") -> FakeKube:
         "metadata": {"namespace": NS, "name": "refund-0"},
         "spec": {"agent": AGENT, "action": "payments.refund", "target": "stripe:ch_0"},
         "status": {"policy": "payments", "rule": "small-refunds",
-                   "reviews": [{"reviewer": "alice", "decision": "Approve"}]},
+                   "reviews": [{"reviewer": "alice", "decision": "Approve"}],
+                   "decision": {"outcome": "Approved", "reason": "HumanApproved", "by": ["alice"]}},
     })  # fmt: skip
     kube.add(grants_path(NS, "g"), {
         "metadata": {"namespace": NS, "name": "g", "creationTimestamp": "2026-12-01T12:00:00Z"},
@@ -57,8 +58,10 @@ def state(target: str = "stripe:ch_9") -> RequestState:
     return RequestState(facts, NOW, f"system:serviceaccount:{NS}:{AGENT}")
 
 
-def body(uid: str) -> dict[str, Any]:
-    return {"metadata": {"namespace": NS, "name": f"refund-{uid}", "uid": uid}}
+def body(uid: str, requested_by: str = f"system:serviceaccount:{NS}:{AGENT}") -> dict[str, Any]:
+    annotations = {"handoff.dev/requested-by": requested_by}
+    return {"metadata": {"namespace": NS, "name": f"refund-{uid}", "uid": uid,
+                         "annotations": annotations}}  # fmt: skip
 
 
 def cover(kube: FakeKube, uid: str, step: Step | None = None, target: str = "stripe:ch_9") -> Step:
@@ -158,3 +161,57 @@ def test_nothing_is_read_unless_the_rule_is_grantable_and_the_request_waits_for_
     assert kube.calls == []
     assert cover(kube, "u1", target="paypal:1").decision is None  # read, and not covered
     assert "status" not in grant(kube)
+
+
+def test_an_undecided_prompt_covers_nothing_yet_and_refuses_nothing() -> None:
+    kube = setup(uses=3)
+    del kube.objects[PROMPT_PATH]["status"]["decision"]  # alice's Approve may not count
+    assert cover(kube, "u1").decision is None
+    assert "status" not in grant(kube)
+    kube.objects[PROMPT_PATH]["status"]["decision"] = {
+        "outcome": "Denied", "reason": "HumanDenied", "by": ["bob"],
+    }  # fmt: skip
+    assert cover(kube, "u2").decision is None
+    refused = grant(kube)["status"]["refused"]
+    assert refused.startswith("GrantRefused: alice's approval did not decide refund-0")
+
+
+def test_a_request_that_takes_several_people_or_its_author_filed_is_never_covered() -> None:
+    kube = setup(uses=3)
+    staged = waiting()
+    assert staged.patch is not None
+    staged.patch["stages"] = [{"name": "manager"}, {"name": "finance"}]
+    assert cover(kube, "u1", staged).decision is None
+    two = waiting()
+    assert two.patch is not None
+    two.patch["requiredApprovals"] = 2
+    assert cover(kube, "u2", two).decision is None
+    grants = Grants(kube, lambda: NOW)  # type: ignore[arg-type]
+    own = asyncio.run(grants.cover(body("u3", "alice"), state(), waiting(), POLICIES))
+    assert own.decision is None
+    assert "status" not in grant(kube)  # nothing wrong with the grant itself
+    assert reason(cover(kube, "u4")) == "GrantApproved"
+
+
+def test_an_author_who_lost_the_right_makes_the_grant_cover_nothing_for_good() -> None:
+    kube = setup(uses=3)
+    grant(kube)["spec"]["grantedGroups"] = ["payments-approvers", "system:authenticated"]
+    asked: list[dict[str, Any]] = []
+
+    def refuse(spec: dict[str, Any]) -> bool:
+        asked.append(spec)
+        return False
+
+    kube.access = refuse
+    assert cover(kube, "u1").decision is None
+    assert asked[0]["user"] == "alice"
+    assert asked[0]["groups"] == ["payments-approvers", "system:authenticated"]
+    assert asked[0]["resourceAttributes"] == {
+        "group": "handoff.dev", "resource": "agentactionpolicies", "verb": "approve",
+        "namespace": NS, "name": "payments",
+    }  # fmt: skip
+    assert grant(kube)["status"]["refused"].startswith(
+        "GrantAuthorUnentitled: alice no longer holds the verb approve"
+    )
+    kube.access = lambda spec: True
+    assert cover(kube, "u2").decision is None  # refused stays refused

@@ -35,6 +35,24 @@ def test_lint_flags_a_grantable_tier_4_rule(
     assert "rule 'money' is tier 4 and grantable" in flagged[0]
 
 
+def test_lint_flags_a_grantable_rule_whose_requests_take_several_people(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stages = [{"name": "manager", "reviewers": {"users": ["alice"]}},
+              {"name": "finance", "reviewers": {"users": ["carol"]}}]  # fmt: skip
+    policy = variant(rules=[
+        {"name": "staged", "actions": ["payments.refund"], "tier": 4, "stages": stages,
+         "grantable": GRANTABLE},
+        {"name": "two", "actions": ["payments.charge"], "tier": 3, "approvals": 2,
+         "grantable": GRANTABLE},
+    ])  # fmt: skip
+    folder = write(tmp_path / "p", policy)
+    code, out = handoff("policy", "lint", str(folder), capsys=capsys)
+    assert code == 0
+    assert "rule 'staged' is grantable, but its requests are approved in stages (manager," in out
+    assert "rule 'two' is grantable, but its requests need 2 approvals: a grant is one" in out
+
+
 def test_diff_and_explain_show_grantability(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@ against the rule as it is now, its fit to the request that prompted it, which re
 covers, and the approval it turns a waiting step into. Table by table, then properties: a
 grant never covers a request outside its bounds."""
 
+import glob
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,6 +131,11 @@ def prompt(**changes: Any) -> dict[str, Any]:
     return body
 
 
+APPROVED = {
+    "policy": "payments", "rule": "small-refunds", "requiredApprovals": 1,
+    "reviews": [{"reviewer": "alice", "decision": "Approve"}],
+    "decision": {"outcome": "Approved", "reason": "HumanApproved", "by": ["alice"]},
+}  # fmt: skip
 WIDER = "it is not for the agent, action, policy and rule of refund-1"
 NOT_HOLDING = "its target or condition does not hold for refund-1 itself"
 
@@ -138,6 +144,20 @@ NOT_HOLDING = "its target or condition does not hold for refund-1 itself"
     ("body", "grant", "condition", "problem"),
     [
         (prompt(), GRANT, None, None),
+        (prompt(status=APPROVED), GRANT, None, None),
+        (prompt(status=APPROVED | {"decision": {"outcome": "Denied", "reason": "HumanDenied",
+                                                "by": ["bob"]}}),
+         GRANT, None, "alice's approval did not decide refund-1 (it was decided Denied,"
+         " HumanDenied, by bob): a grant comes only from an approval that counted"),
+        (prompt(status=APPROVED | {"decision": {"outcome": "Approved", "reason": "HumanApproved",
+                                                "by": ["bob"]}}),
+         GRANT, None, "alice's approval did not decide refund-1 (it was decided Approved,"
+         " HumanApproved, by bob): a grant comes only from an approval that counted"),
+        (prompt(status=APPROVED | {"requiredApprovals": 2}), GRANT, None,
+         "refund-1 needs 2 approvals: a grant is one person's approval and cannot stand in for 2"),
+        (prompt(status=APPROVED | {"stages": [{"name": "manager"}, {"name": "finance"}]}), GRANT,
+         None, "refund-1 is approved in stages (manager, finance): a grant is one person's"
+         " approval and cannot stand in for every stage"),
         (prompt(), replace(GRANT, condition="x"), True, None),
         (prompt(), replace(GRANT, condition="x"), False, NOT_HOLDING),
         (prompt(), replace(GRANT, condition="x"), "broken", NOT_HOLDING),
@@ -338,3 +358,28 @@ def test_a_rule_is_grantable_only_when_it_says_so(
     assert policy.errors == errors
     found = policy.rules[0].grantable
     assert (found and (found.max_duration, found.max_count)) == expected
+
+
+@pytest.mark.parametrize(
+    "crafted",
+    [
+        "Stripe:charge/ch_[1]",  # case
+        "stripe:charge/ch_[1].",  # a trailing dot
+        "stripe:charge/ch_[1]\n",  # a trailing newline
+        "stripe:charge/ch_[1] ",
+        "stripe:charge/ch_1",  # what the brackets would match as a glob class
+        "stripe:charge/ch_\uff3b1\uff3d",  # fullwidth brackets
+        "stripe:charge/ch_[1]\u200b",  # a zero-width space
+        "stripe:charge/ch_[1]\u202e",  # a bidi override
+        "stripe\u0131:charge/ch_[1]",  # a dotless i
+        "stripe:charge/ch_[1]/../../payout/po_1",
+    ],
+)
+def test_an_exact_grant_covers_no_crafted_look_alike_of_its_target(crafted: str) -> None:
+    """The default grant (``--grant`` without ``--target``) is the prompt's target, escaped: a
+    request the agent crafts to look like it is not covered."""
+    target = "stripe:charge/ch_[1]"
+    exact = replace(GRANT, target=Glob.compile(glob.escape(target)), checked=True)
+    facts = replace(FACTS, target=target)
+    assert covers(exact, facts, CLASSIFIED, T0, None)
+    assert not covers(exact, replace(FACTS, target=crafted), CLASSIFIED, T0, None)

@@ -23,6 +23,7 @@ import yaml
 from handoff.adapters import kubeconfig
 from handoff.adapters.kube import Credentials, KubeApi, KubeconfigError, KubeError, resource_path
 from handoff.cli import failures
+from handoff.cli.grant_log import grant_lines
 from handoff.cli.grants import add_grant_options, grant_after_approval, grant_ready, grants
 from handoff.cli.limits import allow_deep_json
 from handoff.cli.show import log_lines, package_lines, summary_cell, terminal_columns
@@ -170,14 +171,17 @@ async def _pending(client: ReviewClient, namespaces: list[str] | None, out: Text
 
 async def for_open_stage(client: ReviewClient, waiting: list[Package]) -> list[Package]:
     """The requests without stages, and the staged ones whose open stage the caller may
-    review (the verb approve on POLICY:STAGE, asked once per policy and stage)."""
+    review: the verb approve on POLICY:STAGE, or break-glass on POLICY (a break-glass review
+    counts in the stage it names), asked once per policy and stage."""
     rights: dict[tuple[str, str, str], bool] = {}
     kept = []
     for p in waiting:
         key = (p.namespace, p.policy, p.stage)
         if p.stage and key not in rights:
             name = approve_name(p.policy, p.stage)
-            rights[key] = await client.can("approve", "agentactionpolicies", p.namespace, name)
+            rights[key] = await client.can(
+                "approve", "agentactionpolicies", p.namespace, name
+            ) or await client.can("break-glass", "agentactionpolicies", p.namespace, p.policy)
         if not p.stage or rights[key]:
             kept.append(p)
     return kept
@@ -321,14 +325,18 @@ async def _log(client: ReviewClient, args: argparse.Namespace, out: TextIO) -> i
         if not args.agent or b["spec"].get("agent") == args.agent
     ]
     events: dict[str, list[dict[str, Any]]] = {}
+    on_grants: list[dict[str, Any]] = []
     try:
         listing = await client.api.get(resource_path("", "v1", "events", args.namespace))
         for event in listing.get("items") or []:
-            if event.get("involvedObject", {}).get("kind") == "ActionRequest":
+            kind = event.get("involvedObject", {}).get("kind")
+            if kind == "ActionRequest":
                 events.setdefault(event["involvedObject"]["name"], []).append(event)
+            elif kind == "ActionGrant":
+                on_grants.append(event)
     except KubeError:
         pass  # no right to read Events: the statuses still tell the story, without all the times
-    lines: list[tuple[datetime, str]] = []
+    lines = await grant_lines(client.api, args.namespace, on_grants, since, args.agent)
     for body in requests:
         p = build(body)
         if p.created is None or p.created < since:

@@ -29,24 +29,25 @@ class Events:
         self._posting = TaskSet()
         self._instance = socket.gethostname()
 
-    def post_soon(self, body: RequestJSON, event: Event) -> None:
+    def post_soon(self, body: RequestJSON, event: Event, kind: str = "ActionRequest") -> None:
         """Post a transition's Event beside the work: it does not hold a reconcile slot, so a
-        slow Event write never delays the next request's decision."""
-        self._posting.spawn(self.post(body, event, self._slots))
+        slow Event write never delays the next request's decision. (``kind``: Handoff's kind
+        ``body`` is, an ActionGrant for the Events about grants.)"""
+        self._posting.spawn(self.post(body, event, self._slots, kind))
 
     async def post(
-        self, body: RequestJSON, event: Event, slots: asyncio.Semaphore | None = None
-    ) -> None:
+        self, body: RequestJSON, event: Event, slots: asyncio.Semaphore | None = None,
+        kind: str = "ActionRequest",
+    ) -> None:  # fmt: skip
         meta = body["metadata"]
         try:
             async with slots or contextlib.nullcontext():
-                await self.api.create(
-                    resource_path("", "v1", "events", meta["namespace"]), self._record(body, event)
-                )
+                record = self._record(body, event, kind)
+                await self.api.create(resource_path("", "v1", "events", meta["namespace"]), record)
         except KubeError as e:
             log.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], e)
 
-    def _record(self, body: RequestJSON, event: Event) -> dict[str, Any]:
+    def _record(self, body: RequestJSON, event: Event, kind: str) -> dict[str, Any]:
         meta = body["metadata"]
         now = format_time(self.clock())
         return {
@@ -55,7 +56,7 @@ class Events:
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ActionRequest",
+                "kind": kind,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta.get("uid"),

@@ -6,7 +6,9 @@ implies (``domain/records.grant_records``) goes to the audit stream, each line o
 and once to the JSON audit log (logger ``handoff.audit``) with a stable ``id``:
 ``<uid>/grant:<line>``.
 A Revoked line is only seen on the DELETED event: a grant deleted while no operator ran
-leaves no Revoked line (its last state is in the API server's audit log).
+leaves no Revoked line (its last state is in the API server's audit log). The Revoked line is
+also posted as a Kubernetes Event on the (gone) grant, once, so ``kubectl handoff log`` can tell
+it with a reviewer's own rights; the other lines it reads from the grants themselves.
 """
 
 import asyncio
@@ -14,11 +16,15 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from handoff.adapters.outbox import Outbox, OutboxError
+from handoff.controller.events import Events
 from handoff.domain.keys import AUDIT_STREAM
+from handoff.domain.model import Event
+from handoff.domain.reasons import GrantLine
 from handoff.domain.records import Record, grant_records
+from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import format_time
 
 log = logging.getLogger("handoff.operator")
@@ -28,8 +34,10 @@ RETRY = timedelta(seconds=2)
 
 
 class GrantAuditor:
-    def __init__(self, outbox: Outbox | None, clock: Callable[[], datetime]) -> None:
-        self.outbox, self.clock = outbox, clock
+    def __init__(
+        self, outbox: Outbox | None, clock: Callable[[], datetime], events: Events | None = None
+    ) -> None:
+        self.outbox, self.clock, self.events = outbox, clock, events
         self._logged: set[str] = set()  # ids logged by this process (without Redis, the only dedup)
         self._retries: set[asyncio.Task[None]] = set()
 
@@ -40,7 +48,7 @@ class GrantAuditor:
         namespace, uid = str(meta.get("namespace", "")), str(meta.get("uid", ""))
         found = grant_records(body, AUDIT_STREAM, deleted=deleted, now=format_time(self.clock()))
         try:
-            await self._publish(namespace, uid, found)
+            await self._publish(namespace, uid, found, body)
         except OutboxError as e:
             log.warning("audit of actiongrant %s/%s: %s; retrying", namespace, meta.get("name"), e)
             loop = asyncio.get_running_loop()
@@ -51,7 +59,9 @@ class GrantAuditor:
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
-    async def _publish(self, namespace: str, uid: str, found: list[Record]) -> None:
+    async def _publish(
+        self, namespace: str, uid: str, found: list[Record], body: Mapping[str, Any]
+    ) -> None:
         have: set[str] = set()
         if self.outbox is not None:
             keys = [r.dedup for r in found] + [LOGGED + r.dedup for r in found]
@@ -61,12 +71,27 @@ class GrantAuditor:
             if self.outbox is None:
                 if line_id not in self._logged:
                     self._log(record, line_id)
+                    self._revoked(record, body)
                 continue
             if record.dedup not in have:
                 await self.outbox.publish(namespace, uid, record)
+                self._revoked(record, body)
             if LOGGED + record.dedup not in have:
                 self._log(record, line_id)
                 await self.outbox.mark(namespace, uid, LOGGED + record.dedup)
+
+    def _revoked(self, record: Record, body: Mapping[str, Any]) -> None:
+        """The Revoked line as an Event on the grant, in one sentence that names what it was."""
+        fields = record.fields
+        if self.events is None or fields.get("event") != GrantLine.REVOKED:
+            return
+        message = (
+            f"{fields['grantedBy']}'s grant of {fields['action']} by {fields['agent']} on"
+            f" {fields['target']} (rule {fields['rule']} of policy {fields['policy']}, prompted by"
+            f" {fields['request']}) was {fields['message']}"
+        )
+        event = Event("Normal", GrantLine.REVOKED, message)
+        self.events.post_soon(cast(RequestJSON, dict(body)), event, kind="ActionGrant")
 
     def _log(self, record: Record, line_id: str) -> None:
         audit_log.info(json.dumps(record.fields | {"id": line_id}, sort_keys=True))

@@ -9,6 +9,12 @@ merge patch carrying the resourceVersion it was judged at: two requests racing f
 cannot both take it (the loser reads the grant again, finds it used up, and goes to people).
 Taking the use comes before the request's own decision is written: a crash in between loses a
 use (fails safe), and a retry finds its own uid among the uses and takes no second one.
+
+A grant is one person's approval in advance, so it never covers a request that takes more than
+one (approval stages, or a lane's ``approvals`` over 1), nor one its author filed. Its author's
+right is asked again at each use, by a SubjectAccessReview for the verb ``approve`` on the
+policy with the user and groups admission stamped on the grant: a grant whose author lost that
+right is refused for good (``GrantAuthorUnentitled``), with a Warning Event on the grant.
 """
 
 import logging
@@ -20,6 +26,7 @@ from typing import Any
 from handoff import GROUP, VERSION
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
 from handoff.adapters.sandbox import Sandbox
+from handoff.controller.events import Events
 from handoff.domain.classify import RequestFacts
 from handoff.domain.expressions import ExpressionError, compile_expression
 from handoff.domain.grants import (
@@ -30,9 +37,11 @@ from handoff.domain.grants import (
     bounds_problem,
     covers,
     prompt_problem,
+    request_problem,
+    undecided,
     usable,
 )
-from handoff.domain.model import RequestState, Step
+from handoff.domain.model import Event, RequestState, Step
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.reasons import Reason
 from handoff.domain.timefmt import format_time
@@ -40,6 +49,8 @@ from handoff.domain.timefmt import format_time
 log = logging.getLogger("handoff.operator")
 GRANTS = "actiongrants"
 ATTEMPTS = 8  # conflicting writes of one grant in a row before it is left for people
+REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+REQUESTED_BY = "handoff.dev/requested-by"
 COVERABLE = (Reason.AWAITING_REVIEW, Reason.IN_VETO_WINDOW)  # not a spent budget, no rollback
 
 
@@ -49,9 +60,10 @@ def grants_path(namespace: str, name: str | None = None) -> str:
 
 class Grants:
     def __init__(
-        self, api: KubeApi, clock: Callable[[], datetime], sandbox: Sandbox | None = None
-    ) -> None:
-        self.api, self.clock, self.sandbox = api, clock, sandbox
+        self, api: KubeApi, clock: Callable[[], datetime], sandbox: Sandbox | None = None,
+        events: Events | None = None,
+    ) -> None:  # fmt: skip
+        self.api, self.clock, self.sandbox, self.events = api, clock, sandbox, events
 
     async def cover(
         self, body: Any, state: RequestState, step: Step, policies: Sequence[CompiledPolicy]
@@ -74,6 +86,7 @@ class Grants:
         if rule is None or rule.grantable is None:
             return step  # the usual case: nothing to read
         facts, uid = state.facts, str(body["metadata"]["uid"])
+        requested_by = str((body["metadata"].get("annotations") or {}).get(REQUESTED_BY, ""))
         try:
             listing = await self.api.get(grants_path(facts.namespace))
         except KubeError as e:
@@ -92,6 +105,12 @@ class Grants:
                 continue
             if bounds_problem(grant, by_name) is not None:
                 continue
+            if await self._checked(grant) is None:  # wider than its prompt: refused, for good
+                continue
+            if (problem := request_problem(patch, requested_by, grant)) is not None:
+                log.info("actiongrant %s/%s does not cover %s: %s", grant.namespace, grant.name,
+                         body["metadata"]["name"], problem)  # fmt: skip
+                continue
             answer = await self._condition(grant, facts)
             approved = await self._use(grant, raw, body, facts, classified=classified,
                                        answer=answer, now=now)  # fmt: skip
@@ -109,7 +128,11 @@ class Grants:
             if uid in grant.used_by:
                 return grant  # taken already, by an earlier pass over this request
             checked = await self._checked(grant)
-            if checked is None or not covers(checked, facts, classified, now, answer):
+            if (
+                checked is None
+                or not covers(checked, facts, classified, now, answer)
+                or not await self._entitled(checked)
+            ):
                 return None
             earlier = list((raw.get("status") or {}).get("usedBy") or [])
             used = [*earlier, {"uid": uid, "request": name, "at": format_time(now)}]
@@ -136,34 +159,76 @@ class Grants:
         when it is wider than that request: then it is marked refused, for good."""
         if grant.checked:
             return grant
-        problem = await self._check(grant)
+        path = resource_path(GROUP, VERSION, "actionrequests", grant.namespace, grant.prompted_by)
+        try:
+            prompt = await self.api.get(path)
+        except NotFound:
+            prompt = None
+        problem = await self._check(grant, prompt)
+        if problem is None and prompt is not None and undecided(prompt):
+            return None  # its author's approval may not count yet: nothing covered, not refused
         if problem is None:
             return replace(grant, checked=True)
         await self._refuse(grant, problem)
         return None
 
-    async def _check(self, grant: Grant) -> str | None:
+    async def _check(self, grant: Grant, prompt: Any) -> str | None:
         """Why ``grant`` is wider than the request that prompted it, or None."""
-        path = resource_path(GROUP, VERSION, "actionrequests", grant.namespace, grant.prompted_by)
-        try:
-            prompt = await self.api.get(path)
-        except NotFound:
+        if prompt is None:
             return f"the request that prompted it, {grant.prompted_by}, does not exist"
         spec = prompt.get("spec") or {}
         facts = RequestFacts.from_spec(grant.namespace, spec, prompt["metadata"].get("labels"))
         return prompt_problem(grant, prompt, await self._condition(grant, facts))
 
-    async def _refuse(self, grant: Grant, problem: str) -> None:
+    async def _entitled(self, grant: Grant) -> bool:
+        """Whether the grant's author holds, now, the verb approve on its policy (with the groups
+        admission stamped on it). No: it is refused for good. No answer: it covers nothing now."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": grant.author,
+                "groups": list(grant.groups),
+                "resourceAttributes": {
+                    "group": GROUP, "resource": "agentactionpolicies", "verb": "approve",
+                    "namespace": grant.namespace, "name": grant.policy,
+                },
+            },
+        }  # fmt: skip
+        try:
+            answer = await self.api.create(REVIEWS, review)
+        except KubeError as e:
+            log.warning("cannot ask whether %s may still approve for actiongrant %s/%s (%s):"
+                        " people decide", grant.author, grant.namespace, grant.name, e)  # fmt: skip
+            return False
+        if (answer.get("status") or {}).get("allowed") is True:
+            return True
+        problem = (
+            f"{grant.author} no longer holds the verb approve on agentactionpolicies/{grant.policy}"
+            f" (asked when the grant was about to be used): a grant covers only while its author"
+            f" could approve the requests it covers"
+        )
+        await self._refuse(grant, problem, Reason.GRANT_AUTHOR_UNENTITLED)
+        return False
+
+    async def _refuse(
+        self, grant: Grant, problem: str, reason: Reason = Reason.GRANT_REFUSED
+    ) -> None:
         log.warning("actiongrant %s/%s refused: %s", grant.namespace, grant.name, problem)
         document = {
             "metadata": {"resourceVersion": grant.resource_version},
-            "status": {"refused": f"{Reason.GRANT_REFUSED}: {problem}"[:1024]},
+            "status": {"refused": f"{reason}: {problem}"[:1024]},
         }
         try:
-            await self.api.merge_patch(grants_path(grant.namespace, grant.name) + "/status",
-                                       document)  # fmt: skip
+            written = await self.api.merge_patch(
+                grants_path(grant.namespace, grant.name) + "/status", document
+            )
         except KubeError as e:  # refused again on its next use
             log.warning("cannot mark actiongrant %s/%s refused: %s", grant.namespace, grant.name, e)
+            return
+        if self.events is not None:
+            event = Event("Warning", reason, f"{problem}; it covers nothing from now on")
+            self.events.post_soon(written, event, kind="ActionGrant")
 
     async def _condition(self, grant: Grant, facts: RequestFacts) -> Answer:
         """The grant's condition on a request, in the same sandbox as the policies' ``when``."""

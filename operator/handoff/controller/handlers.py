@@ -27,6 +27,7 @@ from handoff.adapters.slack import API as SLACK_API
 from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller import kopf_memories
+from handoff.controller.events import Events
 from handoff.controller.gateway_access import DEFAULT_ACCOUNT, GatewayAccess, parse_account
 from handoff.controller.grant_audit import GrantAuditor
 from handoff.controller.grants import GRANTS
@@ -120,7 +121,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     account = os.environ.get("HANDOFF_GATEWAY_ACCOUNT", DEFAULT_ACCOUNT)  # "" without a gateway
     memo["gateway_access"] = GatewayAccess(api, parse_account(account))
     memo["operator"] = operator
-    memo["grant_audit"] = GrantAuditor(outbox, utcnow)
+    memo["grant_audit"] = GrantAuditor(outbox, utcnow, Events(api, utcnow, at_once=4))
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
     memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
     memo["tasks"] = [

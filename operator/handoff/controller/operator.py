@@ -95,7 +95,7 @@ def build(
         retention=Retention(
             api, clock, retention, scheduler=scheduler, publisher=publisher, reports=reports
         ),
-        grants=Grants(api, clock, sandbox),
+        grants=Grants(api, clock, sandbox, events),
     )  # fmt: skip
     return Operator(requests, outcomes, publisher, reports, scheduler, sender, owns)
 

@@ -55,6 +55,7 @@ class Grant:
     expires: datetime
     max_uses: int
     prompted_by: str
+    groups: tuple[str, ...] = ()  # the author's groups when granting (admission stamps them)
     used_by: tuple[str, ...] = ()  # the uids of the requests it covered, in order
     checked: bool = False  # the operator found it no wider than the request that prompted it
     refused: str | None = None  # why the operator refused it: it covers nothing, ever
@@ -87,6 +88,7 @@ class Grant:
                 expires=parse_time(spec["expiresAt"]),
                 max_uses=int(spec["maxUses"]),
                 prompted_by=str(spec["request"]),
+                groups=tuple(str(g) for g in spec.get("grantedGroups") or ()),
                 used_by=tuple(str(u["uid"]) for u in status.get("usedBy") or ()),
                 checked=status.get("checked") is True,
                 refused=status.get("refused") or None,
@@ -129,6 +131,63 @@ def prompt_problem(grant: Grant, prompt: Mapping[str, Any], condition: Answer) -
     }
     if grant.author not in approvers:
         return f"{grant.author} did not approve {grant.prompted_by}"
+    if (many := _many_people(status)) is not None:
+        return f"{grant.prompted_by} {many}"
+    return _decision_problem(grant, status.get("decision"))
+
+
+def _decision_problem(grant: Grant, decision: Mapping[str, Any] | None) -> str | None:
+    """Why the prompt's decision does not show its author's approval counting, or None (also
+    while it is undecided: the caller waits, see ``undecided``)."""
+    if decision is None:
+        return None
+    by = decision.get("by") or ()
+    counted = (decision.get("outcome"), decision.get("reason")) == (
+        str(Outcome.APPROVED),
+        str(Reason.HUMAN_APPROVED),
+    )
+    if counted and grant.author in by:
+        return None
+    outcome, reason, who = decision.get("outcome"), decision.get("reason"), ", ".join(by)
+    return (
+        f"{grant.author}'s approval did not decide {grant.prompted_by} (it was decided"
+        f" {outcome}, {reason}, by {who or 'nobody'}): a grant comes only from an approval"
+        " that counted"
+    )
+
+
+def undecided(prompt: Mapping[str, Any]) -> bool:
+    """Whether the request that prompted a grant is still undecided: the grant covers nothing
+    yet (its author's approval may still fail to count), and is not refused for it."""
+    return "decision" not in (prompt.get("status") or {})
+
+
+def _many_people(status: Mapping[str, Any]) -> str | None:
+    """Why a request with this (waiting) status takes more than one person's approval, or None.
+    A grant is one person's approval in advance: it never stands in for several."""
+    if status.get("stages"):
+        names = ", ".join(str(s.get("name")) for s in status["stages"])
+        return (
+            f"is approved in stages ({names}): a grant is one person's approval and cannot"
+            " stand in for every stage"
+        )
+    required = status.get("requiredApprovals") or 1
+    if isinstance(required, int) and required > 1:
+        return (
+            f"needs {required} approvals: a grant is one person's approval and cannot stand in"
+            f" for {required}"
+        )
+    return None
+
+
+def request_problem(patch: Mapping[str, Any], requested_by: str, grant: Grant) -> str | None:
+    """Why ``grant`` may not cover a request starting to wait with ``patch``, filed by
+    ``requested_by``, whatever its facts: it takes more than one person, or the grant's author
+    filed it (nobody approves their own request, in advance either)."""
+    if (many := _many_people(patch)) is not None:
+        return f"the request {many}"
+    if requested_by == grant.author:
+        return f"{grant.author} filed the request: nobody approves their own request"
     return None
 
 

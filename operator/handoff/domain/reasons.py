@@ -46,6 +46,9 @@ class Reason(StrEnum):
 
     # ActionGrants (status.refused, and the Event on a grant the operator refuses).
     GRANT_REFUSED = "GrantRefused"  # wider than the request that prompted it, or malformed
+    # Its author no longer holds the verb approve on its policy (asked at each use, by a
+    # SubjectAccessReview): it covers nothing from then on.
+    GRANT_AUTHOR_UNENTITLED = "GrantAuthorUnentitled"
 
     # Events about what an agent reported on its outcome stream.
     REJECTED_OUTCOME = "RejectedOutcome"  # an entry that can never be recorded: dropped

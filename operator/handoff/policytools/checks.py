@@ -14,7 +14,7 @@ import yaml
 from handoff import paths
 from handoff.domain.decide import Step
 from handoff.domain.durations import format_duration
-from handoff.domain.policy import CompiledPolicy
+from handoff.domain.policy import CompiledPolicy, Rule
 from handoff.domain.timefmt import parse_time
 from handoff.policytools.bounds import one_sided
 from handoff.policytools.loading import CREATED, Case, PolicyFile, evaluate
@@ -182,8 +182,32 @@ def lint(
             for i, rule in enumerate(compiled.rules)
             if rule.tier == 4 and rule.grantable is not None
         ]
+        findings += [
+            Finding(
+                policy.path,
+                policy.rule_lines.get(i, policy.line),
+                "warning",
+                f"rule {rule.name!r} is grantable, but its requests {why}: a grant is one"
+                " person's approval and never covers them, so grantable does nothing here",
+            )
+            for i, rule in enumerate(compiled.rules)
+            if rule.grantable is not None and (why := _many_people(compiled, rule)) is not None
+        ]
     findings += _hitl_share(policies, cases, hitl_share)
     return findings
+
+
+def _many_people(policy: CompiledPolicy, rule: Rule) -> str | None:
+    """Why a rule's requests take more than one person (its lane with the rule's overrides),
+    or None."""
+    if rule.tier < 3:
+        return None
+    lane = policy.lane(rule.tier)
+    stages = rule.stages if rule.stages is not None else lane.stages
+    if stages:
+        return f"are approved in stages ({', '.join(s.name for s in stages)})"
+    approvals = rule.approvals if rule.approvals is not None else lane.approvals
+    return f"need {approvals} approvals" if approvals > 1 else None
 
 
 def _shadowed(policy: PolicyFile) -> list[Finding]:

@@ -2,20 +2,24 @@
 approving a request (with their own identity: admission checks it), and the rows that
 ``kubectl handoff grants`` and the console show. Shared by cli/ and console/."""
 
+import asyncio
 import glob
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from handoff import API_VERSION, GROUP, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
 from handoff.domain.durations import format_duration, parse_duration
-from handoff.domain.grants import Grant, GrantError, usable
+from handoff.domain.globs import Glob
+from handoff.domain.grants import Grant, GrantError, prompt_problem, undecided, usable
 from handoff.domain.timefmt import format_time
 from handoff.review.client import ReviewError, plain
 
 GRANTS = "actiongrants"
 MAX_COUNT = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DECIDED_WITHIN = 10.0  # seconds to wait for the operator to decide the approved request
 
 
 def grant_document(
@@ -61,14 +65,42 @@ def grant_document(
     }
 
 
-async def create_grant(api: KubeApi, document: Mapping[str, Any]) -> str:
-    """Create the grant with the caller's identity; its name. ReviewError says why not."""
+async def create_grant(
+    api: KubeApi, document: Mapping[str, Any], wait: float = DECIDED_WITHIN
+) -> str:
+    """Create the grant with the caller's identity; its name. ReviewError says why not. Waits
+    (at most ``wait`` seconds) for the operator to decide the request the approval was for:
+    a grant comes only from an approval that decided it, and one made before that covers
+    nothing until it is decided."""
     namespace = document["metadata"]["namespace"]
+    await _decided_by_author(api, document, wait)
     try:
         created = await api.create(resource_path(GROUP, VERSION, GRANTS, namespace), document)
     except KubeError as e:
         raise ReviewError(f"the grant was refused: {plain(e)}") from e
     return str(created["metadata"]["name"])
+
+
+async def _decided_by_author(api: KubeApi, document: Mapping[str, Any], wait: float) -> None:
+    """Raise ReviewError when the prompting request takes more than one person, or was decided
+    otherwise than by the author's approval; return once it is so decided (or after ``wait``)."""
+    spec, namespace = document["spec"], document["metadata"]["namespace"]
+    path = resource_path(GROUP, VERSION, "actionrequests", namespace, spec["request"])
+    author = Grant(namespace, "new", spec["grantedBy"], spec["agent"], spec["action"],
+                   spec["policy"], spec["rule"], Glob.compile("*"), None, _EPOCH, _EPOCH, 1,
+                   spec["request"])  # fmt: skip
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        try:
+            prompt = await api.get(path)
+        except KubeError as e:
+            raise ReviewError(f"the grant was not made: {plain(e)}") from e
+        problem = prompt_problem(author, prompt, None)
+        if problem is not None:
+            raise ReviewError(f"the grant was not made: {problem}")
+        if not undecided(prompt) or asyncio.get_running_loop().time() >= deadline:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def list_grants(api: KubeApi, namespace: str | None) -> list[dict[str, Any]]:

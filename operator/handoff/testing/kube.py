@@ -4,11 +4,13 @@ injected errors (``fail``) for the calls a test names.
 
 It answers the subset of ``handoff.adapters.kube.KubeApi`` the controller calls: get (an object
 or a list), create (``generateName`` too), merge_patch (of an object or its ``/status``), apply,
-request("DELETE") with a uid precondition, and delete.
+request("DELETE") with a uid precondition, and delete. A SubjectAccessReview is answered by
+``access`` (everything is allowed unless a test says otherwise) and not stored.
 """
 
 import copy
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,7 @@ class FakeKube:
         self.faults: list[Fault] = []
         self._versions = itertools.count(1)
         self._uids = itertools.count(1)
+        self.access: Callable[[dict[str, Any]], bool] = lambda _spec: True
 
     # -- setting up and looking ---------------------------------------------------------------
 
@@ -82,6 +85,8 @@ class FakeKube:
     async def create(self, path: str, body: Any) -> Any:
         self._call("POST", path)
         body = copy.deepcopy(body)
+        if path.endswith("/subjectaccessreviews"):
+            return body | {"status": {"allowed": self.access(body.get("spec") or {})}}
         meta = body.setdefault("metadata", {})
         if not meta.get("name"):
             meta["name"] = f"{meta.get('generateName', 'x-')}{next(self._uids)}"

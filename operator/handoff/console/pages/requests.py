@@ -82,8 +82,10 @@ async def request_page(
 
 
 async def grantable_rule(client: ReviewClient, package: Package) -> dict[str, Any] | None:
-    """The rule's ``grantable`` bounds, when a grant may be offered while approving."""
-    if not package.rule:
+    """The rule's ``grantable`` bounds, when a grant may be offered while approving: never for
+    a request that takes more than one person (stages, or more than one approval), which no
+    grant covers."""
+    if not package.rule or package.stages or package.required_approvals > 1:
         return None
     try:
         body = await client.api.get(
