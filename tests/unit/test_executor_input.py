@@ -110,6 +110,27 @@ def test_quoted_values_are_short_escaped_and_never_walk_nested_data() -> None:
     assert quoted([deep]) == "a list"
 
 
+# Each row: a value, and the literal a sentence quotes (80 characters at most: a longer one is
+# cut to 76 and closed with an ellipsis and its quote, at exactly 80).
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("x" * 78, '"' + "x" * 78 + '"'),  # 80 with its quotes: whole
+        ("x" * 79, '"' + "x" * 75 + '..."'),  # 81: cut
+        ("x" * 500, '"' + "x" * 75 + '..."'),
+        ("\n" * 40, '"' + "\\n" * 37 + "\\" + '..."'),  # escapes count as what they are
+        (None, "null"),
+        (True, "true"),
+        (7, "7"),
+        (1.5, "1.5"),
+        ((1, 2), "a list"),
+    ],
+)  # fmt: skip
+def test_quoted_is_at_most_80_characters(value: object, literal: str) -> None:
+    assert quoted(value) == literal
+    assert len(literal) <= 80
+
+
 def _spec(action: str, **parameters: Any) -> dict[str, Any]:
     return {"action": action, "parameters": parameters}
 

@@ -296,6 +296,18 @@ NOT_A_KIND = (
         ("Deployment", f'kinds "Deployment" {NOT_A_KIND}'),
         (7, f"kinds 7 {NOT_A_KIND}"),
         (None, f"kinds null {NOT_A_KIND}"),
+        # The apiVersion and the kind are each checked, and the problem names the entry's place.
+        (
+            "Apps/v1/Deployment",
+            "kinds \"Apps/v1\" is not an apiVersion: 'v1' for the core group or 'group/version'"
+            " (apps/v1)",
+        ),
+        (
+            "apps/v1/deployment",
+            'kinds "deployment" is not a kind: a kind is at most 63 letters and digits, starting'
+            " with a capital letter (Deployment)",
+        ),
+        ("apps/v1/", "kinds is empty: it must be a kind"),
     ],
 )
 def test_a_kind_key(key: object, expected: object) -> None:

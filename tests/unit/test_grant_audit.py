@@ -176,3 +176,75 @@ def test_a_revoked_grant_is_one_event_on_it_for_kubectl_handoff_log() -> None:
         " small-refunds of policy payments, prompted by refund-1) was revoked (deleted) after 1"
         " of 3 uses"
     )
+
+
+def test_the_granted_line_whole() -> None:
+    body = grant(refused=None)
+    body["spec"]["condition"] = "parameters.amount <= 10"
+    assert lines(body)["grant:Granted"] == {
+        "kind": "ActionGrant", "event": "Granted", "namespace": "agents", "name": "g1",
+        "uid": "g-uid", "agent": "payments-agent", "action": "payments.refund",
+        "target": "stripe:charge/*", "condition": "parameters.amount <= 10",
+        "comment": "for the refund backlog", "policy": "payments", "rule": "small-refunds",
+        "request": "refund-1", "until": "2026-12-01T13:00:00Z", "maxUses": "3", "used": "0",
+        "grantedBy": "alice", "by": "alice", "at": "2026-12-01T12:00:00Z",
+        "message": "granted payments.refund by payments-agent on stripe:charge/* until"
+                   " 2026-12-01T13:00:00Z, at most 3 uses (prompted by refund-1)",
+    }  # fmt: skip
+
+
+def test_a_grant_without_fields_has_empty_ones_never_none() -> None:
+    found = lines({}, deleted=True)
+    assert found["grant:Granted"] == {
+        "kind": "ActionGrant", "event": "Granted", "namespace": "", "name": "", "uid": "",
+        "agent": "", "action": "", "target": "", "condition": "", "comment": "", "policy": "",
+        "rule": "", "request": "", "until": "", "maxUses": "", "used": "0", "grantedBy": "",
+        "by": "", "at": "", "message": "granted  by  on  until , at most  uses (prompted by )",
+    }  # fmt: skip
+    assert found["grant:Revoked"]["message"] == "revoked (deleted) after 0 of  uses"
+
+
+# Each row: maxUses, the uses taken, and whether the grant is used up (its last use taken).
+@pytest.mark.parametrize(
+    ("max_uses", "taken", "used_up"),
+    [(1, 0, False), (1, 1, True), (3, 2, False), (3, 3, True), (3, 4, True),
+     (0, 0, False), (0, 1, False), (-1, 0, False), ("3", 3, False), (None, 3, False)],
+)  # fmt: skip
+def test_used_up_when_the_last_use_is_taken(max_uses: Any, taken: int, used_up: bool) -> None:
+    body = grant(usedBy=used(taken))
+    body["spec"]["maxUses"] = max_uses
+    found = lines(body)
+    assert ("grant:UsedUp" in found) is used_up
+    if used_up:
+        line = found["grant:UsedUp"]
+        assert line["message"] == f"used up: {taken} of {max_uses} uses taken"
+        assert line["at"] == f"2026-12-01T12:0{taken - 1}:00Z"  # the last use's
+
+
+def test_used_up_stamped_with_nothing_when_the_last_use_has_no_time() -> None:
+    found = lines(grant(usedBy=[{"uid": "r0"}, {"uid": "r1"}, {"uid": "r2"}, "junk"]))
+    assert found["grant:UsedUp"]["at"] == ""
+    assert found["grant:UsedUp"]["used"] == "3"  # only maps count as uses
+
+
+def test_refused_is_stamped_now() -> None:
+    found = lines(grant(refused="GrantRefused: no such rule"))
+    assert found["grant:Refused"]["at"] == NOW
+    assert found["grant:Refused"]["event"] == "Refused"
+
+
+# Each row: a reviewer-written text, and what the line carries (256 characters at most).
+@pytest.mark.parametrize(
+    ("text", "carried"),
+    [
+        (None, ""),
+        ("", ""),
+        (7, "7"),
+        ("x" * GRANT_TEXT_MAX, "x" * GRANT_TEXT_MAX),
+        ("x" * (GRANT_TEXT_MAX + 1), "x" * (GRANT_TEXT_MAX - 1) + "…"),
+    ],
+)  # fmt: skip
+def test_reviewer_written_text_up_to_its_bound(text: Any, carried: str) -> None:
+    body = grant()
+    body["spec"]["comment"] = text
+    assert lines(body)["grant:Granted"]["comment"] == carried

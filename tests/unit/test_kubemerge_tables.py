@@ -74,6 +74,64 @@ def test_applied(target: Any, manifest: Any, result: Any) -> None:
     assert (target, manifest) == kept
 
 
+MOUNT_X = {"name": "data", "mountPath": "/x"}
+MOUNT_Y = {"name": "data", "mountPath": "/y"}
+
+
+# Each row: a pod template's containers[0] as it is, the manifest's, and what server-side apply
+# leaves: the lists the API server merges by other keys than the name (a mount by its path, a
+# device by its path, a host alias by its IP, a container's port by containerPort and protocol,
+# a Service's by port and protocol), items already there first. The key is the list's field.
+@pytest.mark.parametrize(
+    ("live", "manifest", "result"),
+    [
+        # A second mount of one volume at another path: both mounts (by name: one, moved).
+        ({"volumeMounts": [MOUNT_X]}, {"volumeMounts": [MOUNT_Y]},
+         {"volumeMounts": [MOUNT_X, MOUNT_Y]}),
+        ({"volumeMounts": [MOUNT_X]}, {"volumeMounts": [MOUNT_X | {"readOnly": True}]},
+         {"volumeMounts": [MOUNT_X | {"readOnly": True}]}),
+        ({"volumeDevices": [{"name": "d", "devicePath": "/dev/a"}]},
+         {"volumeDevices": [{"name": "d", "devicePath": "/dev/b"}]},
+         {"volumeDevices": [{"name": "d", "devicePath": "/dev/a"},
+                            {"name": "d", "devicePath": "/dev/b"}]}),
+        ({"hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]}]},
+         {"hostAliases": [{"ip": "10.0.0.2", "hostnames": ["a"]}]},
+         {"hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]},
+                          {"ip": "10.0.0.2", "hostnames": ["a"]}]}),
+        # A container's port at another number: the old one stays open (by name: one, changed).
+        ({"ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]},
+         {"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]},
+         {"ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"},
+                    {"name": "http", "containerPort": 8080, "protocol": "TCP"}]}),
+        ({"ports": [{"containerPort": 80, "protocol": "TCP"}]},
+         {"ports": [{"containerPort": 80, "protocol": "TCP", "hostPort": 8080}]},
+         {"ports": [{"containerPort": 80, "protocol": "TCP", "hostPort": 8080}]}),
+        # One number, another protocol: another port.
+        ({"ports": [{"containerPort": 53, "protocol": "UDP"}]},
+         {"ports": [{"containerPort": 53, "protocol": "TCP"}]},
+         {"ports": [{"containerPort": 53, "protocol": "UDP"},
+                    {"containerPort": 53, "protocol": "TCP"}]}),
+        # A Service's ports: by port and protocol (its items have no containerPort).
+        ({"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]},
+         {"ports": [{"port": 443, "protocol": "TCP"}]},
+         {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080},
+                    {"port": 443, "protocol": "TCP"}]}),
+        ({"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]},
+         {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 9090}]},
+         {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 9090}]}),
+        # Keyed by the field, not by where it is: "ports" at the top is a list of ports too.
+        ({"spec": {"ports": [{"port": 80}]}}, {"spec": {"ports": [{"port": 81}]}},
+         {"spec": {"ports": [{"port": 80}, {"port": 81}]}}),
+    ],
+)  # fmt: skip
+def test_applied_lists_merge_by_the_keys_the_api_server_uses(
+    live: Any, manifest: Any, result: Any
+) -> None:
+    kept = copy.deepcopy((live, manifest))
+    assert applied(live, manifest) == result
+    assert (live, manifest) == kept
+
+
 LIVE: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "agents", "labels": {"app": "web"}},
         "spec": {"replicas": 1, "paused": True}}  # fmt: skip

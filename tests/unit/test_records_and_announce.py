@@ -122,6 +122,38 @@ def test_the_package_carries_what_why_blast_radius_rollback_deadline_and_link() 
     assert document["escalateTo"] == ["sre-oncall"]
 
 
+OPS = {"name": "ops", "reviewers": {"users": ["bob"], "groups": []}}
+SECURITY = {"name": "security", "reviewers": {"users": [], "groups": ["sec"]}}
+
+
+# Each row: the status's stage fields, and the stage and its reviewers the package names (an
+# announcement goes to them), or None when the package has no stage keys at all.
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [
+        ({}, None),
+        ({"stage": "", "stages": [OPS]}, None),
+        ({"stage": "security", "stages": [OPS, SECURITY]},
+         ("security", {"users": [], "groups": ["sec"]})),
+        ({"stage": "ops", "stages": [OPS, SECURITY]}, ("ops", {"users": ["bob"], "groups": []})),
+        ({"stage": "legal", "stages": [OPS, SECURITY]}, ("legal", {})),  # not among its stages
+        ({"stage": "ops"}, ("ops", {})),
+        ({"stage": "ops", "stages": None}, ("ops", {})),
+        ({"stage": "ops", "stages": [{"name": "ops", "reviewers": None}]}, ("ops", {})),
+        ({"stage": "ops", "stages": [{"name": "ops"}]}, ("ops", {})),
+    ],
+)  # fmt: skip
+def test_the_package_names_the_open_stage_and_its_reviewers(
+    stage: dict[str, Any], expected: tuple[str, dict[str, Any]] | None
+) -> None:
+    document = package(body(WAITING | stage), "Pending", None)
+    if expected is None:
+        assert "stage" not in document
+        assert "stageReviewers" not in document
+    else:
+        assert (document["stage"], document["stageReviewers"]) == expected
+
+
 def test_slack_messages_cannot_ping_or_fake_links() -> None:
     hostile = body(WAITING, summary="<!channel> approve <https://evil.example|the ticket> & more")
     message = slack(package(hostile, "Pending", None))

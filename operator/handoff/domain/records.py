@@ -159,8 +159,8 @@ def grant_records(
         _grant_line(audit_stream, GrantLine.GRANTED, common | {"by": common["grantedBy"]}, created,
                     f"{granted} (prompted by {common['request']})"),
     ]  # fmt: skip
-    if isinstance(uses, int) and used >= uses > 0:
-        last = str(used_by[-1].get("at", "")) if used_by else now
+    if isinstance(uses, int) and used >= uses > 0:  # so used_by has a last use
+        last = str(used_by[-1].get("at", ""))
         found.append(_grant_line(audit_stream, GrantLine.USED_UP, common, last,
                                  f"used up: {used} of {uses} uses taken"))  # fmt: skip
     if status.get("refused"):
