@@ -32,6 +32,7 @@ from handoff.gateway import metrics
 from handoff.gateway.auth import Authenticator, Caller, Unauthenticated
 from handoff.gateway.calls import Calls, Refused
 from handoff.gateway.execute import Executor
+from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
 from handoff.gateway.store import RedisStore
 from handoff.gateway.upstream import CALL_TIMEOUT, Upstreams
@@ -59,13 +60,15 @@ class Gateway_:
         self.api = KubeApi(self.credentials)
         self.store = RedisStore(settings.redis_url)
         self.upstreams = Upstreams(self.api)
-        self.registry = Registry(self.api, self.upstreams)
+        self.policies = PolicyView(self.api)
+        self.registry = Registry(self.api, self.upstreams, self.policies)
         self.executor = Executor(
             self.api, self.registry, self.upstreams, self.store, stale=CALL_TIMEOUT + 30
         )
         self.calls = Calls(
             api=self.api, credentials=self.credentials, registry=self.registry,
             upstreams=self.upstreams, executor=self.executor, store=self.store, wait=settings.wait,
+            policies=self.policies,
         )  # fmt: skip
         self.auth = Authenticator(self.api)
         self.server: Server[Any] = Server(
@@ -156,6 +159,7 @@ class Gateway_:
     def start(self) -> None:
         self.tasks = [
             asyncio.create_task(self.registry.run(), name="mcpservers"),
+            asyncio.create_task(self.policies.run(), name="policies"),
             asyncio.create_task(self.registry.retry(), name="upstreams"),
             asyncio.create_task(
                 Watcher(self.api, self.executor, self.calls.decisions).run(), name="requests"

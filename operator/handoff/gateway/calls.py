@@ -24,6 +24,7 @@ from handoff.gateway.filing import (
     is_this_call,
     request_body,
 )
+from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, split_tool_name
 from handoff.gateway.store import Store
@@ -47,6 +48,7 @@ class Calls:
     def __init__(
         self, *, api: KubeApi, credentials: Credentials, registry: Registry,
         upstreams: Upstreams, executor: Executor, store: Store, wait: float, fast: bool = True,
+        policies: PolicyView | None = None,
     ) -> None:  # fmt: skip
         self.api = api  # the gateway's own: reads requests, never files them
         self.credentials = credentials
@@ -56,7 +58,7 @@ class Calls:
         self.store = store
         self.wait = wait
         self._agents: dict[str, KubeApi] = {}
-        self.classifier = LocalClassifier(api) if fast else None
+        self.classifier = LocalClassifier(api, policies) if fast else None
         self.decisions = Decisions()
         self._settling: set[asyncio.Task[None]] = set()
 
