@@ -63,7 +63,7 @@ class Gateway_:
         self.policies = PolicyView(self.api)
         self.registry = Registry(self.api, self.upstreams, self.policies)
         self.executor = Executor(
-            self.api, self.registry, self.upstreams, self.store, stale=CALL_TIMEOUT + 30
+            self.api, self.registry, self.upstreams, self.store, stale=4 * CALL_TIMEOUT
         )
         self.calls = Calls(
             api=self.api, credentials=self.credentials, registry=self.registry,
@@ -160,6 +160,7 @@ class Gateway_:
         self.tasks = [
             asyncio.create_task(self.registry.run(), name="mcpservers"),
             asyncio.create_task(self.policies.run(), name="policies"),
+            asyncio.create_task(self.store.heartbeat(), name="heartbeat"),
             asyncio.create_task(self.registry.retry(), name="upstreams"),
             asyncio.create_task(
                 Watcher(self.api, self.executor, self.calls.decisions).run(), name="requests"

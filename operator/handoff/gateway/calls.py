@@ -15,7 +15,7 @@ from handoff.domain.execution import OUTCOMES
 from handoff.domain.reasons import Gateway, Reason
 from handoff.gateway import metrics
 from handoff.gateway.auth import Caller
-from handoff.gateway.execute import Executor
+from handoff.gateway.execute import Executor, failure_result
 from handoff.gateway.fastpath import Decisions, LocalClassifier
 from handoff.gateway.filing import (
     BadCall,
@@ -27,7 +27,7 @@ from handoff.gateway.filing import (
 from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, split_tool_name
-from handoff.gateway.store import Store
+from handoff.gateway.store import Delivered, Store
 from handoff.gateway.upstream import UpstreamError, Upstreams
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class Calls:
                 and decided is not None
                 and not (body.get("status") or {}).get("decision")
             ):
-                fast = await self._fast(body, decided)
+                fast = await self._fast(body, decided, (namespace, agent, call.key, generation))
         except MappingError as e:
             return error_result(f"{e}; nothing was filed"), Gateway.INVALID_ARGUMENTS
         except KubeError as e:
@@ -132,8 +132,7 @@ class Calls:
         finally:
             if fast is None and decided is not None:
                 self.decisions.forget(namespace, name)
-        if fast is not None:
-            await self.store.delivered(namespace, agent, call.key, generation)
+        if fast is not None:  # delivered: its generation advanced as its result was kept
             return fast, Gateway.COMPLETED
         deadline = time.monotonic() + self.wait
         while True:
@@ -156,8 +155,9 @@ class Calls:
             body = dict(await self._changed(body, min(left, PROGRESS_EVERY)))
 
     async def _fast(
-        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]"
-    ) -> dict[str, Any] | None:
+        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]",
+        delivering: Delivered,
+    ) -> dict[str, Any] | None:  # fmt: skip
         """Tier 1 at once (see fastpath.py): the upstream's answer, or None to wait as usual."""
         assert self.classifier is not None
         why = await self.classifier.why_not_tier1(body)
@@ -166,18 +166,17 @@ class Calls:
             return None
         uid = body["metadata"]["uid"]
         found = self.executor.tool_of(body)
-        if isinstance(found, str) or not await self.store.claim(
-            uid, self.executor.stale.total_seconds()
-        ):
+        if isinstance(found, str) or await self.store.claim(uid) is None:
             return None  # a tool the executor cannot tell, or someone else is calling: wait
         server, tool = found
         failure = ""
         try:
             result = await self.upstreams.call(server, tool, body["spec"].get("parameters") or {},
                                                uid)  # fmt: skip
-            await self.store.save_result(uid, result)
-        except UpstreamError as e:
+            await self.store.save_result(uid, result, delivering)
+        except UpstreamError as e:  # kept: an approval later records it, never calls again
             result, failure = None, str(e)
+            await self.store.save_result(uid, failure_result(failure), delivering)
         metrics.FAST_PATH.labels(outcome=Gateway.FAST_TAKEN).inc()
         task = asyncio.create_task(self._settle(body, decided, failure))
         self._settling.add(task)

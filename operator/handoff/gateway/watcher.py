@@ -13,6 +13,7 @@ from handoff.domain.executors import MCP
 from handoff.gateway.execute import Executor
 from handoff.gateway.fastpath import Decisions
 from handoff.gateway.listwatch import ListWatch
+from handoff.gateway.store import ALIVE
 
 log = logging.getLogger(__name__)
 PATH = "/apis/handoff.dev/v1alpha1/actionrequests"
@@ -27,6 +28,7 @@ class Watcher:
         self.decisions = decisions or Decisions()  # fast paths of this gateway: they record
         self._running: dict[str, asyncio.Task[Any]] = {}
         self.loop = ListWatch(api, PATH, "requests", on_list=self._listed, on_event=self._event)
+        self.look_again = ALIVE + 1  # seconds: by then a gone owner's claim can be taken over
 
     async def run(self) -> None:
         """List, then watch, for ever (``listwatch.ListWatch``)."""
@@ -63,9 +65,9 @@ class Watcher:
             del self._running[uid]
 
     async def _execute(self, body: Mapping[str, Any]) -> None:
-        """Run it; while another's claim or Executing mark holds it, look again once it would be
-        stale (a gateway that died mid-call leaves no event behind to wake us); a record of the
-        outcome arriving meanwhile ends the wait."""
+        """Run it; while another gateway's claim holds it, look again once that gateway's
+        heartbeat would have expired if it died (a gateway that died mid-call leaves no event
+        behind to wake us); a record of the outcome arriving meanwhile ends the wait."""
         meta = body["metadata"]
         path = resource_path(
             "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
@@ -78,7 +80,7 @@ class Watcher:
                     return
                 if (status.get("decision") or {}).get("outcome") != "Approved":
                     return
-                await asyncio.sleep(self.executor.stale.total_seconds() + 1)
+                await asyncio.sleep(self.look_again)
                 body = await self.api.get(path)
         except NotFound:
             return
