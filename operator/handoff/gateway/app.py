@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from handoff.adapters.kube import Credentials, KubeApi
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.reasons import Gateway
 from handoff.gateway import metrics
 from handoff.gateway.auth import Authenticator, Caller, Unauthenticated
@@ -61,14 +62,20 @@ class Gateway_:
         self.store = RedisStore(settings.redis_url)
         self.upstreams = Upstreams(self.api)
         self.policies = PolicyView(self.api)
+        self.sandbox = Sandbox()  # costly mappings and `when`s: a child with a CPU budget
         self.registry = Registry(self.api, self.upstreams, self.policies)
         self.executor = Executor(
-            self.api, self.registry, self.upstreams, self.store, stale=4 * CALL_TIMEOUT
+            self.api,
+            self.registry,
+            self.upstreams,
+            self.store,
+            stale=4 * CALL_TIMEOUT,
+            sandbox=self.sandbox,
         )
         self.calls = Calls(
             api=self.api, credentials=self.credentials, registry=self.registry,
             upstreams=self.upstreams, executor=self.executor, store=self.store, wait=settings.wait,
-            policies=self.policies,
+            policies=self.policies, sandbox=self.sandbox,
         )  # fmt: skip
         self.auth = Authenticator(self.api)
         self.server: Server[Any] = Server(
@@ -170,6 +177,7 @@ class Gateway_:
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
+        await self.sandbox.close()
         await self.calls.close()
         await self.upstreams.close()
         await self.store.close()

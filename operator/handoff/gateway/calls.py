@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, resource_path
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.reasons import Gateway, Reason
 from handoff.gateway import metrics
 from handoff.gateway.auth import Caller
+from handoff.gateway.budget import mapping_values
 from handoff.gateway.execute import Executor, failure_result
 from handoff.gateway.fastpath import Decisions, LocalClassifier
 from handoff.gateway.filing import (
@@ -48,7 +50,7 @@ class Calls:
     def __init__(
         self, *, api: KubeApi, credentials: Credentials, registry: Registry,
         upstreams: Upstreams, executor: Executor, store: Store, wait: float, fast: bool = True,
-        policies: PolicyView | None = None,
+        policies: PolicyView | None = None, sandbox: Sandbox | None = None,
     ) -> None:  # fmt: skip
         self.api = api  # the gateway's own: reads requests, never files them
         self.credentials = credentials
@@ -58,7 +60,8 @@ class Calls:
         self.store = store
         self.wait = wait
         self._agents: dict[str, KubeApi] = {}
-        self.classifier = LocalClassifier(api, policies) if fast else None
+        self.sandbox = sandbox  # the costly mappings and `when`s run there, within a budget
+        self.classifier = LocalClassifier(api, policies, sandbox) if fast else None
         self.decisions = Decisions()
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -105,7 +108,8 @@ class Calls:
             own, context = checked_arguments(arguments, tool.input_schema, tool.name)
         except BadCall as e:
             return error_result(f"{e}; nothing was filed")
-        return Call(server, mapping, own, context, tool.title or tool.name)
+        values = await mapping_values(self.sandbox, (caller.namespace, caller.agent), mapping, own)
+        return Call(server, mapping, own, context, tool.title or tool.name, values)
 
     async def _file_and_wait(
         self, caller: Caller, call: Call, progress: Progress | None

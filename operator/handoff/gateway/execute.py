@@ -19,11 +19,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
 from handoff.domain.reasons import EXECUTING, Gateway
 from handoff.domain.timefmt import format_time, parse_time
 from handoff.gateway import metrics
+from handoff.gateway.budget import mapping_values
 from handoff.gateway.filing import BadCall, checked_arguments, rollback_plan
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, Server
@@ -36,12 +38,14 @@ MAX_UNDO_DEPTH = 8  # a rollback of a rollback ... of a request, checked back to
 
 class Executor:
     def __init__(
-        self, api: KubeApi, registry: Registry, upstreams: Upstreams, store: Store, stale: float
-    ) -> None:
+        self, api: KubeApi, registry: Registry, upstreams: Upstreams, store: Store, *,
+        stale: float, sandbox: Sandbox | None = None,
+    ) -> None:  # fmt: skip
         self.api = api
         self.registry = registry
         self.upstreams = upstreams
         self.store = store
+        self.sandbox = sandbox  # costly mappings run there, within a budget
         self.stale = timedelta(seconds=stale)  # a mark older than this was left by a dead call
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -188,8 +192,10 @@ class Executor:
             mapping = server.mapping(tool)
             if mapping.hidden and not rollback:
                 raise BadCall(f"{tool} is hidden: it runs only as another tool's inverse")
-            target = None if rollback else mapping.target_of(server.name, own)
-            plan = None if rollback else rollback_plan(server, mapping, own)
+            key = (server.namespace, str(spec.get("agent")))
+            values = {} if rollback else await mapping_values(self.sandbox, key, mapping, own)
+            target = None if rollback else mapping.target_of(server.name, own, values)
+            plan = None if rollback else rollback_plan(server, mapping, own, values)
         except (BadCall, MappingError) as e:
             return f"the stored arguments do not fit {server.name}/{tool}: {e}; nothing was called"
         if own != arguments or (target is not None and spec.get("target") != target):

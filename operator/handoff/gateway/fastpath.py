@@ -25,11 +25,13 @@ only if and when the request is Approved.
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from handoff.adapters.kube import KubeApi, KubeError
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.breakglass import POST_INCIDENT_ACTION
-from handoff.domain.classify import RequestFacts, classify
+from handoff.domain.classify import RequestFacts, classify, when_plan
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.reasons import Mode
 from handoff.gateway.policyview import PolicyView
@@ -38,9 +40,12 @@ PATH_IN = "/apis/handoff.dev/v1alpha1/namespaces"
 
 
 class LocalClassifier:
-    def __init__(self, api: KubeApi, view: PolicyView | None = None) -> None:
+    def __init__(
+        self, api: KubeApi, view: PolicyView | None = None, sandbox: Sandbox | None = None
+    ) -> None:
         self.api = api  # the gateway's own (it may list policies)
         self.view = view or PolicyView(api)
+        self.sandbox = sandbox  # `when`s over the agent's parameters run there, as the operator's
         self.fallbacks = 0  # calls classified from a consistent read (the view was not live)
 
     async def why_not_tier1(self, request: Mapping[str, Any]) -> str | None:
@@ -66,6 +71,13 @@ class LocalClassifier:
         facts = RequestFacts.from_spec(namespace, spec, meta.get("labels"))
         if facts.action == POST_INCIDENT_ACTION:
             return "a post-incident review"
+        groups = when_plan(policies, facts)
+        if groups:  # never in the event loop: a `when` costs what the agent's values make it
+            if self.sandbox is None:
+                return "a rule's `when` applies (evaluated only by the operator here)"
+            variables = facts.variables()
+            answers = await self.sandbox.evaluate((namespace, facts.agent), variables, groups)
+            facts = replace(facts, results=answers)
         return why_not(policies, facts)
 
 
