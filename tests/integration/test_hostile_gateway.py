@@ -270,10 +270,46 @@ def test_the_gateway_reads_only_the_secrets_mcpservers_name(
     vault["metadata"]["name"] = "vault"
     vault["spec"]["credentials"]["secretName"] = "vault-credentials"
     cluster.apply(vault)
+    cluster.apply(_secret(bank, "vault-credentials", "vault"))
     eventually(lambda: _can_get(cluster, bank, "vault-credentials"), 20, "the vault's Secret")
     cluster.kubectl("delete", "mcpserver", "vault", "-n", bank)
     eventually(lambda: not _can_get(cluster, bank, "vault-credentials"), 20, "the grant to go")
     assert _can_get(cluster, bank, "bank-credentials")
+
+
+def _secret(ns: str, name: str, server: str | None) -> dict[str, Any]:
+    annotations = {"handoff.dev/mcp-server": server} if server else {}
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+            "stringData": {"password": "s3cret"}}  # fmt: skip
+
+
+def test_an_mcpserver_naming_another_secret_does_not_let_the_gateway_read_it(
+    cluster: Cluster, bank: str, gateway: GatewayProcess
+) -> None:
+    """Whoever may write MCPServers (but not read Secrets) named the agent's Redis password, a
+    database password, and a Secret marked for another server: the operator granted the gateway
+    `get` on each by name. Now only a Secret marked for the server that names it is readable,
+    and only once marked."""
+    redis_secret = f"handoff-redis-{AGENT}"
+    cluster.apply(_secret(bank, "db-password", None))
+    cluster.apply(_secret(bank, "bank-only", "bank"))  # marked, but for another server
+    for server, secret in (("steal", redis_secret), ("db", "db-password"),
+                           ("borrow", "bank-only")):  # fmt: skip
+        body = mcp_server(bank, "http://127.0.0.1:1/mcp")
+        body["metadata"]["name"] = server
+        body["spec"]["credentials"]["secretName"] = secret
+        cluster.apply(body)
+    # Its owner marks the database password for db: the operator follows the Secret's change.
+    cluster.apply(_secret(bank, "db-password", "db"))
+    eventually(lambda: _can_get(cluster, bank, "db-password"), 30, "the marked Secret granted")
+    for secret in (redis_secret, "bank-only"):  # synced after every MCPServer above: still not
+        assert not _can_get(cluster, bank, secret), secret
+    assert _can_get(cluster, bank, "bank-credentials")
+    cluster.apply(_secret(bank, "db-password", None))  # unmarked again: the grant goes
+    eventually(lambda: not _can_get(cluster, bank, "db-password"), 30, "the grant to go")
+    for server in ("steal", "db", "borrow"):
+        cluster.kubectl("delete", "mcpserver", server, "-n", bank)
 
 
 def test_the_gateways_redis_user_reaches_only_its_own_keys(

@@ -591,7 +591,8 @@ def test_an_mcpserver_cannot_send_a_secret_not_marked_for_it_upstream(
     cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream
 ) -> None:
     """Whoever may write MCPServers but not read Secrets must not get one sent to a URL of their
-    choice: the gateway sends only a Secret annotated handoff.dev/mcp-server: <that server>."""
+    choice: the gateway reads (and sends) only a Secret annotated handoff.dev/mcp-server: <that
+    server>."""
     cluster.apply({"apiVersion": "v1", "kind": "Secret",
                    "metadata": {"name": "database-admin", "namespace": bank},
                    "stringData": {"Authorization": f"Bearer {upstream.token}"}})  # fmt: skip
@@ -599,15 +600,15 @@ def test_an_mcpserver_cannot_send_a_secret_not_marked_for_it_upstream(
     thief["metadata"]["name"] = "thief"
     thief["spec"]["credentials"]["secretName"] = "database-admin"
     cluster.apply(thief)
-    # The gateway may read the Secret once the operator's Role names it (a moment after the
-    # MCPServer appears): until then its status says the Secret could not be read.
+    # The operator grants the gateway no read of a Secret not marked for the server naming it:
+    # its status says the Secret could not be read, and how to mark it.
     body = eventually(
-        lambda: "is not marked" in json.dumps((b := cluster.get("mcpserver", "thief", bank)).get("status"))
+        lambda: "could not be read" in json.dumps((b := cluster.get("mcpserver", "thief", bank)).get("status"))
         and b, 30, "the thief's status",
     )  # fmt: skip
     (ready,) = [c for c in body["status"]["conditions"] if c["type"] == "Ready"]
     assert ready["status"] == "False"
-    assert "is not marked for this server" in ready["message"]
+    assert "annotated handoff.dev/mcp-server=thief" in ready["message"]
     token = agent_token(cluster, bank)
     assert not [t for t in list_tools(gateway, token) if t.name.startswith("thief__")]
 

@@ -54,6 +54,33 @@ def answers(
                 break
 
 
+def values(
+    variables: Mapping[str, object], sources: Sequence[str], compiled: dict[str, Any]
+) -> Iterator[tuple[int, int, dict[str, Any] | str]]:
+    """Evaluate each of ``sources`` (the MCP gateway's mappings, over ``args``): (0, index,
+    {"value": its JSON value}) or (0, index, why it has none)."""
+    import cel  # noqa: PLC0415 - after main() chose how cel loads
+
+    from handoff.domain.expressions import FUNCTIONS  # noqa: PLC0415
+
+    context = cel.Context(dict(variables), dict(FUNCTIONS))
+    for i, source in enumerate(sources):
+        answer: dict[str, Any] | str
+        try:
+            program = compiled.get(source)
+            if program is None:
+                if len(compiled) > 4096:
+                    compiled.clear()
+                program = compiled[source] = cel.compile(source)
+            value = program.execute(context)
+            json.dumps(value)  # only JSON values leave the child
+            answer = {"value": value}
+        except Exception as e:  # the library raises KeyError, TypeError, RuntimeError...
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            answer = f"{source!r} could not be evaluated: {why}"[:MESSAGE_LIMIT]
+        yield 0, i, answer
+
+
 def _native_cel() -> None:
     """Load ``cel``'s native module under a bare package (falls back to the package itself)."""
     spec = importlib.util.find_spec("cel")
@@ -85,7 +112,10 @@ def main() -> None:
         # SIGPROF's default action ends the process: the kernel stops an evaluation that has used
         # its CPU budget, even inside the library's native code, which no Python handler reaches.
         signal.setitimer(signal.ITIMER_PROF, float(request["budget"]))
-        for answer in answers(request["variables"], request["groups"], compiled):
+        given = (values(request["variables"], request["sources"], compiled)
+                 if "sources" in request else
+                 answers(request["variables"], request["groups"], compiled))  # fmt: skip
+        for answer in given:
             out.write(json.dumps(answer).encode() + b"\n")
             out.flush()
         signal.setitimer(signal.ITIMER_PROF, 0)

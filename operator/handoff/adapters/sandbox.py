@@ -21,6 +21,7 @@ import logging
 import signal
 import sys
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 from handoff.adapters import metrics
 from handoff.adapters.celchild import DONE, MEMORY, answers
@@ -58,12 +59,39 @@ class Sandbox:
             given, stopped = await self._ask(line.encode() + b"\n")
         return by_source(groups, given, stopped, self.budget)
 
-    async def _ask(self, line: bytes) -> tuple[dict[tuple[int, int], bool | str], str | None]:
+    async def values(
+        self, key: Hashable, variables: Mapping[str, object], sources: Sequence[str]
+    ) -> dict[str, dict[str, object] | str]:
+        """Each expression's value (``{"value": ...}``) or why it has none, by source: the MCP
+        gateway's mappings over an agent's arguments, within the same budget."""
+        try:
+            check_depth(variables)
+        except ValueError as e:
+            return {s: f"{s!r} could not be evaluated: {e}" for s in sources}
+        line = json.dumps({"variables": variables, "sources": list(sources), "budget": self.budget})
+        async with self._queues.holding(key), self._turn:
+            given, stopped = await self._ask(line.encode() + b"\n")
+        found: dict[str, dict[str, object] | str] = {}
+        for i, source in enumerate(sources):
+            answer = given.get((0, i))
+            if isinstance(answer, dict | str):
+                found[source] = answer
+            elif stopped == "budget":
+                budget = f"{self.budget * 1000:.0f} ms of CPU"
+                found[source] = (
+                    f"{source!r} exceeded the evaluation budget ({budget}) over these arguments"
+                    " and was stopped"
+                )
+            else:
+                found[source] = f"{source!r} could not be evaluated: {stopped or 'no answer'}"
+        return found
+
+    async def _ask(self, line: bytes) -> tuple[dict[tuple[int, int], Any], str | None]:
         """The answers the child gave, and why it stopped before it was done (None: it was not)."""
         child = await self._start()
         assert child.stdin is not None
         assert child.stdout is not None
-        got: dict[tuple[int, int], bool | str] = {}
+        got: dict[tuple[int, int], Any] = {}
         try:
             async with asyncio.timeout(self.wall):
                 child.stdin.write(line)

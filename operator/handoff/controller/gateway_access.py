@@ -1,24 +1,27 @@
 """What the MCP gateway may read of Secrets: in each namespace, exactly the Secrets its MCPServers
-name as credentials, and nothing anywhere else.
+name as credentials AND that their owners marked for one of those servers, and nothing else.
 
 The gateway's ClusterRole holds no right on Secrets. For every namespace with an MCPServer that
-names a credentials Secret, the operator keeps the Role and RoleBinding ``handoff-gateway-
-credentials`` granting the gateway's ServiceAccount ``get`` on those Secrets by name
-(``resourceNames``); when the last such MCPServer goes, so do they. The gateway still sends
-upstream only a Secret annotated ``handoff.dev/mcp-server: <server>`` (whoever writes the
-Secret decides where it may go); this bounds what a compromised gateway could read to those.
+names a credentials Secret annotated ``handoff.dev/mcp-server: <that server>``, the operator keeps
+the Role and RoleBinding ``handoff-gateway-credentials`` granting the gateway's ServiceAccount
+``get`` on those Secrets by name (``resourceNames``); when none is left, so are they. Writing an
+MCPServer that names another Secret (a database password, a token) does not let the gateway read
+it: whoever may write the Secret decides, with the annotation, whether the gateway may read it
+and for which server. The operator looks again when an MCPServer changes and when a Secret with
+the annotation does.
 """
 
 import logging
 from typing import Any
 
-from handoff.adapters.kube import KubeApi, resource_path
+from handoff.adapters.kube import KubeApi, NotFound, resource_path
 
 log = logging.getLogger("handoff.operator")
 
 RBAC = "rbac.authorization.k8s.io"
 ROLE = "handoff-gateway-credentials"
 DEFAULT_ACCOUNT = "handoff-system/handoff-gateway"
+CREDENTIALS_FOR = "handoff.dev/mcp-server"  # a Secret's annotation: the MCPServer it is for
 
 
 def credentials_access(
@@ -47,6 +50,11 @@ class GatewayAccess:
     def __init__(self, api: KubeApi, account: tuple[str, str] | None) -> None:
         self.api = api
         self.account = account
+        self.named: dict[str, set[str]] = {}  # namespace -> the Secrets its MCPServers name
+
+    def names(self, namespace: str, secret: str) -> bool:
+        """Whether an MCPServer of ``namespace`` names Secret ``secret`` (as last synced)."""
+        return secret in self.named.get(namespace, set())
 
     async def sync(self, namespace: str) -> None:
         """Make the namespace's Role name exactly the Secrets its MCPServers name now."""
@@ -55,14 +63,33 @@ class GatewayAccess:
         listing = await self.api.get(
             resource_path("handoff.dev", "v1alpha1", "mcpservers", namespace)
         )
-        secrets = [
-            str(name)
-            for item in listing.get("items") or []
-            if (name := ((item.get("spec") or {}).get("credentials") or {}).get("secretName"))
-        ]
+        wanted: dict[str, set[str]] = {}  # Secret -> the servers naming it
+        for item in listing.get("items") or []:
+            name = ((item.get("spec") or {}).get("credentials") or {}).get("secretName")
+            if name:
+                wanted.setdefault(str(name), set()).add(str(item["metadata"]["name"]))
+        self.named[namespace] = set(wanted)
+        if not wanted:
+            self.named.pop(namespace, None)
+        secrets = [name for name, servers in sorted(wanted.items())
+                   if await self._marked(namespace, name, servers)]  # fmt: skip
         if not secrets:
             for kind in ("rolebindings", "roles"):
                 await self.api.delete_if_present(resource_path(RBAC, "v1", kind, namespace, ROLE))
             return
         for document in credentials_access(namespace, secrets, self.account):
             await self.api.apply(document)
+
+    async def _marked(self, namespace: str, name: str, servers: set[str]) -> bool:
+        """Whether Secret ``name`` is annotated for one of the ``servers`` that name it."""
+        try:
+            secret = await self.api.get(resource_path("", "v1", "secrets", namespace, name))
+        except NotFound:
+            return False
+        return marked_for(secret, servers)
+
+
+def marked_for(secret: dict[str, Any], servers: set[str]) -> bool:
+    """Pure: the Secret's owner marked it as credentials of one of ``servers``."""
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(CREDENTIALS_FOR) in servers

@@ -218,8 +218,17 @@ async def grant_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
     await auditor.seen(_plain(body), deleted=type == "DELETED")
 
 
+async def secret_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Secret an MCPServer names changed (marked for it, or no longer): sync as for the
+    MCPServers. Every other Secret is ignored here."""
+    access: GatewayAccess = memo["gateway_access"]
+    if access.names(body.metadata.namespace or "", body.metadata.name or ""):
+        await mcpserver_event(body, memo)
+
+
 async def mcpserver_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Any change to a namespace's MCPServers: the gateway's read of their Secrets follows."""
+    """Any change to a namespace's MCPServers, or to a Secret annotated for one: the gateway's
+    read of their Secrets follows."""
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if _elsewhere(memo, namespace):
         return
@@ -285,6 +294,7 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)(policy_event)
     kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)(request_event)
     kopf.on.event(GROUP, VERSION, "mcpservers", registry=registry)(mcpserver_event)
+    kopf.on.event("", "v1", "secrets", registry=registry)(secret_event)
     kopf.on.event(GROUP, VERSION, GRANTS, registry=registry)(grant_event)
     return registry
 

@@ -201,8 +201,9 @@ def gateway_objects() -> list[dict[str, Any]]:
     rules = [
         _rule("authentication.k8s.io", ["tokenreviews"], ["create"]),
         _rule("handoff.dev", ["mcpservers", "actionrequests"], ["get", "list", "watch"]),
-        # Which tools no policy rule names (the MCPServer's Governed condition).
-        _rule("handoff.dev", ["agentactionpolicies"], ["list"]),
+        # The tier-1 fast path classifies against a watch of the policies; which tools no policy
+        # rule names (the MCPServer's Governed condition).
+        _rule("handoff.dev", ["agentactionpolicies"], ["list", "watch"]),
         _rule("handoff.dev", ["mcpservers/status", "actionrequests/status"], ["get", "patch"]),
         # No right on Secrets here: the operator grants `get` on exactly the Secrets each
         # namespace's MCPServers name (Role handoff-gateway-credentials, controller/gateway_access).

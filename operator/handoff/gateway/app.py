@@ -27,11 +27,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from handoff.adapters.kube import Credentials, KubeApi
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.reasons import Gateway
 from handoff.gateway import metrics
 from handoff.gateway.auth import Authenticator, Caller, Unauthenticated
 from handoff.gateway.calls import Calls, Refused
 from handoff.gateway.execute import Executor
+from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
 from handoff.gateway.store import RedisStore
 from handoff.gateway.tasks import Tasks, TaskServer
@@ -60,13 +62,21 @@ class Gateway_:
         self.api = KubeApi(self.credentials)
         self.store = RedisStore(settings.redis_url)
         self.upstreams = Upstreams(self.api)
-        self.registry = Registry(self.api, self.upstreams)
+        self.policies = PolicyView(self.api)
+        self.sandbox = Sandbox()  # costly mappings and `when`s: a child with a CPU budget
+        self.registry = Registry(self.api, self.upstreams, self.policies)
         self.executor = Executor(
-            self.api, self.registry, self.upstreams, self.store, stale=CALL_TIMEOUT + 30
+            self.api,
+            self.registry,
+            self.upstreams,
+            self.store,
+            stale=4 * CALL_TIMEOUT,
+            sandbox=self.sandbox,
         )
         self.calls = Calls(
             api=self.api, credentials=self.credentials, registry=self.registry,
             upstreams=self.upstreams, executor=self.executor, store=self.store, wait=settings.wait,
+            policies=self.policies, sandbox=self.sandbox,
         )  # fmt: skip
         self.auth = Authenticator(self.api)
         self.server: Server[Any] = TaskServer(
@@ -158,6 +168,8 @@ class Gateway_:
     def start(self) -> None:
         self.tasks = [
             asyncio.create_task(self.registry.run(), name="mcpservers"),
+            asyncio.create_task(self.policies.run(), name="policies"),
+            asyncio.create_task(self.store.heartbeat(), name="heartbeat"),
             asyncio.create_task(self.registry.retry(), name="upstreams"),
             asyncio.create_task(
                 Watcher(self.api, self.executor, self.calls.decisions).run(), name="requests"
@@ -167,6 +179,7 @@ class Gateway_:
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
+        await self.sandbox.close()
         await self.calls.close()
         await self.upstreams.close()
         await self.store.close()

@@ -11,11 +11,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from handoff.adapters.kube import Conflict, Credentials, KubeApi, KubeError, resource_path
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.reasons import Gateway, Reason
 from handoff.gateway import metrics
 from handoff.gateway.auth import Caller
-from handoff.gateway.execute import Executor
+from handoff.gateway.budget import mapping_values
+from handoff.gateway.execute import Executor, failure_result
 from handoff.gateway.fastpath import Decisions, LocalClassifier
 from handoff.gateway.filing import (
     BadCall,
@@ -24,9 +26,10 @@ from handoff.gateway.filing import (
     is_this_call,
     request_body,
 )
+from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, split_tool_name
-from handoff.gateway.store import Store
+from handoff.gateway.store import Delivered, Store
 from handoff.gateway.upstream import UpstreamError, Upstreams
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class Calls:
     def __init__(
         self, *, api: KubeApi, credentials: Credentials, registry: Registry,
         upstreams: Upstreams, executor: Executor, store: Store, wait: float, fast: bool = True,
+        policies: PolicyView | None = None, sandbox: Sandbox | None = None,
     ) -> None:  # fmt: skip
         self.api = api  # the gateway's own: reads requests, never files them
         self.credentials = credentials
@@ -56,7 +60,8 @@ class Calls:
         self.store = store
         self.wait = wait
         self._agents: dict[str, KubeApi] = {}
-        self.classifier = LocalClassifier(api) if fast else None
+        self.sandbox = sandbox  # the costly mappings and `when`s run there, within a budget
+        self.classifier = LocalClassifier(api, policies, sandbox) if fast else None
         self.decisions = Decisions()
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -140,7 +145,8 @@ class Calls:
             own, context = checked_arguments(arguments, tool.input_schema, tool.name)
         except BadCall as e:
             return error_result(f"{e}; nothing was filed")
-        return Call(server, mapping, own, context, tool.title or tool.name)
+        values = await mapping_values(self.sandbox, (caller.namespace, caller.agent), mapping, own)
+        return Call(server, mapping, own, context, tool.title or tool.name, values)
 
     async def _file_and_wait(
         self, caller: Caller, call: Call, progress: Progress | None
@@ -157,7 +163,7 @@ class Calls:
                 and decided is not None
                 and not (body.get("status") or {}).get("decision")
             ):
-                fast = await self._fast(body, decided)
+                fast = await self._fast(body, decided, (namespace, agent, call.key, generation))
         except MappingError as e:
             return error_result(f"{e}; nothing was filed"), Gateway.INVALID_ARGUMENTS
         except KubeError as e:
@@ -167,8 +173,7 @@ class Calls:
         finally:
             if fast is None and decided is not None:
                 self.decisions.forget(namespace, name)
-        if fast is not None:
-            await self.store.delivered(namespace, agent, call.key, generation)
+        if fast is not None:  # delivered: its generation advanced as its result was kept
             return fast, Gateway.COMPLETED
         deadline = time.monotonic() + self.wait
         while True:
@@ -191,8 +196,9 @@ class Calls:
             body = dict(await self._changed(body, min(left, PROGRESS_EVERY)))
 
     async def _fast(
-        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]"
-    ) -> dict[str, Any] | None:
+        self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]",
+        delivering: Delivered,
+    ) -> dict[str, Any] | None:  # fmt: skip
         """Tier 1 at once (see fastpath.py): the upstream's answer, or None to wait as usual."""
         assert self.classifier is not None
         why = await self.classifier.why_not_tier1(body)
@@ -201,18 +207,17 @@ class Calls:
             return None
         uid = body["metadata"]["uid"]
         found = self.executor.tool_of(body)
-        if isinstance(found, str) or not await self.store.claim(
-            uid, self.executor.stale.total_seconds()
-        ):
+        if isinstance(found, str) or await self.store.claim(uid) is None:
             return None  # a tool the executor cannot tell, or someone else is calling: wait
         server, tool = found
         failure = ""
         try:
             result = await self.upstreams.call(server, tool, body["spec"].get("parameters") or {},
                                                uid)  # fmt: skip
-            await self.store.save_result(uid, result)
-        except UpstreamError as e:
+            await self.store.save_result(uid, result, delivering)
+        except UpstreamError as e:  # kept: an approval later records it, never calls again
             result, failure = None, str(e)
+            await self.store.save_result(uid, failure_result(failure), delivering)
         metrics.FAST_PATH.labels(outcome=Gateway.FAST_TAKEN).inc()
         task = asyncio.create_task(self._settle(body, decided, failure))
         self._settling.add(task)

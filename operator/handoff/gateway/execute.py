@@ -1,11 +1,15 @@
 """After approval: call the upstream with the arguments stored in the request's immutable spec,
 once, and record Executed or Failed with the result's digest.
 
-The protocol, as the webhook executor's: mark ``Executing`` in status (a patch guarded by the
-resourceVersion, so of two gateways one wins), call, keep the result in Redis, then record the
-outcome. A gateway that dies after the call finds the result in Redis and only records it; one
-that dies during the call leaves a mark older than the call's timeout, which any gateway then
-resumes by calling again with the same idempotency key (the request's uid, in ``_meta``).
+The protocol: claim the call in Redis (``store.claim``: once per request, by this gateway's
+owner id), mark ``Executing`` in status (a patch guarded by the resourceVersion), call, keep the
+result (or the failure) in Redis, then record the outcome. A gateway that dies after the call
+finds the result in Redis and only records it. A claim is taken over only from a gateway that is
+gone (its heartbeat expired; a gateway starts no call unless its own heartbeat will live
+``MARGIN`` seconds more), never because a call is slow: two live gateways never both call. The
+one that takes over calls again with the same idempotency key (the request's uid, in ``_meta``):
+the owner may have died after the upstream ran, so an upstream that must not run twice should
+deduplicate on it.
 """
 
 import asyncio
@@ -15,15 +19,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
 from handoff.domain.reasons import EXECUTING, Gateway
 from handoff.domain.timefmt import format_time, parse_time
 from handoff.gateway import metrics
+from handoff.gateway.budget import mapping_values
 from handoff.gateway.filing import BadCall, checked_arguments, rollback_plan
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, Server
-from handoff.gateway.store import Store, digest
+from handoff.gateway.store import FAILURE, Store, digest
 from handoff.gateway.upstream import UpstreamError, Upstreams
 
 log = logging.getLogger(__name__)
@@ -32,12 +38,14 @@ MAX_UNDO_DEPTH = 8  # a rollback of a rollback ... of a request, checked back to
 
 class Executor:
     def __init__(
-        self, api: KubeApi, registry: Registry, upstreams: Upstreams, store: Store, stale: float
-    ) -> None:
+        self, api: KubeApi, registry: Registry, upstreams: Upstreams, store: Store, *,
+        stale: float, sandbox: Sandbox | None = None,
+    ) -> None:  # fmt: skip
         self.api = api
         self.registry = registry
         self.upstreams = upstreams
         self.store = store
+        self.sandbox = sandbox  # costly mappings run there, within a budget
         self.stale = timedelta(seconds=stale)  # a mark older than this was left by a dead call
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -62,7 +70,7 @@ class Executor:
         path = resource_path(
             "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
         )
-        claimed = False
+        claimed: str | None = None
         for _ in range(5):
             status = body.get("status") or {}
             execution = status.get("execution") or {}
@@ -75,21 +83,32 @@ class Executor:
             kept = await self.store.result(meta["uid"])
             if kept is not None:  # called already (maybe before a restart): never call again
                 return await self._record_kept(path, kept)
-            if execution.get("outcome") == EXECUTING and not self._stale(execution):
-                return body  # another gateway is calling; its record will come
-            if not claimed and not await self.store.claim(meta["uid"], self.stale.total_seconds()):
-                return body  # a tier-1 fast path or another gateway is calling: it records
-            claimed = True
+            if claimed is None:
+                claimed = await self.store.claim(meta["uid"])
+                if claimed is None:
+                    return body  # another live gateway (or a fast path) calls: it records
+            if (
+                claimed == "new"
+                and execution.get("outcome") == EXECUTING
+                and not self._old(execution)
+            ):
+                # Marked, yet nobody held the claim: Redis lost it. Wait until the mark is older
+                # than any call, rather than call beside whoever marked.
+                await self.store.release(meta["uid"])
+                return body
             try:
                 body = await self.api.merge_patch(path + "/status", {
                     "metadata": {"resourceVersion": meta["resourceVersion"]},
                     "status": {"execution": {"outcome": EXECUTING, "at": _now(),
-                                             "message": "the MCP gateway is calling the tool"}},
+                                             "message": "the MCP gateway is calling the tool"
+                                                        f" (gateway {self.store.owner})"[:200]}},
                 })  # fmt: skip
             except Conflict:
                 body = await self.api.get(path)
                 continue
             return await self._call(body, path)
+        if claimed is not None:
+            await self.store.release(meta["uid"])
         return body
 
     async def record_claimed(self, body: Mapping[str, Any], failure: str) -> Mapping[str, Any]:
@@ -108,13 +127,15 @@ class Executor:
         if (status.get("decision") or {}).get("outcome") != "Approved":
             return body
         kept = await self.store.result(meta["uid"])
-        return await self._record(body, path, kept, None if kept else failure)
+        why = failed(kept) if kept is not None else failure
+        return await self._record(body, path, None if why else kept, why)
 
     async def _record_kept(self, path: str, kept: dict[str, Any]) -> Mapping[str, Any]:
         fresh = await self.api.get(path)
         if ((fresh.get("status") or {}).get("execution") or {}).get("outcome") in OUTCOMES:
             return dict(fresh)  # recorded too: the body this run started from was older
-        return await self._record(fresh, path, kept, None)
+        failure = failed(kept)
+        return await self._record(fresh, path, None if failure else kept, failure)
 
     async def _call(self, body: Mapping[str, Any], path: str) -> Mapping[str, Any]:
         spec, uid = body["spec"], body["metadata"]["uid"]
@@ -130,9 +151,13 @@ class Executor:
         if problem is not None:
             metrics.CALLS.labels(outcome=Gateway.MAPPING_MISMATCH).inc()
             return await self._record(body, path, None, problem)
+        if self.store.lease_left() <= 0:  # we may soon count as gone: let another gateway call
+            await self.store.release(uid)
+            return body
         try:
             result = await self.upstreams.call(server, tool, arguments, uid)
-        except UpstreamError as e:
+        except UpstreamError as e:  # kept as well: a later run records it, never calls again
+            await self.store.save_result(uid, failure_result(str(e)))
             return await self._record(body, path, None, str(e))
         await self.store.save_result(uid, result)
         return await self._record(body, path, result, None)
@@ -167,8 +192,10 @@ class Executor:
             mapping = server.mapping(tool)
             if mapping.hidden and not rollback:
                 raise BadCall(f"{tool} is hidden: it runs only as another tool's inverse")
-            target = None if rollback else mapping.target_of(server.name, own)
-            plan = None if rollback else rollback_plan(server, mapping, own)
+            key = (server.namespace, str(spec.get("agent")))
+            values = {} if rollback else await mapping_values(self.sandbox, key, mapping, own)
+            target = None if rollback else mapping.target_of(server.name, own, values)
+            plan = None if rollback else rollback_plan(server, mapping, own, values)
         except (BadCall, MappingError) as e:
             return f"the stored arguments do not fit {server.name}/{tool}: {e}; nothing was called"
         if own != arguments or (target is not None and spec.get("target") != target):
@@ -243,12 +270,25 @@ class Executor:
         metrics.EXECUTIONS.labels(outcome=outcome).inc()
         return dict(updated)
 
-    def _stale(self, execution: Mapping[str, Any]) -> bool:
+    def _old(self, execution: Mapping[str, Any]) -> bool:
+        """Whether an Executing mark is older than any call could last (``self.stale``)."""
         try:
             marked = parse_time(str(execution.get("at")))
         except ValueError:
             return True
         return datetime.now(UTC) - marked > self.stale
+
+
+def failure_result(message: str) -> dict[str, Any]:
+    """What is kept of a call that failed: an error result saying so, marked as a failure."""
+    return {"content": [{"type": "text", "text": f"the call failed: {message}"}], "isError": True,
+            "_meta": {FAILURE: message[:2000]}}  # fmt: skip
+
+
+def failed(kept: Mapping[str, Any]) -> str | None:
+    """The failure a kept result records, or None for the upstream's own result."""
+    found = (kept.get("_meta") or {}).get(FAILURE)
+    return str(found) if found else None
 
 
 def _now() -> str:

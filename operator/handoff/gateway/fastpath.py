@@ -1,15 +1,17 @@
 """Tier 1 without waiting for the operator: after the request is filed, the gateway classifies it
-itself, with the operator's own pure classifier over the namespace's policies read at that moment,
-and forwards the call at once when the answer is an unconditional tier 1.
+itself, with the operator's own pure classifier over the namespace's policies as the gateway's
+watch shows them, and forwards the call at once when the answer is an unconditional tier 1.
 
 The operator still classifies and decides the request as it would anyway; the gateway records the
 execution only once the request is Approved (admission holds it to that). A local tier 1 must
 never be more permissive than the operator's answer, so the gateway says "tier 1 now" only when:
 
-- the policies are read after the request was filed (a consistent read, so a policy changed
-  between an earlier look and the filing is seen), and every policy of the namespace is at the
-  generation the operator has compiled (``status.observedGeneration``): the operator classifies
-  the request with the same policies;
+- the policies are the gateway's watch-fed view (``policyview.PolicyView``), trusted only while
+  its watch follows the API server; otherwise they are read after the request was filed (a
+  consistent read). Every policy of the namespace must be at the generation the operator has
+  compiled (``status.observedGeneration``): the operator classifies with the same policies, from
+  its own watch-fed index. A policy change committed in the milliseconds a watch takes to deliver
+  it, before the filing, may not count here: the operator's decision is then compared (below);
 - every Enforce policy that governs the agent is Ready, the winner's verdict is tier 1 from a rule
   (not a fail-closed tier), and no governing policy has a budget for the action (the operator
   counts budgets; a spent one sends a tier 1 to a person);
@@ -23,59 +25,60 @@ only if and when the request is Approved.
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any, cast
+from dataclasses import replace
+from typing import Any
 
 from handoff.adapters.kube import KubeApi, KubeError
+from handoff.adapters.sandbox import Sandbox
 from handoff.domain.breakglass import POST_INCIDENT_ACTION
-from handoff.domain.classify import RequestFacts, classify
-from handoff.domain.policy import CompiledPolicy, compile_policy
+from handoff.domain.classify import RequestFacts, classify, when_plan
+from handoff.domain.policy import CompiledPolicy
 from handoff.domain.reasons import Mode
-from handoff.domain.resources import PolicySpecJSON
+from handoff.gateway.policyview import PolicyView
 
-_MAX_COMPILED = 1024
+PATH_IN = "/apis/handoff.dev/v1alpha1/namespaces"
 
 
 class LocalClassifier:
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(
+        self, api: KubeApi, view: PolicyView | None = None, sandbox: Sandbox | None = None
+    ) -> None:
         self.api = api  # the gateway's own (it may list policies)
-        self._compiled: dict[tuple[str, str, str, int], CompiledPolicy] = {}
+        self.view = view or PolicyView(api)
+        self.sandbox = sandbox  # `when`s over the agent's parameters run there, as the operator's
+        self.fallbacks = 0  # calls classified from a consistent read (the view was not live)
 
     async def why_not_tier1(self, request: Mapping[str, Any]) -> str | None:
         """None when ``request`` (as filed) is an unconditional tier 1 by the policies as they are
         now and as the operator has compiled them; else why the gateway waits for the operator."""
         meta, spec = request["metadata"], request.get("spec") or {}
         namespace = str(meta["namespace"])
-        try:
-            listing = await self.api.get(
-                f"/apis/handoff.dev/v1alpha1/namespaces/{namespace}/agentactionpolicies"
-            )
-        except KubeError as e:
-            return f"the policies could not be read: {e.message}"
+        items = self.view.in_namespace(namespace)
+        if items is None:  # not listed yet, or its watch broke: read them, never guess
+            self.fallbacks += 1
+            try:
+                listing = await self.api.get(f"{PATH_IN}/{namespace}/agentactionpolicies")
+            except KubeError as e:
+                return f"the policies could not be read: {e.message}"
+            items = listing.get("items") or []
         policies: list[CompiledPolicy] = []
-        for body in listing.get("items") or []:
+        for body in items:
             generation = int(body["metadata"].get("generation") or 0)
             observed = (body.get("status") or {}).get("observedGeneration")
             if not generation or observed != generation:
                 return f"the operator has not compiled policy {body['metadata']['name']} yet"
-            policies.append(self._compile(body, generation))
+            policies.append(self.view.compiled(body))
         facts = RequestFacts.from_spec(namespace, spec, meta.get("labels"))
         if facts.action == POST_INCIDENT_ACTION:
             return "a post-incident review"
+        groups = when_plan(policies, facts)
+        if groups:  # never in the event loop: a `when` costs what the agent's values make it
+            if self.sandbox is None:
+                return "a rule's `when` applies (evaluated only by the operator here)"
+            variables = facts.variables()
+            answers = await self.sandbox.evaluate((namespace, facts.agent), variables, groups)
+            facts = replace(facts, results=answers)
         return why_not(policies, facts)
-
-    def _compile(self, body: Mapping[str, Any], generation: int) -> CompiledPolicy:
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"], str(meta.get("uid")), generation)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            if len(self._compiled) >= _MAX_COMPILED:
-                self._compiled.clear()
-            compiled = compile_policy(
-                meta["namespace"], meta["name"], cast(PolicySpecJSON, body.get("spec") or {}),
-                generation,
-            )  # fmt: skip
-            self._compiled[key] = compiled
-        return compiled
 
 
 def why_not(policies: list[CompiledPolicy], facts: RequestFacts) -> str | None:

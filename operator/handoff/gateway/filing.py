@@ -6,6 +6,7 @@ of the tool called, the parameters are the arguments exactly as validated, and t
 fields are bounded strings that only inform the reviewer.
 """
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -17,7 +18,7 @@ import jsonschema
 
 from handoff.domain.executors import MCP
 from handoff.domain.limits import MAX_SIZE, measure
-from handoff.gateway.servers import Server, ToolMapping
+from handoff.gateway.servers import Server, ToolMapping, Values
 
 REASONING = "handoff_reasoning"
 BLAST_RADIUS = "handoff_blast_radius"
@@ -42,6 +43,7 @@ class Call:
     arguments: Mapping[str, Any]
     context: Mapping[str, str]  # spec field -> text
     title: str
+    values: Values = dataclasses.field(default_factory=dict)  # the costly mappings, sandboxed
 
     @property
     def key(self) -> str:
@@ -111,13 +113,13 @@ def request_body(call: Call, agent: str, name: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "agent": agent,
         "action": mapping.action,
-        "target": mapping.target_of(server.name, args),
+        "target": mapping.target_of(server.name, args, call.values),
         "parameters": dict(args),
         "summary": summary(call),
         "execution": MCP,
         **call.context,
     }
-    plan = rollback_plan(server, mapping, args)
+    plan = rollback_plan(server, mapping, args, call.values)
     if plan is not None:
         spec["rollback"] = plan
     return {
@@ -134,11 +136,11 @@ def request_body(call: Call, agent: str, name: str) -> dict[str, Any]:
 
 
 def rollback_plan(
-    server: Server, mapping: ToolMapping, args: Mapping[str, Any]
+    server: Server, mapping: ToolMapping, args: Mapping[str, Any], values: Values | None = None
 ) -> dict[str, Any] | None:
     """The request's rollback plan: the declared inverse of the tool, or None. A request's
     ``spec.rollback`` is anything else only when it was filed around the gateway."""
-    inverse = mapping.inverse_arguments(args)
+    inverse = mapping.inverse_arguments(args, values)
     if mapping.inverse is None or inverse is None:
         return None
     return {

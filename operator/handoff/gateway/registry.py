@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -16,6 +16,8 @@ from handoff.domain.resources import PolicySpecJSON
 from handoff.domain.timefmt import format_time
 from handoff.gateway.filing import CONTEXT_FIELDS
 from handoff.gateway.governance import ungoverned
+from handoff.gateway.listwatch import ListWatch
+from handoff.gateway.policyview import PolicyView
 from handoff.gateway.servers import SEPARATOR, Server, compile_server
 from handoff.gateway.upstream import UpstreamError, Upstreams
 
@@ -28,11 +30,15 @@ GOVERNED = "Governed"  # the condition: does a policy rule name every tool's act
 
 
 class Registry:
-    def __init__(self, api: KubeApi, upstreams: Upstreams) -> None:
+    def __init__(
+        self, api: KubeApi, upstreams: Upstreams, policies: PolicyView | None = None
+    ) -> None:
         self.api = api
         self.upstreams = upstreams
+        self.policies = policies  # the watch-fed view, when the gateway runs one
         self.servers: dict[tuple[str, str], Server] = {}
-        self.synced = asyncio.Event()
+        self.loop = ListWatch(api, PATH, "MCPServers", on_list=self._listed, on_event=self._event)
+        self.synced = self.loop.synced
         self._unready: set[tuple[str, str]] = set()  # reported not Ready: tried again soon
         self._bodies: dict[tuple[str, str], Mapping[str, Any]] = {}
 
@@ -45,30 +51,21 @@ class Registry:
         )
 
     async def run(self) -> None:
-        """List, then watch, for ever; a broken watch lists again."""
-        while True:
-            try:
-                listing = await self.api.get(PATH)
-                self.servers = {}
-                for body in listing.get("items") or []:
-                    await self._seen(body)
-                self.synced.set()
-                version = listing["metadata"]["resourceVersion"]
-                while True:
-                    async for event in self.api.watch(PATH, {"resourceVersion": version}, 300):
-                        body = event["object"]
-                        if event["type"] == "ERROR":
-                            raise KubeError(int(body.get("code") or 0), "the watch expired")
-                        version = body["metadata"]["resourceVersion"]
-                        if event["type"] == "DELETED":
-                            meta = body["metadata"]
-                            self.servers.pop((meta["namespace"], meta["name"]), None)
-                            self._unready.discard((meta["namespace"], meta["name"]))
-                        else:
-                            await self._seen(body)
-            except (KubeError, KeyError) as e:
-                log.warning("MCPServers: %s; listing again", e)
-                await asyncio.sleep(1)
+        """List, then watch, for ever (``listwatch.ListWatch``)."""
+        await self.loop.run()
+
+    async def _listed(self, items: Sequence[Mapping[str, Any]]) -> None:
+        self.servers = {}
+        for body in items:
+            await self._seen(body)
+
+    async def _event(self, kind: str, body: Mapping[str, Any]) -> None:
+        if kind == "DELETED":
+            meta = body["metadata"]
+            self.servers.pop((meta["namespace"], meta["name"]), None)
+            self._unready.discard((meta["namespace"], meta["name"]))
+        else:
+            await self._seen(body)
 
     async def retry(self, every: float = RETRY_EVERY) -> None:
         """Report again, now and then, the servers whose upstream did not answer last time, and
@@ -127,6 +124,9 @@ class Registry:
             await self.api.merge_patch(path, status)
 
     async def _policies(self, namespace: str) -> list[CompiledPolicy]:
+        view = self.policies
+        if view is not None and (seen := view.in_namespace(namespace)) is not None:
+            return [view.compiled(p) for p in seen]
         try:
             listing = await self.api.get(f"{PATH_IN}/{namespace}/agentactionpolicies")
         except KubeError:

@@ -33,12 +33,30 @@ class MappingError(ValueError):
     """A mapping that does not compile, or cannot be evaluated on these arguments."""
 
 
+Values = Mapping[str, Any]  # costly programs' answers by source: {"value": v}, or why none
+_COSTLY = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter|matches)\s*\(|\bmatches\s*\(")
+
+
 @dataclass(frozen=True, eq=False)
 class Program:
     source: str
     program: Any  # cel.Program: the library ships no type stubs
 
-    def evaluate(self, args: Mapping[str, Any]) -> Any:
+    @property
+    def costly(self) -> bool:
+        """A comprehension or a regular expression: its cost over the agent's arguments has no
+        bound the source shows, so it runs in the sandbox (a CPU budget), never in the loop.
+        Anything else costs at most the source's length times the arguments' bounded size."""
+        return bool(_COSTLY.search(self.source))
+
+    def evaluate(self, args: Mapping[str, Any], values: Values | None = None) -> Any:
+        if self.costly and values is not None:
+            found = values.get(self.source)
+            if isinstance(found, Mapping) and "value" in found:
+                return found["value"]
+            raise MappingError(str(found or f"{self.source!r} was not evaluated"))
+        if self.costly:
+            raise MappingError(f"{self.source!r} was not evaluated within a budget")
         variables = {"args": dict(args)}
         try:
             check_depth(variables)
@@ -83,10 +101,15 @@ class ToolMapping:
     inverse: Inverse | None = None
     hidden: bool = False
 
-    def target_of(self, server: str, args: Mapping[str, Any]) -> str:
+    def costly(self) -> list[str]:
+        """The sources of this tool's mappings that must run in the sandbox."""
+        programs = [self.target, self.inverse.arguments if self.inverse else None]
+        return [p.source for p in programs if p is not None and p.costly]
+
+    def target_of(self, server: str, args: Mapping[str, Any], values: Values | None = None) -> str:
         if self.target is None:
             return f"mcp:{server}/{self.name}"
-        value = self.target.evaluate(args)
+        value = self.target.evaluate(args, values)
         if not isinstance(value, str) or len(value) > MAX_TARGET:
             raise MappingError(
                 f"the target of {self.name} ({self.target.source!r}) gave"
@@ -94,10 +117,12 @@ class ToolMapping:
             )
         return value
 
-    def inverse_arguments(self, args: Mapping[str, Any]) -> dict[str, Any] | None:
+    def inverse_arguments(
+        self, args: Mapping[str, Any], values: Values | None = None
+    ) -> dict[str, Any] | None:
         if self.inverse is None:
             return None
-        value = self.inverse.arguments.evaluate(args)
+        value = self.inverse.arguments.evaluate(args, values)
         if not isinstance(value, Mapping) or measure(value) > MAX_SIZE:
             raise MappingError(
                 f"the inverse arguments of {self.name} ({self.inverse.arguments.source!r}) gave"

@@ -119,9 +119,15 @@ class Upstreams:
                 resource_path("", "v1", "secrets", server.namespace, server.secret_name)
             )
         except KubeError as e:
+            hint = (
+                f" (the gateway may read only a Secret annotated {CREDENTIALS_FOR}={server.name};"
+                " whoever may write the Secret decides)"
+                if e.status == 403
+                else ""
+            )
             raise UpstreamError(
                 f"the credentials of {server.name} (Secret {server.secret_name}) could not be"
-                f" read: {e.message}"
+                f" read: {e.message}{hint}; nothing was sent upstream"
             ) from e
         # Writing an MCPServer must not be a way to read a Secret: the gateway sends upstream
         # only one whose owner marked it for this server.

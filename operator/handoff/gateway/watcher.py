@@ -4,14 +4,16 @@ each approved one with ``execution: MCP`` and no recorded outcome goes to the ex
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.kube import KubeApi, NotFound, resource_path
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
 from handoff.gateway.execute import Executor
 from handoff.gateway.fastpath import Decisions
+from handoff.gateway.listwatch import ListWatch
+from handoff.gateway.store import ALIVE
 
 log = logging.getLogger(__name__)
 PATH = "/apis/handoff.dev/v1alpha1/actionrequests"
@@ -25,25 +27,20 @@ class Watcher:
         self.executor = executor
         self.decisions = decisions or Decisions()  # fast paths of this gateway: they record
         self._running: dict[str, asyncio.Task[Any]] = {}
+        self.loop = ListWatch(api, PATH, "requests", on_list=self._listed, on_event=self._event)
+        self.look_again = ALIVE + 1  # seconds: by then a gone owner's claim can be taken over
 
     async def run(self) -> None:
-        while True:
-            try:
-                listing = await self.api.get(PATH)
-                for body in listing.get("items") or []:
-                    self._consider(body)
-                version = listing["metadata"]["resourceVersion"]
-                while True:
-                    async for event in self.api.watch(PATH, {"resourceVersion": version}, 300):
-                        body = event["object"]
-                        if event["type"] == "ERROR":
-                            raise KubeError(int(body.get("code") or 0), "the watch expired")
-                        version = body["metadata"]["resourceVersion"]
-                        if event["type"] != "DELETED" and not self.decisions.seen(body):
-                            self._consider(body)
-            except (KubeError, KeyError) as e:
-                log.warning("requests: %s; listing again", e)
-                await asyncio.sleep(1)
+        """List, then watch, for ever (``listwatch.ListWatch``)."""
+        await self.loop.run()
+
+    def _listed(self, items: Sequence[Mapping[str, Any]]) -> None:
+        for body in items:
+            self._consider(body)
+
+    def _event(self, kind: str, body: Mapping[str, Any]) -> None:
+        if kind != "DELETED" and not self.decisions.seen(body):
+            self._consider(body)
 
     def _consider(self, body: Mapping[str, Any]) -> None:
         status = body.get("status") or {}
@@ -68,9 +65,9 @@ class Watcher:
             del self._running[uid]
 
     async def _execute(self, body: Mapping[str, Any]) -> None:
-        """Run it; while another's claim or Executing mark holds it, look again once it would be
-        stale (a gateway that died mid-call leaves no event behind to wake us); a record of the
-        outcome arriving meanwhile ends the wait."""
+        """Run it; while another gateway's claim holds it, look again once that gateway's
+        heartbeat would have expired if it died (a gateway that died mid-call leaves no event
+        behind to wake us); a record of the outcome arriving meanwhile ends the wait."""
         meta = body["metadata"]
         path = resource_path(
             "handoff.dev", "v1alpha1", "actionrequests", meta["namespace"], meta["name"]
@@ -83,7 +80,7 @@ class Watcher:
                     return
                 if (status.get("decision") or {}).get("outcome") != "Approved":
                     return
-                await asyncio.sleep(self.executor.stale.total_seconds() + 1)
+                await asyncio.sleep(self.look_again)
                 body = await self.api.get(path)
         except NotFound:
             return
