@@ -205,13 +205,11 @@ def _history_rows(h: dict[str, Any]) -> list[dict[str, Any]]:
     b = h["stored_bytes"]
     add({"figure": "stored bytes, decided tier 1 request", "handoff": b["object"], "baseline": b["spec"],
          "vs": "its spec alone", "ratio": ratio(b["object"], b["spec"])})  # fmt: skip
-    add(
-        {
-            "figure": "  of which status / managedFields",
-            "handoff": b["status"],
-            "baseline": b["managed_fields"],
-        }
-    )
+    add({"figure": "  of which status / managedFields", "handoff": b["status"],
+         "baseline": b["managed_fields"]})  # fmt: skip
+    if "least" in b:
+        add({"figure": "  least object: metadata + spec", "handoff": b["least"],
+             "baseline": b["spec"], "vs": "its spec alone", "ratio": ratio(b["least"], b["spec"])})  # fmt: skip
     return out
 
 

@@ -26,7 +26,7 @@ from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.slack import API as SLACK_API
 from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
-from handoff.controller import kopf_memories
+from handoff.controller import kopf_memories, rearm
 from handoff.controller.gateway_access import DEFAULT_ACCOUNT, GatewayAccess, parse_account
 from handoff.controller.grant_audit import GrantAuditor
 from handoff.controller.grants import GRANTS
@@ -136,6 +136,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["tasks"].append(start("outcomes", operator.outcomes.consume(outcomes)))
         memo["tasks"].append(start("redis-epoch", operator.publisher.follow_redis()))
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
+    namespaces = memo.get("namespaces") or None
+    if namespaces is None or rearm.plain(namespaces):  # deadlines first, then kopf's pass
+        await rearm.rearm(api, operator.requests.waiting, namespaces, operator.owns)
     memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
 
