@@ -136,10 +136,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["tasks"].append(start("outcomes", operator.outcomes.consume(outcomes)))
         memo["tasks"].append(start("redis-epoch", operator.publisher.follow_redis()))
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
+    memo["started"] = True  # live: the listing below may take a while (a probe must not kill it)
     namespaces = memo.get("namespaces") or None
     if namespaces is None or rearm.plain(namespaces):  # deadlines first, then kopf's pass
         await rearm.rearm(api, operator.requests.waiting, namespaces, operator.owns)
-    memo["started"] = True
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
 
 
