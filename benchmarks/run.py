@@ -65,6 +65,9 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
                             env.operator_env.get("PYTHONPATH")) if p
             )
         }  # fmt: skip
+    for setting in args.operator_env:  # e.g. PYTHONMALLOC=malloc
+        key, _, value = setting.partition("=")
+        env.operator_env[key] = value
     try:
         env.namespace(decisions.NS, (decisions.AGENT,))
         env.namespace(decisions.FLOOR_NS, (decisions.FLOOR_AGENT,))
@@ -242,6 +245,13 @@ def main() -> int:
         default=None,
         metavar="DIR",
         help="run the operator from DIR (an earlier commit's operator/ folder)",
+    )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the operator (e.g. PYTHONMALLOC=malloc)",
     )
     parser.add_argument("--history", type=int, default=history.COUNT, help="decided requests")
     parser.add_argument("--slice-seconds", type=float, default=6)
