@@ -69,7 +69,8 @@ def _scale(s: dict[str, Any], add: Any, load: str) -> None:
     add(21, f"{count:,} pending within 150 MB resident", f"{s['rss_mb']} MB ({per} B each)",
         s["rss_mb"] <= 150 and count >= PENDING_GOAL,
         f"idle {s['idle_rss_mb']} MB; {per} bytes per pending request; after the restart "
-        f"{s['rss_mb_after_restart']} MB{small}")  # fmt: skip
+        f"{s['rss_mb_after_restart']} MB, {s.get('rss_mb_settled', '-')} MB once the short ones "
+        f"expired{small}")  # fmt: skip
     rearm = ratio(s["rearm_seconds"], s["list_seconds"])
     start = s["operator_healthy_seconds"]
     add(21, "re-armed within 2x a client's listing", f"{s['rearm_seconds']} s vs {s['list_seconds']} s",

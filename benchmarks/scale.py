@@ -144,6 +144,7 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
     rss_after = operator_rss_mb(env.operator)
     await until(lambda: len(watch.late) >= short, SHORT_WINDOW + SPREAD * SHORT_RULES + 60)
     await watch.stop()
+    rss_settled = operator_rss_mb(env.operator)  # kopf's pass and the expiries over
     if profiler is not None:
         profiler.stop()
     late = stats(list(watch.late.values()), 1000)
@@ -155,7 +156,8 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
         "fill_seconds": round(fill, 1),
         "all_armed_before_restart": armed is not None,
         "rss_mb": round(rss, 1),
-        "rss_mb_after_restart": round(rss_after, 1),
+        "rss_mb_after_restart": round(rss_after, 1),  # once all are armed
+        "rss_mb_settled": round(rss_settled, 1),  # once the short ones expired too
         "rearm_seconds": rearm_total,
         "operator_healthy_seconds": round(healthy, 2),
         "expired": len(watch.late),
