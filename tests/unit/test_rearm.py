@@ -133,3 +133,15 @@ def test_kopfs_globs_are_not_listed_by_name() -> None:
     assert not rearm.plain(["team-*"])
     assert not rearm.plain(["!kube-system"])
     assert not rearm.plain([""])
+
+
+@asynchronous
+async def test_with_kopfs_globs_the_start_lists_nothing_and_kopfs_pass_arms() -> None:
+    world = await waiting_world(1)
+    again = await world.restarted()
+    api = Pages([await world.kube.get(path("pay-0"))])
+    await rearm.before_kopf(api, again.op.requests.waiting, ["team-*"], lambda _ns: True)  # type: ignore[arg-type]
+    assert api.paths == []
+    await rearm.before_kopf(api, again.op.requests.waiting, [], lambda _ns: True)  # type: ignore[arg-type]
+    assert api.paths == [f"/apis/handoff.dev/v1alpha1/actionrequests?limit={rearm.PAGE}"]
+    assert len(again.op.scheduler) == 1

@@ -124,7 +124,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
     memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
     memo["tasks"] = [
-        start("scheduler", operator.scheduler.run()),
         start("policy-scheduler", policies.scheduler.run()),
         start("reports", operator.reports.run()),
     ]
@@ -137,9 +136,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["tasks"].append(start("redis-epoch", operator.publisher.follow_redis()))
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
     memo["started"] = True  # live: the listing below may take a while (a probe must not kill it)
-    namespaces = memo.get("namespaces") or None
-    if namespaces is None or rearm.plain(namespaces):  # deadlines first, then kopf's pass
-        await rearm.rearm(api, operator.requests.waiting, namespaces, operator.owns)
+    await rearm.before_kopf(api, operator.requests.waiting, memo.get("namespaces"), operator.owns)
+    # Every deadline armed before any fires: those that passed while the operator was down go
+    # out earliest first, and their work does not slow the listing down.
+    memo["tasks"].append(start("scheduler", operator.scheduler.run()))
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
 
 

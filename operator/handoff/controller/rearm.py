@@ -36,6 +36,15 @@ def plain(namespaces: Iterable[str]) -> bool:
     return all(ns and not any(c in ns for c in "*?[]!,") for ns in namespaces)
 
 
+async def before_kopf(
+    api: KubeApi, waiting: Waiting, namespaces: list[str] | None, owns: Callable[[str], bool]
+) -> None:
+    """The start's re-arm, over kopf's namespaces (all of them when none are named)."""
+    if namespaces and not plain(namespaces):
+        return  # kopf's globs: its pass arms every deadline, as before
+    await rearm(api, waiting, namespaces or None, owns)
+
+
 async def rearm(
     api: KubeApi, waiting: Waiting, namespaces: list[str] | None, owns: Callable[[str], bool]
 ) -> int:
