@@ -97,9 +97,8 @@ def _history(h: dict[str, Any], add: Any, load: str) -> None:
     add(21, f"{count:,} decided within 250 MB resident",
         f"{h['rss_mb']} MB ({h['bytes_per_decided_request']} B each)",
         h["rss_mb"] <= 250 and count >= HISTORY_GOAL,
-        f"idle {h['idle_rss_mb']} MB, {h['rss_mb_ready']} MB when ready; "
-        f"{h['bytes_per_decided_request']} B each is "
-        f"{h['bytes_per_decided_request'] * HISTORY_GOAL / 2**20:.0f} MB at {HISTORY_GOAL:,} if it grew in proportion{small}")  # fmt: skip
+        f"idle {h['idle_rss_mb']} MB, {h['rss_mb_ready']} MB when ready: "
+        f"{h['rss_mb'] - h['idle_rss_mb']:.1f} MB over idle with {count:,}{small}")  # fmt: skip
     b = h["stored_bytes"]
     least = b.get("least")
     why = f"status {b['status']} B, managedFields {b['managed_fields']} B"
