@@ -51,12 +51,23 @@ def _size(value: Any) -> int:
 
 
 def stored_bytes(obj: dict[str, Any]) -> dict[str, int]:
-    """A request's JSON as the API server stores it, split into its parts."""
+    """A request's JSON as the API server stores it, split into its parts: its spec, its status,
+    its ``metadata.managedFields`` (the entry of the agent's create, and that of the operator's
+    status writes), the rest of its metadata, and the least object with this spec (no status, no
+    managedFields)."""
+    meta = obj["metadata"]
+    managed = meta.get("managedFields") or []
+    rest = {k: v for k, v in meta.items() if k != "managedFields"}
+    least = {k: v for k, v in obj.items() if k != "status"} | {"metadata": rest}
     return {
         "object": _size(obj),
         "spec": _size(obj.get("spec") or {}),
         "status": _size(obj.get("status") or {}),
-        "managed_fields": _size(obj["metadata"].get("managedFields") or []),
+        "managed_fields": _size(managed),
+        "managed_by_create": sum(_size(e) for e in managed if not e.get("subresource")),
+        "managed_by_status": sum(_size(e) for e in managed if e.get("subresource") == "status"),
+        "metadata": _size(rest),
+        "least": _size(least),
     }
 
 

@@ -65,6 +65,9 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
                             env.operator_env.get("PYTHONPATH")) if p
             )
         }  # fmt: skip
+    for setting in args.operator_env:  # e.g. PYTHONMALLOC=malloc
+        key, _, value = setting.partition("=")
+        env.operator_env[key] = value
     try:
         env.namespace(decisions.NS, (decisions.AGENT,))
         env.namespace(decisions.FLOOR_NS, (decisions.FLOOR_AGENT,))
@@ -205,13 +208,11 @@ def _history_rows(h: dict[str, Any]) -> list[dict[str, Any]]:
     b = h["stored_bytes"]
     add({"figure": "stored bytes, decided tier 1 request", "handoff": b["object"], "baseline": b["spec"],
          "vs": "its spec alone", "ratio": ratio(b["object"], b["spec"])})  # fmt: skip
-    add(
-        {
-            "figure": "  of which status / managedFields",
-            "handoff": b["status"],
-            "baseline": b["managed_fields"],
-        }
-    )
+    add({"figure": "  of which status / managedFields", "handoff": b["status"],
+         "baseline": b["managed_fields"]})  # fmt: skip
+    if "least" in b:
+        add({"figure": "  least object: metadata + spec", "handoff": b["least"],
+             "baseline": b["spec"], "vs": "its spec alone", "ratio": ratio(b["least"], b["spec"])})  # fmt: skip
     return out
 
 
@@ -244,6 +245,13 @@ def main() -> int:
         default=None,
         metavar="DIR",
         help="run the operator from DIR (an earlier commit's operator/ folder)",
+    )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the operator (e.g. PYTHONMALLOC=malloc)",
     )
     parser.add_argument("--history", type=int, default=history.COUNT, help="decided requests")
     parser.add_argument("--slice-seconds", type=float, default=6)

@@ -26,7 +26,7 @@ from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.slack import API as SLACK_API
 from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
-from handoff.controller import kopf_memories
+from handoff.controller import kopf_memories, rearm
 from handoff.controller.events import Events
 from handoff.controller.gateway_access import DEFAULT_ACCOUNT, GatewayAccess, parse_account
 from handoff.controller.grant_audit import GrantAuditor
@@ -125,7 +125,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["failures"] = {}  # (kind, namespace, name) -> unexpected exceptions in a row
     memo["closers"] = [api.close, notifier.close, operator.executor_sender.close, sandbox.close]
     memo["tasks"] = [
-        start("scheduler", operator.scheduler.run()),
         start("policy-scheduler", policies.scheduler.run()),
         start("reports", operator.reports.run()),
     ]
@@ -137,7 +136,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["tasks"].append(start("outcomes", operator.outcomes.consume(outcomes)))
         memo["tasks"].append(start("redis-epoch", operator.publisher.follow_redis()))
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
-    memo["started"] = True
+    memo["started"] = True  # live: the listing below may take a while (a probe must not kill it)
+    await rearm.before_kopf(api, operator.requests.waiting, memo.get("namespaces"), operator.owns)
+    # Every deadline armed before any fires: those that passed while the operator was down go
+    # out earliest first, and their work does not slow the listing down.
+    memo["tasks"].append(start("scheduler", operator.scheduler.run()))
     log.info("handoff operator started: %d policies compiled", len(policies.index.all()))
 
 

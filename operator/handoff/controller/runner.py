@@ -106,6 +106,7 @@ def run(
         notify_attempts=notify_attempts,
         retention=retention,
         namespace_selector=namespace_selector,
+        namespaces=list(namespaces or ()),  # kopf's; the start's re-arm lists the same
     )
     if metrics_address:
         metrics.serve(metrics_address)

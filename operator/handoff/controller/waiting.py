@@ -29,13 +29,35 @@ class Waiting:
     clock: Callable[[], datetime]
     _pending: dict[tuple[str, str], str] = field(default_factory=dict)  # key -> tier, the gauge
     _reviews_seen: dict[str, int] = field(default_factory=dict)  # uid -> reviews looked at
+    # While a start's listing re-arms deadlines (rearm.py): the requests a pass or a timer has
+    # handled since, whose listed status may be older than what that pass saw.
+    _touched: set[tuple[str, str]] | None = None
 
     def wait(self, key: tuple[str, str], until: datetime, tier: str) -> None:
+        if self._touched is not None:
+            self._touched.add(key)
         self.scheduler.arm((DEADLINE, *key), until)
         self._set_pending(key, tier)
 
+    def begin_rearm(self) -> None:
+        self._touched = set()
+
+    def rearm(self, key: tuple[str, str], until: datetime, tier: str) -> bool:
+        """Arm a deadline read from a start's listing, unless a pass has handled the request
+        since (it knows better); whether it was armed."""
+        if self._touched is None or key in self._touched:
+            return False
+        self.scheduler.arm((DEADLINE, *key), until)
+        self._set_pending(key, tier)
+        return True
+
+    def end_rearm(self) -> None:
+        self._touched = None
+
     def stop(self, key: tuple[str, str], uid: str | None = None) -> None:
         """It is decided: its timers, its place in the gauge and its review count go."""
+        if self._touched is not None:
+            self._touched.add(key)
         self.scheduler.cancel((DEADLINE, *key))
         self.scheduler.cancel((ESCALATE, *key))
         self._set_pending(key, None)

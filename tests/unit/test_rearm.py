@@ -1,0 +1,147 @@
+"""A start re-arms every waiting request's deadline from a listing before kopf's pass
+(controller/rearm.py): the same time, key and pending gauge as the reconciler's pass, nothing for
+decided requests or other shards, and never over what a pass has seen since."""
+
+from datetime import timedelta
+from typing import Any
+
+from handoff.adapters import metrics
+from handoff.adapters.kube import KubeError
+from handoff.controller import rearm
+from handoff.controller.scheduler import DEADLINE
+
+from tests.unit.test_orchestration import NS, World, asynchronous, path, started
+
+
+class Pages:
+    """The API server's listing of ``objects``, ``size`` a page, with continue tokens."""
+
+    def __init__(self, objects: list[dict[str, Any]], size: int = 2) -> None:
+        self.objects, self.size = objects, size
+        self.paths: list[str] = []
+        self.fail_at: int | None = None  # the page that fails
+
+    async def get(self, path: str) -> Any:
+        self.paths.append(path)
+        if self.fail_at is not None and len(self.paths) > self.fail_at:
+            raise KubeError(0, "cannot reach the API server: ClientConnectorError")
+        start = int(path.partition("&continue=")[2] or 0)
+        end = start + self.size
+        more = {"continue": str(end)} if end < len(self.objects) else {}
+        return {"metadata": more, "items": self.objects[start:end]}
+
+
+def pending_gauge(tier: str = "4") -> float:
+    return metrics.REGISTRY.get_sample_value(
+        "handoff_pending_requests", {"namespace": NS, "tier": tier}
+    ) or 0.0  # fmt: skip
+
+
+async def waiting_world(count: int) -> World:
+    world = await started()
+    for i in range(count):
+        world.file(f"pay-{i}", "payments.refund")
+        await world.changed(f"pay-{i}")
+    world.file("read-1")  # decided at once: nothing to arm
+    await world.changed("read-1")
+    world.file("new-1")  # not classified yet: the pass classifies it
+    return world
+
+
+@asynchronous
+async def test_the_listing_arms_what_the_reconcilers_pass_arms() -> None:
+    world = await waiting_world(3)
+    by_pass = {k: world.op.scheduler.due(k) for k in [(DEADLINE, NS, f"pay-{i}") for i in range(3)]}
+    assert all(by_pass.values())
+    gauge = pending_gauge()
+
+    again = await world.restarted()
+    assert len(again.op.scheduler) == 0
+    objects = [
+        await world.kube.get(path(n)) for n in ("pay-0", "read-1", "pay-1", "new-1", "pay-2")
+    ]
+    api = Pages(objects)
+    armed = await rearm.rearm(api, again.op.requests.waiting, [NS], lambda _ns: True)  # type: ignore[arg-type]
+
+    assert armed == 3
+    assert {k: again.op.scheduler.due(k) for k in by_pass} == by_pass
+    assert len(again.op.scheduler) == 3
+    assert pending_gauge() == gauge + 3  # a second process's gauge, counted like the first's
+    assert api.paths[0].endswith(f"/namespaces/{NS}/actionrequests?limit={rearm.PAGE}")
+    assert [p.rpartition("continue=")[2] for p in api.paths[1:]] == ["2", "4"]
+
+    # kopf's pass that follows arms the same deadlines again: nothing changes, nothing doubles.
+    for name in ("pay-0", "pay-1", "pay-2"):
+        await again.changed(name)
+    assert {k: again.op.scheduler.due(k) for k in by_pass} == by_pass
+    assert pending_gauge() == gauge + 3
+
+
+@asynchronous
+async def test_nothing_is_armed_for_other_shards_nor_over_what_a_pass_saw_meanwhile() -> None:
+    world = await waiting_world(2)
+    again = await world.restarted()
+    objects = [await world.kube.get(path(n)) for n in ("pay-0", "pay-1")]
+    waiting = again.op.requests.waiting
+
+    class Racing(Pages):
+        async def get(self, path: str) -> Any:
+            page = await super().get(path)
+            waiting.stop((NS, "pay-1"))  # decided by a pass while the page was on its way
+            return page
+
+    api = Racing(objects)
+    assert await rearm.rearm(api, waiting, [NS], lambda _ns: True) == 1  # type: ignore[arg-type]
+    assert again.op.scheduler.due((DEADLINE, NS, "pay-1")) is None
+    assert again.op.scheduler.due((DEADLINE, NS, "pay-0")) is not None
+
+    other = await world.restarted()
+    elsewhere = await rearm.rearm(Pages(objects), other.op.requests.waiting, None,  # type: ignore[arg-type]
+                                  lambda ns: ns != NS)  # fmt: skip
+    assert elsewhere == 0
+    assert len(other.op.scheduler) == 0
+
+
+@asynchronous
+async def test_a_failing_listing_leaves_the_rest_to_kopfs_pass() -> None:
+    world = await waiting_world(3)
+    again = await world.restarted()
+    objects = [await world.kube.get(path(f"pay-{i}")) for i in range(3)]
+    api = Pages(objects)
+    api.fail_at = 1  # the second page
+    assert await rearm.rearm(api, again.op.requests.waiting, [NS], lambda _ns: True) == 2  # type: ignore[arg-type]
+    await again.changed("pay-2")  # kopf's pass
+    assert len(again.op.scheduler) == 3
+    # and once the listing is over, a pass's wait is not remembered for it
+    assert again.op.requests.waiting._touched is None
+
+
+@asynchronous
+async def test_a_deadline_that_passed_while_the_operator_was_down_is_decided_by_its_timer() -> None:
+    world = await waiting_world(1)
+    again = await world.restarted()
+    again.clock.now = world.clock.now + timedelta(days=30)
+    objects = [await world.kube.get(path("pay-0"))]
+    assert await rearm.rearm(Pages(objects), again.op.requests.waiting, [NS], lambda _ns: True) == 1  # type: ignore[arg-type]
+    await again.op.requests.on_timer((DEADLINE, NS, "pay-0"))  # what the scheduler fires
+    assert again.status("pay-0")["decision"]["reason"] == "Expired"
+    assert len(again.op.scheduler) == 0
+
+
+def test_kopfs_globs_are_not_listed_by_name() -> None:
+    assert rearm.plain(["agents", "team-a"])
+    assert not rearm.plain(["team-*"])
+    assert not rearm.plain(["!kube-system"])
+    assert not rearm.plain([""])
+
+
+@asynchronous
+async def test_with_kopfs_globs_the_start_lists_nothing_and_kopfs_pass_arms() -> None:
+    world = await waiting_world(1)
+    again = await world.restarted()
+    api = Pages([await world.kube.get(path("pay-0"))])
+    await rearm.before_kopf(api, again.op.requests.waiting, ["team-*"], lambda _ns: True)  # type: ignore[arg-type]
+    assert api.paths == []
+    await rearm.before_kopf(api, again.op.requests.waiting, [], lambda _ns: True)  # type: ignore[arg-type]
+    assert api.paths == [f"/apis/handoff.dev/v1alpha1/actionrequests?limit={rearm.PAGE}"]
+    assert len(again.op.scheduler) == 1
