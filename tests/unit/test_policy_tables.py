@@ -8,19 +8,17 @@ from typing import Any
 import pytest
 from handoff.domain.executors import KubernetesScope
 from handoff.domain.policy import (
-    DEFAULT_CHECKLIST,
     DEFAULT_TIER3,
     DEFAULT_TIER4,
     Budget,
-    ChecklistItem,
     CompiledPolicy,
     Lane,
     NotificationTarget,
-    Reviewers,
     SecretKey,
     WebhookExecutor,
     compile_policy,
 )
+from handoff.domain.policyparts import DEFAULT_CHECKLIST, ChecklistItem, Reviewers
 from handoff.domain.reasons import Mode, Oversight
 
 

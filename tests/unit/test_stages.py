@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from handoff.domain.decide import decide
 from handoff.domain.model import Review
-from handoff.domain.policy import ChecklistItem, Lane, Reviewers, Stage, compile_policy
+from handoff.domain.policy import Lane, compile_policy
+from handoff.domain.policyparts import ChecklistItem, Reviewers
+from handoff.domain.policystages import Stage
 from handoff.domain.reasons import Outcome, Oversight, Reason, Transition
 from handoff.domain.stages import (
     StageState,
