@@ -165,6 +165,7 @@ def test_the_rest_of_a_policy_compiled() -> None:
         notifications=[
             {"name": "slack", "format": "Slack", "urlSecretRef": secret, "events": ["Decided"]},
             {"name": "json", "url": "https://x.example", "hmacSecretRef": hmac},
+            {"name": "app", "format": "SlackApp", "channel": "C0PAYMENTS"},
         ],
         budgets=[{"name": "reads", "actions": ["db.*", "kb.*"], "max": "5", "per": "1h"}],
         executors={"kubernetes": {"kinds": ["apps/v1/Deployment"], "namespaces": ["web"]},
@@ -178,6 +179,7 @@ def test_the_rest_of_a_policy_compiled() -> None:
         NotificationTarget("slack", "Slack", None, SecretKey("hooks", "url"), None, frozenset({"Decided"})),
         NotificationTarget("json", "JSON", "https://x.example", None, SecretKey("hooks", "hmac"),
                            frozenset({"Pending", "Escalated"})),
+        NotificationTarget("app", "SlackApp", channel="C0PAYMENTS"),
     )  # fmt: skip
     [budget] = policy.budgets
     assert (budget.name, [g.pattern for g in budget.actions], budget.max, budget.per) == (
