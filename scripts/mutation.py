@@ -58,6 +58,11 @@ ALSO_COPY = ["tests", "policies", "crds"]
 # must kill mutants, the properties are a second net.
 PROPERTY_EXAMPLES = "10"
 
+# mutmut stops a mutant's tests after 2 x this x (their time in the clean run + 1 s) of CPU, and
+# after half that of wall-clock time, which on 2 cores shared with other test runs is less than
+# most mutants' tests take: they are then reported as killed (timeout) whatever they do.
+TIMEOUT_MULTIPLIER = float(os.environ.get("HANDOFF_MUTATION_TIMEOUT_MULTIPLIER", "2.0"))
+
 KILLED = {"killed", "timeout", "segfault", "suspicious"}
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
 STATUS |= {35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout"}
@@ -126,9 +131,11 @@ def stage(keep: bool) -> None:
         f"also_copy = {json.dumps(ALSO_COPY)}",
         f"pytest_add_cli_args_test_selection = {json.dumps(selection)}",
         f"pytest_add_cli_args = {json.dumps(PYTEST_ARGS)}",
-        # A mutant that loops forever is stopped after 2 x 2 x (its tests' CPU time + 1 s);
-        # mutmut's default of 15 x 2 x gave each of them ten minutes of a core.
-        "timeout_multiplier = 2.0",
+        # A mutant that loops forever is stopped after 2 x 2 x (its tests' CPU time + 1 s) of
+        # CPU, or half that of wall-clock time; mutmut's default of 15 x 2 x gave each of them
+        # ten minutes of a core. On a loaded machine the wall-clock half stops most mutants
+        # (and counts them killed): HANDOFF_MUTATION_TIMEOUT_MULTIPLIER=10 gives them room.
+        f"timeout_multiplier = {TIMEOUT_MULTIPLIER}",
         "",
     ]
     pyproject = (ROOT / "pyproject.toml").read_text()

@@ -15,7 +15,8 @@ from handoff.domain.classify import (
     evaluate,
     rule_index,
 )
-from handoff.domain.policy import DEFAULT_TIER4, ChecklistItem, Reviewers, compile_policy
+from handoff.domain.policy import DEFAULT_TIER4, compile_policy
+from handoff.domain.policyparts import ChecklistItem, Reviewers
 from handoff.domain.reasons import Mode, Oversight
 
 NS = "agents"

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from handoff.domain.decide import decide
 from handoff.domain.model import RequestState, Review, spec_digest
-from handoff.domain.policy import DEFAULT_CHECKLIST, Reviewers
+from handoff.domain.policyparts import DEFAULT_CHECKLIST, Reviewers
 from handoff.domain.reasons import Oversight, Phase, Reason
 from handoff.domain.reviews import tally
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from handoff.domain.decide import decide
 from handoff.domain.model import RequestState, Review, Tally, Waiting, spec_digest
-from handoff.domain.policy import ChecklistItem, Reviewers
+from handoff.domain.policyparts import ChecklistItem, Reviewers
 from handoff.domain.reasons import Oversight
 from handoff.domain.reviews import fast_approvals, tally
 

@@ -28,6 +28,14 @@ MANIFEST = {
 APPLY = (
     "kubernetes.apply needs parameters.manifest, an object with apiVersion, kind and metadata.name"
 )
+NULL_IN_APPLY = (
+    "kubernetes.apply cannot remove a field: a null in parameters.manifest is no removal to the"
+    " API server (a label set to null becomes an empty one); remove fields with kubernetes.patch"
+)
+OWNS_FIELDS = (
+    "kubernetes.{} may not set metadata.managedFields (which manager owns which field is the"
+    " API server's record)"
+)
 
 
 def spec(action: str, **parameters: Any) -> dict[str, Any]:
@@ -70,6 +78,30 @@ def spec(action: str, **parameters: Any) -> dict[str, Any]:
          f"{APPLY}; parameters.manifest.metadata is null"),
         (spec("kubernetes.apply", manifest={"apiVersion": "v1"}),
          f"{APPLY}; parameters.manifest.metadata is null"),
+        # apiVersion, kind and metadata.name: each one missing alone is refused
+        (spec("kubernetes.apply", manifest={"apiVersion": "v1", "metadata": {"name": "cfg"}}), APPLY),
+        (spec("kubernetes.apply", manifest={"kind": "ConfigMap", "metadata": {"name": "cfg"}}), APPLY),
+        (spec("kubernetes.apply", manifest=MANIFEST | {"metadata": {"namespace": "ops"}}), APPLY),
+        # the largest int32 is a count of replicas; one more is not
+        (spec("kubernetes.scale", **DEPLOYMENT, replicas=2**31 - 1),
+         KubernetesChange("scale", "apps/v1", "Deployment", "agents", "web",
+                          {"spec": {"replicas": 2**31 - 1}})),
+        # a null anywhere in an applied manifest, however deep: no removal to server-side apply
+        (spec("kubernetes.apply", manifest=MANIFEST | {"data": {"a": None}}), NULL_IN_APPLY),
+        (spec("kubernetes.apply", manifest=MANIFEST | {"x": [{"y": [None]}]}), NULL_IN_APPLY),
+        (spec("kubernetes.apply", manifest=MANIFEST | {"metadata": {"name": "cfg", "labels": None}}),
+         NULL_IN_APPLY),
+        (spec("kubernetes.patch", **DEPLOYMENT, patch={"metadata": {"labels": {"a": None}}}),
+         KubernetesChange("patch", "apps/v1", "Deployment", "agents", "web",
+                          {"metadata": {"labels": {"a": None}}})),
+        # managedFields are the API server's record of who owns which field
+        (spec("kubernetes.patch", **DEPLOYMENT, patch={"metadata": {"managedFields": []}}),
+         OWNS_FIELDS.format("patch")),
+        (spec("kubernetes.apply", manifest=MANIFEST | {"metadata": {"name": "cfg", "managedFields": []}}),
+         OWNS_FIELDS.format("apply")),
+        (spec("kubernetes.patch", **DEPLOYMENT, patch={"spec": {"managedFields": []}}),
+         KubernetesChange("patch", "apps/v1", "Deployment", "agents", "web",
+                          {"spec": {"managedFields": []}})),
         (spec("kubernetes.exec", **DEPLOYMENT),
          "the Kubernetes executor runs kubernetes.apply, kubernetes.delete, kubernetes.patch,"
          ' kubernetes.scale, not "kubernetes.exec"'),
@@ -105,6 +137,18 @@ KINDS = frozenset({"apps/v1/Deployment"})
          "the policy does not let Handoff change apps/v1/StatefulSet (executors.kubernetes.kinds)"),
         (change(), KubernetesScope(),
          "the policy does not let Handoff change apps/v1/Deployment (executors.kubernetes.kinds)"),
+        # a scope built by hand that lists a privileged kind still changes none of it
+        (KubernetesChange("patch", "v1", "ServiceAccount", "agents", "web"),
+         KubernetesScope(frozenset({"v1/ServiceAccount"})),
+         "Handoff never changes v1/ServiceAccount: ServiceAccounts are identities, the executor's"
+         " own among them"),
+        # the rollback's kept state is a ConfigMap of that prefix; anything else of either is fine
+        (KubernetesChange("delete", "v1", "ConfigMap", "agents", "handoff-previous-u-1"),
+         KubernetesScope(frozenset({"v1/ConfigMap"})),
+         "handoff-previous-u-1 is where Handoff keeps an object's state for its rollback"),
+        (KubernetesChange("delete", "v1", "ConfigMap", "agents", "settings"),
+         KubernetesScope(frozenset({"v1/ConfigMap"})), None),
+        (change(name="handoff-previous-u-1"), KubernetesScope(KINDS), None),
     ],
 )  # fmt: skip
 def test_what_a_policy_lets_handoff_change(

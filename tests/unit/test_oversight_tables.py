@@ -245,3 +245,13 @@ def test_fatigue_counts_approvals_by_grant_per_reviewer_apart_from_their_decisio
     assert lines == {"bob": (2, 1.0, 0.0, False, 9), "carol": (0, 0.0, 0.0, False, 1)}
     carol = next(r for r in reviewers if r.reviewer == "carol")
     assert (carol.median_seconds, carol.per_hour) == (0.0, 0.0)
+
+
+def test_fatigue_lists_every_reviewer_after_one_who_only_granted() -> None:
+    granted = decision(0, 0, by=["alice", "actiongrant/g"])
+    granted["status"]["decision"]["reason"] = "GrantApproved"
+    reviewers, _ = fatigue([granted, *history([3] * 2)])
+    assert [(r.reviewer, r.decided, r.by_grant) for r in reviewers] == [
+        ("alice", 0, 1),
+        ("bob", 2, 0),
+    ]

@@ -8,19 +8,17 @@ from typing import Any
 import pytest
 from handoff.domain.executors import KubernetesScope
 from handoff.domain.policy import (
-    DEFAULT_CHECKLIST,
     DEFAULT_TIER3,
     DEFAULT_TIER4,
     Budget,
-    ChecklistItem,
     CompiledPolicy,
     Lane,
     NotificationTarget,
-    Reviewers,
     SecretKey,
     WebhookExecutor,
     compile_policy,
 )
+from handoff.domain.policyparts import DEFAULT_CHECKLIST, ChecklistItem, Reviewers
 from handoff.domain.reasons import Mode, Oversight
 
 
@@ -167,6 +165,7 @@ def test_the_rest_of_a_policy_compiled() -> None:
         notifications=[
             {"name": "slack", "format": "Slack", "urlSecretRef": secret, "events": ["Decided"]},
             {"name": "json", "url": "https://x.example", "hmacSecretRef": hmac},
+            {"name": "app", "format": "SlackApp", "channel": "C0PAYMENTS"},
         ],
         budgets=[{"name": "reads", "actions": ["db.*", "kb.*"], "max": "5", "per": "1h"}],
         executors={"kubernetes": {"kinds": ["apps/v1/Deployment"], "namespaces": ["web"]},
@@ -180,6 +179,7 @@ def test_the_rest_of_a_policy_compiled() -> None:
         NotificationTarget("slack", "Slack", None, SecretKey("hooks", "url"), None, frozenset({"Decided"})),
         NotificationTarget("json", "JSON", "https://x.example", None, SecretKey("hooks", "hmac"),
                            frozenset({"Pending", "Escalated"})),
+        NotificationTarget("app", "SlackApp", channel="C0PAYMENTS"),
     )  # fmt: skip
     [budget] = policy.budgets
     assert (budget.name, [g.pattern for g in budget.actions], budget.max, budget.per) == (

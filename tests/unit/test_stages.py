@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from handoff.domain.decide import decide
 from handoff.domain.model import Review
-from handoff.domain.policy import ChecklistItem, Lane, Reviewers, Stage, compile_policy
+from handoff.domain.policy import Lane, compile_policy
+from handoff.domain.policyparts import ChecklistItem, Reviewers
+from handoff.domain.policystages import Stage
 from handoff.domain.reasons import Outcome, Oversight, Reason, Transition
 from handoff.domain.stages import (
     StageState,
@@ -153,6 +155,13 @@ def test_walk_names_break_glass_approvers_only() -> None:
     assert walked.complete
 
 
+def test_walk_names_every_checklist_item_not_acknowledged() -> None:
+    items = (ChecklistItem("what", "I read it"), ChecklistItem("undo", "I know the undo"))
+    stage = StageState("manager", 1, items, frozenset({"alice"}))
+    walked = walk((stage,), [review("alice", ack=[])], REQUESTER)
+    assert walked.ignored == ("alice: did not acknowledge undo, what (stage manager)",)
+
+
 def test_a_stage_of_groups_admits_anyone_admission_let_through() -> None:
     groups = StageState("finance", 1, (), groups=frozenset({"finance"}))
     assert walk((groups,), [review("zed", stage="finance", ack=[])], REQUESTER).complete
@@ -209,6 +218,13 @@ def tally(open_index: int, *approvers: tuple[str, ...], **kw: Any) -> StageTally
              "approved by alice (stage manager); carol, zed (stage finance);"
              " under break-glass: zed"),
             id="break-glass",
+        ),
+        pytest.param(
+            tally(2, ("yan",), ("carol", "zed"), break_glass=("yan", "zed")), at(minutes=14),
+            (Outcome.APPROVED, Reason.BREAK_GLASS_APPROVED, ("yan", "carol", "zed"),
+             "approved by yan (stage manager); carol, zed (stage finance);"
+             " under break-glass: yan, zed"),
+            id="break-glass, two of them",
         ),
     ],
 )  # fmt: skip

@@ -15,7 +15,8 @@ from typing import Any
 
 from handoff import API_VERSION
 from handoff.domain.breakglass import BreakGlass
-from handoff.domain.policy import CompiledPolicy, Stage
+from handoff.domain.policy import CompiledPolicy
+from handoff.domain.policystages import Stage
 from handoff.domain.stages import approve_name
 
 RBAC = "rbac.authorization.k8s.io"

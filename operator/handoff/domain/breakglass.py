@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from handoff.domain.filing import POST_INCIDENT_OF, label_value
-from handoff.domain.policy import ChecklistItem
+from handoff.domain.policyparts import ChecklistItem
 from handoff.domain.timefmt import format_time, parse_time
 
 ANNOTATION = "handoff.dev/break-glass"

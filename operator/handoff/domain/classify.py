@@ -8,15 +8,9 @@ from typing import Any
 
 from handoff.domain.expressions import Bindings, ExpressionError
 from handoff.domain.globs import any_match
-from handoff.domain.policy import (
-    DEFAULT_TIER4,
-    ChecklistItem,
-    CompiledPolicy,
-    Lane,
-    Reviewers,
-    Rule,
-    Stage,
-)
+from handoff.domain.policy import DEFAULT_TIER4, CompiledPolicy, Lane, Rule
+from handoff.domain.policyparts import ChecklistItem, Reviewers
+from handoff.domain.policystages import Stage
 from handoff.domain.reasons import Mode, Oversight
 
 

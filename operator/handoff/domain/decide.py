@@ -31,7 +31,8 @@ from handoff.domain.model import (
     condition,
     spec_digest,
 )
-from handoff.domain.policy import CompiledPolicy, Lane, Reviewers
+from handoff.domain.policy import CompiledPolicy, Lane
+from handoff.domain.policyparts import Reviewers
 from handoff.domain.reasons import (
     CLASSIFIED,
     DECIDED,

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from handoff.domain.classify import RequestFacts
-from handoff.domain.policy import ChecklistItem
+from handoff.domain.policyparts import ChecklistItem
 from handoff.domain.reasons import CLASSIFIED, Outcome, Oversight, Reason, Transition
 from handoff.domain.resources import ConditionJSON, RequestJSON, ReviewJSON
 from handoff.domain.timefmt import format_time, parse_time

@@ -8,66 +8,29 @@ which makes the policy Ready=False and every action it governs tier 4 until it i
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from handoff.domain.durations import MAX_WINDOW, MIN_WINDOW, parse_duration
 from handoff.domain.executors import KubernetesScope, compile_scope
 from handoff.domain.expressions import Expression, ExpressionError, compile_expression
 from handoff.domain.globs import Glob
+from handoff.domain.grantable import Grantable, compile_grantable
+from handoff.domain.policyparts import (
+    DEFAULT_CHECKLIST,
+    ChecklistItem,
+    Reviewers,
+    compile_checklist,
+    compile_duration,
+    compile_reviewers,
+)
+from handoff.domain.policystages import Stage, compile_stages, same_stage_reviewers
 from handoff.domain.reasons import Mode, Oversight
 from handoff.domain.resources import (
-    ChecklistItemJSON,
-    GrantableJSON,
     LaneJSON,
     NotificationJSON,
     PolicySpecJSON,
     RuleJSON,
     SecretKeyJSON,
-    StageJSON,
 )
 
 TIERS = (1, 2, 3, 4)
-
-
-@dataclass(frozen=True)
-class ChecklistItem:
-    id: str
-    text: str
-
-    def to_json(self) -> ChecklistItemJSON:
-        return {"id": self.id, "text": self.text}
-
-
-#: What a reviewer acknowledges when a policy names no checklist: the article's three questions.
-DEFAULT_CHECKLIST = (
-    ChecklistItem("what", "I read what the action does and to which target"),
-    ChecklistItem("impact", "I know what happens if it goes wrong"),
-    ChecklistItem("rollback", "I know how it would be undone"),
-)
-
-
-@dataclass(frozen=True)
-class Reviewers:
-    users: frozenset[str] = frozenset()
-    groups: frozenset[str] = frozenset()
-
-    def __bool__(self) -> bool:
-        return bool(self.users or self.groups)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of a staged HITL lane: its reviewers decide it, in order, after the stage before
-    it has its approvals. Its checklist is the lane's unless it names its own."""
-
-    name: str
-    reviewers: Reviewers
-    approvals: int = 1
-    checklist: tuple[ChecklistItem, ...] | None = None
-    escalate_after: timedelta | None = None  # from when the stage opens
-    escalate_to: tuple[str, ...] = ()
-
-
-#: The most stages a lane may declare (the CRD's bound too).
-MAX_STAGES = 5
 
 
 @dataclass(frozen=True)
@@ -135,19 +98,6 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class Grantable:
-    """A rule's consent to standing grants (``ActionGrant``): for at most ``max_duration`` and
-    ``max_count`` uses each. A rule without it cannot be granted in advance."""
-
-    max_duration: timedelta
-    max_count: int
-
-
-#: The bounds of ``grantable`` (the CRD enforces the same; a test keeps them equal).
-MAX_GRANT_COUNT = 1000
-
-
-@dataclass(frozen=True)
 class Rule:
     name: str
     tier: int
@@ -169,7 +119,7 @@ class CompiledPolicy:
     service_accounts: frozenset[str] = frozenset()
     mode: Mode = Mode.ENFORCE
     default_tier: int = 4
-    reviewers: Reviewers = Reviewers()
+    reviewers: Reviewers = field(default_factory=Reviewers)
     tier3: Lane = DEFAULT_TIER3
     tier4: Lane = DEFAULT_TIER4
     rules: tuple[Rule, ...] = ()
@@ -204,7 +154,7 @@ def compile_policy(
         for index, raw in enumerate(spec.get("rules") or [])
         if (rule := _rule(raw, index, errors)) is not None
     )
-    _same_stage_reviewers(
+    same_stage_reviewers(
         [("tier3", tier3.stages), ("tier4", tier4.stages)]
         + [(f"rule {r.name!r}", r.stages or ()) for r in rules],
         errors,
@@ -224,7 +174,6 @@ def compile_policy(
         errors.append(f"mode {spec.get('mode')!r} is neither Enforce nor Audit")
         mode = Mode.ENFORCE
     agents = spec.get("agents") or {}
-    reviewers = spec.get("reviewers") or {}
     kube = compile_scope((spec.get("executors") or {}).get("kubernetes"), errors)
     hook = (spec.get("executors") or {}).get("webhook")
     return CompiledPolicy(
@@ -234,9 +183,7 @@ def compile_policy(
         service_accounts=frozenset(agents.get("serviceAccounts") or ()),
         mode=mode,
         default_tier=default_tier,
-        reviewers=Reviewers(
-            frozenset(reviewers.get("users") or ()), frozenset(reviewers.get("groups") or ())
-        ),
+        reviewers=compile_reviewers(spec.get("reviewers")),
         tier3=tier3,
         tier4=tier4,
         rules=rules,
@@ -244,7 +191,7 @@ def compile_policy(
         budgets=tuple(
             Budget(b["name"], tuple(Glob.compile(a) for a in b["actions"]), int(b["max"]), per)
             for b in spec.get("budgets") or []
-            if (per := _duration(b.get("per"), None, f"budget {b.get('name')!r}", errors))
+            if (per := compile_duration(b.get("per"), None, f"budget {b.get('name')!r}", errors))
             is not None
         ),
         webhook=WebhookExecutor(
@@ -275,15 +222,17 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
         # Tier 4 is always HITL: nothing may turn it into a hold that approves by itself. Tier 3
         # may name holdFor alone: its oversight is then its default, HOTL.
         errors.append(f"{where} is always HITL: oversight and holdFor are not allowed there")
-    window = _duration(raw.get("decisionWindow"), default.decision_window, where, errors)
-    hold = _duration(raw.get("holdFor"), default.hold_for, where, errors) if tier == 3 else None
+    window = compile_duration(raw.get("decisionWindow"), default.decision_window, where, errors)
+    hold = (
+        compile_duration(raw.get("holdFor"), default.hold_for, where, errors) if tier == 3 else None
+    )
     approvals = raw.get("approvals", default.approvals)
     if approvals < 1:
         errors.append(f"{where}.approvals must be at least 1, not {approvals}")
         approvals = max(default.approvals, 1)
-    checklist = _checklist(raw.get("checklist"), where, errors)
-    escalate_after = _duration(raw.get("escalateAfter"), None, where, errors)
-    stages = _stages(raw.get("stages"), where, errors)
+    checklist = compile_checklist(raw.get("checklist"), where, errors)
+    escalate_after = compile_duration(raw.get("escalateAfter"), None, where, errors)
+    stages = compile_stages(raw.get("stages"), where, errors)
     if stages and oversight is not Oversight.HITL:
         errors.append(f"{where}.stages need a HITL lane: a HOTL hold has nobody to approve in turn")
         stages = ()
@@ -298,52 +247,6 @@ def _lane(raw: LaneJSON | None, default: Lane, where: str, errors: list[str], *,
         min_review_seconds=int(raw.get("minReviewSeconds") or 0),
         stages=stages,
     )
-
-
-def _stages(raw: list[StageJSON] | None, where: str, errors: list[str]) -> tuple[Stage, ...]:
-    stages: list[Stage] = []
-    for index, item in enumerate(raw or ()):
-        name = item.get("name") or f"stages[{index}]"
-        at = f"{where}.stages[{name}]"
-        reviewers = item.get("reviewers") or {}
-        people = Reviewers(
-            frozenset(reviewers.get("users") or ()), frozenset(reviewers.get("groups") or ())
-        )
-        if not people:
-            errors.append(f"{at} names no reviewers: nobody could approve it")
-        approvals = item.get("approvals", 1)
-        if approvals < 1:
-            errors.append(f"{at}.approvals must be at least 1, not {approvals}")
-            approvals = 1
-        stages.append(Stage(
-            name=name,
-            reviewers=people,
-            approvals=approvals,
-            checklist=_checklist(item.get("checklist"), at, errors),
-            escalate_after=_duration(item.get("escalateAfter"), None, at, errors),
-            escalate_to=tuple(item.get("escalateTo") or ()),
-        ))  # fmt: skip
-    names = [stage.name for stage in stages]
-    for duplicate in sorted({n for n in names if names.count(n) > 1}):
-        errors.append(f"{where}: stage name {duplicate!r} is used more than once")
-    if len(stages) > MAX_STAGES:
-        errors.append(f"{where}: at most {MAX_STAGES} stages, not {len(stages)}")
-    return tuple(stages)
-
-
-def _same_stage_reviewers(places: list[tuple[str, tuple[Stage, ...]]], errors: list[str]) -> None:
-    """A stage's name is the right to approve it (the verb approve on
-    agentactionpolicies/<policy>:<stage>), so a name used in two places must mean the same
-    people in both."""
-    seen: dict[str, tuple[str, Reviewers]] = {}
-    for where, stages in places:
-        for stage in stages:
-            first = seen.setdefault(stage.name, (where, stage.reviewers))
-            if first[1] != stage.reviewers:
-                errors.append(
-                    f"stage {stage.name!r} is in {first[0]} and {where} with different"
-                    " reviewers: give it the same reviewers in both, or another name"
-                )
 
 
 def _secret_key(ref: SecretKeyJSON | None) -> SecretKey | None:
@@ -384,7 +287,7 @@ def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
     if approvals is not None and approvals < 1:
         errors.append(f"{where}: approvals must be at least 1, not {approvals}")
         approvals = None
-    stages = _stages(raw.get("stages"), where, errors) if "stages" in raw else None
+    stages = compile_stages(raw.get("stages"), where, errors) if "stages" in raw else None
     if stages and tier < 3:
         errors.append(f"{where}: stages are for tier 3 (HITL) and tier 4 rules")
         stages = None
@@ -394,51 +297,9 @@ def _rule(raw: RuleJSON, index: int, errors: list[str]) -> Rule | None:
         actions=tuple(Glob.compile(a) for a in actions),
         targets=tuple(Glob.compile(t) for t in raw.get("targets") or ()),
         when=when,
-        decision_window=_duration(raw.get("decisionWindow"), None, where, errors),
+        decision_window=compile_duration(raw.get("decisionWindow"), None, where, errors),
         approvals=approvals,
-        checklist=_checklist(raw.get("checklist"), where, errors),
+        checklist=compile_checklist(raw.get("checklist"), where, errors),
         stages=stages,
-        grantable=_grantable(raw.get("grantable"), where, errors),
+        grantable=compile_grantable(raw.get("grantable"), where, errors),
     )
-
-
-def _grantable(raw: GrantableJSON | None, where: str, errors: list[str]) -> Grantable | None:
-    if raw is None:
-        return None
-    text, count = raw.get("maxDuration"), raw.get("maxCount")
-    if text is None or count is None:
-        errors.append(f"{where}: grantable needs both maxDuration (such as 4h) and maxCount")
-        return None
-    if not 1 <= count <= MAX_GRANT_COUNT:
-        errors.append(f"{where}: grantable.maxCount must be 1 to {MAX_GRANT_COUNT}, not {count}")
-        return None
-    longest = _duration(text, None, f"{where}: grantable.maxDuration", errors)
-    return Grantable(longest, count) if longest is not None else None
-
-
-def _duration(
-    text: str | None, default: timedelta | None, where: str, errors: list[str]
-) -> timedelta | None:
-    if text is None:
-        return default
-    try:
-        value = parse_duration(text)
-    except ValueError as e:
-        errors.append(f"{where}: {e}")
-        return default
-    if not MIN_WINDOW <= value <= MAX_WINDOW:
-        errors.append(f"{where}: {text} is outside 10s to 168h")
-        return default
-    return value
-
-
-def _checklist(
-    raw: list[ChecklistItemJSON] | None, where: str, errors: list[str]
-) -> tuple[ChecklistItem, ...] | None:
-    if raw is None:
-        return None
-    items = tuple(ChecklistItem(item["id"], item["text"]) for item in raw)
-    ids = [item.id for item in items]
-    if len(set(ids)) != len(ids):
-        errors.append(f"{where}: checklist ids must be unique")
-    return items

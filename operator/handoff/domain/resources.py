@@ -88,7 +88,7 @@ class PolicySpecJSON(TypedDict, total=False):
     agents: dict[str, list[str]]
     mode: str
     defaultTier: int
-    reviewers: dict[str, list[str]]
+    reviewers: ReviewersJSON
     tiers: dict[str, LaneJSON]
     rules: list[RuleJSON]
     notifications: list[NotificationJSON]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from handoff.domain.breakglass import POST_INCIDENT_ACTION
 from handoff.domain.model import Decision, RequestState, Review, Tally, Waiting
-from handoff.domain.policy import ChecklistItem, Reviewers
+from handoff.domain.policyparts import ChecklistItem, Reviewers
 from handoff.domain.reasons import Outcome, Oversight, Reason, ReviewDecision
 from handoff.domain.timefmt import format_time
 

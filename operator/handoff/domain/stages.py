@@ -22,7 +22,8 @@ from typing import Any
 
 from handoff.domain.durations import format_duration, parse_duration
 from handoff.domain.model import Decision, Review
-from handoff.domain.policy import ChecklistItem, Lane
+from handoff.domain.policy import Lane
+from handoff.domain.policyparts import ChecklistItem
 from handoff.domain.reasons import Outcome, Reason, ReviewDecision
 from handoff.domain.timefmt import format_time, parse_time
 
