@@ -170,29 +170,7 @@ def lint(
             for i, message in one_sided(rules)
         ]
         findings += _lanes(policy, compiled, min_window)
-        findings += [
-            Finding(
-                policy.path,
-                policy.rule_lines.get(i, policy.line),
-                "warning",
-                f"rule {rule.name!r} is tier 4 and grantable: one approval can then approve up to"
-                f" {rule.grantable.max_count} more of its requests; keep hard gates (money,"
-                " deletions) decided one by one, or make the rule tier 3",
-            )
-            for i, rule in enumerate(compiled.rules)
-            if rule.tier == 4 and rule.grantable is not None
-        ]
-        findings += [
-            Finding(
-                policy.path,
-                policy.rule_lines.get(i, policy.line),
-                "warning",
-                f"rule {rule.name!r} is grantable, but its requests {why}: a grant is one"
-                " person's approval and never covers them, so grantable does nothing here",
-            )
-            for i, rule in enumerate(compiled.rules)
-            if rule.grantable is not None and (why := _many_people(compiled, rule)) is not None
-        ]
+        findings += _grantable(policy, compiled)
     findings += _hitl_share(policies, cases, hitl_share)
     return findings
 
@@ -348,3 +326,26 @@ def diff(old: list[PolicyFile], new: list[PolicyFile], samples: list[Case]) -> l
         if before != after:
             changes.append(Change(case.name, case.request, before, after))
     return changes
+
+
+def _grantable(policy: PolicyFile, compiled: CompiledPolicy) -> list[Finding]:
+    """A grantable rule where a grant is too much (tier 4) or does nothing (many people decide)."""
+    findings: list[Finding] = []
+    for i, rule in enumerate(compiled.rules):
+        if rule.grantable is None:
+            continue
+        line = policy.rule_lines.get(i, policy.line)
+        if rule.tier == 4:
+            message = (
+                f"rule {rule.name!r} is tier 4 and grantable: one approval can then approve up to"
+                f" {rule.grantable.max_count} more of its requests; keep hard gates (money,"
+                " deletions) decided one by one, or make the rule tier 3"
+            )
+            findings.append(Finding(policy.path, line, "warning", message))
+        if (why := _many_people(compiled, rule)) is not None:
+            message = (
+                f"rule {rule.name!r} is grantable, but its requests {why}: a grant is one"
+                " person's approval and never covers them, so grantable does nothing here"
+            )
+            findings.append(Finding(policy.path, line, "warning", message))
+    return findings
