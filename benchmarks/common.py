@@ -107,3 +107,15 @@ class RequestWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+PARTS = ("classification", "decisions", "scale", "history", "gateway")
+CLUSTER = ("decisions", "scale", "history")  # one control plane and operator for the three
+
+
+def parts(only: str | None) -> tuple[str, ...]:
+    """What ``run.py --only ONLY`` measures: everything without it, the three rows of the
+    cluster with ``cluster``, else the one part named."""
+    if only is None:
+        return PARTS
+    return CLUSTER if only == "cluster" else (only,)

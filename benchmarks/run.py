@@ -26,7 +26,7 @@ import decisions
 import gateway
 import history
 import scale
-from common import ratio, table
+from common import CLUSTER, parts, ratio, table
 from environment import FOLDER, BenchEnvironment, operator_rss_mb
 from goals import GOAL_COLUMNS, goals
 from handoff import GROUP, REQUESTS, VERSION
@@ -74,7 +74,7 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
         env.namespace(scale.NS, (scale.AGENT,))
         env.namespace(history.NS, (history.AGENT,))
         figures: dict[str, Any] = {}
-        if args.only in (None, "cluster", "decisions"):
+        if "decisions" in parts(args.only):
             operator = env.start_operator([decisions.NS])
             await env.apply_policy(decisions.NS, "bench", decisions.POLICY)
             await env.grant_create(decisions.FLOOR_NS, decisions.FLOOR_AGENT)
@@ -82,7 +82,7 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
             figures = await decisions.measure(env, slice_seconds=args.slice_seconds,
                                               confirm_seconds=args.confirm_seconds, log=log)  # fmt: skip
             operator.stop()
-        if args.only in (None, "cluster", "scale"):
+        if "scale" in parts(args.only):
             log(f"{args.pending:,} pending requests")
             operator = env.start_operator([scale.NS])
             await env.apply_policy(scale.NS, "bench-scale", scale.policy())
@@ -95,7 +95,7 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
             figures["scale"]["bytes_per_pending"] = round(grown * 1024 * 1024 / args.pending)
             figures["scale"]["list_seconds"] = round(await list_seconds(env, scale.NS), 2)
             operator.stop()
-        if args.only in (None, "cluster", "history"):
+        if "history" in parts(args.only):
             log(f"a history of {args.history:,} decided requests")
             figures["history"] = await history.measure(
                 env, list_seconds, count=args.history, log=log
@@ -263,13 +263,13 @@ def main() -> int:
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}}  # fmt: skip
-    if args.only in (None, "classification"):
+    if "classification" in parts(args.only):
         log("classification: 100 rules, 10,000 requests")
         results["classification"] = classification.measure()
         results["classification_growth"] = classification.growth()
-    if args.only not in (None, "classification"):
+    if set(CLUSTER) & set(parts(args.only)):
         results.update(asyncio.run(cluster_figures(args)))
-    if args.only in (None, "gateway"):
+    if "gateway" in parts(args.only):
         results["gateway"] = asyncio.run(gateway_figures(args))
     results["seconds"] = round(time.perf_counter() - started, 1)
     # Other work on the machine moves every absolute figure: record how busy it was.
