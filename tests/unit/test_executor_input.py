@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from handoff.adapters.kube import NotFound, resource_path
+from handoff.adapters.kube import NotFound, resource_path, service_account_review
 from handoff.controller.executor_access import executor_account, executor_objects
 from handoff.domain.decide import decide
 from handoff.domain.executors import (
@@ -317,6 +317,24 @@ def test_paths_are_built_from_escaped_segments(parts: tuple[Any, ...], path: str
 def test_dot_segments_name_nothing(name: str) -> None:
     with pytest.raises(NotFound):
         resource_path("", "v1", "configmaps", "a", name)
+
+
+def test_a_service_accounts_access_review_asks_with_the_groups_every_service_account_has() -> None:
+    attributes = {"verb": "create", "group": "handoff.dev", "resource": "actionrequests",
+                  "namespace": "a"}  # fmt: skip
+    assert service_account_review("a", "bot", attributes) == {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": "system:serviceaccount:a:bot",
+            "groups": [
+                "system:serviceaccounts",
+                "system:serviceaccounts:a",
+                "system:authenticated",
+            ],
+            "resourceAttributes": attributes,
+        },
+    }
 
 
 SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t", "annotations": {

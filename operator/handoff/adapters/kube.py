@@ -10,7 +10,7 @@ exception message beyond the API server's own one-line reason.
 import base64
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -230,6 +230,32 @@ class KubeApi:
         except NotFound:
             return False
         return True
+
+
+ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"  # create one to ask
+
+
+def access_review(
+    user: str, groups: Sequence[str], attributes: Mapping[str, str]
+) -> dict[str, Any]:
+    """A SubjectAccessReview (created at ``ACCESS_REVIEWS``; ``status.allowed`` answers): may
+    ``user``, with ``groups``, do what ``attributes`` say (``verb``, ``group``, ``resource``,
+    ``namespace``, ``name``)?"""
+    return {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": list(groups), "resourceAttributes": dict(attributes)},
+    }
+
+
+def service_account_review(
+    namespace: str, account: str, attributes: Mapping[str, str]
+) -> dict[str, Any]:
+    """``access_review`` for ServiceAccount ``namespace/account``, with the groups the API
+    server gives every ServiceAccount."""
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}",
+              "system:authenticated"]  # fmt: skip
+    return access_review(f"system:serviceaccount:{namespace}:{account}", groups, attributes)
 
 
 def resource_path(

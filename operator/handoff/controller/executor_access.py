@@ -22,7 +22,14 @@ import logging
 from typing import Any
 
 from handoff import API_VERSION
-from handoff.adapters.kube import KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.kube import (
+    ACCESS_REVIEWS,
+    KubeApi,
+    KubeError,
+    NotFound,
+    resource_path,
+    service_account_review,
+)
 from handoff.domain.executors import EXECUTOR_PREFIX
 from handoff.domain.kubenames import SUBDOMAIN_MAX
 from handoff.domain.policy import CompiledPolicy
@@ -34,7 +41,6 @@ RBAC = "rbac.authorization.k8s.io"
 VERBS = ["get", "create", "update", "patch", "delete"]
 EXECUTOR_OF = "handoff.dev/executor-of"
 _PREFIX = EXECUTOR_PREFIX
-_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
 def executor_account(policy: str) -> str:
@@ -58,27 +64,6 @@ def executor_role_name(namespace: str, policy: str) -> str:
 
 def is_executor_account(name: object) -> bool:
     return isinstance(name, str) and name.startswith(_PREFIX)
-
-
-def service_account_review(
-    namespace: str, account: str, attributes: dict[str, str]
-) -> dict[str, Any]:
-    """May ``namespace/account`` do this (``verb``, ``group``, ``resource``, ``namespace``,
-    ``name``)? With the groups the API server gives every ServiceAccount."""
-    return {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {
-            "user": f"system:serviceaccount:{namespace}:{account}",
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}",
-                       "system:authenticated"],
-            "resourceAttributes": attributes,
-        },
-    }  # fmt: skip
-
-
-def review_path() -> str:
-    return _REVIEWS
 
 
 def executor_objects(
@@ -209,7 +194,7 @@ class ExecutorAccess:
                           "namespace": namespace}  # fmt: skip
             review = service_account_review(policy.namespace, account, attributes)
             for _ in range(30):
-                answer = await self.api.create(_REVIEWS, review)
+                answer = await self.api.create(ACCESS_REVIEWS, review)
                 if (answer.get("status") or {}).get("allowed"):
                     break
                 await asyncio.sleep(0.1)

@@ -24,11 +24,20 @@ from datetime import datetime
 from typing import Any
 
 from handoff import GROUP, VERSION
-from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resource_path
+from handoff.adapters.kube import (
+    ACCESS_REVIEWS,
+    Conflict,
+    KubeApi,
+    KubeError,
+    NotFound,
+    access_review,
+    resource_path,
+)
 from handoff.adapters.sandbox import Sandbox
 from handoff.controller.events import Events
 from handoff.domain.classify import RequestFacts
 from handoff.domain.expressions import ExpressionError, compile_expression
+from handoff.domain.filing import requested_by
 from handoff.domain.grants import (
     Answer,
     Grant,
@@ -49,8 +58,6 @@ from handoff.domain.timefmt import format_time
 log = logging.getLogger("handoff.operator")
 GRANTS = "actiongrants"
 ATTEMPTS = 8  # conflicting writes of one grant in a row before it is left for people
-REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
-REQUESTED_BY = "handoff.dev/requested-by"
 COVERABLE = (Reason.AWAITING_REVIEW, Reason.IN_VETO_WINDOW)  # not a spent budget, no rollback
 
 
@@ -86,7 +93,6 @@ class Grants:
         if rule is None or rule.grantable is None:
             return step  # the usual case: nothing to read
         facts, uid = state.facts, str(body["metadata"]["uid"])
-        requested_by = str((body["metadata"].get("annotations") or {}).get(REQUESTED_BY, ""))
         try:
             listing = await self.api.get(grants_path(facts.namespace))
         except KubeError as e:
@@ -107,7 +113,7 @@ class Grants:
                 continue
             if await self._checked(grant) is None:  # wider than its prompt: refused, for good
                 continue
-            if (problem := request_problem(patch, requested_by, grant)) is not None:
+            if (problem := request_problem(patch, requested_by(body), grant)) is not None:
                 log.info("actiongrant %s/%s does not cover %s: %s", grant.namespace, grant.name,
                          body["metadata"]["name"], problem)  # fmt: skip
                 continue
@@ -183,20 +189,11 @@ class Grants:
     async def _entitled(self, grant: Grant) -> bool:
         """Whether the grant's author holds, now, the verb approve on its policy (with the groups
         admission stamped on it). No: it is refused for good. No answer: it covers nothing now."""
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {
-                "user": grant.author,
-                "groups": list(grant.groups),
-                "resourceAttributes": {
-                    "group": GROUP, "resource": "agentactionpolicies", "verb": "approve",
-                    "namespace": grant.namespace, "name": grant.policy,
-                },
-            },
-        }  # fmt: skip
+        attributes = {"group": GROUP, "resource": "agentactionpolicies", "verb": "approve",
+                      "namespace": grant.namespace, "name": grant.policy}  # fmt: skip
+        review = access_review(grant.author, grant.groups, attributes)
         try:
-            answer = await self.api.create(REVIEWS, review)
+            answer = await self.api.create(ACCESS_REVIEWS, review)
         except KubeError as e:
             log.warning("cannot ask whether %s may still approve for actiongrant %s/%s (%s):"
                         " people decide", grant.author, grant.namespace, grant.name, e)  # fmt: skip

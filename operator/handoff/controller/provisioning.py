@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from handoff import GROUP
-from handoff.adapters.kube import KubeApi
+from handoff.adapters.kube import ACCESS_REVIEWS, KubeApi, service_account_review
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.resources import PolicyJSON
 
@@ -42,21 +42,11 @@ async def wait_for_access(api: KubeApi, policy: CompiledPolicy) -> None:
     if not policy.service_accounts:
         return
     agent = sorted(policy.service_accounts)[0]
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {
-            "user": f"system:serviceaccount:{policy.namespace}:{agent}",
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{policy.namespace}"],
-            "resourceAttributes": {
-                "group": GROUP, "resource": "actionrequests", "verb": "create",
-                "namespace": policy.namespace,
-            },
-        },
-    }  # fmt: skip
-    path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    attributes = {"group": GROUP, "resource": "actionrequests", "verb": "create",
+                  "namespace": policy.namespace}  # fmt: skip
+    review = service_account_review(policy.namespace, agent, attributes)
     for _ in range(30):
-        answer = await api.create(path, review)
+        answer = await api.create(ACCESS_REVIEWS, review)
         if (answer.get("status") or {}).get("allowed"):
             return
         await asyncio.sleep(0.1)
