@@ -3,14 +3,8 @@ name and their owners marked for them, by name, bound to the gateway's ServiceAc
 
 from typing import Any
 
-from handoff.controller.gateway_access import (
-    CREDENTIALS_FOR,
-    ROLE,
-    credentials_access,
-    marked_for,
-    parse_account,
-)
-from handoff.gateway.upstream import CREDENTIALS_FOR as UPSTREAM_CREDENTIALS_FOR
+from handoff.controller.gateway_access import ROLE, credentials_access, parse_account
+from handoff.domain.mcpsecrets import CREDENTIALS_FOR, marked_for
 
 
 def test_the_role_names_exactly_the_secrets_and_binds_only_the_gateway() -> None:
@@ -41,4 +35,3 @@ def test_only_a_secret_marked_for_a_server_that_names_it_counts() -> None:
     for annotations in (None, {}, {CREDENTIALS_FOR: "other"}, {CREDENTIALS_FOR: ""},
                         {"handoff.dev/mcp-server ": "bank"}):  # fmt: skip
         assert not marked_for(secret(annotations), {"bank"}), annotations
-    assert CREDENTIALS_FOR == UPSTREAM_CREDENTIALS_FOR  # the gateway checks the same annotation

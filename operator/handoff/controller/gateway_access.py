@@ -15,13 +15,13 @@ import logging
 from typing import Any
 
 from handoff.adapters.kube import KubeApi, NotFound, resource_path
+from handoff.domain.mcpsecrets import marked_for
 
 log = logging.getLogger("handoff.operator")
 
 RBAC = "rbac.authorization.k8s.io"
 ROLE = "handoff-gateway-credentials"
 DEFAULT_ACCOUNT = "handoff-system/handoff-gateway"
-CREDENTIALS_FOR = "handoff.dev/mcp-server"  # a Secret's annotation: the MCPServer it is for
 
 
 def credentials_access(
@@ -87,9 +87,3 @@ class GatewayAccess:
         except NotFound:
             return False
         return marked_for(secret, servers)
-
-
-def marked_for(secret: dict[str, Any], servers: set[str]) -> bool:
-    """Pure: the Secret's owner marked it as credentials of one of ``servers``."""
-    annotations = (secret.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(CREDENTIALS_FOR) in servers

@@ -21,9 +21,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
+from handoff.domain.mcpsecrets import CREDENTIALS_FOR, marked_for
 from handoff.gateway.servers import Server
 
-CREDENTIALS_FOR = "handoff.dev/mcp-server"  # the Secret's annotation: the server it is for
 IDEMPOTENCY_KEY = "dev.handoff/idempotency-key"  # in _meta: the request's uid, for the upstream
 _TOOLS_TTL = 60.0
 _SECRET_TTL = 30.0
@@ -131,8 +131,7 @@ class Upstreams:
             ) from e
         # Writing an MCPServer must not be a way to read a Secret: the gateway sends upstream
         # only one whose owner marked it for this server.
-        marked = (secret.get("metadata", {}).get("annotations") or {}).get(CREDENTIALS_FOR)
-        if marked != server.name:
+        if not marked_for(secret, {server.name}):
             raise UpstreamError(
                 f"Secret {server.secret_name} is not marked for this server: annotate it"
                 f" {CREDENTIALS_FOR}={server.name} (whoever may write the Secret decides where"
