@@ -209,9 +209,7 @@ def classify(policies: Iterable[CompiledPolicy], facts: RequestFacts) -> Classif
 def _verdict(
     policy: CompiledPolicy, tier: int, rule: Rule | None, message: str, *, fail_closed: bool = False
 ) -> Verdict:
-    lane = policy.lane(tier)
-    if rule is not None:
-        lane = _override(lane, rule.decision_window, rule.approvals, rule.checklist, rule.stages)
+    lane = lane_of(policy, tier, rule)
     return Verdict(
         policy=policy.name,
         mode=policy.mode,
@@ -223,6 +221,15 @@ def _verdict(
         fail_closed=fail_closed,
         policy_lane4=policy.tier4,
     )
+
+
+def lane_of(policy: CompiledPolicy, tier: int, rule: Rule | None) -> Lane:
+    """The lane a request of ``tier`` is decided in: the policy's, with the matched rule's own
+    window, approvals, checklist and stages where it names them."""
+    lane = policy.lane(tier)
+    if rule is None:
+        return lane
+    return _override(lane, rule.decision_window, rule.approvals, rule.checklist, rule.stages)
 
 
 def _override(

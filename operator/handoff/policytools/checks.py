@@ -12,6 +12,7 @@ import jsonschema
 import yaml
 
 from handoff import paths
+from handoff.domain.classify import lane_of
 from handoff.domain.decide import Step
 from handoff.domain.durations import format_duration
 from handoff.domain.policy import CompiledPolicy, Rule
@@ -176,16 +177,14 @@ def lint(
 
 
 def _many_people(policy: CompiledPolicy, rule: Rule) -> str | None:
-    """Why a rule's requests take more than one person (its lane with the rule's overrides),
-    or None."""
+    """Why a rule's requests take more than one person (the lane they are decided in), or
+    None."""
     if rule.tier < 3:
         return None
-    lane = policy.lane(rule.tier)
-    stages = rule.stages if rule.stages is not None else lane.stages
-    if stages:
-        return f"are approved in stages ({', '.join(s.name for s in stages)})"
-    approvals = rule.approvals if rule.approvals is not None else lane.approvals
-    return f"need {approvals} approvals" if approvals > 1 else None
+    lane = lane_of(policy, rule.tier, rule)
+    if lane.stages:
+        return f"are approved in stages ({', '.join(s.name for s in lane.stages)})"
+    return f"need {lane.approvals} approvals" if lane.approvals > 1 else None
 
 
 def _shadowed(policy: PolicyFile) -> list[Finding]:
