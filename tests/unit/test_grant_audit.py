@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from handoff.adapters.outbox import MemoryOutbox
+from handoff.cli.grant_log import grant_lines
 from handoff.controller.events import Events
 from handoff.controller.grant_audit import GrantAuditor
 from handoff.domain.keys import AUDIT_STREAM
@@ -176,6 +177,31 @@ def test_a_revoked_grant_is_one_event_on_it_for_kubectl_handoff_log() -> None:
         " small-refunds of policy payments, prompted by refund-1) was revoked (deleted) after 1"
         " of 3 uses"
     )
+    # Whose grant it was, as a field: `kubectl handoff log --agent` never reads it from the text.
+    assert event["related"] == {"apiVersion": "v1", "kind": "ServiceAccount",
+                                "namespace": "agents", "name": "payments-agent"}  # fmt: skip
+
+
+def test_kubectl_handoff_log_tells_an_agent_only_its_own_revoked_grants() -> None:
+    """The grant's action is the agent's own word (its request's action): text in it that reads
+    like another agent's name must not put the line under that agent."""
+
+    def revoked(agent: str, action: str) -> dict[str, Any]:
+        return {
+            "reason": "Revoked", "lastTimestamp": NOW,
+            "involvedObject": {"kind": "ActionGrant", "name": f"g-{agent}"},
+            "related": {"apiVersion": "v1", "kind": "ServiceAccount", "namespace": "agents",
+                        "name": agent},
+            "message": f"alice's grant of {action} by {agent} on x (rule r of policy p,"
+                       " prompted by q) was revoked (deleted) after 0 of 1 uses",
+        }  # fmt: skip
+
+    events = [revoked("mallory", "pay by payments-agent on y"), revoked("payments-agent", "pay")]
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    told = asyncio.run(grant_lines(FakeKube(), "agents", events, since, "payments-agent"))  # type: ignore[arg-type]
+    assert [text.split(":")[0] for _, text in told] == ["  actiongrant/g-payments-agent"]
+    everyone = asyncio.run(grant_lines(FakeKube(), "agents", events, since, None))  # type: ignore[arg-type]
+    assert len(everyone) == 2
 
 
 def test_the_granted_line_whole() -> None:

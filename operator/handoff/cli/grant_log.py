@@ -45,7 +45,7 @@ async def grant_lines(
             continue
         at = _time(event)
         name = str(event.get("involvedObject", {}).get("name", ""))
-        if at is not None and at >= since and (not agent or f" by {agent} on " in _message(event)):
+        if at is not None and at >= since and (not agent or _agent(event) == agent):
             lines.append((at, f"  actiongrant/{name}: {_message(event)}"))
     return lines
 
@@ -96,6 +96,15 @@ def _parse(value: Any) -> datetime | None:
         return parse_time(str(value)) if value else None
     except ValueError:
         return None
+
+
+def _agent(event: Mapping[str, Any]) -> str | None:
+    """The agent a grant's Event is about: its ``related`` ServiceAccount (the operator sets
+    it). Never read from the message, whose action and target are the agent's own words."""
+    related = event.get("related")
+    if not isinstance(related, Mapping) or related.get("kind") != "ServiceAccount":
+        return None
+    return str(related.get("name", ""))
 
 
 def _message(event: Mapping[str, Any]) -> str:

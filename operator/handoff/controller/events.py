@@ -1,12 +1,12 @@
-"""Kubernetes Events on requests: why an Event was posted is the Step or the handler that handed
-it here; this module only posts it. An Event is a courtesy: a failure to post one is logged and
-never blocks a decision."""
+"""Kubernetes Events on requests (and on grants): why an Event was posted is the Step or the
+handler that handed it here; this module only posts it. An Event is a courtesy: a failure to
+post one is logged and never blocks a decision."""
 
 import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,20 +29,26 @@ class Events:
         self._posting = TaskSet()
         self._instance = socket.gethostname()
 
-    def post_soon(self, body: RequestJSON, event: Event, kind: str = "ActionRequest") -> None:
+    def post_soon(
+        self, body: RequestJSON, event: Event, kind: str = "ActionRequest",
+        related: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
         """Post a transition's Event beside the work: it does not hold a reconcile slot, so a
         slow Event write never delays the next request's decision. (``kind``: Handoff's kind
-        ``body`` is, an ActionGrant for the Events about grants.)"""
-        self._posting.spawn(self.post(body, event, self._slots, kind))
+        ``body`` is, an ActionGrant for the Events about grants; ``related``: the Event's
+        secondary object, the agent a grant was for.)"""
+        self._posting.spawn(self.post(body, event, self._slots, kind, related))
 
     async def post(
         self, body: RequestJSON, event: Event, slots: asyncio.Semaphore | None = None,
-        kind: str = "ActionRequest",
+        kind: str = "ActionRequest", related: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
         meta = body["metadata"]
         try:
             async with slots or contextlib.nullcontext():
                 record = self._record(body, event, kind)
+                if related is not None:
+                    record["related"] = dict(related)
                 await self.api.create(resource_path("", "v1", "events", meta["namespace"]), record)
         except KubeError as e:
             log.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], e)

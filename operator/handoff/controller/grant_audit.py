@@ -7,8 +7,10 @@ and once to the JSON audit log (logger ``handoff.audit``) with a stable ``id``:
 ``<uid>/grant:<line>``.
 A Revoked line is only seen on the DELETED event: a grant deleted while no operator ran
 leaves no Revoked line (its last state is in the API server's audit log). The Revoked line is
-also posted as a Kubernetes Event on the (gone) grant, once, so ``kubectl handoff log`` can tell
-it with a reviewer's own rights; the other lines it reads from the grants themselves.
+also posted as a Kubernetes Event on the (gone) grant, once, its agent's ServiceAccount as the
+Event's ``related`` object, so ``kubectl handoff log`` can tell it with a reviewer's own rights
+(and ``--agent`` keeps it by that field, never by the message's text); the other lines it reads
+from the grants themselves.
 """
 
 import asyncio
@@ -91,7 +93,11 @@ class GrantAuditor:
             f" {fields['request']}) was {fields['message']}"
         )
         event = Event("Normal", GrantLine.REVOKED, message)
-        self.events.post_soon(cast(RequestJSON, dict(body)), event, kind="ActionGrant")
+        agent = {"apiVersion": "v1", "kind": "ServiceAccount",
+                 "namespace": fields["namespace"], "name": fields["agent"]}  # fmt: skip
+        self.events.post_soon(
+            cast(RequestJSON, dict(body)), event, kind="ActionGrant", related=agent
+        )
 
     def _log(self, record: Record, line_id: str) -> None:
         audit_log.info(json.dumps(record.fields | {"id": line_id}, sort_keys=True))
