@@ -195,6 +195,32 @@ def test_a_grant_never_covers_its_author_s_own_request(
     assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED  # the agent's own: covered
 
 
+def test_a_grant_never_covers_a_request_another_person_filed_as_the_agent(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    """Got through (the author check alone): alice granted on the agent's request; admin, who
+    may file (admission lets a person name any agent of the namespace) but is not the grant's
+    author, filed as the agent, and alice's grant approved it at once, unseen by anyone. A
+    grant covers the agent's own requests only; a person's goes to people."""
+    ns = namespace
+    apply_ready_policy(cluster, policy(ns, rules=RULES))
+    first = _waiting(cluster, ns)
+    assert review(cluster, ns, first, "alice").returncode == 0
+    wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
+    cluster.create(_grant(ns, first, uses=3), who="alice")
+    document = {
+        "apiVersion": "handoff.dev/v1alpha1",
+        "kind": "ActionRequest",
+        "metadata": {"generateName": "as-agent-", "namespace": ns},
+        "spec": {"agent": AGENT, "action": "payments.refund", "target": "stripe:charge/ch_2",
+                 "parameters": {"amount": 10}, "summary": "refund", "reasoning": "as the agent",
+                 "blastRadius": "$10"},
+    }  # fmt: skip
+    theirs = json.loads(cluster.create(document, who="admin").stdout)["metadata"]["name"]
+    assert _phase(cluster, ns, theirs) == WAITS
+    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED  # the agent's own: covered
+
+
 def test_a_grant_whose_author_lost_the_right_covers_nothing(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:

@@ -193,6 +193,21 @@ def test_a_request_that_takes_several_people_or_its_author_filed_is_never_covere
     assert reason(cover(kube, "u4")) == "GrantApproved"
 
 
+def test_a_grant_covers_only_what_the_agent_itself_filed() -> None:
+    """A grant for an agent is a reviewer's approval of that agent's next requests. Admission
+    lets a person file as any agent of the namespace (only ServiceAccounts are held to their
+    own name): carol's request naming the agent, or one the cluster never stamped, is not the
+    agent's and goes to people, however well it fits the grant."""
+    kube = setup(uses=3)
+    grants = Grants(kube, lambda: NOW)  # type: ignore[arg-type]
+    for uid, filer in (("u1", "carol"), ("u2", ""), ("u3", f"system:serviceaccount:{NS}:other"),
+                       ("u4", "system:serviceaccount:handoff-system:handoff-operator")):  # fmt: skip
+        step = asyncio.run(grants.cover(body(uid, filer), state(), waiting(), POLICIES))
+        assert step.decision is None, filer
+    assert "status" not in grant(kube)  # no use taken, nothing refused
+    assert reason(cover(kube, "u5")) == "GrantApproved"  # filed by the agent: covered
+
+
 def test_an_author_who_lost_the_right_makes_the_grant_cover_nothing_for_good() -> None:
     kube = setup(uses=3)
     grant(kube)["spec"]["grantedGroups"] = ["payments-approvers", "system:authenticated"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from handoff.domain.classify import RequestFacts
 from handoff.domain.globs import Glob
-from handoff.domain.model import Decision, Event, Step
+from handoff.domain.model import Decision, Event, Step, service_account_user
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.reasons import DECIDED, Outcome, Phase, Reason, Transition
 from handoff.domain.timefmt import format_time, parse_time
@@ -182,12 +182,18 @@ def _many_people(status: Mapping[str, Any]) -> str | None:
 
 def request_problem(patch: Mapping[str, Any], requested_by: str, grant: Grant) -> str | None:
     """Why ``grant`` may not cover a request starting to wait with ``patch``, filed by
-    ``requested_by``, whatever its facts: it takes more than one person, or the grant's author
-    filed it (nobody approves their own request, in advance either)."""
+    ``requested_by`` (the cluster's stamp), whatever its facts: it takes more than one person,
+    or the agent did not file it itself. A grant approves in advance the agent's own next
+    requests; admission lets a person file naming any agent of the namespace, so the grant's
+    author (nobody approves their own request, in advance either), another person, or the
+    operator filing a rollback gets people's review, as without the grant."""
     if (many := _many_people(patch)) is not None:
         return f"the request {many}"
     if requested_by == grant.author:
         return f"{grant.author} filed the request: nobody approves their own request"
+    if requested_by != service_account_user(grant.namespace, grant.agent):
+        who = requested_by or "someone the cluster did not stamp"
+        return f"{who} filed the request, not {grant.agent}: a grant covers the agent's own only"
     return None
 
 
