@@ -11,10 +11,10 @@ Taking the use comes before the request's own decision is written: a crash in be
 use (fails safe), and a retry finds its own uid among the uses and takes no second one.
 
 A grant is one person's approval in advance, so it never covers a request that takes more than
-one (approval stages, or a lane's ``approvals`` over 1), nor one its author filed. Its author's
-right is asked again at each use, by a SubjectAccessReview for the verb ``approve`` on the
-policy with the user and groups admission stamped on the grant: a grant whose author lost that
-right is refused for good (``GrantAuthorUnentitled``), with a Warning Event on the grant.
+one (approval stages, or a lane's ``approvals`` over 1), nor one its agent did not file itself.
+Its author's right is asked again at each use, by a SubjectAccessReview for the verb ``approve``
+on the policy with the user and groups admission stamped on the grant: a grant whose author lost
+that right is refused for good (``GrantAuthorUnentitled``), with a Warning Event on the grant.
 """
 
 import logging
