@@ -21,7 +21,7 @@ from handoff.domain.classify import RequestFacts
 from handoff.domain.globs import Glob
 from handoff.domain.model import Decision, Event, Step, service_account_user
 from handoff.domain.policy import CompiledPolicy
-from handoff.domain.reasons import DECIDED, Outcome, Phase, Reason, Transition
+from handoff.domain.reasons import DECIDED, Outcome, Phase, Reason, ReviewDecision, Transition
 from handoff.domain.timefmt import format_time, parse_time
 
 #: What a request that waits for people carries and a grant-approved one does not.
@@ -127,7 +127,9 @@ def prompt_problem(grant: Grant, prompt: Mapping[str, Any], condition: Answer) -
     if not grant.target.matches(facts.target) or not holds(grant, condition):
         return f"its target or condition does not hold for {grant.prompted_by} itself"
     approvers = {
-        r.get("reviewer") for r in status.get("reviews") or () if r.get("decision") == "Approve"
+        r.get("reviewer")
+        for r in status.get("reviews") or ()
+        if r.get("decision") == ReviewDecision.APPROVE
     }
     if grant.author not in approvers:
         return f"{grant.author} did not approve {grant.prompted_by}"

@@ -22,7 +22,7 @@ from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound, resour
 from handoff.adapters.sandbox import Sandbox
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
-from handoff.domain.reasons import EXECUTING, Gateway
+from handoff.domain.reasons import EXECUTING, Gateway, Outcome
 from handoff.domain.timefmt import format_time, parse_time
 from handoff.gateway import metrics
 from handoff.gateway.budget import mapping_values
@@ -77,7 +77,7 @@ class Executor:
             if (
                 body["spec"].get("execution") != MCP
                 or execution.get("outcome") in OUTCOMES
-                or (status.get("decision") or {}).get("outcome") != "Approved"
+                or (status.get("decision") or {}).get("outcome") != Outcome.APPROVED
             ):
                 return body
             kept = await self.store.result(meta["uid"])
@@ -124,7 +124,7 @@ class Executor:
         status = body.get("status") or {}  # as the watcher just saw it
         if (status.get("execution") or {}).get("outcome") in OUTCOMES:
             return body
-        if (status.get("decision") or {}).get("outcome") != "Approved":
+        if (status.get("decision") or {}).get("outcome") != Outcome.APPROVED:
             return body
         kept = await self.store.result(meta["uid"])
         why = failed(kept) if kept is not None else failure

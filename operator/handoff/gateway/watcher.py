@@ -10,6 +10,7 @@ from typing import Any
 from handoff.adapters.kube import KubeApi, NotFound, resource_path
 from handoff.domain.execution import OUTCOMES
 from handoff.domain.executors import MCP
+from handoff.domain.reasons import Outcome
 from handoff.gateway.execute import Executor
 from handoff.gateway.fastpath import Decisions
 from handoff.gateway.listwatch import ListWatch
@@ -46,7 +47,7 @@ class Watcher:
         status = body.get("status") or {}
         if (body.get("spec") or {}).get("execution") != MCP:
             return
-        if (status.get("decision") or {}).get("outcome") != "Approved":
+        if (status.get("decision") or {}).get("outcome") != Outcome.APPROVED:
             return
         uid = body["metadata"]["uid"]
         if (status.get("execution") or {}).get("outcome") in OUTCOMES:
@@ -78,7 +79,7 @@ class Watcher:
                 status = body.get("status") or {}
                 if (status.get("execution") or {}).get("outcome") in OUTCOMES:
                     return
-                if (status.get("decision") or {}).get("outcome") != "Approved":
+                if (status.get("decision") or {}).get("outcome") != Outcome.APPROVED:
                     return
                 await asyncio.sleep(self.look_again)
                 body = await self.api.get(path)
