@@ -183,20 +183,20 @@ def test_a_revoked_grant_is_one_event_on_it_for_kubectl_handoff_log() -> None:
 
 
 def test_kubectl_handoff_log_tells_an_agent_only_its_own_revoked_grants() -> None:
-    """The grant's action is the agent's own word (its request's action): text in it that reads
-    like another agent's name must not put the line under that agent."""
+    """The grant's target is the agent's own word (its request's target, free text): text in it
+    that reads like another agent's name must not put the line under that agent."""
 
-    def revoked(agent: str, action: str) -> dict[str, Any]:
+    def revoked(agent: str, target: str) -> dict[str, Any]:
         return {
             "reason": "Revoked", "lastTimestamp": NOW,
             "involvedObject": {"kind": "ActionGrant", "name": f"g-{agent}"},
             "related": {"apiVersion": "v1", "kind": "ServiceAccount", "namespace": "agents",
                         "name": agent},
-            "message": f"alice's grant of {action} by {agent} on x (rule r of policy p,"
+            "message": f"alice's grant of pay by {agent} on {target} (rule r of policy p,"
                        " prompted by q) was revoked (deleted) after 0 of 1 uses",
         }  # fmt: skip
 
-    events = [revoked("mallory", "pay by payments-agent on y"), revoked("payments-agent", "pay")]
+    events = [revoked("mallory", "x by payments-agent on y"), revoked("payments-agent", "x")]
     since = datetime(2026, 12, 1, tzinfo=UTC)
     told = asyncio.run(grant_lines(FakeKube(), "agents", events, since, "payments-agent"))  # type: ignore[arg-type]
     assert [text.split(":")[0] for _, text in told] == ["  actiongrant/g-payments-agent"]
