@@ -15,28 +15,19 @@ one (approval stages, or a lane's ``approvals`` over 1), nor one its agent did n
 Its author's right is asked again at each use, by a SubjectAccessReview for the verb ``approve``
 on the policy with the user and groups admission stamped on the grant: a grant whose author lost
 that right is refused for good (``GrantAuthorUnentitled``), with a Warning Event on the grant.
+Those questions to the API server, and the refusals, are ``grant_checks.py``.
 """
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from handoff import GROUP, VERSION
-from handoff.adapters.kube import (
-    ACCESS_REVIEWS,
-    Conflict,
-    KubeApi,
-    KubeError,
-    NotFound,
-    access_review,
-    resource_path,
-)
+from handoff.adapters.kube import Conflict, KubeApi, KubeError, NotFound
 from handoff.adapters.sandbox import Sandbox
 from handoff.controller.events import Events
+from handoff.controller.grant_checks import GRANTS, GrantChecks, grants_path
 from handoff.domain.classify import RequestFacts
-from handoff.domain.expressions import ExpressionError, compile_expression
 from handoff.domain.filing import requested_by
 from handoff.domain.grants import (
     Answer,
@@ -45,24 +36,18 @@ from handoff.domain.grants import (
     approve,
     bounds_problem,
     covers,
-    prompt_problem,
     request_problem,
-    undecided,
     usable,
 )
-from handoff.domain.model import Event, RequestState, Step
+from handoff.domain.model import RequestState, Step
 from handoff.domain.policy import CompiledPolicy
 from handoff.domain.reasons import Reason
 from handoff.domain.timefmt import format_time
 
+__all__ = ["GRANTS", "Grants", "grants_path"]
 log = logging.getLogger("handoff.operator")
-GRANTS = "actiongrants"
 ATTEMPTS = 8  # conflicting writes of one grant in a row before it is left for people
 COVERABLE = (Reason.AWAITING_REVIEW, Reason.IN_VETO_WINDOW)  # not a spent budget, no rollback
-
-
-def grants_path(namespace: str, name: str | None = None) -> str:
-    return resource_path(GROUP, VERSION, GRANTS, namespace, name)
 
 
 class Grants:
@@ -70,7 +55,8 @@ class Grants:
         self, api: KubeApi, clock: Callable[[], datetime], sandbox: Sandbox | None = None,
         events: Events | None = None,
     ) -> None:  # fmt: skip
-        self.api, self.clock, self.sandbox, self.events = api, clock, sandbox, events
+        self.api, self.clock = api, clock
+        self.checks = GrantChecks(api, sandbox, events)  # prompt, author, condition; refusals
 
     async def cover(
         self, body: Any, state: RequestState, step: Step, policies: Sequence[CompiledPolicy]
@@ -111,13 +97,13 @@ class Grants:
                 continue
             if bounds_problem(grant, by_name) is not None:
                 continue
-            if await self._checked(grant) is None:  # wider than its prompt: refused, for good
+            if await self.checks.checked(grant) is None:  # wider than its prompt: refused, for good
                 continue
             if (problem := request_problem(patch, requested_by(body), grant)) is not None:
                 log.info("actiongrant %s/%s does not cover %s: %s", grant.namespace, grant.name,
                          body["metadata"]["name"], problem)  # fmt: skip
                 continue
-            answer = await self._condition(grant, facts)
+            answer = await self.checks.condition(grant, facts)
             approved = await self._use(grant, raw, body, facts, classified=classified,
                                        answer=answer, now=now)  # fmt: skip
             if approved is not None:
@@ -133,11 +119,11 @@ class Grants:
         for _ in range(ATTEMPTS):
             if uid in grant.used_by:
                 return grant  # taken already, by an earlier pass over this request
-            checked = await self._checked(grant)
+            checked = await self.checks.checked(grant)
             if (
                 checked is None
                 or not covers(checked, facts, classified, now, answer)
-                or not await self._entitled(checked)
+                or not await self.checks.entitled(checked)
             ):
                 return None
             earlier = list((raw.get("status") or {}).get("usedBy") or [])
@@ -159,92 +145,6 @@ class Grants:
                 return None
         log.warning("actiongrant %s/%s kept changing: people decide", grant.namespace, grant.name)
         return None
-
-    async def _checked(self, grant: Grant) -> Grant | None:
-        """``grant`` checked against the request that prompted it (on its first use), or None
-        when it is wider than that request: then it is marked refused, for good."""
-        if grant.checked:
-            return grant
-        path = resource_path(GROUP, VERSION, "actionrequests", grant.namespace, grant.prompted_by)
-        try:
-            prompt = await self.api.get(path)
-        except NotFound:
-            prompt = None
-        problem = await self._check(grant, prompt)
-        if problem is None and prompt is not None and undecided(prompt):
-            return None  # its author's approval may not count yet: nothing covered, not refused
-        if problem is None:
-            return replace(grant, checked=True)
-        await self._refuse(grant, problem)
-        return None
-
-    async def _check(self, grant: Grant, prompt: Any) -> str | None:
-        """Why ``grant`` is wider than the request that prompted it, or None."""
-        if prompt is None:
-            return f"the request that prompted it, {grant.prompted_by}, does not exist"
-        spec = prompt.get("spec") or {}
-        facts = RequestFacts.from_spec(grant.namespace, spec, prompt["metadata"].get("labels"))
-        return prompt_problem(grant, prompt, await self._condition(grant, facts))
-
-    async def _entitled(self, grant: Grant) -> bool:
-        """Whether the grant's author holds, now, the verb approve on its policy (with the groups
-        admission stamped on it). No: it is refused for good. No answer: it covers nothing now."""
-        attributes = {"group": GROUP, "resource": "agentactionpolicies", "verb": "approve",
-                      "namespace": grant.namespace, "name": grant.policy}  # fmt: skip
-        review = access_review(grant.author, grant.groups, attributes)
-        try:
-            answer = await self.api.create(ACCESS_REVIEWS, review)
-        except KubeError as e:
-            log.warning("cannot ask whether %s may still approve for actiongrant %s/%s (%s):"
-                        " people decide", grant.author, grant.namespace, grant.name, e)  # fmt: skip
-            return False
-        if (answer.get("status") or {}).get("allowed") is True:
-            return True
-        problem = (
-            f"{grant.author} no longer holds the verb approve on agentactionpolicies/{grant.policy}"
-            f" (asked when the grant was about to be used): a grant covers only while its author"
-            f" could approve the requests it covers"
-        )
-        await self._refuse(grant, problem, Reason.GRANT_AUTHOR_UNENTITLED)
-        return False
-
-    async def _refuse(
-        self, grant: Grant, problem: str, reason: Reason = Reason.GRANT_REFUSED
-    ) -> None:
-        log.warning("actiongrant %s/%s refused: %s", grant.namespace, grant.name, problem)
-        document = {
-            "metadata": {"resourceVersion": grant.resource_version},
-            "status": {"refused": f"{reason}: {problem}"[:1024]},
-        }
-        try:
-            written = await self.api.merge_patch(
-                grants_path(grant.namespace, grant.name) + "/status", document
-            )
-        except KubeError as e:  # refused again on its next use
-            log.warning("cannot mark actiongrant %s/%s refused: %s", grant.namespace, grant.name, e)
-            return
-        if self.events is not None:
-            event = Event("Warning", reason, f"{problem}; it covers nothing from now on")
-            self.events.post_soon(written, event, kind="ActionGrant")
-
-    async def _condition(self, grant: Grant, facts: RequestFacts) -> Answer:
-        """The grant's condition on a request, in the same sandbox as the policies' ``when``."""
-        if grant.condition is None:
-            return None
-        try:
-            expression = compile_expression(grant.condition)
-        except ExpressionError as e:
-            return str(e)
-        variables = facts.variables()
-        if self.sandbox is None:
-            try:
-                return expression.matches(variables)
-            except ExpressionError as e:
-                return str(e)
-        found = await self.sandbox.evaluate(
-            (facts.namespace, facts.agent), variables, [[grant.condition]]
-        )
-        return found.get(grant.condition, "not evaluated")
 
 
 def _candidate(
