@@ -17,7 +17,9 @@ from typing import Any
 import jsonschema
 
 from handoff.domain.executors import MCP
+from handoff.domain.filing import requested_by
 from handoff.domain.limits import MAX_SIZE, measure
+from handoff.domain.model import service_account_user
 from handoff.gateway.servers import Server, ToolMapping, Values
 
 REASONING = "handoff_reasoning"
@@ -154,15 +156,14 @@ def is_this_call(found: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
     """Whether a request found under the call's name is this call filed by this agent (and not
     a request someone else filed there first)."""
     spec, want = found.get("spec") or {}, expected["spec"]
-    meta = found.get("metadata") or {}
-    requested_by = (meta.get("annotations") or {}).get("handoff.dev/requested-by")
+    namespace = str((found.get("metadata") or {}).get("namespace"))
     return (
         all(
             spec.get(k) == want.get(k)
             for k in ("agent", "action", "target", "parameters", "rollback")
         )
         and spec.get("execution") == MCP
-        and requested_by == f"system:serviceaccount:{meta.get('namespace')}:{want['agent']}"
+        and requested_by(found) == service_account_user(namespace, str(want["agent"]))
     )
 
 
