@@ -170,6 +170,19 @@ def test_an_approval_that_did_not_count_makes_no_grant(
     assert f"alice's approval did not decide {first} (it was decided Denied, HumanDenied" in refusal
 
 
+def _filed_as_the_agent(cluster: Cluster, ns: str, who: str) -> str:
+    """A small refund a person files naming the agent (admission lets a person do so)."""
+    document = {
+        "apiVersion": "handoff.dev/v1alpha1",
+        "kind": "ActionRequest",
+        "metadata": {"generateName": "as-agent-", "namespace": ns},
+        "spec": {"agent": AGENT, "action": "payments.refund", "target": "stripe:charge/ch_2",
+                 "parameters": {"amount": 10}, "summary": "refund", "reasoning": f"{who}'s",
+                 "blastRadius": "$10"},
+    }  # fmt: skip
+    return str(json.loads(cluster.create(document, who=who).stdout)["metadata"]["name"])
+
+
 def test_a_grant_never_covers_its_author_s_own_request(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
@@ -182,15 +195,7 @@ def test_a_grant_never_covers_its_author_s_own_request(
     assert review(cluster, ns, first, "admin").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
     cluster.create(_grant(ns, first, uses=3, who="admin"), who="admin")
-    document = {
-        "apiVersion": "handoff.dev/v1alpha1",
-        "kind": "ActionRequest",
-        "metadata": {"generateName": "own-", "namespace": ns},
-        "spec": {"agent": AGENT, "action": "payments.refund", "target": "stripe:charge/ch_2",
-                 "parameters": {"amount": 10}, "summary": "refund", "reasoning": "mine",
-                 "blastRadius": "$10"},
-    }  # fmt: skip
-    own = json.loads(cluster.create(document, who="admin").stdout)["metadata"]["name"]
+    own = _filed_as_the_agent(cluster, ns, "admin")
     assert _phase(cluster, ns, own) == WAITS
     assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED  # the agent's own: covered
 
@@ -208,15 +213,7 @@ def test_a_grant_never_covers_a_request_another_person_filed_as_the_agent(
     assert review(cluster, ns, first, "alice").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
     cluster.create(_grant(ns, first, uses=3), who="alice")
-    document = {
-        "apiVersion": "handoff.dev/v1alpha1",
-        "kind": "ActionRequest",
-        "metadata": {"generateName": "as-agent-", "namespace": ns},
-        "spec": {"agent": AGENT, "action": "payments.refund", "target": "stripe:charge/ch_2",
-                 "parameters": {"amount": 10}, "summary": "refund", "reasoning": "as the agent",
-                 "blastRadius": "$10"},
-    }  # fmt: skip
-    theirs = json.loads(cluster.create(document, who="admin").stdout)["metadata"]["name"]
+    theirs = _filed_as_the_agent(cluster, ns, "admin")
     assert _phase(cluster, ns, theirs) == WAITS
     assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED  # the agent's own: covered
 
@@ -416,4 +413,20 @@ def test_a_policy_name_too_long_for_its_roles_labels_is_refused(
     stages = [{"name": "s" * 63, "reviewers": {"users": ["alice"]}}]
     longest = policy(namespace, "p" * 63, tiers={"tier4": {"decisionWindow": "5m",
                                                            "stages": stages}})  # fmt: skip
+    assert cluster.apply(longest, check=False).returncode == 0
+
+
+def test_a_service_account_name_too_long_for_its_labels_is_refused(
+    cluster: Cluster, namespace: str
+) -> None:
+    """Found in review, the same root as the policy's name: a policy governing a ServiceAccount
+    named with more than 63 characters never had a status at all (its agent's Redis Secret and
+    Role carry the name as the handoff.dev/agent label value, which holds 63: a 422 every 2 s,
+    for ever), and the SDK and the gateway label the agent's requests with it too. The CRD now
+    refuses such a name, in one sentence."""
+    long = policy(namespace, "long-agent", agents={"serviceAccounts": ["a" * 64]})
+    attempt = cluster.apply(long, check=False)
+    assert attempt.returncode != 0
+    assert "a governed ServiceAccount's name is at most 63 characters" in attempt.stderr
+    longest = policy(namespace, "longest-agent", agents={"serviceAccounts": ["a" * 63]})
     assert cluster.apply(longest, check=False).returncode == 0
