@@ -12,12 +12,12 @@ from handoff import API_VERSION, GROUP, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
 from handoff.domain.durations import format_duration, parse_duration
 from handoff.domain.globs import Glob
+from handoff.domain.grantable import MAX_GRANT_COUNT
 from handoff.domain.grants import Grant, GrantError, prompt_problem, undecided, usable
 from handoff.domain.timefmt import format_time
 from handoff.review.client import ReviewError, plain
 
 GRANTS = "actiongrants"
-MAX_COUNT = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DECIDED_WITHIN = 10.0  # seconds to wait for the operator to decide the approved request
 
@@ -35,8 +35,8 @@ def grant_document(
         raise ReviewError(f"--grant {e}") from e
     if length.total_seconds() <= 0:
         raise ReviewError("--grant needs a duration longer than 0s, such as 1h")
-    if not 1 <= count <= MAX_COUNT:
-        raise ReviewError(f"--count must be 1 to {MAX_COUNT}, not {count}")
+    if not 1 <= count <= MAX_GRANT_COUNT:
+        raise ReviewError(f"--count must be 1 to {MAX_GRANT_COUNT}, not {count}")
     meta, spec = request.get("metadata") or {}, request.get("spec") or {}
     status = request.get("status") or {}
     if not status.get("rule"):
