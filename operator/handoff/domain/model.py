@@ -76,7 +76,10 @@ class RequestState:
 
     facts: RequestFacts
     created: datetime
-    requester: str  # the user name of whoever filed it: never a valid reviewer of it
+    # The agent's ServiceAccount user (spec.agent's), never a valid reviewer of it. Not the
+    # requested-by stamp: a person who filed naming the agent is kept from reviewing it by
+    # admission (handoff-reviews compares the stamp), not here.
+    requester: str
     generation: int = 1
     spec: Mapping[str, Any] = field(default_factory=dict)
     status: Mapping[str, Any] = field(default_factory=dict)
