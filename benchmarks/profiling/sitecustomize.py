@@ -44,8 +44,10 @@ if os.environ.get("HANDOFF_RELEASE_PROBE"):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         trim_ms = (time.perf_counter() - started) * 1000
         with open(os.environ["HANDOFF_RELEASE_PROBE"], "a") as f:
-            f.write(f"rss {before} kB; gc over {objects} objects freed {collected} in "
-                    f"{gc_ms:.1f} ms: {after_gc} kB; malloc_trim {trim_ms:.1f} ms: "
-                    f"{_rss_kb()} kB\n")
+            f.write(
+                f"rss {before} kB; gc over {objects} objects freed {collected} in "
+                f"{gc_ms:.1f} ms: {after_gc} kB; malloc_trim {trim_ms:.1f} ms: "
+                f"{_rss_kb()} kB\n"
+            )
 
     signal.signal(signal.SIGWINCH, _probe)
