@@ -5,7 +5,7 @@ the start's objects frozen out of the collections."""
 import gc
 
 import pytest
-from handoff.controller import memory, requests
+from handoff.controller import memory
 from handoff.controller.requests import BURST, Requests
 
 
@@ -18,8 +18,8 @@ def _requests(*, queued: int = 0, burst: bool = False, passes: int = 0) -> Reque
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
-    monkeypatch.setattr(requests.memory, "release", lambda: seen.append("release"))
-    monkeypatch.setattr(requests.memory, "trim", lambda: seen.append("trim"))
+    monkeypatch.setattr(memory, "release", lambda: seen.append("release"))
+    monkeypatch.setattr(memory, "trim", lambda: seen.append("trim"))
     return seen
 
 
