@@ -26,7 +26,7 @@ from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.slack import API as SLACK_API
 from handoff.adapters.slack import SlackApi
 from handoff.adapters.webhooks import WebhookSender
-from handoff.controller import kopf_memories, rearm
+from handoff.controller import kopf_memories, memory, rearm
 from handoff.controller.events import Events
 from handoff.controller.gateway_access import DEFAULT_ACCOUNT, GatewayAccess, parse_account
 from handoff.controller.grant_audit import GrantAuditor
@@ -138,6 +138,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics.SCHEDULED_DEADLINES.set_function(lambda: len(operator.scheduler))
     memo["started"] = True  # live: the listing below may take a while (a probe must not kill it)
     await rearm.before_kopf(api, operator.requests.waiting, memo.get("namespaces"), operator.owns)
+    memory.settle_start()
     # Every deadline armed before any fires: those that passed while the operator was down go
     # out earliest first, and their work does not slow the listing down.
     memo["tasks"].append(start("scheduler", operator.scheduler.run()))

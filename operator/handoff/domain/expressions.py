@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cel
-from cel import stdlib
+from handoff.domain.celload import cel, stdlib
 
 VARIABLES = frozenset({"action", "target", "parameters", "agent", "labels"})
 # CEL's type names, which the library lists as variables: ``type(parameters.amount) == int``.

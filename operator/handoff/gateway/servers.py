@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
-
+from handoff.domain.celload import cel
 from handoff.domain.expressions import (
     FUNCTIONS,
     KNOWN_FUNCTIONS,
