@@ -193,6 +193,43 @@ def test_bad_cel_makes_the_policy_not_ready_and_fails_closed(
     assert wait_for(cluster, ns, file(cluster, ns, "db.query"), "decision.reason", "AutoApproved")
 
 
+def test_a_policy_not_ready_for_its_executor_holds_its_requests_until_it_is(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    # It compiles, but the executor's Role cannot be made (a kind nobody serves): Ready=False,
+    # CredentialsFailed. Its tier-1 action must not be approved as if it were in force.
+    ns = namespace
+    document = policy(ns, executors={"kubernetes": {"kinds": ["example.com/v1/Widget"]}})
+    cluster.apply(document)
+    broken = eventually(
+        lambda: (
+            (p := cluster.get("agentactionpolicy", "payments", ns))
+            and ready(p) == "False"
+            and condition(p, "Ready")["reason"] == "CredentialsFailed"
+            and p
+        ),
+        what="the policy to turn Ready=False for its executor",
+    )
+    assert "Widget" in condition(broken, "Ready")["message"]
+
+    name = file(cluster, ns, "db.query")
+    held = wait_for(cluster, ns, name, "phase", "AwaitingApproval")
+    assert held["status"]["tier"] == 4
+    classified = condition(held, "Classified")
+    assert classified["reason"] == "PolicyNotReady"
+    assert "not Ready" in classified["message"]
+    assert "Widget" in classified["message"]
+
+    # Fixed: Ready, and what is filed now is tier 1 again; what was held stays for a person.
+    document["spec"]["executors"]["kubernetes"]["kinds"] = ["apps/v1/Deployment"]
+    apply_ready_policy(cluster, document)
+    assert wait_for(cluster, ns, file(cluster, ns, "db.query"), "decision.reason", "AutoApproved")
+    still = request(cluster, ns, name)["status"]
+    assert (still["phase"], still["tier"], still.get("decision")) == ("AwaitingApproval", 4, None)
+    assert review(cluster, ns, name, "alice").returncode == 0
+    wait_for(cluster, ns, name, "decision.reason", "HumanApproved")
+
+
 def test_an_agent_with_no_enforcing_policy_is_denied(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
