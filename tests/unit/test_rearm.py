@@ -154,7 +154,7 @@ async def test_with_kopfs_globs_the_start_lists_nothing_and_kopfs_pass_arms() ->
 async def test_a_new_leader_fires_the_earliest_deadlines_first_whatever_the_names() -> None:
     """Deadlines that passed while nobody led go out earliest first, not in the listing's (name)
     order, across pages: the start arms every one from the listing before the scheduler runs
-    (handlers.startup starts it after ``before_kopf``), and the scheduler pops its heap."""
+    (lifecycle.startup starts it after ``before_kopf``), and the scheduler pops its heap."""
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     fired: list[str] = []
 
