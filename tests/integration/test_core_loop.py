@@ -210,6 +210,8 @@ def test_a_policy_not_ready_for_its_executor_holds_its_requests_until_it_is(
     # tier-1 action must not be approved as if it were in force.
     ns = namespace
     document = policy(ns, executors={"kubernetes": {"kinds": [kind]}})
+    # Held requests wait in the policy's tier-4 lane: long enough not to expire under load.
+    document["spec"]["tiers"]["tier4"]["decisionWindow"] = "10m"
     cluster.apply(document)
     broken = eventually(
         lambda: (
