@@ -193,6 +193,55 @@ def test_bad_cel_makes_the_policy_not_ready_and_fails_closed(
     assert wait_for(cluster, ns, file(cluster, ns, "db.query"), "decision.reason", "AutoApproved")
 
 
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("example.com/v1/Widget", "which the API server does not serve"),
+        # The dev operator (and the chart's default operator.executor.rules) holds get, create
+        # and delete on ConfigMaps, for the state it keeps, but not update or patch: RBAC lets
+        # it grant only what it holds, so the executor's Role for ConfigMaps is refused.
+        ("v1/ConfigMap", "The operator can grant only what it holds"),
+    ],
+)
+def test_a_policy_not_ready_for_its_executor_holds_its_requests_until_it_is(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, kind: str, why: str
+) -> None:
+    # It compiles, but the executor's Role cannot be made: Ready=False, CredentialsFailed. Its
+    # tier-1 action must not be approved as if it were in force.
+    ns = namespace
+    document = policy(ns, executors={"kubernetes": {"kinds": [kind]}})
+    # Held requests wait in the policy's tier-4 lane: long enough not to expire under load.
+    document["spec"]["tiers"]["tier4"]["decisionWindow"] = "10m"
+    cluster.apply(document)
+    broken = eventually(
+        lambda: (
+            (p := cluster.get("agentactionpolicy", "payments", ns))
+            and ready(p) == "False"
+            and condition(p, "Ready")["reason"] == "CredentialsFailed"
+            and p
+        ),
+        what="the policy to turn Ready=False for its executor",
+    )
+    assert why in condition(broken, "Ready")["message"]
+
+    name = file(cluster, ns, "db.query")
+    held = wait_for(cluster, ns, name, "phase", "AwaitingApproval")
+    assert held["status"]["tier"] == 4
+    classified = condition(held, "Classified")
+    assert classified["reason"] == "PolicyNotReady"
+    assert "not Ready" in classified["message"]
+    assert why in classified["message"]
+
+    # Fixed: Ready, and what is filed now is tier 1 again; what was held stays for a person.
+    document["spec"]["executors"]["kubernetes"]["kinds"] = ["apps/v1/Deployment"]
+    apply_ready_policy(cluster, document)
+    assert wait_for(cluster, ns, file(cluster, ns, "db.query"), "decision.reason", "AutoApproved")
+    still = request(cluster, ns, name)["status"]
+    assert (still["phase"], still["tier"], still.get("decision")) == ("AwaitingApproval", 4, None)
+    assert review(cluster, ns, name, "alice").returncode == 0
+    wait_for(cluster, ns, name, "decision.reason", "HumanApproved")
+
+
 def test_an_agent_with_no_enforcing_policy_is_denied(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:

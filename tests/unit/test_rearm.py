@@ -2,13 +2,16 @@
 (controller/rearm.py): the same time, key and pending gauge as the reconciler's pass, nothing for
 decided requests or other shards, and never over what a pass has seen since."""
 
-from datetime import timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from handoff.adapters import metrics
 from handoff.adapters.kube import KubeError
 from handoff.controller import rearm
-from handoff.controller.scheduler import DEADLINE
+from handoff.controller.policies import PolicyIndex
+from handoff.controller.scheduler import DEADLINE, DeadlineScheduler
+from handoff.controller.waiting import Waiting
 
 from tests.unit.test_orchestration import NS, World, asynchronous, path, started
 
@@ -145,3 +148,34 @@ async def test_with_kopfs_globs_the_start_lists_nothing_and_kopfs_pass_arms() ->
     await rearm.before_kopf(api, again.op.requests.waiting, [], lambda _ns: True)  # type: ignore[arg-type]
     assert api.paths == [f"/apis/handoff.dev/v1alpha1/actionrequests?limit={rearm.PAGE}"]
     assert len(again.op.scheduler) == 1
+
+
+@asynchronous
+async def test_a_new_leader_fires_the_earliest_deadlines_first_whatever_the_names() -> None:
+    """Deadlines that passed while nobody led go out earliest first, not in the listing's (name)
+    order, across pages: the start arms every one from the listing before the scheduler runs
+    (lifecycle.startup starts it after ``before_kopf``), and the scheduler pops its heap."""
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    fired: list[str] = []
+
+    async def fire(key: Any) -> None:
+        fired.append(key[2])
+
+    scheduler = DeadlineScheduler(fire, lambda: now)
+    waiting = Waiting(PolicyIndex(), scheduler, None, lambda: now)
+    # Names in the reverse order of their deadlines: a name-ordered pass would fire "a-*" first.
+    minutes = {"a-late": 1, "b-later": 2, "c-middle": 30, "d-early": 50, "e-earliest": 59}
+    objects = [
+        {"metadata": {"namespace": NS, "name": name},
+         "status": {"policy": "payments", "tier": 4,
+                    "deadline": (now - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        for name, m in minutes.items()
+    ]  # fmt: skip
+    api = Pages(objects, size=2)  # three pages, in name order as the API server lists them
+    assert await rearm.rearm(api, waiting, [NS], lambda _ns: True) == 5  # type: ignore[arg-type]
+    assert len(api.paths) == 3
+    task = asyncio.create_task(scheduler.run())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    task.cancel()
+    assert fired == ["e-earliest", "d-early", "c-middle", "b-later", "a-late"]

@@ -236,6 +236,31 @@ class RedisOutcomes:
                 found.append((name, key, dict(fields or {})))
         return found
 
+    async def claim(
+        self, streams: list[str], min_idle_ms: int
+    ) -> list[tuple[str, str, dict[bytes, bytes]]]:
+        """Entries delivered to any consumer of the group (a former leader's, gone with it)
+        and not acknowledged for ``min_idle_ms``, claimed for this one (XAUTOCLAIM), at most
+        ``COUNT`` per stream a call. Entries deleted while pending are dropped by Redis."""
+        found: list[tuple[str, str, dict[bytes, bytes]]] = []
+        try:
+            for stream in streams:
+                if stream not in self._ready:
+                    continue  # no group yet: read() makes it, and nothing was delivered
+                answer: Any = await self._client.xautoclaim(
+                    stream, self.GROUP, self._consumer, min_idle_ms, "0-0", count=self.COUNT
+                )
+                for entry_id, fields in answer[1] or []:
+                    if fields is None:
+                        continue
+                    key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    found.append((stream, key, dict(fields)))
+        except (_LibraryRedisError, OSError) as e:
+            self._ready.clear()
+            self._backlog_read.clear()
+            raise OutboxError(f"Redis: {type(e).__name__}") from e
+        return found
+
     def reread(self, stream: str) -> None:
         """Read this consumer's unacknowledged entries of ``stream`` again on the next read."""
         self._backlog_read.discard(stream)

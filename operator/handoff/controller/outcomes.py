@@ -7,6 +7,12 @@ that can never be recorded is rejected: a log line, ``handoff_rejected_outcomes_
 Warning Event on the request when it names one, and then it is acknowledged (and deleted). An
 entry that could not be recorded for a passing reason (Redis or the API server away, a request
 that kept changing) stays pending and is read again later, with a growing wait.
+
+Entries are delivered to a consumer named after the operator's host. When leadership moves, what
+the former leader was given and never acknowledged stays pending under its name: every
+``CLAIM_EVERY`` seconds the reader claims (XAUTOCLAIM) entries that nobody acknowledged for
+``CLAIM_IDLE`` seconds, whichever consumer holds them, and records them (once: recording is
+resourceVersion-guarded, and an entry is deleted when acknowledged).
 """
 
 import asyncio
@@ -34,6 +40,9 @@ FIELD_LIMIT = 16 * 1024  # bytes of one field (the SDK writes at most 2,000 char
 KEY_LIMIT = 64  # bytes of a field's name
 RETRY_FIRST, RETRY_MOST = 2.0, 60.0  # seconds before a pending entry is read again
 UNEXPECTED_ATTEMPTS = 3  # an entry that raises what nothing expected: rejected after this many
+# Entries idle this long are claimed from whichever consumer holds them (a former leader): longer
+# than this reader leaves its own pending entries between two reads (RETRY_MOST).
+CLAIM_IDLE, CLAIM_EVERY = RETRY_MOST + 15.0, 15.0
 
 
 @dataclass(frozen=True)
@@ -116,30 +125,43 @@ class OutcomeReader:
         streams: Callable[[], list[str]],
         record: Callable[[Reported], Awaitable[None]],
         notice: Callable[[str, str, str, str], Awaitable[None]],
+        *,
         monotonic: Callable[[], float] = time.monotonic,
+        claim_idle: float = CLAIM_IDLE,
     ) -> None:
         self.reader, self.streams, self.record, self.notice = reader, streams, record, notice
         self.monotonic = monotonic
+        self.claim_idle = claim_idle
         self.attempts: dict[tuple[str, str], int] = {}  # (stream, id) -> failed attempts
         self.due: dict[str, float] = {}  # stream -> when to read its pending entries again
+        self.claim_due = 0.0  # when to claim what other consumers left pending
 
     async def run(self) -> None:
         while True:
-            streams = self.streams()
-            now = self.monotonic()
-            for stream in [s for s, at in self.due.items() if at <= now]:
-                del self.due[stream]
-                self.reader.reread(stream)
-            try:
-                entries = await self.reader.read(streams)
-            except OutboxError as e:
-                log.warning("reading outcomes: %s; retrying in 2s", e)
-                await asyncio.sleep(2)
-                continue
-            if not streams:
-                await asyncio.sleep(1)
-            for stream, entry_id, fields in entries:
-                await self.handle(stream, entry_id, fields)
+            await self.step()
+
+    async def step(self) -> None:
+        """One read of every stream (and, when due, a claim of what others left pending)."""
+        streams = self.streams()
+        now = self.monotonic()
+        for stream in [s for s, at in self.due.items() if at <= now]:
+            del self.due[stream]
+            self.reader.reread(stream)
+        try:
+            entries = await self.reader.read(streams)
+            if now >= self.claim_due:
+                seen = {(stream, entry_id) for stream, entry_id, _ in entries}
+                claimed = await self.reader.claim(streams, int(self.claim_idle * 1000))
+                entries += [e for e in claimed if (e[0], e[1]) not in seen]
+                self.claim_due = now + CLAIM_EVERY
+        except OutboxError as e:
+            log.warning("reading outcomes: %s; retrying in 2s", e)
+            await asyncio.sleep(2)
+            return
+        if not streams:
+            await asyncio.sleep(1)
+        for stream, entry_id, fields in entries:
+            await self.handle(stream, entry_id, fields)
 
     async def handle(self, stream: str, entry_id: str, fields: Mapping[bytes, bytes]) -> None:
         """Record one entry, or reject it, or leave it for later. Never raises."""

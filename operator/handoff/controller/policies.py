@@ -1,9 +1,11 @@
 """The operator's view of the policies: compiled once, kept by namespace."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from handoff.domain.policy import CompiledPolicy, compile_policy
+from handoff.domain.readiness import held_by_status
 from handoff.domain.reasons import BREAK_GLASS, READY, Reason
 from handoff.domain.resources import PolicyJSON
 
@@ -15,15 +17,29 @@ class PolicyIndex:
         self._by_namespace: dict[str, dict[str, CompiledPolicy]] = {}
 
     def put(self, body: PolicyJSON) -> CompiledPolicy:
+        """Compile ``body`` (once per generation). Whether it is held (compiled but not enforced
+        yet) is what its status says of this generation, else what was known of it before: a
+        policy the operator could not put in place stays held until the operator says so."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         generation = int(meta.get("generation") or 0)
         current = self._by_namespace.get(namespace, {}).get(name)
+        held = held_by_status(cast(Mapping[str, Any], body))
+        if held is None:
+            held = current.held if current is not None else ""
         if current is not None and current.generation == generation and generation:
-            return current
-        compiled = compile_policy(namespace, name, body.get("spec") or {}, generation)
+            compiled = current if current.held == held else replace(current, held=held)
+        else:
+            compiled = compile_policy(namespace, name, body.get("spec") or {}, generation)
+            compiled = replace(compiled, held=held) if held else compiled
         self._by_namespace.setdefault(namespace, {})[name] = compiled
         return compiled
+
+    def hold(self, namespace: str, name: str, why: str) -> None:
+        """The operator's own word after reconciling the policy: held for ``why`` ("": not)."""
+        current = self._by_namespace.get(namespace, {}).get(name)
+        if current is not None and current.held != why:
+            self._by_namespace[namespace][name] = replace(current, held=why)
 
     def remove(self, namespace: str, name: str) -> None:
         self._by_namespace.get(namespace, {}).pop(name, None)
@@ -52,8 +68,8 @@ def policy_status(
     policy Ready=False with their own reason, but do not change how it classifies.
     ``break_glass`` is the BreakGlass condition (status, reason, message), when annotated.
     """
-    status = "True" if policy.ready and not problems else "False"
-    if not policy.ready:
+    status = "True" if not policy.errors and not problems else "False"
+    if policy.errors:
         reason = Reason.COMPILE_FAILED
         message = "; ".join(policy.errors) + ". Its agents' actions are tier 4 until it is fixed"
     elif problems:

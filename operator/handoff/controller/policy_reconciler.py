@@ -128,6 +128,9 @@ class PolicyReconciler:
                 continue
             if when is not None:
                 come_back = when if come_back is None else min(come_back, when)
+        # Held (tier 4, PolicyNotReady) while what it needs is not in place; released once it is.
+        self.index.hold(*key, "; ".join(problems))
+        self._count()
         if problems:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(2 ** (failures - 1), 60)
@@ -198,7 +201,7 @@ class PolicyReconciler:
             await self.api.merge_patch(path, {"status": new})
         except NotFound:
             return
-        if not policy.ready:
+        if policy.errors:
             log.warning(
                 "policy %s/%s is not Ready: %s", policy.namespace, policy.name, policy.errors
             )

@@ -19,9 +19,10 @@ from aiohttp import web
 
 from handoff.adapters import metrics
 from handoff.adapters.kube import KubeApi
-from handoff.controller.handlers import build_registry, credentials
+from handoff.controller.handlers import build_registry
 from handoff.controller.kopf_memories import event_only_memories
 from handoff.controller.leadership import LeaderElector, LeaseSettings
+from handoff.controller.lifecycle import credentials
 from handoff.controller.tasks import dead
 
 log = logging.getLogger("handoff.operator")

@@ -2,7 +2,7 @@
 
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -66,6 +66,7 @@ class Verdict:
     reviewers: Reviewers
     message: str  # why, in words
     fail_closed: bool = False  # tier 4 because the policy or a rule is broken
+    not_ready: bool = False  # tier 4 because the policy is compiled but not enforced yet (held)
     policy_lane4: Lane = DEFAULT_TIER4  # where a tier 1 request waits when its budget is spent
 
     @property
@@ -142,9 +143,15 @@ def rule_index(policy: CompiledPolicy) -> RuleIndex:
 
 def evaluate(policy: CompiledPolicy, facts: RequestFacts) -> Verdict:
     """The verdict of one policy. Fails closed: a broken policy or rule gives tier 4."""
-    if not policy.ready:
+    if policy.errors:
         message = f"policy {policy.name} is not Ready, so tier 4 (fail closed)"
         return _verdict(policy, 4, None, message, fail_closed=True)
+    if policy.held:
+        message = (
+            f"policy {policy.name} is not Ready ({policy.held}), so tier 4 (fail closed)"
+            " until it is"
+        )
+        return replace(_verdict(policy, 4, None, message, fail_closed=True), not_ready=True)
     bindings: Bindings | None = None
     for rule in rule_index(policy).candidates(facts.action):
         if rule.targets and not any_match(rule.targets, facts.target):

@@ -297,11 +297,15 @@ def _post_incident(classification: Classification, facts: RequestFacts) -> Class
         return classification
     lane = Lane(Oversight.HITL, POST_INCIDENT_WINDOW, 1, POST_INCIDENT_CHECKLIST)
     message = f"post-incident review of {facts.target}: tier 4 for the policy's reviewers"
-    review = replace(verdict, tier=4, rule=None, lane=lane, message=message, fail_closed=False)
+    review = replace(
+        verdict, tier=4, rule=None, lane=lane, message=message, fail_closed=False, not_ready=False
+    )
     return replace(classification, verdict=review)
 
 
 def _classified_reason(verdict: Verdict) -> Reason:
+    if verdict.not_ready:
+        return Reason.POLICY_NOT_READY
     if verdict.fail_closed:
         return Reason.FAIL_CLOSED
     return Reason.RULE_MATCHED if verdict.rule else Reason.DEFAULT_TIER

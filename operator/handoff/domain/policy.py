@@ -2,7 +2,9 @@
 
 ``compile_policy`` runs when a policy is applied. It validates what the schema cannot (CEL,
 globs, durations against each other), and never raises: problems are collected in ``errors``,
-which makes the policy Ready=False and every action it governs tier 4 until it is fixed.
+which makes the policy Ready=False and every action it governs tier 4 until it is fixed. A
+policy that compiles but whose credentials or executor Role the operator could not put in place
+is ``held`` (Ready=False, CredentialsFailed): tier 4 too, until they are.
 """
 
 from dataclasses import dataclass, field
@@ -128,10 +130,13 @@ class CompiledPolicy:
     webhook: WebhookExecutor | None = None
     budgets: tuple[Budget, ...] = ()
     errors: tuple[str, ...] = field(default=())
+    # Compiled, but not enforced yet: what the operator could not put in place for it (its
+    # credentials, the executor's Role), in words. Classified tier 4 until it is (fail closed).
+    held: str = ""
 
     @property
     def ready(self) -> bool:
-        return not self.errors
+        return not self.errors and not self.held
 
     def governs(self, namespace: str, agent: str) -> bool:
         return namespace == self.namespace and agent in self.service_accounts

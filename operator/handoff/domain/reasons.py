@@ -34,6 +34,9 @@ class Reason(StrEnum):
     RULE_MATCHED = "RuleMatched"
     DEFAULT_TIER = "DefaultTier"
     FAIL_CLOSED = "FailClosed"  # the policy is not Ready or a rule could not be evaluated
+    # Tier 4: a governing policy compiles but is not enforced yet (Ready=False, CredentialsFailed:
+    # its credentials or its executor's Role are not in place). Held for a person, never freer.
+    POLICY_NOT_READY = "PolicyNotReady"
     POST_INCIDENT_REVIEW = "PostIncidentReview"  # filed after a break-glass approval: tier 4
 
     # Policy conditions.

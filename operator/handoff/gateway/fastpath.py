@@ -12,9 +12,10 @@ never be more permissive than the operator's answer, so the gateway says "tier 1
   compiled (``status.observedGeneration``): the operator classifies with the same policies, from
   its own watch-fed index. A policy change committed in the milliseconds a watch takes to deliver
   it, before the filing, may not count here: the operator's decision is then compared (below);
-- every Enforce policy that governs the agent is Ready, the winner's verdict is tier 1 from a rule
-  (not a fail-closed tier), and no governing policy has a budget for the action (the operator
-  counts budgets; a spent one sends a tier 1 to a person);
+- every Enforce policy that governs the agent is Ready (it compiles, and its status does not say
+  Ready=False for its credentials or executor Role: the operator holds those tier 4), the
+  winner's verdict is tier 1 from a rule (not a fail-closed tier), and no governing policy has a
+  budget for the action (the operator counts budgets; a spent one sends a tier 1 to a person);
 - the action is not one the operator treats specially (a post-incident review).
 
 Otherwise the call takes the ordinary path: it waits for the operator's decision. If the operator
@@ -33,6 +34,7 @@ from handoff.adapters.sandbox import Sandbox
 from handoff.domain.breakglass import POST_INCIDENT_ACTION
 from handoff.domain.classify import RequestFacts, classify, when_plan
 from handoff.domain.policy import CompiledPolicy
+from handoff.domain.readiness import held_by_status
 from handoff.domain.reasons import Mode
 from handoff.gateway.policyview import PolicyView
 
@@ -67,7 +69,9 @@ class LocalClassifier:
             observed = (body.get("status") or {}).get("observedGeneration")
             if not generation or observed != generation:
                 return f"the operator has not compiled policy {body['metadata']['name']} yet"
-            policies.append(self.view.compiled(body))
+            compiled = self.view.compiled(body)
+            held = held_by_status(body)  # its credentials or executor Role not in place: tier 4
+            policies.append(replace(compiled, held=held) if held else compiled)
         facts = RequestFacts.from_spec(namespace, spec, meta.get("labels"))
         if facts.action == POST_INCIDENT_ACTION:
             return "a post-incident review"
