@@ -2,14 +2,16 @@
 """A hostile agent against the gateway's MCP Tasks, with only an agent's rights: its
 ServiceAccount token (kubectl and /mcp), its Redis credentials, and the mcp SDK's client or raw
 JSON-RPC. What got through is reproduced here with its fix; what held is kept, so it keeps
-holding (docs/threat-model.md rows 38 to 40 and 64 to 66)."""
+holding (docs/threat-model.md rows 38 to 40 and 64 to 67)."""
 
 import base64
+import http.client
 import json
 import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import mcp_types as types
 import pytest
@@ -359,3 +361,29 @@ def test_the_task_list_of_a_client_without_tasks_is_empty(
         )
 
     assert session(gateway, agent_token(cluster, bank, OTHER), use).tasks == []
+
+
+def test_a_get_stream_is_refused_rather_than_held_for_ever(
+    cluster: Cluster, bank: str, gateway: GatewayProcess
+) -> None:
+    """Reproduced: in stateless mode (any replica answers any request) the SDK still answered a
+    GET on /mcp with an event stream it never writes to and never closes; each held a
+    connection, a transport and a server task, with no bound. Now 405, as the spec allows a
+    server that offers no such stream, and at once."""
+    where = urlsplit(gateway.url)
+    for version in (None, "2025-11-25", "2025-06-18"):
+        connection = http.client.HTTPConnection(where.hostname or "", where.port, timeout=10)
+        headers = {"Accept": "text/event-stream",
+                   "Authorization": f"Bearer {agent_token(cluster, bank)}"}  # fmt: skip
+        if version is not None:
+            headers["MCP-Protocol-Version"] = version
+        try:
+            connection.request("GET", where.path, headers=headers)
+            response = connection.getresponse()
+            body = response.read().decode()  # times out if the stream is held
+        finally:
+            connection.close()
+        assert response.status == 405, (version, body)
+        assert response.getheader("Allow") == "POST"
+        assert "POST" in json.loads(body)["error_description"]
+    assert _held(gateway) == 0

@@ -45,6 +45,10 @@ from handoff.gateway.watcher import Watcher
 log = logging.getLogger(__name__)
 INVALID_PARAMS = -32602
 MAX_BODY = 1 << 20  # bytes of a request's body (413 over it): far above a request's bounds
+NO_STREAM = (
+    "this gateway opens no event stream on GET: every answer, and its progress, comes on the"
+    " response to the POST that asked; POST JSON-RPC requests to /mcp"
+)
 
 
 @dataclass
@@ -211,6 +215,13 @@ class _Authenticated:
                 body, 401, headers={"WWW-Authenticate": 'Bearer realm="handoff"'}
             )
             await response(scope, receive, send)
+            return
+        if scope.get("method") == "GET":
+            # The SDK's stateless mode would answer with an event stream it never writes to nor
+            # closes: one held connection and server task per GET, without a bound. The spec lets
+            # a server that offers no such stream answer 405.
+            body = {"error": "method_not_allowed", "error_description": NO_STREAM}
+            await JSONResponse(body, 405, headers={"Allow": "POST"})(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
