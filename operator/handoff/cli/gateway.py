@@ -27,6 +27,12 @@ def add_gateway_command(commands: Any) -> None:
         " (default 25, under common clients' time-outs)",
     )  # fmt: skip
     gateway.add_argument(
+        "--max-held-per-agent", type=_positive, default=16, metavar="N",
+        help="requests one agent may hold open at once on this gateway: tools/call waiting for"
+        " a decision and tasks/result waiting for an outcome; past it a clear error, nothing"
+        " filed (default 16)",
+    )  # fmt: skip
+    gateway.add_argument(
         "--stdio", action="store_true",
         help="speak MCP on stdin and stdout, for a local agent that launches the gateway",
     )  # fmt: skip
@@ -49,7 +55,8 @@ def run_gateway(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,  # stdout is the MCP stream with --stdio
     )
-    settings = Settings(args.kubeconfig, args.context, args.redis_url, args.listen, args.wait)
+    settings = Settings(args.kubeconfig, args.context, args.redis_url, args.listen, args.wait,
+                        max_held=args.max_held_per_agent)  # fmt: skip
     if not args.stdio:
         return serve(settings)
     token = os.environ.get("HANDOFF_TOKEN", "")
@@ -61,3 +68,13 @@ def run_gateway(args: argparse.Namespace) -> int:
         return 2
     settings.stdio_token = token
     return serve_stdio(settings)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value

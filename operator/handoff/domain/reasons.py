@@ -154,6 +154,7 @@ class Gateway(StrEnum):
     UNKNOWN_TOOL = "UnknownTool"  # no such server or tool
     INVALID_ARGUMENTS = "InvalidArguments"  # fail the tool's input schema or the size bounds
     UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"  # the upstream did not answer
+    TOO_MANY_HELD = "TooManyHeld"  # the agent holds --max-held-per-agent requests open already
     MAPPING_MISMATCH = "MappingMismatch"  # a request whose spec is not its tool's mapping
     AWAITING = "Awaiting"  # still waits for a person: the client calls again
     COMPLETED = "Completed"  # the upstream's result was returned

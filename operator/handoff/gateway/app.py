@@ -33,6 +33,8 @@ from handoff.gateway import metrics
 from handoff.gateway.auth import Authenticator, Caller, Unauthenticated
 from handoff.gateway.calls import Calls, Refused
 from handoff.gateway.execute import Executor
+from handoff.gateway.holds import DEFAULT as DEFAULT_HELD
+from handoff.gateway.holds import Holds
 from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
 from handoff.gateway.store import RedisStore
@@ -43,6 +45,10 @@ from handoff.gateway.watcher import Watcher
 log = logging.getLogger(__name__)
 INVALID_PARAMS = -32602
 MAX_BODY = 1 << 20  # bytes of a request's body (413 over it): far above a request's bounds
+NO_STREAM = (
+    "this gateway opens no event stream on GET: every answer, and its progress, comes on the"
+    " response to the POST that asked; POST JSON-RPC requests to /mcp"
+)
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Settings:
     listen: str = "127.0.0.1:8090"
     wait: float = 25.0
     stdio_token: str | None = None  # --stdio: the agent's own token
+    max_held: int = DEFAULT_HELD  # requests one agent holds open at once (holds.py)
 
 
 class Gateway_:
@@ -79,10 +86,11 @@ class Gateway_:
             policies=self.policies, sandbox=self.sandbox,
         )  # fmt: skip
         self.auth = Authenticator(self.api)
+        self.holds = Holds(settings.max_held)
         self.server: Server[Any] = TaskServer(
             "handoff-gateway", on_list_tools=self._list_tools, on_call_tool=self._call_tool
         )
-        self.mcp_tasks = Tasks(self.api, self.calls, self._caller)  # MCP Tasks (2025-11-25)
+        self.mcp_tasks = Tasks(self.api, self.calls, self._caller, self.holds)  # MCP Tasks
         self.mcp_tasks.install(self.server)
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -116,7 +124,8 @@ class Gateway_:
                 await ctx.session.report_progress(done, self.settings.wait, message)
 
         try:
-            answer = await self.calls.call(caller, params.name, params.arguments, progress)
+            with self.holds.hold(caller.namespace, caller.agent, "tools/call"):
+                answer = await self.calls.call(caller, params.name, params.arguments, progress)
         except Refused as e:
             raise MCPError(INVALID_PARAMS, str(e), {"reason": e.reason}) from None
         return types.CallToolResult.model_validate(answer)
@@ -206,6 +215,13 @@ class _Authenticated:
                 body, 401, headers={"WWW-Authenticate": 'Bearer realm="handoff"'}
             )
             await response(scope, receive, send)
+            return
+        if scope.get("method") == "GET":
+            # The SDK's stateless mode would answer with an event stream it never writes to nor
+            # closes: one held connection and server task per GET, without a bound. The spec lets
+            # a server that offers no such stream answer 405.
+            body = {"error": "method_not_allowed", "error_description": NO_STREAM}
+            await JSONResponse(body, 405, headers={"Allow": "POST"})(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)

@@ -1,6 +1,6 @@
 """The gateway's Prometheus metrics, served on its /metrics."""
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
 CALLS = Counter(
@@ -32,3 +32,9 @@ TASK_LOOKUPS = Counter(
     " misses: someone guesses task ids)",
     ["method", "found"], registry=REGISTRY,
 )  # fmt: skip
+HELD = Gauge(
+    "handoff_gateway_held_requests",
+    "tools/call and tasks/result requests held open now, waiting for a decision or an outcome"
+    " (each agent holds at most --max-held-per-agent)",
+    registry=REGISTRY,
+)

@@ -8,6 +8,7 @@ Nothing is kept in memory: a task is its ActionRequest (taskstate.py), so a gate
 after another died answers for its tasks, and ``tasks/result`` waits on the request itself.
 """
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ from handoff.gateway import metrics
 from handoff.gateway.auth import Caller
 from handoff.gateway.calls import Calls, Refused, refused_result
 from handoff.gateway.filing import call_key
+from handoff.gateway.holds import Holds
 from handoff.gateway.taskstate import (
     AGENT_LABEL,
     now,
@@ -69,10 +71,13 @@ class TaskServer(Server[Any]):
 
 
 class Tasks:
-    def __init__(self, api: KubeApi, calls: Calls, caller: CallerOf) -> None:
+    def __init__(
+        self, api: KubeApi, calls: Calls, caller: CallerOf, holds: Holds | None = None
+    ) -> None:
         self.api = api  # the gateway's own: reads requests
         self.calls = calls
         self.caller = caller
+        self.holds = holds or Holds()  # what one agent holds open: waiting tasks/result count
 
     def install(self, server: Server[Any]) -> None:
         server.middleware.append(self._tools_call)
@@ -146,20 +151,27 @@ class Tasks:
         upstream's result, or an error result saying Denied (reason, reviewers' comments) or
         Failed."""
         body = await self._own(ctx, params.task_id, "result")
-        while True:
-            decision = (body.get("status") or {}).get("decision") or {}
-            if decision.get("outcome") == Outcome.DENIED:
-                answer = refused_result(body)
-                break
-            if decision.get("outcome") == Outcome.APPROVED:
-                body = dict(await self.calls.executor.run(body))  # if nobody has: once
-                if ((body.get("status") or {}).get("execution") or {}).get("outcome") in OUTCOMES:
-                    answer = await self.calls.outcome(body)
+        meta, agent = body["metadata"], str(body["spec"].get("agent"))
+        holding = False
+        with contextlib.ExitStack() as held:
+            while True:
+                decision = (body.get("status") or {}).get("decision") or {}
+                if decision.get("outcome") == Outcome.DENIED:
+                    answer = refused_result(body)
                     break
-            try:
-                body = await self.calls.changed(body, WAIT_SLICE)
-            except NotFound:
-                raise MCPError(INVALID_PARAMS, NOT_FOUND) from None
+                if decision.get("outcome") == Outcome.APPROVED:
+                    body = dict(await self.calls.executor.run(body))  # if nobody has: once
+                    execution = (body.get("status") or {}).get("execution") or {}
+                    if execution.get("outcome") in OUTCOMES:
+                        answer = await self.calls.outcome(body)
+                        break
+                if not holding:  # it waits: one of the agent's held requests from now on
+                    held.enter_context(self.holds.hold(meta["namespace"], agent, "tasks/result"))
+                    holding = True
+                try:
+                    body = await self.calls.changed(body, WAIT_SLICE)
+                except NotFound:
+                    raise MCPError(INVALID_PARAMS, NOT_FOUND) from None
         await self._delivered(body)
         # Exactly what the call returns on this revision (the SDK's own shaping of a tools/call
         # result), with the task it belongs to.

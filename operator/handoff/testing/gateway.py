@@ -13,8 +13,12 @@ from handoff.testing.cluster import Cluster
 
 
 class GatewayProcess:
-    def __init__(self, cluster: Cluster, folder: Path, redis_url: str, wait: float = 3.0) -> None:
+    def __init__(
+        self, cluster: Cluster, folder: Path, redis_url: str, wait: float = 3.0,
+        args: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
         self.cluster = cluster
+        self.args = args  # more of handoff gateway's flags
         self.folder = folder
         self.redis_url = redis_url
         self.wait = wait
@@ -39,7 +43,7 @@ class GatewayProcess:
             sys.executable, "-m", "handoff", "gateway", f"--kubeconfig={kubeconfig}",
             f"--listen=127.0.0.1:{self.port}",
             f"--redis-url={gateway_redis_url(self.redis_url)}",
-            f"--wait={self.wait}",
+            f"--wait={self.wait}", *self.args,
         ]  # fmt: skip
         self.process = processes.spawn(
             "gateway", argv, self.folder, env=os.environ | {"PYTHONUNBUFFERED": "1"}
