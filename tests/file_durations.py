@@ -91,7 +91,8 @@ def order_items(items: list[pytest.Item], root: Path, measured: Mapping[str, flo
     names: dict[Path, str] = {}
     for item in items:
         if item.path not in names:
-            names[item.path] = item.path.relative_to(root).as_posix()
+            inside = item.path.is_relative_to(root)
+            names[item.path] = (item.path.relative_to(root) if inside else item.path).as_posix()
     sizes = {name: path.stat().st_size for path, name in names.items()}
     rank = {name: i for i, name in enumerate(schedule(names.values(), measured, sizes))}
     items.sort(key=lambda item: rank[names[item.path]])
