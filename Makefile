@@ -22,7 +22,7 @@ HELM_STAMP := $(BIN)/.helm-$(HELM_VERSION)
 PROMETHEUS_VERSION := $(shell grep -oE 'github\.com/prometheus/prometheus v[0-9.]+' tools/promql/go.mod | cut -d' ' -f2)
 PROMQL_STAMP := $(BIN)/.promql-check-$(PROMETHEUS_VERSION)
 
-.PHONY: help demo test unit integration smoke lint typecheck audit controlplane helm promql-check chart-lint chart-crds venv dev-up dev-down clean bench reliability mutation
+.PHONY: help demo test test-durations unit integration smoke lint typecheck audit controlplane helm promql-check chart-lint chart-crds venv dev-up dev-down clean bench reliability mutation
 
 help:
 	@echo "make demo          start the local environment and walk through every tier"
@@ -101,7 +101,7 @@ demo:
 	$(PY) examples/demo.py
 
 # The tests on TEST_WORKERS pytest-xdist workers, a file to a worker (its module fixtures start
-# once; tests/conftest.py hands out the integration files first, the largest first). Each worker
+# once; tests/file_durations.py hands them out longest first, by tests/durations.json). Each worker
 # starts its own control plane, Redis, PostgreSQL and operator on free ports. The integration
 # tests mostly wait (on the API server, the operator, a hold to pass), so 4 workers beat 2 on 2
 # cores; TEST_WORKERS=0 runs everything in one process.
@@ -114,9 +114,15 @@ test: venv controlplane helm promql-check
 	$(PY) -m pytest $(PARALLEL)
 	$(MAKE) --no-print-directory smoke
 
+# Each run prints its 15 slowest test files and writes them all to .handoff/test-durations.json;
+# this keeps them in tests/durations.json, which orders the files of `make test` (longest first).
+# After a full `make test` on a quiet machine, or a file run alone (`-p no:xdist`) to add it.
+test-durations: venv
+	$(PY) -m tests.file_durations
+
 lint: venv
-	$(VENV)/bin/ruff check operator tests examples benchmarks reliability
-	$(VENV)/bin/ruff format --check operator tests examples benchmarks reliability
+	$(VENV)/bin/ruff check operator tests examples benchmarks reliability scripts
+	$(VENV)/bin/ruff format --check operator tests examples benchmarks reliability scripts
 	$(VENV)/bin/lint-imports
 
 typecheck: venv

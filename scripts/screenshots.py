@@ -1,15 +1,14 @@
-"""Screenshots of the console for the docs, taken from a running `handoff dev up`.
+"""Screenshots of the console for the docs, taken from a running `handoff dev up`:
 
-    .venv/bin/python scripts/screenshots.py    # writes docs/screenshots/{queue,request,feed}.png
+.venv/bin/python scripts/screenshots.py    # writes docs/screenshots/{queue,request,feed}.png
 """
 
 import asyncio
 import json
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 from handoff.sdk import Agent
+from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "screenshots"
@@ -17,15 +16,21 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 
 
 async def propose(kubeconfig: str) -> str:
-    async with Agent("agents", "payments-agent", kubeconfig=kubeconfig, context="payments-agent") as agent:
-        await agent.propose("db.query", target="analytics:orders", summary="Count yesterday's orders")
+    async with Agent(
+        "agents", "payments-agent", kubeconfig=kubeconfig, context="payments-agent"
+    ) as agent:
+        await agent.propose(
+            "db.query", target="analytics:orders", summary="Count yesterday's orders"
+        )
         ticket = await agent.propose(
             "payments.refund", target="stripe:charge/ch_3Q9",
             parameters={"amount": 1840, "currency": "USD", "order": 4411},
             summary="Refund the double charge on order 4411 ($1,840)",
-            reasoning="Two identical charges 4 seconds apart; the customer asked for one to be returned",
+            reasoning="Two identical charges 4 seconds apart; the customer asked for one to be "
+                      "returned",
             blast_radius="$1,840 leaves the company account; the customer keeps the goods",
-            rollback={"description": "Charge the customer again for $1,840", "action": "payments.charge"},
+            rollback={"description": "Charge the customer again for $1,840",
+                      "action": "payments.charge"},
             confidence=0.88,
         )  # fmt: skip
         return ticket.name

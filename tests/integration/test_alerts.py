@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from handoff import paths
 
-from .test_chart import EVERYTHING_ON, FULLNAME, find, render
+from .chart import EVERYTHING_ON, FULLNAME, find, render
 
 pytestmark = pytest.mark.integration
 

@@ -15,22 +15,20 @@ from handoff.gateway.filing import call_key
 from handoff.testing.cluster import Cluster, eventually
 from handoff.testing.gateway import GatewayProcess
 
-from . import test_mcp_gateway as mcp
 from .helpers import AGENT, apply_ready_policy, policy
-from .test_mcp_gateway import (
+from .mcp_helpers import (
     Upstream,
     agent_token,
     call,
     mcp_server,
     plugin,
+    ready,
     refusal,
     request_of,
     requests,
     text,
 )
 
-upstream = mcp.upstream  # the module's fixtures: the bank as an MCP server, and the gateway
-gateway = mcp.gateway
 pytestmark = pytest.mark.integration
 MALLORY = "other-agent"  # a second agent of the namespace, governed and hostile
 
@@ -56,13 +54,8 @@ def bank(cluster: Cluster, upstream: Upstream, gateway: GatewayProcess) -> str:
     server = mcp_server(ns, upstream.url)
     server["spec"]["agents"]["serviceAccounts"] = [AGENT, MALLORY]
     cluster.apply(server)
-    eventually(lambda: _ready(cluster.get("mcpserver", "bank", ns)), 30, "MCPServer bank Ready")
+    eventually(lambda: ready(cluster.get("mcpserver", "bank", ns)), 30, "MCPServer bank Ready")
     return ns
-
-
-def _ready(body: dict[str, Any]) -> bool:
-    conditions = (body.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def _file(cluster: Cluster, ns: str, spec: dict[str, Any], who: str = AGENT, **meta: Any) -> str:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from the gateway's tests are its parameters
 """The gateway's tier-1 fast path against the real control plane, Redis, operator and upstream:
 it forwards a tier 1 at once only when the policies as read after filing, and as the operator has
 compiled them, make it tier 1; the operator's decision is then compared, and the execution is
@@ -12,16 +11,13 @@ from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 from handoff.testing.gateway import GatewayProcess
 
 from .helpers import AGENT, apply_ready_policy, policy
-from .test_mcp_gateway import (  # noqa: F401 - the fixtures, shared with the gateway's tests
+from .mcp_helpers import (
     Upstream,
     agent_token,
     approve,
-    bank,
     call,
-    gateway,
     requests,
     text,
-    upstream,
 )
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The MCP gateway end to end: a real upstream MCP server (tests/integration/mcp_upstream.py)
+"""The MCP gateway end to end: a real upstream MCP server (examples/mcp_bank.py)
 that counts its calls, the real mcp SDK client over Streamable HTTP with the agent's own token,
 the real control plane, Redis and operator, and reviewers through kubectl handoff."""
 
@@ -10,187 +10,36 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import mcp_types as types
 import pytest
 from handoff.devenv import processes
-from handoff.testing.cluster import Cluster, OperatorProcess, eventually
+from handoff.testing.cluster import Cluster, eventually
 from handoff.testing.gateway import GatewayProcess
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from .helpers import AGENT, apply_ready_policy, policy
+from .helpers import AGENT
+from .mcp_helpers import (
+    Upstream,
+    agent_token,
+    approve,
+    call,
+    leaves,
+    list_tools,
+    mcp_server,
+    plugin,
+    ready,
+    refusal,
+    request_of,
+    requests,
+    text,
+)
 
 pytestmark = pytest.mark.integration
-PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
-UPSTREAM = Path(__file__).resolve().parents[2] / "examples" / "mcp_bank.py"
-
-
-@dataclass
-class Upstream:
-    url: str
-    calls_file: Path
-    token: str
-
-    def calls(self, marker: str) -> list[dict[str, Any]]:
-        """The calls the upstream received whose arguments mention ``marker``."""
-        if not self.calls_file.exists():
-            return []
-        lines = self.calls_file.read_text().splitlines()
-        return [c for line in lines if marker in json.dumps((c := json.loads(line))["args"])]
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    folder = tmp_path_factory.mktemp("upstream")
-    port, token = processes.free_port(), uuid.uuid4().hex
-    process = processes.spawn(
-        "upstream", [sys.executable, str(UPSTREAM), str(port), str(folder / "calls.jsonl"), token],
-        folder,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/mcp"
-    processes.wait_until(
-        lambda: _answers(url), 30, "the upstream MCP server", folder / "upstream.log"
-    )
-    yield Upstream(url, folder / "calls.jsonl", token)
-    process.terminate()
-    process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    cluster: Cluster, operator: OperatorProcess, redis_server: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:  # fmt: skip
-    process = GatewayProcess(cluster, tmp_path_factory.mktemp("gateway"), redis_server.url).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def bank(cluster: Cluster, upstream: Upstream, gateway: GatewayProcess) -> str:
-    """A namespace with the agent, a policy for the bank's tools and the MCPServer ``bank``."""
-    ns = cluster.new_namespace(agents=(AGENT, "other-agent"))
-    rules = [
-        {"name": "reads", "actions": ["mcp.bank.read_account"], "tier": 1},
-        {"name": "limits", "actions": ["mcp.bank.set_limit"], "tier": 2},
-        {"name": "closing", "actions": ["mcp.bank.close_account"], "tier": 4, "decisionWindow": "10s"},
-        {"name": "money", "actions": ["mcp.bank.transfer"], "tier": 4, "decisionWindow": "5m"},
-    ]  # fmt: skip
-    body = policy(ns, rules=rules)
-    body["spec"]["agents"]["serviceAccounts"] = [AGENT, "other-agent"]
-    apply_ready_policy(cluster, body)
-    cluster.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "bank-credentials", "namespace": ns,
-                                "annotations": {"handoff.dev/mcp-server": "bank"}},
-                   "stringData": {"Authorization": f"Bearer {upstream.token}"}})  # fmt: skip
-    cluster.apply(mcp_server(ns, upstream.url))
-    eventually(lambda: _ready(cluster.get("mcpserver", "bank", ns)), 30, "MCPServer bank Ready")
-    return ns
-
-
-def mcp_server(ns: str, url: str) -> dict[str, Any]:
-    by_account = "'account:' + args.account"
-    return {
-        "apiVersion": "handoff.dev/v1alpha1", "kind": "MCPServer",
-        "metadata": {"name": "bank", "namespace": ns},
-        "spec": {
-            "url": url,
-            "credentials": {"secretName": "bank-credentials"},
-            "agents": {"serviceAccounts": [AGENT]},
-            "tools": [
-                {"name": "read_account", "target": by_account},
-                {"name": "set_limit", "target": by_account, "inverse": {
-                    "tool": "set_limit", "description": "Set the limit back",
-                    "arguments": "{'account': args.account, 'limit': args.previous, 'previous': args.limit}"}},
-                {"name": "transfer", "target": "'account:' + args.to"},
-                {"name": "close_account", "target": by_account},
-            ],
-        },
-    }  # fmt: skip
-
-
-def _ready(body: dict[str, Any]) -> bool:
-    conditions = (body.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1)  # noqa: S310 - the test's own loopback server
-    except urllib.error.HTTPError:
-        return True  # it answered (401 without the token)
-    except OSError:
-        return False
-    return True
-
-
-# -- the client ------------------------------------------------------------------------------
-
-
-def call(
-    gateway: GatewayProcess, token: str, tool: str, arguments: dict[str, Any],
-    transcript: list[str] | None = None,
-) -> types.CallToolResult:  # fmt: skip
-    async def go() -> types.CallToolResult:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-        async with http, Client(streamable_http_client(gateway.url, http_client=http)) as client:
-            return await client.call_tool(tool, arguments)
-
-    result = asyncio.run(go())
-    if transcript is not None:
-        transcript.append(f"-> tools/call {tool} {json.dumps(arguments)}")
-        transcript.append(f"<- {result.model_dump_json(by_alias=True, exclude_none=True)}")
-    return result
-
-
-def list_tools(gateway: GatewayProcess, token: str) -> list[types.Tool]:
-    async def go() -> list[types.Tool]:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-        async with http, Client(streamable_http_client(gateway.url, http_client=http)) as client:
-            return list((await client.list_tools()).tools)
-
-    return asyncio.run(go())
-
-
-def text(result: types.CallToolResult) -> str:
-    return " ".join(getattr(c, "text", "") for c in result.content)
-
-
-def requests(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
-    out = cluster.kubectl("get", "actionrequests", "-n", ns, "-o", "json").stdout
-    return list(json.loads(out)["items"])
-
-
-def plugin(cluster: Cluster, ns: str, who: str, *args: str) -> subprocess.CompletedProcess[str]:
-    kubeconfig = cluster.control_plane.write_kubeconfig(
-        cluster.folder / f"{ns}-{who}.kubeconfig", {who: cluster.token(who)}, ns
-    )
-    return subprocess.run(
-        [PLUGIN, "--kubeconfig", str(kubeconfig), "--context", who, *args],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-
-
-def approve(cluster: Cluster, ns: str, name: str) -> None:
-    plugin(cluster, ns, "alice", "approve", name, "--ack", "what,impact,rollback",
-           "--comment", "matches the ticket")  # fmt: skip
-
-
-def request_of(result: types.CallToolResult) -> str:
-    return str((result.meta or {})["dev.handoff/request"])
-
-
-def agent_token(cluster: Cluster, ns: str, agent: str = AGENT) -> str:
-    return cluster.token(f"{ns}/{agent}")
 
 
 # -- tiers -----------------------------------------------------------------------------------
@@ -340,22 +189,8 @@ def test_no_token_or_a_bad_one_is_401_and_files_nothing(
         assert said in body["error_description"]
     with pytest.raises(ExceptionGroup) as raised:  # the SDK's client raises a group
         call(gateway, "forged", "bank__transfer", {"amount": 1, "to": bank})
-    assert any(isinstance(e, MCPError) for e in _leaves(raised.value))  # it says no more than that
+    assert any(isinstance(e, MCPError) for e in leaves(raised.value))  # it says no more than that
     assert requests(cluster, bank) == []
-
-
-def refusal(gateway: GatewayProcess, token: str, tool: str, arguments: dict[str, Any]) -> str:
-    """The JSON-RPC error a call gets (the SDK's client raises it inside exception groups)."""
-    with pytest.raises(ExceptionGroup) as raised:
-        call(gateway, token, tool, arguments)
-    (error,) = [e for e in _leaves(raised.value) if isinstance(e, MCPError)]
-    return str(error)
-
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for e in error.exceptions for leaf in _leaves(e)]
-    return [error]
 
 
 def test_an_agent_the_server_does_not_list_is_refused(
@@ -659,7 +494,7 @@ def test_the_status_says_which_tools_no_policy_rule_names(
     teller["spec"]["credentials"]["secretName"] = "teller-credentials"
     cluster.apply(teller)
     status = eventually(  # Ready once the operator's Role lets the gateway read the Secret
-        lambda: _ready(cluster.get("mcpserver", "teller", bank))
+        lambda: ready(cluster.get("mcpserver", "teller", bank))
         and cluster.get("mcpserver", "teller", bank)["status"],
         30, "the teller's status",
     )  # fmt: skip

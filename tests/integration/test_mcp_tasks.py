@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from the gateway's tests are its parameters
 """MCP Tasks (protocol revision 2025-11-25) through the gateway, end to end: the mcp SDK's client
 (the initialize handshake, then task-augmented tools/call and tasks/* with the SDK's own types)
 against the real control plane, Redis, operator and the counting upstream bank. Each helper opens
@@ -26,19 +25,17 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from .helpers import AGENT
-from .test_mcp_gateway import (  # noqa: F401 - the fixtures, shared with the gateway's tests
+from .mcp_helpers import (
     Upstream,
     agent_token,
     approve,
-    bank,
     call,
-    gateway,
+    leaves,
     mcp_server,
     plugin,
     request_of,
     requests,
     text,
-    upstream,
 )
 
 pytestmark = pytest.mark.integration
@@ -119,20 +116,14 @@ def error_of(probe: Callable[[], object]) -> MCPError:
     """The JSON-RPC error the SDK's client raises (inside exception groups)."""
     with pytest.raises((MCPError, ExceptionGroup)) as raised:
         probe()
-    leaves = _leaves(raised.value)
-    (error,) = [e for e in leaves if isinstance(e, MCPError)] or leaves
-    assert isinstance(error, MCPError), leaves
+    found = leaves(raised.value)
+    (error,) = [e for e in found if isinstance(e, MCPError)] or found
+    assert isinstance(error, MCPError), found
     return error
 
 
 def refused(probe: Callable[[GatewayProcess, str, str], object], *args: Any) -> MCPError:
     return error_of(lambda: probe(*args))
-
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for e in error.exceptions for leaf in _leaves(e)]
-    return [error]
 
 
 def ms(delta: timedelta) -> int:
