@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from the gateway's tests are its parameters
 """A hostile agent against the gateway's MCP Tasks, with only an agent's rights: its
 ServiceAccount token (kubectl and /mcp), its Redis credentials, and the mcp SDK's client or raw
 JSON-RPC. What got through is reproduced here with its fix; what held is kept, so it keeps
@@ -23,28 +22,18 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from .helpers import AGENT, apply_ready_policy, policy
-from .test_mcp_tasks import (  # noqa: F401 - the fixtures, shared with the gateway's tests
-    NOT_FOUND,
-    OTHER,
+from .mcp_helpers import (
     Upstream,
-    _leaves,
-    _raw,
     agent_token,
     approve,
-    bank,
     call,
-    create,
-    error_of,
-    gateway,
-    get,
+    leaves,
     mcp_server,
     plugin,
     requests,
-    result,
-    session,
     text,
-    upstream,
 )
+from .test_mcp_tasks import NOT_FOUND, OTHER, _raw, create, error_of, get, result, session
 
 pytestmark = pytest.mark.integration
 HELD = 2  # --max-held-per-agent of the gateway below
@@ -276,7 +265,7 @@ def test_a_task_whose_request_is_deleted_meanwhile_is_not_found(
     waiting.join(60)
     assert answers
     assert isinstance(answers[0], BaseException), answers
-    (error,) = [e for e in _leaves(answers[0]) if isinstance(e, MCPError)]
+    (error,) = [e for e in leaves(answers[0]) if isinstance(e, MCPError)]
     assert (error.code, str(error)) == (-32602, NOT_FOUND)
     assert (error_of(lambda: get(gateway, token, task.task_id)).code) == -32602
     assert upstream.calls(bank) == []
