@@ -40,6 +40,11 @@ class Outbox(Protocol):
         """Append ``record`` unless it was appended before; True when appended now."""
         ...
 
+    async def publish_all(self, namespace: str, uid: str, records: list[Record]) -> list[bool]:
+        """``publish`` each of ``records``, in order, in one round trip: whether each was
+        appended now."""
+        ...
+
     async def forget(self, namespace: str, uid: str) -> None:
         """Drop a deleted request's dedup fields."""
         ...
@@ -79,20 +84,34 @@ def dedup_key(namespace: str, uid: str) -> str:
     return f"handoff:published:{namespace}:{uid}"
 
 
+def _publish_args(namespace: str, uid: str, record: Record) -> tuple[list[Any], list[Any]]:
+    """The keys and arguments of _PUBLISH_ONCE for ``record``."""
+    maxlen = AUDIT_MAXLEN if record.stream == AUDIT_STREAM else 0
+    flat = [item for pair in record.fields.items() for item in pair]
+    return [dedup_key(namespace, uid), record.stream], [record.dedup, DEDUP_TTL, maxlen, *flat]
+
+
 class RedisOutbox:
     def __init__(self, url: str) -> None:
         self._client = redis_asyncio.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._script = self._client.register_script(_PUBLISH_ONCE)
 
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
-        maxlen = AUDIT_MAXLEN if record.stream == AUDIT_STREAM else 0
-        flat = [item for pair in record.fields.items() for item in pair]
         with _redis_errors():
-            done = await self._script(
-                keys=[dedup_key(namespace, uid), record.stream],
-                args=[record.dedup, DEDUP_TTL, maxlen, *flat],
-            )
+            keys, args = _publish_args(namespace, uid, record)
+            done = await self._script(keys=keys, args=args)
         return bool(done)
+
+    async def publish_all(self, namespace: str, uid: str, records: list[Record]) -> list[bool]:
+        if len(records) < 2:
+            return [await self.publish(namespace, uid, record) for record in records]
+        with _redis_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for record in records:
+                    keys, args = _publish_args(namespace, uid, record)
+                    await self._script(keys=keys, args=args, client=pipe)
+                done = await pipe.execute()
+        return [bool(d) for d in done]
 
     async def forget(self, namespace: str, uid: str) -> None:
         with _redis_errors():
@@ -103,9 +122,7 @@ class RedisOutbox:
             return bool(await self._client.hexists(dedup_key(namespace, uid), key))
 
     async def mark(self, namespace: str, uid: str, key: str) -> None:
-        with _redis_errors():
-            await self._client.hset(dedup_key(namespace, uid), key, "1")
-            await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
+        await self.remember(namespace, uid, key, "1")
 
     async def present(self, namespace: str, uid: str, keys: list[str]) -> set[str]:
         if not keys:
@@ -115,9 +132,11 @@ class RedisOutbox:
         return {key for key, value in zip(keys, values, strict=True) if value is not None}
 
     async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
-        with _redis_errors():
-            await self._client.hset(dedup_key(namespace, uid), key, value)
-            await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
+        with _redis_errors():  # one round trip, and never a field without its expiry
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(dedup_key(namespace, uid), key, value)
+                pipe.expire(dedup_key(namespace, uid), DEDUP_TTL)
+                await pipe.execute()
 
     async def recall(self, namespace: str, uid: str, key: str) -> str | None:
         with _redis_errors():
@@ -152,6 +171,9 @@ class MemoryOutbox:
         self.seen.add((namespace, uid, record.dedup))
         self.streams.setdefault(record.stream, []).append(dict(record.fields))
         return True
+
+    async def publish_all(self, namespace: str, uid: str, records: list[Record]) -> list[bool]:
+        return [await self.publish(namespace, uid, record) for record in records]
 
     async def forget(self, namespace: str, uid: str) -> None:
         self.seen = {s for s in self.seen if s[:2] != (namespace, uid)}
