@@ -1,5 +1,5 @@
-"""The operator's Redis outbox against a real Redis: a request's records go out in one pipelined
-round trip, each still exactly once and in order, and a mark is set with its expiry at once."""
+"""The operator's Redis outbox against a real Redis: a request's records go out in one script call,
+one round trip, each still exactly once and in order, and a mark is set with its expiry at once."""
 
 import asyncio
 import uuid
@@ -30,7 +30,7 @@ def test_records_go_out_together_each_once_and_in_order(redis_server: RedisServe
             await outbox.close()
 
     redis = redis_client(redis_server.url)
-    redis.script_flush()  # the pipeline loads the script itself when Redis does not have it
+    redis.script_flush()  # the script is loaded again when Redis does not have it
     assert asyncio.run(publish(records)) == [True, True]
     assert asyncio.run(publish(records)) == [False, False]  # a retry appends nothing
     third = Record(agent, "review:0", {"name": "r", "event": "Reviewed"})

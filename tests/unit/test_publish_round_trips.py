@@ -16,7 +16,8 @@ from tests.unit.test_orchestration import AGENT, NS, asynchronous, started
 
 
 class RoundTrips(CountingOutbox):
-    """Each call is one round trip to Redis (RedisOutbox pipelines publish_all and mark)."""
+    """Each call is one round trip to Redis (RedisOutbox: publish_all is one script call, mark
+    one MULTI)."""
 
     async def publish_all(self, namespace: str, uid: str, records: list[Record]) -> list[bool]:
         self.calls.append("publish_all")
