@@ -14,21 +14,28 @@ from the scheduled time, so a backlog shows up in the figures (no coordinated om
 """
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from common import RequestWatch, ratio, stats, until
+from cpu import CpuMeter, per_request
 from environment import BenchEnvironment
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
 from handoff.domain.timefmt import parse_time
+from profiler import Profiler
 
 NS = "bench-decisions"
 AGENT = "bench-agent"
 FLOOR_NS = "bench-floor"
 FLOOR_AGENT = "floor-agent"
 P99_LIMIT_MS = 250.0
+CPU_RATE = 20  # requests a second while the CPU per request is measured: every path keeps up
+IDLE_SECONDS = 5.0  # what each process spends idle, measured before, is taken off (10 ms ticks)
+SETTLE_SECONDS = 2.0  # after the last answer: the operator's Events and the echoes
+CPU_GRACE = 60.0  # seconds to wait for the last decisions while CPU is measured
 GRACE = 10.0  # seconds after the last send to wait for stragglers; missing ones count as lost
 
 POLICY = {
@@ -70,10 +77,12 @@ class ApprovalWatch(RequestWatch):
         super().__init__(api, namespace, time.perf_counter)
         self.seen: dict[str, float] = {}
         self.decided_at: dict[str, float] = {}  # the operator's decision.at (wall clock)
+        self.versions: dict[str, int] = {}  # watch events (writes) per request
 
     def note(self, obj: dict[str, Any], now: float) -> None:
         decision = (obj.get("status") or {}).get("decision") or {}
         name = obj["metadata"]["name"]
+        self.versions[name] = self.versions.get(name, 0) + 1
         if decision.get("outcome") == "Approved" and name not in self.seen:
             self.seen[name] = now
             self.decided_at[name] = parse_time(decision["at"]).timestamp()
@@ -97,8 +106,9 @@ async def open_loop(
 
 
 class Bench:
-    def __init__(self, env: BenchEnvironment) -> None:
+    def __init__(self, env: BenchEnvironment, profiler: Profiler | None = None) -> None:
         self.env = env
+        self.profiler = profiler
 
     async def __aenter__(self) -> "Bench":
         self.agent = self.env.api(f"{NS}/{AGENT}")
@@ -131,6 +141,7 @@ class Bench:
             sent[created["metadata"]["name"]] = scheduled
             wall[created["metadata"]["name"]] = scheduled + offset
 
+        self.sent = sent
         start = await open_loop(rate, seconds, send)
         await until(lambda: all(n in self.watch.seen for n in sent), GRACE)
         latencies = [self.watch.seen[n] - t for n, t in sent.items() if n in self.watch.seen]
@@ -146,6 +157,46 @@ class Bench:
         result["to_decision_ms"] = [before["median"], before["p99"]]
         result["decision_to_seen_ms"] = [after["median"], after["p99"]]
         return result
+
+    async def cpu(self, rate: float, seconds: float) -> dict[str, Any]:
+        """CPU milliseconds per request of the operator, kube-apiserver, etcd and this client
+        (the agents' and the floor's client, and the agent's watch), for the floor and then
+        for Handoff at the same rate, each less what the process spends idle; and the writes
+        per Handoff request (the agent's watch events on it) and Events posted on it."""
+        assert self.env.operator is not None
+        assert self.env.operator.process is not None
+        assert self.env.cluster is not None
+        running = self.env.cluster.control_plane.running()
+        operator = self.env.operator.process.pid
+        meter = CpuMeter({"operator": operator, "apiserver": running["kube-apiserver"],
+                          "etcd": running["etcd"], "client": os.getpid()})  # fmt: skip
+        out: dict[str, Any] = {"rate": rate}
+        for path, run in (("floor", self.floor), ("handoff", self.handoff)):
+            meter.start()
+            await asyncio.sleep(IDLE_SECONDS)
+            idle = meter.stop()
+            if path == "handoff" and self.profiler is not None:
+                self.profiler.cpu(operator, "decisions-tier1")
+            meter.start()
+            result = await run(rate, seconds)
+            done = result["completed"]
+            if path == "handoff":  # a loaded machine: count every request the operator decided
+                await until(lambda: all(n in self.watch.seen for n in self.sent), CPU_GRACE)
+                done = sum(1 for n in self.sent if n in self.watch.seen)
+            await asyncio.sleep(SETTLE_SECONDS)
+            busy = meter.stop()
+            if path == "handoff" and self.profiler is not None:
+                self.profiler.stop()
+            out[path] = per_request(busy, idle, done) | {"offered": result["offered"],
+                "median_ms": result["median_ms"], "p99_ms": result["p99_ms"]}  # fmt: skip
+        names = set(self.sent)
+        writes = [self.watch.versions.get(name, 0) for name in names]
+        out["handoff"]["writes_per_request"] = round(sum(writes) / max(len(writes), 1), 2)
+        listing = await self.writer.get(resource_path("", "v1", "events", NS))
+        posted = [e for e in listing.get("items") or []
+                  if (e.get("involvedObject") or {}).get("name") in names]  # fmt: skip
+        out["handoff"]["events_per_request"] = round(len(posted) / max(len(names), 1), 2)
+        return out
 
     async def floor(self, rate: float, seconds: float) -> dict[str, Any]:
         """The same client doing both writes itself: create, then the status patch."""
@@ -228,12 +279,18 @@ LADDER = (30, 42, 60, 84, 118, 165, 230)
 
 
 async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_seconds: float = 60,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
-    """Latency at 10 and 50 per second and at the highest sustained rate, and that rate beside
-    the floor's: both climb the same ladder of rates, in alternating slices."""
-    async with Bench(env) as bench:
+                  cpu_seconds: float = 15, profiler: Profiler | None = None,
+                  log: Callable[[str], None] = print, cpu_only: bool = False) -> dict[str, Any]:  # fmt: skip
+    """CPU per request at a rate every path keeps up with; latency at 10 and 50 per second and
+    at the highest sustained rate, and that rate beside the floor's: both climb the same ladder
+    of rates, in alternating slices."""
+    async with Bench(env, profiler) as bench:
         await bench.floor(20, 2)  # warm both paths: connections, caches, imports
         await bench.handoff(20, 2)
+        cpu = await bench.cpu(CPU_RATE, cpu_seconds)
+        log(cpu_line(cpu))
+        if cpu_only:
+            return {"cpu": cpu}
         rows: dict[str, Any] = {}
         for rate in (10, 50):
             floor, handoff = await paired(bench, rate, 4, slice_seconds)
@@ -272,8 +329,19 @@ async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_se
     }  # fmt: skip
     sustained_rate = confirm["rate"] if confirm.get("sustained") else 0
     return {
+        "cpu": cpu,
         "latency": latency,
         "ladder": ladder,
         "throughput": {"handoff_rate": sustained_rate, "handoff_run": confirm,
                        "floor_rate": floor_rate, "share_of_floor": ratio(sustained_rate, floor_rate)},
     }  # fmt: skip
+
+
+def cpu_line(cpu: dict[str, Any]) -> str:
+    f, h = cpu["floor"], cpu["handoff"]
+    return (
+        f"  CPU ms per tier 1 request at {cpu['rate']:g}/s: operator {h['operator_ms']}; "
+        f"kube-apiserver {h['apiserver_ms']} (floor {f['apiserver_ms']}); etcd {h['etcd_ms']} "
+        f"(floor {f['etcd_ms']}); bench client {h['client_ms']} (floor {f['client_ms']}); "
+        f"{h['writes_per_request']} writes and {h['events_per_request']} Events per request"
+    )

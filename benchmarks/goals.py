@@ -45,6 +45,10 @@ def _latency(results: dict[str, Any], add: Any, load: str) -> None:
     why = f"floor median {floor['median_ms']} ms, p99 {floor['p99_ms']} ms; {load}"
     if row.get("breakdown"):
         why += f"; breakdown {row['breakdown']}"
+    if "cpu" in results:  # what each request takes from the two cores the API server shares
+        cpu = results["cpu"]
+        why += (f"; CPU per request at {cpu['rate']:g}/s: operator {cpu['handoff']['operator_ms']} ms, "
+                f"kube-apiserver {cpu['handoff']['apiserver_ms']} ms (floor {cpu['floor']['apiserver_ms']} ms)")  # fmt: skip
     add(9, "tier 1 median within 3x the floor at 50/s", f"ratio {median}",
         median is not None and median <= 3, why)  # fmt: skip
     add(9, "tier 1 p99 under 100 ms at 50/s", f"{hand['p99_ms']} ms",

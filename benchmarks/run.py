@@ -80,7 +80,9 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
             await env.grant_create(decisions.FLOOR_NS, decisions.FLOOR_AGENT)
             log("decision latency and throughput")
             figures = await decisions.measure(env, slice_seconds=args.slice_seconds,
-                                              confirm_seconds=args.confirm_seconds, log=log)  # fmt: skip
+                                              confirm_seconds=args.confirm_seconds,
+                                              cpu_seconds=args.cpu_seconds, profiler=profiler,
+                                              cpu_only=args.cpu_only, log=log)  # fmt: skip
             operator.stop()
         if "scale" in parts(args.only):
             log(f"{args.pending:,} pending requests")
@@ -123,6 +125,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if "classification" in results:
         out += _classification_rows(results["classification"])
+    if "cpu" in results:
+        out += _cpu_rows(results["cpu"])
     if "latency" in results:
         out += _latency_rows(results)
     if "scale" in results:
@@ -149,6 +153,25 @@ def _classification_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
         add({"figure": "classify median (us)", "handoff": h["median"], "baseline": opa["median"],
              "vs": "OPA (Go, in-process)", "ratio": ratio(h["median"], opa["median"])})  # fmt: skip
     return out
+
+
+def _cpu_rows(cpu: dict[str, Any]) -> list[dict[str, Any]]:
+    """CPU per tier 1 request (idle taken off): the operator's has no baseline (the floor has
+    no operator); the API server's and etcd's beside what the floor's two writes cost them."""
+    h, f = cpu["handoff"], cpu["floor"]
+    rate = f"{cpu['rate']:g}/s"
+    return [
+        {"figure": f"operator CPU (ms) per tier 1 request @ {rate}", "handoff": h["operator_ms"]},
+        {"figure": "  kube-apiserver CPU (ms) per request", "handoff": h["apiserver_ms"],
+         "baseline": f["apiserver_ms"], "vs": "floor: create + patch",
+         "ratio": ratio(h["apiserver_ms"], f["apiserver_ms"])},
+        {"figure": "  etcd CPU (ms) per request", "handoff": h["etcd_ms"],
+         "baseline": f["etcd_ms"], "vs": "floor: create + patch",
+         "ratio": ratio(h["etcd_ms"], f["etcd_ms"])},
+        {"figure": "  writes (watch events) per request", "handoff": h["writes_per_request"],
+         "baseline": 2, "vs": "floor: create + patch"},
+        {"figure": "  Events posted per request", "handoff": h["events_per_request"]},
+    ]  # fmt: skip
 
 
 def _latency_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,7 +261,8 @@ def main() -> int:
         "--profile",
         default=None,
         metavar="DIR",
-        help="py-spy and tracemalloc profiles of the scale row, into DIR",
+        help="py-spy profiles of the operator (decisions: while its CPU is measured; scale: "
+        "with tracemalloc), into DIR",
     )
     parser.add_argument(
         "--operator-from",
@@ -256,6 +280,14 @@ def main() -> int:
     parser.add_argument("--history", type=int, default=history.COUNT, help="decided requests")
     parser.add_argument("--slice-seconds", type=float, default=6)
     parser.add_argument("--confirm-seconds", type=float, default=60)
+    parser.add_argument(
+        "--cpu-seconds",
+        type=float,
+        default=15,
+        help="seconds of tier 1 requests (20/s) whose CPU is measured",
+    )
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="decisions: the CPU per request only, no latency rows")  # fmt: skip
     parser.add_argument("--gateway-calls", type=int, default=200, help="calls each way")
     parser.add_argument("--gateway-rate", type=float, default=10.0, help="calls per second")
     args = parser.parse_args()

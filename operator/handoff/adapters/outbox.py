@@ -28,6 +28,30 @@ else
 end
 return 1
 """
+# The same for several records of one request in one call (KEYS: its dedup hash, then each
+# record's stream; ARGV: the TTL, then per record its dedup field, maxlen, field count and
+# fields): one round trip, where a pipeline of _PUBLISH_ONCE costs two (redis-py asks SCRIPT
+# EXISTS before every pipeline that runs a script).
+_PUBLISH_EACH_ONCE = """
+local out, i = {}, 2
+for k = 2, #KEYS do
+  local dedup, maxlen, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local fields = {unpack(ARGV, i + 3, i + 2 + n)}
+  i = i + 3 + n
+  if redis.call('HSETNX', KEYS[1], dedup, '1') == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+    if maxlen ~= '0' then
+      redis.call('XADD', KEYS[k], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    else
+      redis.call('XADD', KEYS[k], '*', unpack(fields))
+    end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
 DEDUP_TTL = 60 * 60 * 24 * 30  # seconds a request's dedup fields outlive their last publication
 
 
@@ -38,6 +62,11 @@ class OutboxError(Exception):
 class Outbox(Protocol):
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
         """Append ``record`` unless it was appended before; True when appended now."""
+        ...
+
+    async def publish_all(self, namespace: str, uid: str, records: list[Record]) -> list[bool]:
+        """``publish`` each of ``records``, in order, in one round trip: whether each was
+        appended now."""
         ...
 
     async def forget(self, namespace: str, uid: str) -> None:
@@ -79,20 +108,37 @@ def dedup_key(namespace: str, uid: str) -> str:
     return f"handoff:published:{namespace}:{uid}"
 
 
+def _publish_args(namespace: str, uid: str, record: Record) -> tuple[list[Any], list[Any]]:
+    """The keys and arguments of _PUBLISH_ONCE for ``record``."""
+    maxlen = AUDIT_MAXLEN if record.stream == AUDIT_STREAM else 0
+    flat = [item for pair in record.fields.items() for item in pair]
+    return [dedup_key(namespace, uid), record.stream], [record.dedup, DEDUP_TTL, maxlen, *flat]
+
+
 class RedisOutbox:
     def __init__(self, url: str) -> None:
         self._client = redis_asyncio.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._script = self._client.register_script(_PUBLISH_ONCE)
+        self._each = self._client.register_script(_PUBLISH_EACH_ONCE)
 
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
-        maxlen = AUDIT_MAXLEN if record.stream == AUDIT_STREAM else 0
-        flat = [item for pair in record.fields.items() for item in pair]
         with _redis_errors():
-            done = await self._script(
-                keys=[dedup_key(namespace, uid), record.stream],
-                args=[record.dedup, DEDUP_TTL, maxlen, *flat],
-            )
+            keys, args = _publish_args(namespace, uid, record)
+            done = await self._script(keys=keys, args=args)
         return bool(done)
+
+    async def publish_all(self, namespace: str, uid: str, records: list[Record]) -> list[bool]:
+        if len(records) < 2:
+            return [await self.publish(namespace, uid, record) for record in records]
+        keys: list[Any] = [dedup_key(namespace, uid)]
+        args: list[Any] = [DEDUP_TTL]
+        for record in records:
+            _, (dedup, _ttl, maxlen, *flat) = _publish_args(namespace, uid, record)
+            keys.append(record.stream)
+            args += [dedup, maxlen, len(flat), *flat]
+        with _redis_errors():
+            done = await self._each(keys=keys, args=args)
+        return [bool(d) for d in done]
 
     async def forget(self, namespace: str, uid: str) -> None:
         with _redis_errors():
@@ -103,9 +149,7 @@ class RedisOutbox:
             return bool(await self._client.hexists(dedup_key(namespace, uid), key))
 
     async def mark(self, namespace: str, uid: str, key: str) -> None:
-        with _redis_errors():
-            await self._client.hset(dedup_key(namespace, uid), key, "1")
-            await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
+        await self.remember(namespace, uid, key, "1")
 
     async def present(self, namespace: str, uid: str, keys: list[str]) -> set[str]:
         if not keys:
@@ -115,9 +159,11 @@ class RedisOutbox:
         return {key for key, value in zip(keys, values, strict=True) if value is not None}
 
     async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
-        with _redis_errors():
-            await self._client.hset(dedup_key(namespace, uid), key, value)
-            await self._client.expire(dedup_key(namespace, uid), DEDUP_TTL)
+        with _redis_errors():  # one round trip, and never a field without its expiry
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(dedup_key(namespace, uid), key, value)
+                pipe.expire(dedup_key(namespace, uid), DEDUP_TTL)
+                await pipe.execute()
 
     async def recall(self, namespace: str, uid: str, key: str) -> str | None:
         with _redis_errors():
@@ -152,6 +198,9 @@ class MemoryOutbox:
         self.seen.add((namespace, uid, record.dedup))
         self.streams.setdefault(record.stream, []).append(dict(record.fields))
         return True
+
+    async def publish_all(self, namespace: str, uid: str, records: list[Record]) -> list[bool]:
+        return [await self.publish(namespace, uid, record) for record in records]
 
     async def forget(self, namespace: str, uid: str) -> None:
         self.seen = {s for s in self.seen if s[:2] != (namespace, uid)}

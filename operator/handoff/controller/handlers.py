@@ -10,7 +10,7 @@ any other event. The start and stop (login, startup, cleanup, a shard's joins an
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -56,7 +56,9 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
     await _handled(memo, "policy", namespace, name, work=work, retry=retry)
 
 
-async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def request_event(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any
+) -> None:
     operator: Operator = memo["operator"]
     requests = operator.requests
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
@@ -67,7 +69,7 @@ async def request_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
         await requests.deleted(namespace, name, body.metadata.uid)
         return
     retry = functools.partial(requests.retry_soon, namespace, name)
-    work = lambda: requests.changed(_plain(body))  # noqa: E731
+    work = lambda: requests.changed(_plain(body, event))  # noqa: E731
     await _handled(memo, "request", namespace, name, work=work, retry=retry)
 
 
@@ -160,8 +162,16 @@ def build_registry() -> kopf.OperatorRegistry:
     return registry
 
 
-def _plain(body: kopf.Body) -> Any:
-    """kopf's Body is a read-only view; the domain wants plain JSON."""
+def _plain(body: kopf.Body, event: Any = None) -> Any:
+    """kopf's Body is a read-only view; the domain wants plain JSON. Read from the raw event's
+    object when kopf hands it (``event``: the same parsed JSON the view wraps), since the view
+    resolves its path from the root for every key read: 4% of the operator's CPU per tier 1
+    request (docs/performance.md)."""
+    raw = event.get("object") if isinstance(event, Mapping) else None
+    if isinstance(raw, Mapping):
+        return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"),
+                "metadata": dict(raw.get("metadata") or {}), "spec": dict(raw.get("spec") or {}),
+                "status": dict(raw.get("status") or {})}  # fmt: skip
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),

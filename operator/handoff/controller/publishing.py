@@ -49,25 +49,27 @@ class Publisher:
     owns: Callable[[str], bool]  # this shard's namespaces
     _published: dict[str, set[str]] = field(default_factory=dict)  # uid -> keys out: _keep
 
-    async def publish(self, body: RequestJSON) -> bool:
+    async def publish(self, body: RequestJSON, *, first: bool = False) -> bool:
         """Publish what the status implies and was not published yet: to Redis when configured,
         and always as a JSON line on the audit log. True when all of it is out; else a retry is
-        armed."""
+        armed. ``first``: this status is the request's first (the pass that wrote it found none),
+        so nothing of it can be out yet and Redis is not asked what is (the publication's own
+        dedup still holds if something was)."""
         meta = body["metadata"]
         done = self._published.get(meta["uid"])
         try:
             found = records(body, AUDIT_STREAM, format_time(self.clock()))
             if done is None:
-                done = await self._already_out(body, found)
-            for record in found:
-                if record.dedup in done:
-                    continue
-                fresh = True
-                if self.outbox is not None:
-                    fresh = await self.outbox.publish(meta["namespace"], meta["uid"], record)
-                    if fresh and record.dedup == "decision" and record.fields.get("at"):
-                        lag = self.clock() - parse_time(record.fields["at"])
-                        metrics.OUTBOX_LAG_SECONDS.observe(max(lag.total_seconds(), 0.0))
+                done = set() if first else await self._already_out(body, found)
+            todo = [record for record in found if record.dedup not in done]
+            fresh_ones = [True] * len(todo)
+            if self.outbox is not None and todo:  # every record in one round trip
+                fresh_ones = await self.outbox.publish_all(meta["namespace"], meta["uid"], todo)
+            for record, fresh in zip(todo, fresh_ones, strict=True):
+                at = record.fields.get("at") if record.dedup == "decision" else None
+                if self.outbox is not None and fresh and at:
+                    lag = self.clock() - parse_time(at)
+                    metrics.OUTBOX_LAG_SECONDS.observe(max(lag.total_seconds(), 0.0))
                 if record.stream == AUDIT_STREAM:
                     await self._log(body, record, fresh)
                     self.reports.stale(meta["namespace"], str(body["spec"].get("agent", "")))

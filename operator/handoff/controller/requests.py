@@ -182,7 +182,9 @@ class Requests:
                 except NotFound:
                     await self.deleted(namespace, name)
                     return
-            if await self._dispatch(body, state, fx.followups(state, step, body)) and wrote:
+            # The first status a request ever gets: nothing of it can have been published yet.
+            first = wrote and not state.status
+            if await self._dispatch(body, state, fx.followups(state, step, body), first) and wrote:
                 self._settled[(namespace, name)] = body["metadata"]["resourceVersion"]
             else:  # no echo to wait for; or a retry comes through the scheduler
                 self._settled.pop((namespace, name), None)
@@ -211,7 +213,7 @@ class Requests:
         return state, step
 
     async def _dispatch(  # noqa: PLR0912 - one case per effect, the table of who handles what
-        self, body: RequestJSON, state: RequestState, effects: list[fx.Effect]
+        self, body: RequestJSON, state: RequestState, effects: list[fx.Effect], first: bool = False
     ) -> bool:
         """Carry out each effect, in order; True when everything the status implies is out."""
         meta = body["metadata"]
@@ -234,7 +236,7 @@ class Requests:
                 case fx.Announce(event):
                     self.waiting.announce(body, event)
                 case fx.Do.PUBLISH:
-                    published = await self.publisher.publish(body)
+                    published = await self.publisher.publish(body, first=first)
                 case fx.PostEvent(event):
                     self.events.post_soon(body, event)
                 case fx.Do.FILE_POST_INCIDENT_REVIEW:
