@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import gateway_steps
 import httpx2
 from common import stats
 from environment import BenchEnvironment
@@ -138,6 +139,7 @@ async def measure(
                 for warm in range(5):  # connections, sessions and caches, as in steady use
                     await d.call_tool(TOOL, {"account": f"warm-{warm}"})
                     await g.call_tool(f"bank__{TOOL}", {"account": f"warm-{warm}"})
+                steps_before = gateway_steps.scrape(gateway.port)
                 done, piece = 0, 20
                 while done < count:
                     n = min(piece, count - done)
@@ -145,6 +147,7 @@ async def measure(
                     through += await paced(g, f"bank__{TOOL}", n, rate, f"g{done}")
                     done += n
                     log(f"  {done}/{count} calls each")
+            steps = gateway_steps.breakdown(steps_before, gateway_steps.scrape(gateway.port))
             calls = (folder / "calls.jsonl").read_text().splitlines()
             seen = sum(1 for line in calls if '"bench-g' in line)
         finally:
@@ -160,6 +163,7 @@ async def measure(
         "median_ratio": round(g_stats["median"] / d_stats["median"], 2),
         "p99_ratio": round(g_stats["p99"] / d_stats["p99"], 2),
         "upstream_calls_through_gateway": seen,
+        "steps": steps,
         "goal_met": g_stats["median"] <= GOAL_RATIO * d_stats["median"]
         and overhead < GOAL_OVERHEAD_MS,
     }
@@ -175,4 +179,5 @@ def rows(g: dict[str, Any], goal: Callable[[bool | None], str]) -> list[dict[str
          "met": goal(g["goal_met"])},
         {"figure": f"MCP tier 1 tools/call p99 (ms) @ {rate}", "handoff": through["p99"],
          "baseline": d["p99"], "vs": "same call direct to upstream", "ratio": g["p99_ratio"]},
+        *gateway_steps.rows(g.get("steps") or {}),
     ]  # fmt: skip

@@ -505,3 +505,96 @@ def test_the_status_says_which_tools_no_policy_rule_names(
         "UngovernedTools",
     )
     assert status["ungoverned"] == ["close_account", "read_account", "set_limit", "transfer"]
+
+
+# -- JSON or SSE (gateway/front.py) ----------------------------------------------------------
+# A tools/call is answered as one JSON response unless it asked for progress: the real client,
+# with and without a progress callback, gets the same correct result either way, and a held call
+# that asked for progress still gets its progress notifications on an SSE stream.
+
+
+def call_answered(
+    gateway: GatewayProcess,
+    token: str,
+    tool: str,
+    arguments: dict[str, Any],
+    progress: bool,
+    mode: str = "legacy",
+) -> tuple[types.CallToolResult, list[tuple[float, str | None]], list[str]]:
+    """The result, the progress notifications the client saw, and the Content-Type of each
+    tools/call response."""
+    kinds: list[str] = []
+    seen: list[tuple[float, str | None]] = []
+
+    async def response(r: httpx2.Response) -> None:
+        body = r.request.content
+        if body and json.loads(body).get("method") == "tools/call":
+            kinds.append(r.headers.get("content-type", "").split(";")[0])
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append((done, message))
+
+    async def go() -> types.CallToolResult:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60,
+                                  event_hooks={"response": [response]})  # fmt: skip
+        async with (
+            http,
+            Client(streamable_http_client(gateway.url, http_client=http), mode=mode) as client,
+        ):
+            return await client.call_tool(
+                tool, arguments, progress_callback=on_progress if progress else None
+            )
+
+    return asyncio.run(go()), seen, kinds
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("progress", [False, True])
+def test_tier_1_gets_the_upstreams_result_as_json_or_sse(
+    cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream, progress: bool,
+    mode: str,
+) -> None:  # fmt: skip
+    account = f"resp-{uuid.uuid4().hex[:8]}"
+    result, seen, kinds = call_answered(gateway, agent_token(cluster, bank), "bank__read_account",
+                               {"account": account}, progress, mode)  # fmt: skip
+    assert not result.is_error, text(result)
+    assert account in text(result)
+    # A legacy (2025) session streams a call that asked for progress; the 2026-07-28 exchange
+    # answers JSON anyway when no notification was sent (the SDK's modern path).
+    sse = progress and mode == "legacy"
+    assert kinds == (["text/event-stream"] if sse else ["application/json"])
+    assert seen == []  # a tier 1 is answered at once
+    assert [c["args"]["account"] for c in upstream.calls(account)] == [account]
+    filed = [r for r in requests(cluster, bank) if r["spec"]["parameters"] == {"account": account}]
+    assert len(filed) == 1  # filed with the agent's token, as ever
+    requested_by = filed[0]["metadata"]["annotations"]["handoff.dev/requested-by"]
+    assert requested_by == f"system:serviceaccount:{bank}:{AGENT}"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_a_held_call_that_asked_for_progress_gets_its_notifications(
+    cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream, mode: str
+) -> None:
+    to = f"held-{uuid.uuid4().hex[:8]}"
+    arguments = {"to": to, "amount": 5}
+    result, seen, kinds = call_answered(gateway, agent_token(cluster, bank), "bank__transfer", arguments,
+                               progress=True, mode=mode)  # fmt: skip
+    assert kinds == ["text/event-stream"]
+    assert seen, "no progress notification reached the client"
+    assert all(message and "awaits a decision" in message for _, message in seen)
+    assert not result.is_error
+    assert "awaits a person's decision" in text(result)
+    assert upstream.calls(to) == []  # tier 4: nothing ran
+
+
+def test_a_held_call_without_progress_is_answered_as_json(
+    cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream
+) -> None:
+    to = f"held-{uuid.uuid4().hex[:8]}"
+    arguments = {"to": to, "amount": 5}
+    result, seen, kinds = call_answered(gateway, agent_token(cluster, bank), "bank__transfer", arguments,
+                               progress=False)  # fmt: skip
+    assert kinds == ["application/json"]
+    assert seen == []
+    assert "awaits a person's decision" in text(result)
+    assert upstream.calls(to) == []

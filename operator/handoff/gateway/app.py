@@ -8,7 +8,7 @@ with the agent's token from a file.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,17 +22,16 @@ from mcp.shared.exceptions import MCPError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from handoff.adapters.kube import Credentials, KubeApi
 from handoff.adapters.sandbox import Sandbox
-from handoff.domain.reasons import Gateway
 from handoff.gateway import metrics
-from handoff.gateway.auth import Authenticator, Caller, Unauthenticated
+from handoff.gateway.auth import Authenticator, Caller
 from handoff.gateway.calls import Calls, Refused
 from handoff.gateway.execute import Executor
+from handoff.gateway.front import Front, untraced
 from handoff.gateway.holds import DEFAULT as DEFAULT_HELD
 from handoff.gateway.holds import Holds
 from handoff.gateway.policyview import PolicyView
@@ -45,10 +44,6 @@ from handoff.gateway.watcher import Watcher
 log = logging.getLogger(__name__)
 INVALID_PARAMS = -32602
 MAX_BODY = 1 << 20  # bytes of a request's body (413 over it): far above a request's bounds
-NO_STREAM = (
-    "this gateway opens no event stream on GET: every answer, and its progress, comes on the"
-    " response to the POST that asked; POST JSON-RPC requests to /mcp"
-)
 
 
 @dataclass
@@ -87,11 +82,12 @@ class Gateway_:
         )  # fmt: skip
         self.auth = Authenticator(self.api)
         self.holds = Holds(settings.max_held)
-        self.server: Server[Any] = TaskServer(
-            "handoff-gateway", on_list_tools=self._list_tools, on_call_tool=self._call_tool
-        )
+        self.server: Server[Any] = TaskServer("handoff-gateway", on_list_tools=self._list_tools)
+        # A handler answers with the result as JSON: no model built only to be dumped again.
+        self.server.add_request_handler("tools/call", types.CallToolRequestParams, self._call_tool)
         self.mcp_tasks = Tasks(self.api, self.calls, self._caller, self.holds)  # MCP Tasks
         self.mcp_tasks.install(self.server)
+        untraced(self.server)  # no span per message when no tracer is configured
         self.tasks: list[asyncio.Task[None]] = []
 
     # -- MCP -----------------------------------------------------------------------------------
@@ -115,7 +111,7 @@ class Gateway_:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> dict[str, Any]:
         caller = await self._caller(ctx)
         await self.registry.synced.wait()
 
@@ -128,7 +124,8 @@ class Gateway_:
                 answer = await self.calls.call(caller, params.name, params.arguments, progress)
         except Refused as e:
             raise MCPError(INVALID_PARAMS, str(e), {"reason": e.reason}) from None
-        return types.CallToolResult.model_validate(answer)
+        # As JSON, as a CallToolResult dumps (the SDK checks its shape as it serializes it).
+        return {"resultType": "complete", **answer}
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -139,18 +136,21 @@ class Gateway_:
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
-        manager = StreamableHTTPSessionManager(
-            app=self.server,
-            stateless=True,
-            json_response=False,
-            security_settings=security,
-            max_request_body_size=MAX_BODY,
+        sse, json = (
+            StreamableHTTPSessionManager(
+                app=self.server,
+                stateless=True,
+                json_response=json_response,
+                security_settings=security,
+                max_request_body_size=MAX_BODY,
+            )
+            for json_response in (False, True)
         )
-        mcp = _Authenticated(self.auth, manager.handle_request)
+        mcp = Front(self.auth, sse.handle_request, json.handle_request, MAX_BODY)
 
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
-            async with manager.run():
+            async with sse.run(), json.run():
                 self.start()
                 try:
                     yield
@@ -193,38 +193,6 @@ class Gateway_:
         await self.upstreams.close()
         await self.store.close()
         await self.api.close()
-
-
-class _Authenticated:
-    """The MCP endpoint behind the agent's token: 401 with a sentence, and nothing else runs."""
-
-    def __init__(
-        self, auth: Authenticator, app: Callable[[Scope, Receive, Send], Awaitable[None]]
-    ) -> None:
-        self.auth = auth
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        try:
-            caller = await self.auth.caller(request.headers.get("authorization"))
-        except Unauthenticated as e:
-            metrics.REFUSED.labels(reason=Gateway.UNAUTHENTICATED).inc()
-            body = {"error": "unauthorized", "error_description": str(e)}
-            response = JSONResponse(
-                body, 401, headers={"WWW-Authenticate": 'Bearer realm="handoff"'}
-            )
-            await response(scope, receive, send)
-            return
-        if scope.get("method") == "GET":
-            # The SDK's stateless mode would answer with an event stream it never writes to nor
-            # closes: one held connection and server task per GET, without a bound. The spec lets
-            # a server that offers no such stream answer 405.
-            body = {"error": "method_not_allowed", "error_description": NO_STREAM}
-            await JSONResponse(body, 405, headers={"Allow": "POST"})(scope, receive, send)
-            return
-        scope.setdefault("state", {})["caller"] = caller
-        await self.app(scope, receive, send)
 
 
 async def _metrics(_: Request) -> Response:

@@ -29,6 +29,7 @@ from handoff.gateway.filing import (
 from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, split_tool_name
+from handoff.gateway.steps import observe, span
 from handoff.gateway.store import Delivered, Store
 from handoff.gateway.upstream import UpstreamError, Upstreams
 
@@ -71,7 +72,8 @@ class Calls:
     ) -> dict[str, Any]:  # fmt: skip
         started = time.monotonic()
         try:
-            call = await self._validated(caller, name, arguments or {})
+            with span("validate"):
+                call = await self._validated(caller, name, arguments or {})
             if isinstance(call, dict):  # an error result for the model to correct
                 metrics.REFUSED.labels(reason=Gateway.INVALID_ARGUMENTS).inc()
                 return call
@@ -80,7 +82,8 @@ class Calls:
             metrics.REFUSED.labels(reason=e.reason).inc()
             raise
         metrics.CALLS.labels(outcome=outcome).inc()
-        metrics.CALL_SECONDS.observe(time.monotonic() - started)
+        metrics.CALL_SECONDS.observe(took := time.monotonic() - started)
+        observe("handler", took)
         return answer
 
     async def file(
@@ -152,12 +155,14 @@ class Calls:
         self, caller: Caller, call: Call, progress: Progress | None
     ) -> tuple[dict[str, Any], str]:
         namespace, agent = caller.namespace, caller.agent
-        generation = await self.store.generation(namespace, agent, call.key)
-        name = await self.store.request_name(namespace, agent, call.key, generation)
+        with span("name"):
+            generation = await self.store.generation(namespace, agent, call.key)
+            name = await self.store.request_name(namespace, agent, call.key, generation)
         decided = self.decisions.expect(namespace, name)  # before filing: no event missed
         fast = None
         try:
-            body = await self._file(caller, call, name)
+            with span("create"):
+                body = await self._file(caller, call, name)
             if (
                 self.classifier is not None
                 and decided is not None
@@ -201,20 +206,28 @@ class Calls:
     ) -> dict[str, Any] | None:  # fmt: skip
         """Tier 1 at once (see fastpath.py): the upstream's answer, or None to wait as usual."""
         assert self.classifier is not None
-        why = await self.classifier.why_not_tier1(body)
+        with span("classify"):
+            why = await self.classifier.why_not_tier1(body)
         if why is not None:
             metrics.FAST_PATH.labels(outcome=Gateway.FAST_DECLINED).inc()
             return None
         uid = body["metadata"]["uid"]
         found = self.executor.tool_of(body)
-        if isinstance(found, str) or await self.store.claim(uid) is None:
-            return None  # a tool the executor cannot tell, or someone else is calling: wait
+        if isinstance(found, str):
+            return None  # a tool the executor cannot tell: wait
+        with span("claim"):
+            claimed = await self.store.claim(uid)
+        if claimed is None:
+            return None  # someone else is calling: wait
         server, tool = found
         failure = ""
         try:
-            result = await self.upstreams.call(server, tool, body["spec"].get("parameters") or {},
-                                               uid)  # fmt: skip
-            await self.store.save_result(uid, result, delivering)
+            with span("upstream"):
+                result = await self.upstreams.call(
+                    server, tool, body["spec"].get("parameters") or {}, uid
+                )
+            with span("save"):
+                await self.store.save_result(uid, result, delivering)
         except UpstreamError as e:  # kept: an approval later records it, never calls again
             result, failure = None, str(e)
             await self.store.save_result(uid, failure_result(failure), delivering)
