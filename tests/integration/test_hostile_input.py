@@ -139,6 +139,18 @@ MALFORMED_REQUESTS: list[tuple[str, dict[str, Any], int, tuple[str, ...]]] = [
     ("no summary", {"summary": None}, 422, ("spec.summary: Required value",)),
     ("action with a space and an escape", {"action": "db.query \x1b[2J"}, 422,
      ("spec.action: Invalid value", "should match")),
+    ("target with an escape sequence", {"target": "ch_1\x1b]0;owned\x07"}, 422,
+     ("spec.target: Invalid value", "spec.target is one line of text", "control characters")),
+    ("target with NUL", {"target": "ch_1\x00"}, 422, ("spec.target is one line of text",)),
+    ("target with DEL", {"target": "ch_1\x7f\x7f"}, 422, ("spec.target is one line of text",)),
+    ("summary with a C1 CSI", {"summary": "refund \x9b2J"}, 422,
+     ("spec.summary: Invalid value", "spec.summary is one line of text")),
+    ("summary with a newline", {"summary": "refund\nPolicy tier 1, HOOTL"}, 422,
+     ("spec.summary is one line of text",)),
+    ("summary with a carriage return", {"summary": "refund $5\rrefund $1"}, 422,
+     ("spec.summary is one line of text",)),
+    ("rollback action with an escape", {"rollback": {"description": "undo", "action": "x\x1b[2J"}},
+     422, ("spec.rollback.action is one line of text",)),
     ("agent not a ServiceAccount name", {"agent": "Payments Agent"}, 422,
      ("spec.agent: Invalid value", "should match")),
     ("confidence above 1", {"confidence": 7}, 422,
@@ -177,6 +189,29 @@ def test_malformed_requests_are_refused_with_a_clear_message(
     )
     assert listed["items"] == []
     still_running(cluster, operator, namespace)
+
+
+def test_kubectl_apply_refuses_control_characters_in_one_line_fields_and_keeps_unicode(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    """An escape sequence in a target would reach ``kubectl get`` and Events raw: kubectl does
+    not escape what it prints. Text in any script, with accents, symbols and emoji, is kept."""
+    apply_ready_policy(cluster, policy(namespace))
+    agent = f"{namespace}/{AGENT}"
+    hostile = request_doc(namespace, target="stripe:charge/ch_1\x1b[2K\x1b[1Gstripe:charge/ch_2")
+    hostile["metadata"] = {"name": "escape-target", "namespace": namespace}
+    refused = cluster.kubectl("apply", "-f", "-", who=agent, input=json.dumps(hostile), check=False)
+    assert refused.returncode != 0
+    assert "spec.target is one line of text" in refused.stderr, refused.stderr
+    assert "control characters" in refused.stderr
+    legitimate = request_doc(namespace, target="kunde:Müller/ŝ-漢字-🙂",
+                             summary="Remboursé €5 à Zoë — 払い戻し (١٢٣) ✓")  # fmt: skip
+    legitimate["metadata"] = {"name": "unicode-target", "namespace": namespace}
+    applied = cluster.kubectl("apply", "-f", "-", who=agent, input=json.dumps(legitimate))
+    assert applied.returncode == 0, applied.stderr
+    decided = wait_for(cluster, namespace, "unicode-target", "decision.reason", "AutoApproved", 60)
+    assert decided["spec"]["target"] == "kunde:Müller/ŝ-漢字-🙂"
+    assert decided["spec"]["summary"] == "Remboursé €5 à Zoë — 払い戻し (١٢٣) ✓"
 
 
 def test_unknown_fields_are_refused_when_strict_and_never_reach_the_operator(
@@ -369,13 +404,15 @@ def test_invalid_utf8_and_control_characters_are_stored_as_text_and_decided(
         request(cluster, namespace, answer.message)["spec"]["summary"]
         == "refund \ufffd\ufffd\ufffd( now"
     )
+    # Where a field may span lines (reasoning, parameters), controls are stored as sent and
+    # escaped wherever they are shown; one-line fields (target, summary) refuse them (above).
     controls = "NUL\x00 bell\x07 escape\x1b[31mred\x1b[0m bidi\u202eevil\u202c line\nbreak \ud7ff"
-    hostile = request_doc(namespace, summary=controls, target="t\x00\x1b]0;title\x07",
-                          reasoning="\x1b[2J\x1b[H cleared", parameters={"k\x00": "v\x1b", "\u202e": 1})  # fmt: skip
+    hostile = request_doc(namespace, summary="bidi\u202eevil\u202c \ud7ff", reasoning=controls,
+                          parameters={"k\x00": "v\x1b", "\u202e": 1})  # fmt: skip
     created = call(cluster, "POST", requests_path(namespace), json.dumps(hostile).encode(), agent)
     assert created.status == 201, created.message
     decided = wait_for(cluster, namespace, created.message, "decision.reason", "AutoApproved", 60)
-    assert decided["spec"]["summary"] == controls
+    assert decided["spec"]["reasoning"] == controls
     assert decided["status"]["tier"] == 1
     wait_for(cluster, namespace, answer.message, "decision.reason", "AutoApproved", 60)
     still_running(cluster, operator, namespace)

@@ -281,9 +281,27 @@ def test_only_the_author_or_the_policy_s_reviewers_revoke_a_grant(
     attempt = cluster.kubectl("delete", "actiongrant", "g1", "-n", ns, who="mallory", check=False)
     assert 'User "mallory" cannot delete' in attempt.stderr
     assert cluster.get("actiongrant", "g1", ns)["spec"]["grantedBy"] == "alice"
+    # A kube-system ServiceAccount given delete on grants is judged unless it is one of the
+    # two controllers that delete them for the cluster (namespace deletion, garbage collection).
+    addon, collector = "kube-system/metrics-agent", "kube-system/generic-garbage-collector"
+    for account in (addon, collector):
+        cluster.kubectl("create", "serviceaccount", account.split("/")[1], "-n", "kube-system")
+    cluster.kubectl("create", "role", "grant-deleter", "--verb=delete", "--resource=actiongrants",
+                    "-n", ns)  # fmt: skip
+    cluster.kubectl("create", "rolebinding", "grant-deleter", "--role=grant-deleter", "-n", ns,
+                    "--serviceaccount=kube-system:metrics-agent",
+                    "--serviceaccount=kube-system:generic-garbage-collector")  # fmt: skip
+    attempt = cluster.kubectl("delete", "actiongrant", "g1", "-n", ns, who=addon, check=False)
+    assert attempt.returncode != 0
+    assert (
+        "system:serviceaccount:kube-system:metrics-agent may not revoke g1, a grant by alice"
+        in attempt.stderr
+    ), attempt.stderr
     cluster.kubectl("delete", "actiongrant", "g1", "-n", ns, who="alice")  # its author
     cluster.kubectl("delete", "actiongrant", "g2", "-n", ns, who="bob")  # a reviewer of payments
-    cluster.kubectl("delete", "actiongrant", "g3", "-n", ns, who="admin")  # a cluster admin
+    cluster.kubectl("delete", "actiongrant", "g3", "-n", ns, who=collector)  # the collector
+    cluster.create(_grant(ns, first, "g4"), who="alice")
+    cluster.kubectl("delete", "actiongrant", "g4", "-n", ns, who="admin")  # a cluster admin
     assert "No resources found" in cluster.kubectl("get", "agr", "-n", ns).stderr
 
 

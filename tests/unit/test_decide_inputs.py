@@ -227,3 +227,25 @@ def test_the_spec_digest_is_sha256_of_the_canonical_json(
 ) -> None:
     expected = "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     assert spec_digest(spec) == expected
+
+
+def test_the_person_who_filed_as_the_agent_never_counts_as_its_reviewer() -> None:
+    """Admission refuses a review by the requested-by stamp's user; the operator does not count
+    one either, should it get through (a policy without that admission, a stamp admission
+    wrote before the reviewer was added)."""
+    body = {
+        "metadata": {"namespace": "agents", "name": "r", "creationTimestamp": "2026-12-01T12:00:00Z",
+                     "annotations": {"handoff.dev/requested-by": "alice"}},
+        "spec": {"agent": "payments-agent", "action": "payments.refund", "summary": "s"},
+    }  # fmt: skip
+    state = RequestState.from_json(body)
+    assert state.filed_by == "alice"
+    assert state.not_reviewers == {REQUESTER, "alice"}
+    counted = tally([review("alice"), review("bob")], USERS, CHECKLIST, state.not_reviewers)
+    assert counted.approvers == ("bob",)
+    assert counted.ignored == ("alice: the requester cannot review its own request",)
+    # Filed by the agent itself: only its user is excluded, and no empty name is.
+    body["metadata"]["annotations"] = {"handoff.dev/requested-by": REQUESTER}
+    assert RequestState.from_json(body).not_reviewers == {REQUESTER}
+    del body["metadata"]["annotations"]
+    assert RequestState.from_json(body).not_reviewers == {REQUESTER}

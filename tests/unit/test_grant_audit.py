@@ -274,3 +274,18 @@ def test_reviewer_written_text_up_to_its_bound(text: Any, carried: str) -> None:
     body = grant()
     body["spec"]["comment"] = text
     assert lines(body)["grant:Granted"]["comment"] == carried
+
+
+def test_control_characters_in_an_event_message_are_shown_as_escapes() -> None:
+    """kubectl prints an Event's message as it is: agent-written text quoted in it (a target
+    stored before the CRD refused control characters, a summary) cannot drive the terminal."""
+    kube = FakeKube()
+    clock = lambda: datetime(2026, 12, 1, 12, 30, tzinfo=UTC)  # noqa: E731
+    auditor = GrantAuditor(MemoryOutbox(), clock, Events(kube, clock, at_once=1))  # type: ignore[arg-type]
+    hostile = grant(usedBy=used(1))
+    hostile["spec"]["target"] = "stripe:\x1b[2K\rch_1\x9b2J\x7f\u202e\n"
+    asyncio.run(auditor.seen(hostile, deleted=True))
+    [event] = kube.created("Event")
+    message = event["message"]
+    assert "on stripe:\\x1b[2K\\rch_1\\x9b2J\\x7f\\u202e\\n (rule" in message
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in message)

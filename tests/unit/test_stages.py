@@ -155,6 +155,12 @@ def test_walk_names_break_glass_approvers_only() -> None:
     assert walked.complete
 
 
+def test_walk_ignores_the_person_who_filed_as_the_agent() -> None:
+    walked = walk(TWO, [review("alice"), review("bob")], frozenset({REQUESTER, "alice"}))
+    assert walked.approvers == (("bob",), ())
+    assert walked.ignored == ("alice: the requester cannot review its own request",)
+
+
 def test_walk_names_every_checklist_item_not_acknowledged() -> None:
     items = (ChecklistItem("what", "I read it"), ChecklistItem("undo", "I know the undo"))
     stage = StageState("manager", 1, items, frozenset({"alice"}))

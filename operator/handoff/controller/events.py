@@ -16,6 +16,7 @@ from handoff.controller.concurrency import TaskSet
 from handoff.domain.decide import Event
 from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import format_time
+from handoff.review.untrusted import inline
 
 log = logging.getLogger("handoff.operator")
 MESSAGE_LIMIT = 1024  # characters of an Event's message
@@ -69,7 +70,9 @@ class Events:
                 "resourceVersion": meta.get("resourceVersion"),
             },
             "reason": event.reason,
-            "message": event.message[:MESSAGE_LIMIT],
+            # Messages quote agent-written text (targets, summaries) and kubectl prints them as
+            # they are: every control and bidi character is shown as a visible escape.
+            "message": inline(event.message)[:MESSAGE_LIMIT],
             "type": event.type,
             "firstTimestamp": now,
             "lastTimestamp": now,

@@ -137,13 +137,15 @@ def _classify(policies: list[CompiledPolicy], request: RequestState, now: dateti
     # Reviews can be there already (the operator was down): judge them in the same write.
     if lane.stages and oversight is Oversight.HITL:
         stages = snapshot(lane, request.created)
-        walked = walk(stages, reviews_of(request), request.requester)
+        walked = walk(stages, reviews_of(request), request.not_reviewers)
         patch |= stage_status(stages, walked, now, deadline)
         judged = judge_stages(stages, walked, deadline, now)
         if waiting_reason is Reason.AWAITING_REVIEW:
             message = f"{verdict.message}; {stage_progress(stages, walked, deadline)}"
     else:
-        counted = tally(reviews_of(request), verdict.reviewers, lane.checklist, request.requester)
+        counted = tally(
+            reviews_of(request), verdict.reviewers, lane.checklist, request.not_reviewers
+        )
         judged = judgement(waiting, counted, now)
     if judged is not None:
         return _decided(request, judged, patch, classified)
@@ -225,7 +227,7 @@ def _judge(waiting: Waiting, reviewers: Reviewers, request: RequestState, now: d
     stages = stages_of(request.status)
     if stages:
         return _judge_stages(waiting, stages, request, now)
-    counted = tally(reviews, reviewers, waiting.checklist, request.requester)
+    counted = tally(reviews, reviewers, waiting.checklist, request.not_reviewers)
     decision = judgement(waiting, counted, now)
     if decision is not None:
         return _decided(request, decision)
@@ -248,7 +250,7 @@ def _judge_stages(
     """A staged request: the stages it carries decide it, or it moves on to the next stage
     (a write, an Event and an announcement to that stage's reviewers), or it waits."""
     reviews = reviews_of(request)
-    walked = walk(stages, reviews, request.requester)
+    walked = walk(stages, reviews, request.not_reviewers)
     shown = stage_status(stages, walked, now, waiting.deadline)
     decision = judge_stages(stages, walked, waiting.deadline, now)
     if decision is not None:

@@ -189,13 +189,22 @@ def request_problem(patch: Mapping[str, Any], requested_by: str, grant: Grant) -
     requests; admission lets a person file naming any agent of the namespace, so the grant's
     author (nobody approves their own request, in advance either), another person, or the
     operator filing a rollback gets people's review, as without the grant."""
-    if (many := _many_people(patch)) is not None:
-        return f"the request {many}"
     if requested_by == grant.author:
         return f"{grant.author} filed the request: nobody approves their own request"
-    if requested_by != service_account_user(grant.namespace, grant.agent):
+    return no_grant_covers(patch, requested_by, grant.namespace, grant.agent)
+
+
+def no_grant_covers(
+    patch: Mapping[str, Any], requested_by: str, namespace: str, agent: str
+) -> str | None:
+    """Why no grant at all may cover ``agent``'s request starting to wait with ``patch``,
+    filed by ``requested_by``, or None: the request alone rules every grant out (it takes more
+    than one person, or the agent did not file it itself), so there is nothing to read."""
+    if (many := _many_people(patch)) is not None:
+        return f"the request {many}"
+    if requested_by != service_account_user(namespace, agent):
         who = requested_by or "someone the cluster did not stamp"
-        return f"{who} filed the request, not {grant.agent}: a grant covers the agent's own only"
+        return f"{who} filed the request, not {agent}: a grant covers the agent's own only"
     return None
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from handoff.domain.classify import RequestFacts
+from handoff.domain.filing import requested_by
 from handoff.domain.policyparts import ChecklistItem
 from handoff.domain.reasons import CLASSIFIED, Outcome, Oversight, Reason, Transition
 from handoff.domain.resources import ConditionJSON, RequestJSON, ReviewJSON
@@ -76,14 +77,21 @@ class RequestState:
 
     facts: RequestFacts
     created: datetime
-    # The agent's ServiceAccount user (spec.agent's), never a valid reviewer of it. Not the
-    # requested-by stamp: a person who filed naming the agent is kept from reviewing it by
-    # admission (handoff-reviews compares the stamp), not here.
+    # The agent's ServiceAccount user (spec.agent's), never a valid reviewer of it.
     requester: str
     generation: int = 1
     spec: Mapping[str, Any] = field(default_factory=dict)
     status: Mapping[str, Any] = field(default_factory=dict)
     budget_usage: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (policy, budget)
+    # Who filed it (the handoff.dev/requested-by stamp admission writes): a person who filed
+    # naming the agent is no valid reviewer of it either. Admission (handoff-reviews) refuses
+    # their review; the operator does not count it should one get through.
+    filed_by: str = ""
+
+    @property
+    def not_reviewers(self) -> frozenset[str]:
+        """The users whose reviews of this request never count: its agent and who filed it."""
+        return frozenset(u for u in (self.requester, self.filed_by) if u)
 
     @classmethod
     def from_json(cls, body: RequestJSON) -> "RequestState":
@@ -99,6 +107,7 @@ class RequestState:
             generation=int(meta.get("generation") or 1),
             spec=spec,
             status=body.get("status") or {},
+            filed_by=requested_by(body),
         )
 
     @property

@@ -16,7 +16,7 @@ def tally(
     reviews: Sequence[Review],
     reviewers: Reviewers,
     checklist: Sequence[ChecklistItem],
-    requester: str,
+    requester: str | frozenset[str],
 ) -> Tally:
     """Which reviews count. An Approve counts once per reviewer, only from a listed reviewer who
     is not the requester and acknowledged every checklist item; a Deny needs only the first two.
@@ -27,13 +27,14 @@ def tally(
     break-glass review is vouched for the same way, on the verb ``break-glass``.
     """
     required = {item.id for item in checklist}
+    not_reviewers = {requester} if isinstance(requester, str) else requester
     approvers: list[str] = []
     deniers: list[str] = []
     ignored: list[str] = []
     glass: list[str] = []
     for review in reviews:
         who = review.reviewer
-        if who == requester:
+        if who in not_reviewers:
             ignored.append(f"{who}: the requester cannot review its own request")
         elif who not in reviewers.users and not reviewers.groups and not review.break_glass:
             ignored.append(f"{who}: not a reviewer of this policy")

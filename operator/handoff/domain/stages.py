@@ -123,9 +123,12 @@ class StageTally:
         return self.open >= len(self.approvers)
 
 
-def walk(stages: Sequence[StageState], reviews: Sequence[Review], requester: str) -> StageTally:
+def walk(
+    stages: Sequence[StageState], reviews: Sequence[Review], requester: str | frozenset[str]
+) -> StageTally:
     """Which reviews count, read in the order they were appended."""
     names = [stage.name for stage in stages]
+    not_reviewers = {requester} if isinstance(requester, str) else requester
     approvers: list[list[str]] = [[] for _ in stages]
     counted_in: dict[str, str] = {}  # who -> the stage they count in
     ignored: list[str] = []
@@ -134,7 +137,7 @@ def walk(stages: Sequence[StageState], reviews: Sequence[Review], requester: str
     open_index = 0
     for review in reviews:
         who = review.reviewer
-        if who == requester:
+        if who in not_reviewers:
             ignored.append(f"{who}: the requester cannot review its own request")
             continue
         if review.stage not in names:
