@@ -190,3 +190,16 @@ def test_the_call_key_is_canonical_and_ignores_nothing_but_order() -> None:
     assert call_key("bank", "t", {"a": 1, "b": 2}) == call_key("bank", "t", {"b": 2, "a": 1})
     assert call_key("bank", "t", {"a": 1}) != call_key("bank", "t", {"a": 2})
     assert call_key("bank", "t", {"a": 1}) != call_key("bank", "u", {"a": 1})
+
+
+def test_the_summary_is_one_line_whatever_the_arguments_and_title_hold() -> None:
+    """The CRD refuses controls in spec.summary: the gateway escapes them, never files a 422."""
+    compiled = server({"name": "transfer"})
+    hostile = {"to": "a\x7fb\x9b31mc\u202ed", "memo": "x\ny\x1b[2J"}
+    call = Call(compiled, compiled.mapping("transfer"), hostile, {}, "Move\x1b]0;money\x07")
+    summary = request_body(call, "agent", "r")["spec"]["summary"]
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\u202e" for c in summary)
+    assert "\\x7f" in summary
+    assert "\\x9b" in summary
+    assert "\\u202e" in summary
+    assert summary.startswith("Move\\x1b]0;money\\x07 (bank/transfer) with {")

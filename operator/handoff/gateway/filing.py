@@ -21,6 +21,7 @@ from handoff.domain.filing import requested_by
 from handoff.domain.limits import MAX_SIZE, measure
 from handoff.domain.model import service_account_user
 from handoff.gateway.servers import Server, ToolMapping, Values
+from handoff.review.untrusted import inline
 
 REASONING = "handoff_reasoning"
 BLAST_RADIUS = "handoff_blast_radius"
@@ -171,4 +172,6 @@ def summary(call: Call) -> str:
     shown = json.dumps(dict(call.arguments), sort_keys=True, ensure_ascii=False)
     if len(shown) > 600:
         shown = shown[:600] + "…"
-    return f"{call.title} ({call.server.name}/{call.mapping.name}) with {shown}"[:1024]
+    # One line, as the CRD holds spec.summary: what json.dumps leaves raw (DEL, C1, bidi) and any
+    # control in the upstream's title are shown as escapes, never a refused filing.
+    return inline(f"{call.title} ({call.server.name}/{call.mapping.name}) with {shown}")[:1024]
