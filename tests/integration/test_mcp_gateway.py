@@ -10,9 +10,11 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import mcp_types as types
 import pytest
 from handoff.devenv import processes
@@ -20,9 +22,10 @@ from handoff.testing.cluster import Cluster, eventually
 from handoff.testing.gateway import GatewayProcess
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from .helpers import AGENT
+from .helpers import AGENT, apply_ready_policy
 from .mcp_helpers import (
     Upstream,
     agent_token,
@@ -458,6 +461,15 @@ def test_a_hidden_tool_filed_around_the_gateway_is_not_run_even_approved(
     cluster.apply(hidden)
     eventually(lambda: not [t for t in list_tools(gateway, agent_token(cluster, bank))
                             if t.name == "bank__close_account"], 20, "close_account hidden")  # fmt: skip
+    # Time for a reviewer on a busy machine: the bank's 10 s window for closing is for the
+    # expiry tests (a plugin's start alone took longer than 10 s at a load of 25).
+    payments = cluster.get("agentactionpolicy", "payments", bank)
+    for rule in payments["spec"]["rules"]:
+        if rule["name"] == "closing":
+            rule["decisionWindow"] = "5m"
+    apply_ready_policy(cluster, {"apiVersion": payments["apiVersion"], "kind": payments["kind"],
+                                 "metadata": {"name": "payments", "namespace": bank},
+                                 "spec": payments["spec"]})  # fmt: skip
     document = {
         "apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
         "metadata": {"generateName": "around-", "namespace": bank},
