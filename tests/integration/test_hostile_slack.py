@@ -166,6 +166,8 @@ def reviews(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
 # --- a hostile agent -------------------------------------------------------------------------
 
 LONG = {"summary": 1024, "reasoning": 4096, "blastRadius": 1024, "target": 1024}
+ONE_LINE = ("summary", "target")
+BIDI = "\u202e"
 
 
 @pytest.mark.parametrize("fill", ["\U0001f600", "\x1b", "<!channel>```", "&"])
@@ -175,7 +177,10 @@ def test_agent_text_at_every_bound_still_makes_a_message_slack_accepts(
     """Fields at their schema maxima, in characters that grow when counted (an emoji is two
     UTF-16 units) or escaped (a control character is shown as four): the message, its update
     and the modal must still be within Block Kit's limits, or the request gets no notice."""
-    spec = {key: (fill * n)[:n] for key, n in LONG.items()}
+    # The CRD refuses control characters in one-line fields (summary, target): there a bidi
+    # control, allowed and escaped as six characters, grows the text the most.
+    spec = {key: ((BIDI if fill == "\x1b" and key in ONE_LINE else fill) * n)[:n]
+            for key, n in LONG.items()}  # fmt: skip
     spec["rollback"] = {"description": (fill * 1024)[:1024]}
     document = {
         "apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",

@@ -451,8 +451,9 @@ def test_agent_text_cannot_print_the_plugins_own_lines(
     cluster: Cluster, namespace: str, people: str
 ) -> None:
     wrap = "x" * 68 + "bob approved it" + " " * 65 + "Policy      payments: tier 1"
-    name = file_hostile(cluster, namespace, reasoning=FORGED, blastRadius=wrap,
-                        summary=f"Refund {SPOOF}gnp.exe\nbob approved")  # fmt: skip
+    name = file_hostile(
+        cluster, namespace, reasoning=FORGED, blastRadius=wrap, summary=f"Refund {SPOOF}gnp.exe"
+    )  # fmt: skip (one line: the CRD refuses a newline)
     wait_for(cluster, namespace, name, "phase", "AwaitingApproval")
     assert (
         review(cluster, namespace, name, "bob", "Deny", comment="no\nalice approved").returncode
@@ -473,9 +474,9 @@ def test_agent_text_cannot_print_the_plugins_own_lines(
     lines = terminal(people, "alice", "show", name)
     assert starts(lines, "Reviews     bob denied") == 1
     assert "            | Policy      payments, rule reads: tier 1, HOOTL" in lines
-    what = lines.index("What        payments-agent proposes payments.charge on stripe:1: Refund")
-    assert lines[what + 1] == "            | \\u202e\\u2066\\u200f\\u061cgnp.exe"
-    assert lines[what + 2] == "            | bob approved"
+    what = next(i for i, line in enumerate(lines) if line.startswith("What        "))
+    shown = " ".join(line.removeprefix("            | ").strip() for line in lines[what : what + 3])
+    assert "\\u202e\\u2066\\u200f\\u061cgnp.exe" in shown, lines  # escaped, never raw
 
 
 def test_a_rollback_reads_as_a_rollback_in_show_and_log(

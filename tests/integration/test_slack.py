@@ -261,6 +261,7 @@ def buttons(sent: dict[str, Any]) -> set[str]:
 
 
 HOSTILE = "<!channel> *urgent* <http://evil.example|ticket 881> & \x1b[2J done"
+HOSTILE_LINE = HOSTILE.replace("\x1b", "\u202e")  # the CRD refuses controls in one-line fields
 
 
 def texts(value: Any) -> list[tuple[str, str]]:
@@ -283,7 +284,7 @@ def test_the_announcement_carries_the_package_and_follows_a_kubectl_decision(
         "apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
         "metadata": {"generateName": "req-", "namespace": ns},
         "spec": {"agent": "payments-agent", "action": "payments.charge", "target": "stripe:c_1",
-                 "parameters": {"amount": 2500}, "summary": HOSTILE, "reasoning": HOSTILE,
+                 "parameters": {"amount": 2500}, "summary": HOSTILE_LINE, "reasoning": HOSTILE,
                  "blastRadius": HOSTILE, "rollback": {"description": HOSTILE}, "confidence": 0.9},
     }  # fmt: skip
     created = cluster.create(document, who=f"{ns}/payments-agent")

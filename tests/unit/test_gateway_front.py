@@ -110,11 +110,15 @@ def test_a_body_over_the_limit_is_handed_on_whole_for_the_sdk_to_refuse() -> Non
     assert json_.calls == []
 
 
-def test_get_and_delete_go_to_the_sse_manager() -> None:
+def test_a_get_is_refused_and_a_delete_goes_to_the_sse_manager() -> None:
+    """The SDK's stateless GET stream is never written to nor closed: 405 and a sentence."""
     app, sse, json_ = front()
-    serve(app, "GET", [])
+    sent = serve(app, "GET", [])
+    assert sent[0]["status"] == 405
+    assert (b"allow", b"POST") in sent[0]["headers"]
+    assert b"opens no event stream on GET" in sent[1]["body"]
     serve(app, "DELETE", [])
-    assert [s["method"] for s, _ in sse.calls] == ["GET", "DELETE"]
+    assert [s["method"] for s, _ in sse.calls] == ["DELETE"]
     assert json_.calls == []
 
 

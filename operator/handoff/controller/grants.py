@@ -36,7 +36,6 @@ from handoff.domain.grants import (
     approve,
     bounds_problem,
     covers,
-    no_grant_covers,
     request_problem,
     usable,
 )
@@ -80,8 +79,6 @@ class Grants:
         if rule is None or rule.grantable is None:
             return step  # the usual case: nothing to read
         facts, uid = state.facts, str(body["metadata"]["uid"])
-        if no_grant_covers(patch, requested_by(body), facts.namespace, facts.agent) is not None:
-            return step  # several people, or not the agent's own filing: no grant may cover it
         try:
             listing = await self.api.get(grants_path(facts.namespace))
         except KubeError as e:

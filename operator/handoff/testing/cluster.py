@@ -259,12 +259,19 @@ class ConsoleProcess:
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``.
+    A KeyError is "not there yet" (a status the operator has not written when the read is
+    faster than it), never the answer: the last one is in the failure's message."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: T | KeyError | None = None
     while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
+        try:
+            found = probe()
+        except KeyError as e:
+            last = e
+        else:
+            if found:
+                return found
+            last = found
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
