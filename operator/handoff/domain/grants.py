@@ -199,7 +199,9 @@ def no_grant_covers(
 ) -> str | None:
     """Why no grant at all may cover ``agent``'s request starting to wait with ``patch``,
     filed by ``requested_by``, or None: the request alone rules every grant out (it takes more
-    than one person, or the agent did not file it itself), so there is nothing to read."""
+    than one person, or the agent did not file it itself). A part of ``request_problem``: the
+    operator still lists and checks the grants for such a request, since that check records a
+    grant's own refusal (test_hostile_stages_grants.py)."""
     if (many := _many_people(patch)) is not None:
         return f"the request {many}"
     if requested_by != service_account_user(namespace, agent):
