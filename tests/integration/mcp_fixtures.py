@@ -12,8 +12,8 @@ from handoff.devenv import processes
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 from handoff.testing.gateway import GatewayProcess
 
-from .helpers import AGENT, apply_ready_policy, policy
-from .mcp_helpers import UPSTREAM, Upstream, answers, mcp_server, ready
+from .helpers import AGENT, apply_ready_policy
+from .mcp_helpers import UPSTREAM, Upstream, answers, bank_policy, mcp_server, ready
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +47,7 @@ def gateway(
 def bank(cluster: Cluster, upstream: Upstream, gateway: GatewayProcess) -> str:
     """A namespace with the agent, a policy for the bank's tools and the MCPServer ``bank``."""
     ns = cluster.new_namespace(agents=(AGENT, "other-agent"))
-    rules = [
-        {"name": "reads", "actions": ["mcp.bank.read_account"], "tier": 1},
-        {"name": "limits", "actions": ["mcp.bank.set_limit"], "tier": 2},
-        {"name": "closing", "actions": ["mcp.bank.close_account"], "tier": 4, "decisionWindow": "10s"},
-        {"name": "money", "actions": ["mcp.bank.transfer"], "tier": 4, "decisionWindow": "5m"},
-    ]  # fmt: skip
-    body = policy(ns, rules=rules)
-    body["spec"]["agents"]["serviceAccounts"] = [AGENT, "other-agent"]
-    apply_ready_policy(cluster, body)
+    apply_ready_policy(cluster, bank_policy(ns))
     cluster.apply({"apiVersion": "v1", "kind": "Secret",
                    "metadata": {"name": "bank-credentials", "namespace": ns,
                                 "annotations": {"handoff.dev/mcp-server": "bank"}},

@@ -21,7 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from .helpers import AGENT
+from .helpers import AGENT, policy
 
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
 UPSTREAM = Path(__file__).resolve().parents[2] / "examples" / "mcp_bank.py"
@@ -149,3 +149,18 @@ def leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for e in error.exceptions for leaf in leaves(e)]
     return [error]
+
+
+def bank_policy(ns: str, read_tier: int = 1) -> dict[str, Any]:
+    """The bank's policy: reads in ``read_tier``, limits tier 2 (with an inverse), closing tier 4
+    in 10 s (the expiry tests), money tier 4 in 5 minutes; for the agent and ``other-agent``."""
+    rules = [
+        {"name": "reads", "actions": ["mcp.bank.read_account"], "tier": read_tier}
+        | ({"decisionWindow": "5m"} if read_tier == 4 else {}),
+        {"name": "limits", "actions": ["mcp.bank.set_limit"], "tier": 2},
+        {"name": "closing", "actions": ["mcp.bank.close_account"], "tier": 4, "decisionWindow": "10s"},
+        {"name": "money", "actions": ["mcp.bank.transfer"], "tier": 4, "decisionWindow": "5m"},
+    ]  # fmt: skip
+    body = policy(ns, rules=rules)
+    body["spec"]["agents"]["serviceAccounts"] = [AGENT, "other-agent"]
+    return body

@@ -10,11 +10,12 @@ import pytest
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 from handoff.testing.gateway import GatewayProcess
 
-from .helpers import AGENT, apply_ready_policy, policy
+from .helpers import apply_ready_policy
 from .mcp_helpers import (
     Upstream,
     agent_token,
     approve,
+    bank_policy,
     call,
     requests,
     text,
@@ -29,19 +30,6 @@ def fast_path(gateway: GatewayProcess, outcome: str) -> float:
         lines = r.read().decode().splitlines()
     prefix = f'handoff_gateway_fast_path_total{{outcome="{outcome}"}} '
     return sum(float(line[len(prefix) :]) for line in lines if line.startswith(prefix))
-
-
-def bank_policy(ns: str, read_tier: int) -> dict[str, Any]:
-    rules = [
-        {"name": "reads", "actions": ["mcp.bank.read_account"], "tier": read_tier}
-        | ({"decisionWindow": "5m"} if read_tier == 4 else {}),
-        {"name": "limits", "actions": ["mcp.bank.set_limit"], "tier": 2},
-        {"name": "closing", "actions": ["mcp.bank.close_account"], "tier": 4, "decisionWindow": "10s"},
-        {"name": "money", "actions": ["mcp.bank.transfer"], "tier": 4, "decisionWindow": "5m"},
-    ]  # fmt: skip
-    body = policy(ns, rules=rules)
-    body["spec"]["agents"]["serviceAccounts"] = [AGENT, "other-agent"]
-    return body
 
 
 def the_request(cluster: Cluster, ns: str, account: str) -> dict[str, Any]:
