@@ -27,6 +27,10 @@ from handoff.devenv.manifests import (
 
 T = TypeVar("T")
 
+
+class NotFound(RuntimeError):
+    """The API server answered 404 for an object a test read: not there (or not there yet)."""
+
 # Where the kinds the tests read (and poll) are in the API, by the names kubectl takes for them.
 _API = "apis/handoff.dev/v1alpha1"
 PATHS = {
@@ -104,7 +108,8 @@ class Cluster:
                 body = dict(json.loads(response.read()))
         except urllib.error.HTTPError as error:
             said = json.loads(error.read() or b"{}").get("message", error.reason)
-            raise RuntimeError(f"kubectl get {kind} {name} failed: {said}") from None
+            failure = NotFound if error.code == 404 else RuntimeError
+            raise failure(f"kubectl get {kind} {name} failed: {said}") from None
         body.get("metadata", {}).pop("managedFields", None)  # kubectl leaves them out too
         return body
 
@@ -260,14 +265,15 @@ class ConsoleProcess:
 
 def eventually(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``.
-    A KeyError is "not there yet" (a status the operator has not written when the read is
-    faster than it), never the answer: the last one is in the failure's message."""
+    A KeyError or a NotFound is "not there yet" (a status the operator has not written, or an
+    object it has not filed, when the read is faster than it), never the answer: the last one
+    is in the failure's message."""
     deadline = time.monotonic() + timeout
-    last: T | KeyError | None = None
+    last: T | KeyError | NotFound | None = None
     while time.monotonic() < deadline:
         try:
             found = probe()
-        except KeyError as e:
+        except (KeyError, NotFound) as e:
             last = e
         else:
             if found:
