@@ -31,6 +31,7 @@ T = TypeVar("T")
 class NotFound(RuntimeError):
     """The API server answered 404 for an object a test read: not there (or not there yet)."""
 
+
 # Where the kinds the tests read (and poll) are in the API, by the names kubectl takes for them.
 _API = "apis/handoff.dev/v1alpha1"
 PATHS = {
