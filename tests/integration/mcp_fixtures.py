@@ -53,5 +53,9 @@ def bank(cluster: Cluster, upstream: Upstream, gateway: GatewayProcess) -> str:
                                 "annotations": {"handoff.dev/mcp-server": "bank"}},
                    "stringData": {"Authorization": f"Bearer {upstream.token}"}})  # fmt: skip
     cluster.apply(mcp_server(ns, upstream.url))
-    eventually(lambda: ready(cluster.get("mcpserver", "bank", ns)), 30, "MCPServer bank Ready")
+    server = lambda: cluster.get("mcpserver", "bank", ns)  # noqa: E731
+    try:
+        eventually(lambda: ready(server()), 30, "MCPServer bank Ready")
+    except AssertionError as e:  # say what the gateway wrote, or that it wrote nothing
+        raise AssertionError(f"{e}; its status: {server().get('status')}") from None
     return ns

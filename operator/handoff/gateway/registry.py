@@ -1,7 +1,6 @@
 """The MCPServers the gateway fronts, kept from a watch, and their tools as the agents see them."""
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -89,7 +88,17 @@ class Registry:
             task.add_done_callback(lambda _: None)
 
     async def report(self, server: Server, body: Mapping[str, Any]) -> None:
-        """Ready, the tools seen upstream, and the spec's problems, in the MCPServer's status."""
+        """Ready, the tools seen upstream, and the spec's problems, in the MCPServer's status. A
+        report that could not be written (the API server busy or restarting) is tried again
+        with the unready ones, not a minute later."""
+        key = (server.namespace, server.name)
+        try:
+            await self._report(server)
+        except Exception as e:  # a background task: log it, and try again soon
+            self._unready.add(key)
+            log.warning("MCPServer %s/%s: its status was not written: %s", *key, e)
+
+    async def _report(self, server: Server) -> None:
         try:
             tools = sorted(await self.upstreams.tools(server, fresh=True))
             ready, reason = "True", Gateway.TOOLS_LISTED
@@ -116,12 +125,11 @@ class Registry:
                              "conditions": [condition, governed]}}  # fmt: skip
         path = f"{PATH_IN}/{server.namespace}/mcpservers/{server.name}/status"
         key = (server.namespace, server.name)
+        await self.api.merge_patch(path, status)
         if reason == Gateway.UPSTREAM_UNAVAILABLE:
             self._unready.add(key)
         else:
             self._unready.discard(key)
-        with contextlib.suppress(KubeError):
-            await self.api.merge_patch(path, status)
 
     async def _policies(self, namespace: str) -> list[CompiledPolicy]:
         view = self.policies
