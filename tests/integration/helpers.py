@@ -1,9 +1,11 @@
-"""Filing requests and waiting on them through kubectl, as agents and reviewers do."""
+"""Filing requests and waiting on them through kubectl, as agents and reviewers do; reading the
+operator's metrics."""
 
 import json
 from typing import Any
 
-from handoff.testing.cluster import Cluster, eventually
+from handoff.testing.cluster import Cluster, OperatorProcess, eventually
+from prometheus_client.parser import text_string_to_metric_families
 
 AGENT = "payments-agent"
 
@@ -130,3 +132,37 @@ def events(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(c for c in body["status"]["conditions"] if c["type"] == kind)
+
+
+def samples(operator: OperatorProcess) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples by series name (histogram and counter suffixes folded into their family)."""
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(operator.metrics()):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return found
+
+
+def value(operator: OperatorProcess, name: str, **labels: str) -> float:
+    return sum(
+        v
+        for found, v in samples(operator).get(name, [])
+        if all(found.get(k) == wanted for k, wanted in labels.items())
+    )
+
+
+def roll_back(cluster: Cluster, ns: str, name: str) -> None:
+    """alice asks for a rollback, as ``kubectl handoff rollback`` does (on a request decided
+    without reviews, status.reviews does not exist yet: a merge patch creates it)."""
+    entry = {"reviewer": "alice", "decision": "Rollback", "comment": "undo it"}
+    if "reviews" in (request(cluster, ns, name).get("status") or {}):
+        kind, patch = (
+            "json",
+            json.dumps([{"op": "add", "path": "/status/reviews/-", "value": entry}]),
+        )
+    else:
+        kind, patch = "merge", json.dumps({"status": {"reviews": [entry]}})
+    cluster.kubectl(
+        "patch", "actionrequest", name, "-n", ns, "--subresource=status", f"--type={kind}",
+        "-p", patch, who="alice",
+    )  # fmt: skip

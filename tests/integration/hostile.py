@@ -3,16 +3,21 @@ reporting an outcome on the agent's own stream, and a cluster without the filing
 
 import asyncio
 import contextlib
+import http.client
 import json
+import re
+import ssl
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from handoff import paths
 from handoff.sdk import Agent, Decision
-from handoff.testing.cluster import Cluster, eventually
+from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
 
-from .helpers import AGENT, apply_ready_policy, events, policy
+from .helpers import AGENT, apply_ready_policy, events, file, policy, wait_for
 
 OTHER = "other-agent"
 OPERATOR_USER = "system:serviceaccount:handoff-system:handoff-operator"
@@ -104,3 +109,104 @@ def without_filing_policy(cluster: Cluster, ns: str) -> Iterator[None]:
             str(paths.admission_dir() / "actionrequests.yaml"),
         )  # fmt: skip
         eventually(lambda: not dry_run_admitted(cluster, ns), 30, "the filing policy back on")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    message: str  # the Status message, or the created object's name
+    warnings: str
+    body: dict[str, Any]
+
+
+def call(
+    cluster: Cluster, method: str, path: str, body: bytes, who: str = "admin", query: str = ""
+) -> Answer:
+    """One raw HTTP call to the API server, bytes as given: what kubectl would not send."""
+    control = cluster.control_plane
+    context = ssl.create_default_context(cafile=str(control.ca_file))
+    server = urllib.parse.urlsplit(control.server)
+    connection = http.client.HTTPSConnection(
+        server.hostname or "127.0.0.1", server.port, context=context, timeout=120
+    )
+    headers = {"Authorization": f"Bearer {cluster.token(who)}",
+               "Content-Type": "application/json", "Content-Length": str(len(body))}  # fmt: skip
+    try:
+        connection.putrequest(method, f"{path}{query}", skip_accept_encoding=True)
+        for key, value in headers.items():
+            connection.putheader(key, value)
+        connection.endheaders()
+        # The API server may answer (413) and close before a large body is all sent: its
+        # answer is still there to read, so a write that fails then is no failure of the call.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            connection.send(body)
+        answer = connection.getresponse()
+        text = answer.read().decode()
+        status, warnings = answer.status, answer.getheader("Warning") or ""
+    finally:
+        connection.close()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = {}
+    created = re.search(r'"name":"(hostile-[a-z0-9]+)"', text) if status == 201 else None
+    message = parsed.get("message") or (created.group(1) if created else "")
+    return Answer(status, str(message), warnings, parsed)
+
+
+def still_running(cluster: Cluster, operator: OperatorProcess, ns: str) -> None:
+    """The operator survived: alive, and an ordinary tier 1 request is still decided."""
+    assert operator.process is not None
+    assert operator.process.poll() is None, f"the operator exited: see {operator.log}"
+    name = file(cluster, ns, "db.query")
+    decided = wait_for(cluster, ns, name, "decision.reason", "AutoApproved", timeout=60)
+    assert decided["status"]["phase"] == "Approved"
+    assert operator.process.poll() is None
+
+
+def requests_path(ns: str) -> str:
+    return f"/apis/handoff.dev/v1alpha1/namespaces/{ns}/actionrequests"
+
+
+def policies_path(ns: str) -> str:
+    return f"/apis/handoff.dev/v1alpha1/namespaces/{ns}/agentactionpolicies"
+
+
+class Web:
+    """A browser reduced to what an attacker controls: headers, cookies and form fields."""
+
+    def __init__(self, console: ConsoleProcess) -> None:
+        self.port = console.port
+        self.cookie: str | None = None
+
+    def send(
+        self, method: str, path: str, form: dict[str, Any] | None = None, **headers: str
+    ) -> tuple[int, dict[str, str], str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        sent = {k.replace("_", "-"): v for k, v in headers.items()}
+        if self.cookie:
+            sent["Cookie"] = f"handoff_session={self.cookie}"
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form, doseq=True)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            connection.request(method, path, body=body, headers=sent)
+            answer = connection.getresponse()
+            text = answer.read().decode()
+            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, text
+        finally:
+            connection.close()
+
+    def sign_in(self, token: str) -> tuple[int, dict[str, str], str]:
+        status, headers, text = self.send("POST", "/login", {"token": token})
+        cookie = re.search(r"handoff_session=([^;]+)", headers.get("set-cookie", ""))
+        self.cookie = cookie.group(1) if cookie else None
+        return status, headers, text
+
+    def csrf(self, path: str) -> str:
+        status, _, text = self.send("GET", path)
+        assert status == 200, text
+        found = re.search(r'name="csrf" value="([^"]+)"', text)
+        assert found, text
+        return found.group(1)

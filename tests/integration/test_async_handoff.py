@@ -9,11 +9,9 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from handoff.devenv.redis import RedisServer
 from handoff.sdk import Agent, Decision, IdempotencyConflict, StateTooLarge
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 
+from .endpoints import Receiver
 from .helpers import AGENT, apply_ready_policy, policy, request, review, wait_for
 
 pytestmark = pytest.mark.integration
@@ -332,40 +331,6 @@ def _audit_lines(admin: "redis.Redis", uids: set[str]) -> list[tuple[bytes, byte
     return [
         (fields[b"uid"], fields[b"event"]) for _, fields in lines if fields[b"uid"].decode() in uids
     ]
-
-
-class Receiver:
-    """A webhook endpoint on loopback that records what it gets; it can fail on purpose."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
-        self.fail_first = fail_first
-        self.calls = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.calls += 1
-                if outer.calls <= outer.fail_first:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                outer.received.append(
-                    (dict(self.headers), json.loads(body) | {"_raw": body.decode()})
-                )
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [body["event"] for _, body in self.received]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,106 +17,40 @@ import pytest
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 
-from .helpers import AGENT, apply_ready_policy, policy, request, review, wait_for
+from .grant_helpers import (
+    GRANTED,
+    WAITS,
+    approved_prompt,
+    grant_document,
+    grants_policy,
+    phase_of,
+    refund_request,
+)
+from .helpers import AGENT, apply_ready_policy, policy, request, wait_for
 
 pytestmark = pytest.mark.integration
-RULES = [
-    {"name": "small-refunds", "actions": ["payments.refund"], "when": "parameters.amount <= 100",
-     "tier": 4, "decisionWindow": "5m", "grantable": {"maxDuration": "1h", "maxCount": 3}},
-    {"name": "money", "actions": ["payments.*"], "tier": 4, "decisionWindow": "5m"},
-]  # fmt: skip
-
-
-def _policy(ns: str) -> dict[str, Any]:
-    return policy(ns, rules=RULES)
-
-
-def _file(cluster: Cluster, ns: str, amount: int, target: str = "stripe:charge/ch_1") -> str:
-    document = {
-        "apiVersion": "handoff.dev/v1alpha1",
-        "kind": "ActionRequest",
-        "metadata": {"generateName": "refund-", "namespace": ns},
-        "spec": {
-            "agent": AGENT, "action": "payments.refund", "target": target,
-            "parameters": {"amount": amount}, "summary": "refund", "reasoning": "test",
-            "blastRadius": f"${amount}",
-        },
-    }  # fmt: skip
-    created = cluster.create(document, who=f"{ns}/{AGENT}")
-    return str(json.loads(created.stdout)["metadata"]["name"])
-
-
-def _grant(
-    ns: str, prompted_by: str, name: str = "g", *, who: str = "alice", minutes: float = 30,
-    uses: int = 2, target: str = "stripe:charge/*", rule: str = "small-refunds",
-    condition: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    expires = datetime.now(UTC) + timedelta(minutes=minutes)
-    spec: dict[str, Any] = {
-        "grantedBy": who, "agent": AGENT, "action": "payments.refund", "policy": "payments",
-        "rule": rule, "target": target, "expiresAt": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "maxUses": uses, "request": prompted_by,
-    }  # fmt: skip
-    if condition is not None:
-        spec["condition"] = condition
-    return {
-        "apiVersion": "handoff.dev/v1alpha1",
-        "kind": "ActionGrant",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    }
-
-
-def _approved_prompt(cluster: Cluster, ns: str) -> str:
-    """A small refund, waiting, then approved by alice: what a grant is made from."""
-    first = _file(cluster, ns, 50)
-    wait_for(cluster, ns, first, "phase", "AwaitingApproval")
-    assert review(cluster, ns, first, "alice").returncode == 0
-    wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
-    return first
-
-
-def _decided(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
-    """The request once classified: decided (by a grant) or waiting for people."""
-    return eventually(
-        lambda: (
-            (body := request(cluster, ns, name)).get("status", {}).get("phase")
-            in ("Approved", "AwaitingApproval", "Denied")
-            and body
-        ),
-        what=f"{name} classified",
-    )
-
-
-def _phase(cluster: Cluster, ns: str, name: str) -> tuple[str, str | None]:
-    status = _decided(cluster, ns, name)["status"]
-    return status["phase"], (status.get("decision") or {}).get("reason")
-
-
-WAITS = ("AwaitingApproval", None)
-GRANTED = ("Approved", "GrantApproved")
 
 
 def test_a_grant_made_while_approving_covers_the_next_matching_requests(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     ns = namespace
-    apply_ready_policy(cluster, _policy(ns))
-    first = _approved_prompt(cluster, ns)
-    cluster.create(_grant(ns, first, condition="parameters.amount <= 80"), who="alice")
+    apply_ready_policy(cluster, grants_policy(ns))
+    first = approved_prompt(cluster, ns)
+    cluster.create(grant_document(ns, first, condition="parameters.amount <= 80"), who="alice")
 
-    covered = _file(cluster, ns, 60)
-    assert _phase(cluster, ns, covered) == GRANTED
+    covered = refund_request(cluster, ns, 60)
+    assert phase_of(cluster, ns, covered) == GRANTED
     decision = request(cluster, ns, covered)["status"]["decision"]
     assert decision["by"] == ["alice", "actiongrant/g"]
     assert "approved in advance by alice with actiongrant/g (use 1 of 2" in decision["message"]
     # Outside its bounds: the condition, the target pattern, another rule (over 100: money).
-    assert _phase(cluster, ns, _file(cluster, ns, 90)) == WAITS
-    assert _phase(cluster, ns, _file(cluster, ns, 10, "stripe:payout/po_1")) == WAITS
-    assert _phase(cluster, ns, _file(cluster, ns, 500)) == WAITS
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 90)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10, "stripe:payout/po_1")) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 500)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == GRANTED
     # Used up: people decide again.
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     grant = cluster.get("actiongrant", "g", ns)
     assert grant["status"]["used"] == 2
     assert grant["status"]["checked"] is True
@@ -130,32 +64,34 @@ def test_admission_refuses_grants_beyond_the_rule_or_from_who_could_not_approve(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     ns = namespace
-    apply_ready_policy(cluster, _policy(ns))
+    apply_ready_policy(cluster, grants_policy(ns))
     # carol reviews another policy of this namespace: she may create grants, not approve these.
     ops = policy(ns, "ops", agents={"serviceAccounts": ["ops-agent"]},
                  reviewers={"users": ["carol"]})  # fmt: skip
     apply_ready_policy(cluster, ops)
-    first = _approved_prompt(cluster, ns)
+    first = approved_prompt(cluster, ns)
 
     def refused(document: dict[str, Any], who: str = "alice") -> str:
         attempt = cluster.create(document, who=who, check=False)
         assert attempt.returncode != 0, document
         return attempt.stderr
 
-    assert "is not grantable" in refused(_grant(ns, first, rule="money"))
-    assert "at most 1h" in refused(_grant(ns, first, minutes=61))
-    assert "at most 3 uses" in refused(_grant(ns, first, uses=4))
-    assert "has no rule nothing" in refused(_grant(ns, first, rule="nothing"))
-    assert "must be in the future" in refused(_grant(ns, first, minutes=-1))
-    assert "signed with your own user name" in refused(_grant(ns, first, who="bob"))
+    assert "is not grantable" in refused(grant_document(ns, first, rule="money"))
+    assert "at most 1h" in refused(grant_document(ns, first, minutes=61))
+    assert "at most 3 uses" in refused(grant_document(ns, first, uses=4))
+    assert "has no rule nothing" in refused(grant_document(ns, first, rule="nothing"))
+    assert "must be in the future" in refused(grant_document(ns, first, minutes=-1))
+    assert "signed with your own user name" in refused(grant_document(ns, first, who="bob"))
     assert "may not grant approval for policy payments" in refused(
-        _grant(ns, first, who="carol"), who="carol"
+        grant_document(ns, first, who="carol"), who="carol"
     )
-    assert 'User "mallory" cannot create' in refused(_grant(ns, first, who="mallory"), "mallory")
+    assert 'User "mallory" cannot create' in refused(
+        grant_document(ns, first, who="mallory"), "mallory"
+    )
     agent = f"system:serviceaccount:{ns}:{AGENT}"
-    assert "cannot create" in refused(_grant(ns, first, who=agent), f"{ns}/{AGENT}")
+    assert "cannot create" in refused(grant_document(ns, first, who=agent), f"{ns}/{AGENT}")
 
-    cluster.create(_grant(ns, first, uses=1), who="alice")
+    cluster.create(grant_document(ns, first, uses=1), who="alice")
     # Nobody extends a grant: reviewers hold no update, and the spec is immutable for all.
     extend = json.dumps({"spec": {"maxUses": 3}})
     for who in ("alice", "admin"):
@@ -175,19 +111,19 @@ def test_a_grant_wider_than_the_request_that_prompted_it_covers_nothing(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     ns = namespace
-    apply_ready_policy(cluster, _policy(ns))
-    first = _approved_prompt(cluster, ns)  # a stripe charge
-    cluster.create(_grant(ns, first, "wide", target="paypal:*"), who="alice")
-    assert _phase(cluster, ns, _file(cluster, ns, 10, "paypal:tx_9")) == WAITS
+    apply_ready_policy(cluster, grants_policy(ns))
+    first = approved_prompt(cluster, ns)  # a stripe charge
+    cluster.create(grant_document(ns, first, "wide", target="paypal:*"), who="alice")
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10, "paypal:tx_9")) == WAITS
     refusal = eventually(
         lambda: cluster.get("actiongrant", "wide", ns).get("status", {}).get("refused"),
         what="grant refused",
     )
     assert "target or condition does not hold for " + first in refusal
     # Granted on a request alice never approved: refused too.
-    unapproved = _file(cluster, ns, 20)
-    cluster.create(_grant(ns, unapproved, "unearned"), who="alice")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    unapproved = refund_request(cluster, ns, 20)
+    cluster.create(grant_document(ns, unapproved, "unearned"), who="alice")
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     assert "alice did not approve" in eventually(
         lambda: cluster.get("actiongrant", "unearned", ns).get("status", {}).get("refused"),
         what="grant refused",
@@ -198,17 +134,17 @@ def test_two_requests_racing_for_the_last_use_exactly_one_is_covered(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     ns = namespace
-    apply_ready_policy(cluster, _policy(ns))
-    first = _approved_prompt(cluster, ns)
-    cluster.create(_grant(ns, first, uses=1), who="alice")
+    apply_ready_policy(cluster, grants_policy(ns))
+    first = approved_prompt(cluster, ns)
+    cluster.create(grant_document(ns, first, uses=1), who="alice")
     names: list[str] = []
-    threads = [threading.Thread(target=lambda: names.append(_file(cluster, ns, 10)))
+    threads = [threading.Thread(target=lambda: names.append(refund_request(cluster, ns, 10)))
                for _ in range(3)]  # fmt: skip
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    outcomes = sorted(_phase(cluster, ns, name) for name in names)
+    outcomes = sorted(phase_of(cluster, ns, name) for name in names)
     assert outcomes == [GRANTED, WAITS, WAITS]
     grant = cluster.get("actiongrant", "g", ns)
     assert grant["status"]["used"] == 1
@@ -227,18 +163,18 @@ def test_deleting_a_grant_revokes_it_and_an_expired_one_covers_nothing(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     ns = namespace
-    apply_ready_policy(cluster, _policy(ns))
-    first = _approved_prompt(cluster, ns)
-    cluster.create(_grant(ns, first, uses=3), who="alice")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED
+    apply_ready_policy(cluster, grants_policy(ns))
+    first = approved_prompt(cluster, ns)
+    cluster.create(grant_document(ns, first, uses=3), who="alice")
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == GRANTED
     cluster.kubectl("delete", "actiongrant", "g", "-n", ns, who="alice")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
 
-    short = _grant(ns, first, "short", minutes=3 / 60, uses=3)
+    short = grant_document(ns, first, "short", minutes=3 / 60, uses=3)
     cluster.create(short, who="alice")
     expires = datetime.fromisoformat(short["spec"]["expiresAt"].replace("Z", "+00:00"))
     eventually(lambda: datetime.now(UTC) > expires, 5, "the grant expired")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     assert "used" not in cluster.get("actiongrant", "short", ns).get("status", {})
 
 
@@ -246,9 +182,9 @@ def test_a_grant_is_in_the_audit_stream_granted_used_up_and_revoked_once_each(
     cluster: Cluster, operator: OperatorProcess, namespace: str, redis_server: RedisServer
 ) -> None:
     ns = namespace
-    apply_ready_policy(cluster, _policy(ns))
-    first = _approved_prompt(cluster, ns)
-    document = _grant(ns, first, uses=1)
+    apply_ready_policy(cluster, grants_policy(ns))
+    first = approved_prompt(cluster, ns)
+    document = grant_document(ns, first, uses=1)
     document["spec"]["comment"] = "<img src=x onerror=alert(1)>" + "c" * 500
     cluster.create(document, who="alice")
     uid = cluster.get("actiongrant", "g", ns)["metadata"]["uid"]
@@ -266,7 +202,7 @@ def test_a_grant_is_in_the_audit_stream_granted_used_up_and_revoked_once_each(
     assert granted[0]["until"] == document["spec"]["expiresAt"]
     assert (granted[0]["maxUses"], granted[0]["request"]) == ("1", first)
     assert len(granted[0]["comment"]) == 256  # clipped: the console shows it as text
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == GRANTED
     eventually(lambda: len(lines()) == 2, what="the UsedUp line")
     cluster.kubectl("delete", "actiongrant", "g", "-n", ns, who="alice")
     eventually(lambda: len(lines()) == 3, what="the Revoked line")
@@ -288,16 +224,16 @@ def test_kubectl_handoff_approve_grant_and_grants(
     cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
     ns = namespace
-    apply_ready_policy(cluster, _policy(ns))
+    apply_ready_policy(cluster, grants_policy(ns))
     people = {who: cluster.token(who) for who in ("alice", "bob")}
     kubeconfig = cluster.control_plane.write_kubeconfig(tmp_path / "k", people, ns)
-    first = _file(cluster, ns, 50)
-    third = _file(cluster, ns, 30, "stripe:charge/ch_[1]")
+    first = refund_request(cluster, ns, 50)
+    third = refund_request(cluster, ns, 30, "stripe:charge/ch_[1]")
     wait_for(cluster, ns, first, "phase", "AwaitingApproval")
     wait_for(cluster, ns, third, "phase", "AwaitingApproval")
     ack = "what,impact,rollback"
     # Longer than the rule allows: the approval is recorded, the grant refused, and it says why.
-    second = _file(cluster, ns, 40)
+    second = refund_request(cluster, ns, 40)
     wait_for(cluster, ns, second, "phase", "AwaitingApproval")
     too_long = _plugin(kubeconfig, "bob", "approve", second, "--ack", ack, "--grant", "2h")
     assert too_long.returncode == 1
@@ -308,7 +244,7 @@ def test_kubectl_handoff_approve_grant_and_grants(
                    "--count", "2", "--target", "stripe:charge/*")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"Granted {first}-" in done.stdout
-    assert _phase(cluster, ns, _file(cluster, ns, 10, "stripe:charge/ch_7")) == GRANTED
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10, "stripe:charge/ch_7")) == GRANTED
     listed = _plugin(kubeconfig, "alice", "grants")
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()[:2]
@@ -320,5 +256,7 @@ def test_kubectl_handoff_approve_grant_and_grants(
     exact = _plugin(kubeconfig, "bob", "approve", third, "--ack", ack, "--grant", "10m")
     assert exact.returncode == 0, exact.stderr
     assert "on stripe:charge/ch_[[]1] until" in exact.stdout
-    assert _phase(cluster, ns, _file(cluster, ns, 10, "stripe:charge/ch_1")) == GRANTED  # alice's
-    assert _phase(cluster, ns, _file(cluster, ns, 10, "stripe:charge/ch_1")) == WAITS
+    assert (
+        phase_of(cluster, ns, refund_request(cluster, ns, 10, "stripe:charge/ch_1")) == GRANTED
+    )  # alice's
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10, "stripe:charge/ch_1")) == WAITS

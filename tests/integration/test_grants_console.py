@@ -11,8 +11,8 @@ from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess
 from playwright.sync_api import Browser
 
+from .grant_helpers import GRANTED, RULES, phase_of, refund_request
 from .helpers import apply_ready_policy, policy, wait_for
-from .test_grants import GRANTED, RULES, _file, _phase
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_a_reviewer_grants_while_approving_in_the_console(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        small, large = _file(cluster, ns, 50), _file(cluster, ns, 5000)
+        small, large = refund_request(cluster, ns, 50), refund_request(cluster, ns, 5000)
         wait_for(cluster, ns, small, "phase", "AwaitingApproval")
         wait_for(cluster, ns, large, "phase", "AwaitingApproval")
         page.goto(f"{console.url}/login")
@@ -53,4 +53,4 @@ def test_a_reviewer_grants_while_approving_in_the_console(
     grants = json.loads(cluster.kubectl("get", "agr", "-n", ns, "-o", "json").stdout)["items"]
     assert [(g["spec"]["grantedBy"], g["spec"]["maxUses"], g["spec"]["request"])
             for g in grants] == [("alice", 2, small)]  # fmt: skip
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == GRANTED

@@ -7,15 +7,10 @@ every barrage the operator is alive and still decides an ordinary tier 1 request
 """
 
 import contextlib
-import http.client
 import json
-import re
-import ssl
 import subprocess
 import sys
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +20,11 @@ from handoff.cli.limits import JSON_DEPTH_LIMIT
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
 
 from .helpers import AGENT, apply_ready_policy, condition, file, policy, ready, request, wait_for
-from .test_security import Web
+from .hostile import Web, call, policies_path, requests_path, still_running
 
 pytestmark = pytest.mark.integration
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
 PARAMETERS_POLICY = Path(__file__).parents[2] / "crds" / "admission" / "parameters.yaml"
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    message: str  # the Status message, or the created object's name
-    warnings: str
-    body: dict[str, Any]
-
-
-def call(
-    cluster: Cluster, method: str, path: str, body: bytes, who: str = "admin", query: str = ""
-) -> Answer:
-    """One raw HTTP call to the API server, bytes as given: what kubectl would not send."""
-    control = cluster.control_plane
-    context = ssl.create_default_context(cafile=str(control.ca_file))
-    server = urllib.parse.urlsplit(control.server)
-    connection = http.client.HTTPSConnection(
-        server.hostname or "127.0.0.1", server.port, context=context, timeout=120
-    )
-    headers = {"Authorization": f"Bearer {cluster.token(who)}",
-               "Content-Type": "application/json", "Content-Length": str(len(body))}  # fmt: skip
-    try:
-        connection.putrequest(method, f"{path}{query}", skip_accept_encoding=True)
-        for key, value in headers.items():
-            connection.putheader(key, value)
-        connection.endheaders()
-        # The API server may answer (413) and close before a large body is all sent: its
-        # answer is still there to read, so a write that fails then is no failure of the call.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            connection.send(body)
-        answer = connection.getresponse()
-        text = answer.read().decode()
-        status, warnings = answer.status, answer.getheader("Warning") or ""
-    finally:
-        connection.close()
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = {}
-    created = re.search(r'"name":"(hostile-[a-z0-9]+)"', text) if status == 201 else None
-    message = parsed.get("message") or (created.group(1) if created else "")
-    return Answer(status, str(message), warnings, parsed)
 
 
 def request_doc(ns: str, **spec: Any) -> dict[str, Any]:
@@ -101,24 +53,6 @@ def nested(depth: int) -> str:
 def with_parameters(ns: str, action: str, parameters_json: str) -> bytes:
     text = json.dumps(request_doc(ns, action=action, summary="deep"))
     return text.replace('"summary"', f'"parameters": {parameters_json}, "summary"').encode()
-
-
-def still_running(cluster: Cluster, operator: OperatorProcess, ns: str) -> None:
-    """The operator survived: alive, and an ordinary tier 1 request is still decided."""
-    assert operator.process is not None
-    assert operator.process.poll() is None, f"the operator exited: see {operator.log}"
-    name = file(cluster, ns, "db.query")
-    decided = wait_for(cluster, ns, name, "decision.reason", "AutoApproved", timeout=60)
-    assert decided["status"]["phase"] == "Approved"
-    assert operator.process.poll() is None
-
-
-def requests_path(ns: str) -> str:
-    return f"/apis/handoff.dev/v1alpha1/namespaces/{ns}/actionrequests"
-
-
-def policies_path(ns: str) -> str:
-    return f"/apis/handoff.dev/v1alpha1/namespaces/{ns}/agentactionpolicies"
 
 
 # -- requests the API server refuses ------------------------------------------------------------

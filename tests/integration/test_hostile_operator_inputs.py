@@ -22,9 +22,8 @@ from handoff.cli.limits import JSON_DEPTH_LIMIT
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 
-from .helpers import AGENT, apply_ready_policy, condition, file, policy, request, wait_for
-from .test_hostile_input import call, requests_path, still_running
-from .test_metrics import value
+from .helpers import AGENT, apply_ready_policy, condition, file, policy, request, value, wait_for
+from .hostile import call, requests_path, still_running
 
 pytestmark = pytest.mark.integration
 OTHER = "other-agent"

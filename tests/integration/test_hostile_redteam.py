@@ -23,8 +23,18 @@ import pytest
 from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
 
-from .helpers import AGENT, apply_ready_policy, events, file, policy, request, review, wait_for
-from .test_webhook_executor import Executor
+from .endpoints import Executor
+from .helpers import (
+    AGENT,
+    apply_ready_policy,
+    events,
+    file,
+    policy,
+    request,
+    review,
+    roll_back,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 OTHER = "other-agent"
@@ -83,23 +93,6 @@ def preview(cluster: Cluster, ns: str, name: str) -> str:
         what=f"the preview of {name}",
     )  # fmt: skip
     return str(body["status"]["preview"])
-
-
-def roll_back(cluster: Cluster, ns: str, name: str) -> None:
-    """alice asks for a rollback, as ``kubectl handoff rollback`` does (on a request decided
-    without reviews, status.reviews does not exist yet: a merge patch creates it)."""
-    entry = {"reviewer": "alice", "decision": "Rollback", "comment": "undo it"}
-    if "reviews" in (request(cluster, ns, name).get("status") or {}):
-        kind, patch = (
-            "json",
-            json.dumps([{"op": "add", "path": "/status/reviews/-", "value": entry}]),
-        )
-    else:
-        kind, patch = "merge", json.dumps({"status": {"reviews": [entry]}})
-    cluster.kubectl(
-        "patch", "actionrequest", name, "-n", ns, "--subresource=status", f"--type={kind}",
-        "-p", patch, who="alice",
-    )  # fmt: skip
 
 
 def env_patch(value: str) -> dict[str, Any]:

@@ -27,8 +27,7 @@ from handoff.domain.kubediff import diff, preview
 from handoff.domain.kubemerge import after_change
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 
-from .helpers import AGENT, apply_ready_policy, policy, request, wait_for
-from .test_hostile_redteam import roll_back
+from .helpers import AGENT, apply_ready_policy, policy, request, roll_back, wait_for
 
 pytestmark = pytest.mark.integration
 BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")

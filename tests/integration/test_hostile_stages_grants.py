@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 
+from .grant_helpers import GRANTED, RULES, WAITS, grant_document, phase_of, refund_request
 from .helpers import AGENT, apply_ready_policy, events, policy, request, review, wait_for
-from .test_grants import GRANTED, RULES, WAITS, _file, _grant, _phase
 
 pytestmark = pytest.mark.integration
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")
@@ -39,8 +39,8 @@ def _plugin(kubeconfig: Path, who: str, *args: str) -> subprocess.CompletedProce
 
 
 def _waiting(cluster: Cluster, ns: str, amount: int = 50) -> str:
-    name = _file(cluster, ns, amount)
-    assert _phase(cluster, ns, name) == WAITS
+    name = refund_request(cluster, ns, amount)
+    assert phase_of(cluster, ns, name) == WAITS
     return name
 
 
@@ -52,9 +52,9 @@ def test_the_agent_touches_no_grant_nor_its_own_request(
     ns, agent = namespace, f"{namespace}/{AGENT}"
     apply_ready_policy(cluster, policy(ns, rules=RULES))
     first = _waiting(cluster, ns)
-    cluster.create(_grant(ns, first, who="admin"), who="admin")  # a grant to aim at
+    cluster.create(grant_document(ns, first, who="admin"), who="admin")  # a grant to aim at
     me = f"system:serviceaccount:{ns}:{AGENT}"
-    forged = _grant(ns, first, "mine", who=me)
+    forged = grant_document(ns, first, "mine", who=me)
     for args in (
         ("create", "-f", "-"),
         ("get", "actiongrants"),
@@ -98,19 +98,21 @@ def test_a_grant_never_skips_an_approval_stage(
     ]
     tiers = {"tier4": {"decisionWindow": "5m", "stages": stages}}
     apply_ready_policy(cluster, policy(ns, tiers=tiers, rules=RULES))
-    first = _file(cluster, ns, 50)
+    first = refund_request(cluster, ns, 50)
     wait_for(cluster, ns, first, "stage", "manager")
     assert review(cluster, ns, first, "alice", stage="manager").returncode == 0
-    cluster.create(_grant(ns, first, uses=3), who="alice")  # alice holds approve on payments
+    cluster.create(
+        grant_document(ns, first, uses=3), who="alice"
+    )  # alice holds approve on payments
     wait_for(cluster, ns, first, "stage", "finance")
-    skipped = _file(cluster, ns, 10)
-    assert _phase(cluster, ns, skipped) == WAITS
+    skipped = refund_request(cluster, ns, 10)
+    assert phase_of(cluster, ns, skipped) == WAITS
     assert request(cluster, ns, skipped)["status"]["stage"] == "manager"
     # Even once carol approves finance (alice counted in a stage that was not the last).
     ack = ["what", "impact", "rollback"]
     assert review(cluster, ns, first, "carol", stage="finance", acknowledged=ack).returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     assert "is approved in stages (manager, finance)" in _refused(cluster, ns, "g")
     assert "used" not in cluster.get("actiongrant", "g", ns)["status"]
 
@@ -125,15 +127,15 @@ def test_one_approval_of_two_makes_no_grant(
     apply_ready_policy(cluster, policy(ns, tiers=tiers, rules=RULES))
     first = _waiting(cluster, ns)
     assert review(cluster, ns, first, "alice").returncode == 0
-    cluster.create(_grant(ns, first), who="alice")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    cluster.create(grant_document(ns, first), who="alice")
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     assert f"{first} needs 2 approvals: a grant is one person's approval" in _refused(
         cluster, ns, "g"
     )
     # bob's second approval decides the prompt; still no grant covers what takes two.
     assert review(cluster, ns, first, "bob").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     # From the terminal, the grant is not even made, and the reviewer is told why.
     kubeconfig = cluster.control_plane.write_kubeconfig(
         tmp_path / "k", {"alice": cluster.token("alice")}, ns
@@ -158,14 +160,14 @@ def test_an_approval_that_did_not_count_makes_no_grant(
     apply_ready_policy(cluster, policy(ns, rules=RULES))
     first = _waiting(cluster, ns)
     assert review(cluster, ns, first, "alice", acknowledged=[]).returncode == 0
-    cluster.create(_grant(ns, first, uses=3), who="alice")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    cluster.create(grant_document(ns, first, uses=3), who="alice")
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     grant = cluster.get("actiongrant", "g", ns)
     assert "refused" not in grant.get("status", {})  # its prompt may still be approved
     assert request(cluster, ns, first)["status"]["phase"] == "AwaitingApproval"
     assert review(cluster, ns, first, "bob", "Deny", comment="not owed").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanDenied")
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     refusal = _refused(cluster, ns, "g")
     assert f"alice's approval did not decide {first} (it was decided Denied, HumanDenied" in refusal
 
@@ -194,10 +196,12 @@ def test_a_grant_never_covers_its_author_s_own_request(
     first = _waiting(cluster, ns)
     assert review(cluster, ns, first, "admin").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
-    cluster.create(_grant(ns, first, uses=3, who="admin"), who="admin")
+    cluster.create(grant_document(ns, first, uses=3, who="admin"), who="admin")
     own = _filed_as_the_agent(cluster, ns, "admin")
-    assert _phase(cluster, ns, own) == WAITS
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED  # the agent's own: covered
+    assert phase_of(cluster, ns, own) == WAITS
+    assert (
+        phase_of(cluster, ns, refund_request(cluster, ns, 10)) == GRANTED
+    )  # the agent's own: covered
 
 
 def test_a_grant_never_covers_a_request_another_person_filed_as_the_agent(
@@ -212,10 +216,12 @@ def test_a_grant_never_covers_a_request_another_person_filed_as_the_agent(
     first = _waiting(cluster, ns)
     assert review(cluster, ns, first, "alice").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
-    cluster.create(_grant(ns, first, uses=3), who="alice")
+    cluster.create(grant_document(ns, first, uses=3), who="alice")
     theirs = _filed_as_the_agent(cluster, ns, "admin")
-    assert _phase(cluster, ns, theirs) == WAITS
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED  # the agent's own: covered
+    assert phase_of(cluster, ns, theirs) == WAITS
+    assert (
+        phase_of(cluster, ns, refund_request(cluster, ns, 10)) == GRANTED
+    )  # the agent's own: covered
 
 
 def test_a_grant_whose_author_lost_the_right_covers_nothing(
@@ -231,12 +237,12 @@ def test_a_grant_whose_author_lost_the_right_covers_nothing(
     assert review(cluster, ns, first, "alice").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
     # The groups are the cluster's to stamp: a forged list is replaced by the author's own.
-    forged = _grant(ns, first, uses=3)
+    forged = grant_document(ns, first, uses=3)
     forged["spec"]["grantedGroups"] = ["system:masters"]
     cluster.create(forged, who="alice")
     stamped = cluster.get("actiongrant", "g", ns)["spec"]["grantedGroups"]
     assert stamped == ["payments-approvers", "system:authenticated"]
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == GRANTED
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == GRANTED
 
     apply_ready_policy(cluster, policy(ns, rules=RULES, reviewers={"users": ["bob"]}))
     eventually(
@@ -244,7 +250,7 @@ def test_a_grant_whose_author_lost_the_right_covers_nothing(
                                 "-n", ns, who="alice", check=False).stdout.strip() == "no",
         what="alice no longer a reviewer",
     )  # fmt: skip
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
     refusal = _refused(cluster, ns, "g")
     assert refusal.startswith("GrantAuthorUnentitled: alice no longer holds the verb approve")
     warning = eventually(
@@ -256,7 +262,7 @@ def test_a_grant_whose_author_lost_the_right_covers_nothing(
     assert cluster.get("actiongrant", "g", ns)["status"]["used"] == 1
     # Back as a reviewer: a refused grant stays refused.
     apply_ready_policy(cluster, policy(ns, rules=RULES))
-    assert _phase(cluster, ns, _file(cluster, ns, 10)) == WAITS
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10)) == WAITS
 
 
 def test_only_the_author_or_the_policy_s_reviewers_revoke_a_grant(
@@ -273,7 +279,7 @@ def test_only_the_author_or_the_policy_s_reviewers_revoke_a_grant(
     first = _waiting(cluster, ns)
     assert review(cluster, ns, first, "alice").returncode == 0
     for name in ("g1", "g2", "g3"):
-        cluster.create(_grant(ns, first, name), who="alice")
+        cluster.create(grant_document(ns, first, name), who="alice")
     for args in (("delete", "actiongrant", "g1"), ("delete", "actiongrants", "--all")):
         attempt = cluster.kubectl(*args, "-n", ns, who="carol", check=False)
         assert attempt.returncode != 0
@@ -300,7 +306,7 @@ def test_only_the_author_or_the_policy_s_reviewers_revoke_a_grant(
     cluster.kubectl("delete", "actiongrant", "g1", "-n", ns, who="alice")  # its author
     cluster.kubectl("delete", "actiongrant", "g2", "-n", ns, who="bob")  # a reviewer of payments
     cluster.kubectl("delete", "actiongrant", "g3", "-n", ns, who=collector)  # the collector
-    cluster.create(_grant(ns, first, "g4"), who="alice")
+    cluster.create(grant_document(ns, first, "g4"), who="alice")
     cluster.kubectl("delete", "actiongrant", "g4", "-n", ns, who="admin")  # a cluster admin
     assert "No resources found" in cluster.kubectl("get", "agr", "-n", ns).stderr
 
@@ -317,11 +323,11 @@ def test_kubectl_handoff_log_tells_the_grants(
     first = _waiting(cluster, ns)
     assert review(cluster, ns, first, "alice").returncode == 0
     wait_for(cluster, ns, first, "decision.reason", "HumanApproved")
-    cluster.create(_grant(ns, first, "used", uses=1), who="alice")
-    covered = _file(cluster, ns, 10)
-    assert _phase(cluster, ns, covered) == GRANTED
-    cluster.create(_grant(ns, first, "wide", target="paypal:*"), who="alice")
-    assert _phase(cluster, ns, _file(cluster, ns, 10, "paypal:tx_1")) == WAITS
+    cluster.create(grant_document(ns, first, "used", uses=1), who="alice")
+    covered = refund_request(cluster, ns, 10)
+    assert phase_of(cluster, ns, covered) == GRANTED
+    cluster.create(grant_document(ns, first, "wide", target="paypal:*"), who="alice")
+    assert phase_of(cluster, ns, refund_request(cluster, ns, 10, "paypal:tx_1")) == WAITS
     _refused(cluster, ns, "wide")
     shown: list[str] = []
 
@@ -381,8 +387,8 @@ def test_pending_shows_each_stage_its_own_and_no_more_than_get(
     people = {who: cluster.token(who) for who in ("alice", "bob", "carol", "mallory")}
     people["agent"] = cluster.token(f"{ns}/{AGENT}")
     kubeconfig = cluster.control_plane.write_kubeconfig(tmp_path / "k", people, ns)
-    at_manager = _file(cluster, ns, 50)
-    at_finance = _file(cluster, ns, 60)
+    at_manager = refund_request(cluster, ns, 50)
+    at_finance = refund_request(cluster, ns, 60)
     wait_for(cluster, ns, at_finance, "stage", "manager")
     assert review(cluster, ns, at_finance, "alice", stage="manager").returncode == 0
     wait_for(cluster, ns, at_finance, "stage", "finance")

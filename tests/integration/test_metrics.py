@@ -9,9 +9,8 @@ import pytest
 from handoff.devenv.redis import RedisServer
 from handoff.sdk import Agent, Decision
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually, redis_client
-from prometheus_client.parser import text_string_to_metric_families
 
-from .helpers import AGENT, apply_ready_policy, file, policy, review, wait_for
+from .helpers import AGENT, apply_ready_policy, file, policy, review, samples, value, wait_for
 
 pytestmark = pytest.mark.integration
 DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
@@ -25,23 +24,6 @@ def documented() -> dict[str, set[str]]:
         if match:
             found[match[1]] = set(re.findall(r"`(\w+)`", match[2]))
     return found
-
-
-def samples(operator: OperatorProcess) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Samples by series name (histogram and counter suffixes folded into their family)."""
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(operator.metrics()):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-    return found
-
-
-def value(operator: OperatorProcess, name: str, **labels: str) -> float:
-    return sum(
-        v
-        for found, v in samples(operator).get(name, [])
-        if all(found.get(k) == wanted for k, wanted in labels.items())
-    )
 
 
 def test_the_table_lists_the_contracts_series() -> None:

@@ -12,9 +12,7 @@ again on the server, script in a summary shown as text):
 """
 
 import base64
-import http.client
 import json
-import re
 import secrets
 import urllib.parse
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from handoff.devenv.redis import RedisServer
 from handoff.testing.cluster import Cluster, ConsoleProcess, OperatorProcess, eventually
 
 from .helpers import AGENT, apply_ready_policy, condition, file, policy, request, review, wait_for
+from .hostile import Web
 
 pytestmark = pytest.mark.integration
 BOT = "reviewer-bot"
@@ -169,46 +168,6 @@ def test_forged_reviewer_names_and_impersonation_are_refused(
 
 
 # -- the console over plain HTTP -------------------------------------------------------------
-
-
-class Web:
-    """A browser reduced to what an attacker controls: headers, cookies and form fields."""
-
-    def __init__(self, console: ConsoleProcess) -> None:
-        self.port = console.port
-        self.cookie: str | None = None
-
-    def send(
-        self, method: str, path: str, form: dict[str, Any] | None = None, **headers: str
-    ) -> tuple[int, dict[str, str], str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        sent = {k.replace("_", "-"): v for k, v in headers.items()}
-        if self.cookie:
-            sent["Cookie"] = f"handoff_session={self.cookie}"
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form, doseq=True)
-            sent["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            connection.request(method, path, body=body, headers=sent)
-            answer = connection.getresponse()
-            text = answer.read().decode()
-            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, text
-        finally:
-            connection.close()
-
-    def sign_in(self, token: str) -> tuple[int, dict[str, str], str]:
-        status, headers, text = self.send("POST", "/login", {"token": token})
-        cookie = re.search(r"handoff_session=([^;]+)", headers.get("set-cookie", ""))
-        self.cookie = cookie.group(1) if cookie else None
-        return status, headers, text
-
-    def csrf(self, path: str) -> str:
-        status, _, text = self.send("GET", path)
-        assert status == 200, text
-        found = re.search(r'name="csrf" value="([^"]+)"', text)
-        assert found, text
-        return found.group(1)
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 
+from .endpoints import Receiver
 from .helpers import apply_ready_policy, condition, events, file, policy, request, review, wait_for
-from .test_async_handoff import Receiver
 
 pytestmark = pytest.mark.integration
 PLUGIN = str(Path(sys.executable).parent / "kubectl-handoff")

@@ -1,58 +1,16 @@
 """The Webhook executor: Handoff posts the approved action, signed, with an idempotency key, and
 the executor processes it once even when the operator is killed while it waits for the answer."""
 
-import hashlib
-import hmac
 import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from handoff.testing.cluster import Cluster, OperatorProcess, eventually
 
+from .endpoints import KEY, Executor
 from .helpers import AGENT, apply_ready_policy, policy, wait_for
 
 pytestmark = pytest.mark.integration
-KEY = b"executor-s3cret"
-
-
-class Executor:
-    """A stand-in for the external system's executor: it dedups on the idempotency key, as the
-    docs ask executors to, and can be slow to answer the first call."""
-
-    def __init__(self, slow_first: float = 0.0) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.processed: dict[str, dict[str, Any]] = {}
-        self.slow_first = slow_first
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                stamp = self.headers["X-Handoff-Timestamp"]
-                good = hmac.new(KEY, stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-                call = {"key": self.headers["X-Handoff-Delivery"], "signed": self.headers["X-Handoff-Signature"] == f"sha256={good}",
-                        "body": json.loads(raw)}  # fmt: skip
-                outer.calls.append(call)
-                if len(outer.calls) == 1 and outer.slow_first:
-                    time.sleep(outer.slow_first)
-                outer.processed.setdefault(call["key"], call["body"])
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/execute"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
