@@ -26,11 +26,17 @@ from typing import Any
 from environment import BenchEnvironment, operator_rss_mb
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
+from profiler import Profiler
 
 NS = "bench-history"
 AGENT = "history-agent"
 COUNT = 10_000
 CLIENTS = 32
+# The probe is filed once the operator is healthy, which is before kopf lists (its startup comes
+# first), so the probe is in kopf's listing, which the API server returns in name order. Named
+# to sort after the history ("h-..."), it is handed over last; named like the history, it came
+# at a random place in the pass and the figure measured a random share of it.
+PROBE = "z-probe-"
 POLICY = {
     "agents": {"serviceAccounts": [AGENT]},
     "defaultTier": 4,
@@ -38,9 +44,9 @@ POLICY = {
 }
 
 
-def _request(i: int) -> dict[str, Any]:
+def _request(i: int, prefix: str = "h-") -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ActionRequest",
-            "metadata": {"generateName": "h-", "namespace": NS},
+            "metadata": {"generateName": prefix, "namespace": NS},
             "spec": {"agent": AGENT, "action": "bench.read", "target": "db:orders",
                      "parameters": {"limit": 10, "i": i}, "summary": f"read orders {i}",
                      "reasoning": "benchmark", "blastRadius": "none: a read"}}  # fmt: skip
@@ -117,9 +123,11 @@ async def _fill(env: BenchEnvironment, count: int, status: dict[str, Any]) -> in
 
 async def measure(
     env: BenchEnvironment, list_seconds: Callable[[BenchEnvironment, str], Any], *,
-    count: int = COUNT, log: Callable[[str], None] = print,
+    count: int = COUNT, log: Callable[[str], None] = print, profiler: Profiler | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Expects ``env`` with the namespace made and no operator running."""
+    """Expects ``env`` with the namespace made and no operator running. With ``profiler``, the
+    restart is sampled by py-spy from the process's first moment until the probe is decided
+    (``history-restart.txt``)."""
     operator = env.start_operator([NS])
     await env.apply_policy(NS, "bench-history", POLICY)
     await asyncio.sleep(2)
@@ -140,7 +148,7 @@ async def measure(
     # so Redis has none of it); the second is a restart over a history already published.
     first = await _start(env, operator, count)
     operator.stop()
-    again = await _start(env, operator, count + 1)
+    again = await _start(env, operator, count + 1, profiler)
     listing = await list_seconds(env, NS)
     log(
         f"  ready {again['ready']}s after a restart, {first['ready']}s after the first start (healthy after {again['healthy']}s; a client lists them in {listing:.2f}s); RSS {again['rss_settled']:.0f} MB (idle {idle_rss:.0f} MB)"
@@ -161,17 +169,29 @@ async def measure(
     }
 
 
-async def _start(env: BenchEnvironment, operator: Any, index: int) -> dict[str, Any]:
+async def _start(
+    env: BenchEnvironment, operator: Any, index: int, profiler: Profiler | None = None
+) -> dict[str, Any]:
     """Start the operator; how long until a request filed once it is healthy is decided, and
     its memory then and once settled (the first listing's burst given back)."""
     path = resource_path(GROUP, VERSION, REQUESTS, NS)
     started = time.perf_counter()
-    await asyncio.to_thread(operator.start)
+    starting = asyncio.create_task(asyncio.to_thread(operator.start))
+    if profiler is not None:  # from the process's first moment
+        # operator.start spawns the process in a thread and waits there until it is healthy:
+        # its Popen, set from that thread, is what says the pid, so it is polled.
+        while operator.process is None and not starting.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        if operator.process is not None:
+            profiler.cpu(operator.process.pid, "history-restart")
+    await starting
     healthy = time.perf_counter() - started
     async with env.api(f"{NS}/{AGENT}") as agent:
-        probe = await agent.create(path, _request(index))
+        probe = await agent.create(path, _request(index, PROBE))
         done = await _decided(agent, path, probe["metadata"]["name"], 600)
     ready = time.perf_counter() - started if done is not None else None
+    if profiler is not None:
+        profiler.stop()
     await asyncio.sleep(2)
     rss_ready = operator_rss_mb(operator)
     await asyncio.sleep(8)

@@ -100,7 +100,7 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
         if "history" in parts(args.only):
             log(f"a history of {args.history:,} decided requests")
             figures["history"] = await history.measure(
-                env, list_seconds, count=args.history, log=log
+                env, list_seconds, count=args.history, log=log, profiler=profiler
             )
         return figures
     finally:
@@ -262,7 +262,7 @@ def main() -> int:
         default=None,
         metavar="DIR",
         help="py-spy profiles of the operator (decisions: while its CPU is measured; scale: "
-        "with tracemalloc), into DIR",
+        "with tracemalloc; history: its restart until the probe is decided), into DIR",
     )
     parser.add_argument(
         "--operator-from",

@@ -55,3 +55,29 @@ def test_a_mark_and_its_expiry_are_set_together(redis_server: RedisServer) -> No
     assert asyncio.run(mark())
     redis = redis_client(redis_server.url)
     assert 0 < redis.ttl(dedup_key(ns, uid)) <= DEDUP_TTL
+
+
+def test_what_is_out_of_many_requests_is_asked_in_a_few_round_trips(
+    redis_server: RedisServer,
+) -> None:
+    """A start asks, for every stored request, what of its record is out: against a real
+    Redis, each request gets its own answer, and the asks made together go out together."""
+    ns = "pipeline"
+    uids = [str(uuid.uuid4()) for _ in range(300)]
+    published = set(uids[::3])
+
+    async def scenario() -> tuple[list[set[str]], int]:
+        outbox = RedisOutbox(redis_server.url)
+        try:
+            for uid in published:
+                await outbox.mark(ns, uid, "decision")
+            answers = await asyncio.gather(
+                *(outbox.present(ns, uid, ["decision", "logged:decision"]) for uid in uids)
+            )
+            return list(answers), outbox._reads.round_trips
+        finally:
+            await outbox.close()
+
+    answers, round_trips = asyncio.run(scenario())
+    assert answers == [{"decision"} if uid in published else set() for uid in uids]
+    assert round_trips <= 2  # the first ask alone, then everything asked meanwhile

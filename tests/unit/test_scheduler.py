@@ -61,3 +61,41 @@ def test_a_failing_handler_is_retried() -> None:
         return calls
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_a_later_time_does_not_wake_the_loop_and_still_fires_in_order() -> None:
+    """A start arms a retention timer for every decided request, all far later than what the
+    loop already waits for: those wake nothing. A sooner one does, and every key still fires,
+    also behind a cancelled head (whose wake-up comes early and finds the next one)."""
+
+    async def scenario() -> tuple[list[Hashable], list[bool]]:
+        fired: list[Hashable] = []
+        three = asyncio.Event()
+
+        async def fire(key: Hashable) -> None:
+            fired.append(key)
+            if len(fired) == 3:
+                three.set()
+
+        scheduler = DeadlineScheduler(fire, now)
+        start = now()
+        woken = []
+        scheduler.arm("first", start + timedelta(milliseconds=60))
+        woken.append(scheduler._changed.is_set())
+        scheduler._changed.clear()
+        scheduler.arm("later", start + timedelta(milliseconds=90))
+        woken.append(scheduler._changed.is_set())
+        scheduler.arm("sooner", start + timedelta(milliseconds=30))
+        woken.append(scheduler._changed.is_set())
+        scheduler._changed.clear()
+        scheduler.cancel("sooner")
+        scheduler.arm("after the cancelled head", start + timedelta(milliseconds=40))
+        woken.append(scheduler._changed.is_set())
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.wait_for(three.wait(), timeout=5)
+        task.cancel()
+        return fired, woken
+
+    fired, woken = asyncio.run(scenario())
+    assert woken == [True, False, True, False]
+    assert fired == ["after the cancelled head", "first", "later"]

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError as _LibraryRedisError
 
+from handoff.adapters.coalesce import CoalescedReads
 from handoff.domain.keys import AUDIT_STREAM
 from handoff.domain.records import Record
 
@@ -120,6 +121,7 @@ class RedisOutbox:
         self._client = redis_asyncio.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._script = self._client.register_script(_PUBLISH_ONCE)
         self._each = self._client.register_script(_PUBLISH_EACH_ONCE)
+        self._reads = CoalescedReads(self._client)  # a start's many `present`s, a few trips
 
     async def publish(self, namespace: str, uid: str, record: Record) -> bool:
         with _redis_errors():
@@ -155,7 +157,7 @@ class RedisOutbox:
         if not keys:
             return set()
         with _redis_errors():
-            values = await self._client.hmget(dedup_key(namespace, uid), keys)
+            values = await self._reads.hmget(dedup_key(namespace, uid), keys)
         return {key for key, value in zip(keys, values, strict=True) if value is not None}
 
     async def remember(self, namespace: str, uid: str, key: str, value: str) -> None:
@@ -177,6 +179,7 @@ class RedisOutbox:
         return str(info.get("run_id", ""))
 
     async def close(self) -> None:
+        await self._reads.close()
         await self._client.aclose()
 
 

@@ -48,8 +48,10 @@ class DeadlineScheduler:
             return
         self._due[key] = when
         self._counter += 1
+        sooner = not self._heap or when < self._heap[0][0]
         heapq.heappush(self._heap, (when, self._counter, key))
-        self._changed.set()
+        if sooner:  # else the loop already wakes up in time (a start arms 10,000 retentions)
+            self._changed.set()
         if len(self._heap) > 2 * len(self._due) + 1024:  # re-armed many times
             self._compact()
 
