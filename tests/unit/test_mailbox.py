@@ -97,3 +97,61 @@ async def test_a_failing_handler_does_not_stop_the_rest() -> None:
         box.put(key, key)
     await box.idle()
     assert seen == ["bad", "good"]
+
+
+class Recorder:
+    """The request handler behind kopf's handler: what each pass was handed."""
+
+    def __init__(self) -> None:
+        self.owns = lambda _namespace: True
+        self.requests = self
+        self.bodies: list[Any] = []
+        self.deletions: list[tuple[str, str, str | None]] = []
+
+    async def changed(self, body: Any) -> None:
+        self.bodies.append(body)
+
+    async def deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
+        self.deletions.append((namespace, name, uid))
+
+    def retry_soon(self, namespace: str, name: str, delay: Any = None) -> None:
+        raise AssertionError("nothing failed")
+
+
+def raw_request(name: str) -> dict[str, Any]:
+    return {"apiVersion": "handoff.dev/v1alpha1", "kind": "ActionRequest",
+            "metadata": {"name": name, "namespace": "agents", "uid": f"uid-{name}",
+                         "resourceVersion": "7", "labels": {"team": "pay"},
+                         "managedFields": [{"manager": "agent", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"agent": "a", "action": "db.query", "parameters": {"amount": 2.5, "n": [1]}},
+            "status": {"phase": "Pending", "tier": 4, "deadline": "2026-12-02T03:00:00Z"}}  # fmt: skip
+
+
+@asynchronous
+async def test_a_backlog_waits_packed_and_each_pass_gets_the_body_less_its_managed_fields() -> None:
+    import kopf  # noqa: PLC0415
+    from handoff.controller import handlers  # noqa: PLC0415
+
+    recorder = Recorder()
+    memo = kopf.Memo(operator=recorder, failures={})
+    names = [f"r{i}" for i in range(handlers.PACK_OVER + 20)]
+    for name in names:  # faster than any drain: the mailbox fills up
+        raw = raw_request(name)
+        await handlers.request_event(
+            "ADDED", kopf.Body(raw), memo, {"type": "ADDED", "object": raw}
+        )
+    mailbox = memo["mailbox"]
+    assert len(mailbox) == len(names)
+    assert isinstance(mailbox._newest[("agents", names[-1])], handlers.Packed)
+    assert isinstance(mailbox._newest[("agents", names[0])], dict)
+    raw = raw_request(names[0])
+    await handlers.request_event(
+        "DELETED", kopf.Body(raw), memo, {"type": "DELETED", "object": raw}
+    )
+    await mailbox.idle()
+
+    expected = [raw_request(name) for name in names[1:]]
+    for body in expected:
+        del body["metadata"]["managedFields"]
+    assert recorder.bodies == expected  # packed or not, the same JSON, in the order filed
+    assert recorder.deletions == [("agents", names[0], f"uid-{names[0]}")]

@@ -9,6 +9,7 @@ any other event. The start and stop (login, startup, cleanup, a shard's joins an
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
@@ -34,6 +35,7 @@ __all__ = ["build_registry", "policy_event", "request_event", "utcnow"]
 log = logging.getLogger("handoff.operator")
 RETRY = timedelta(seconds=2)
 GIVE_UP_AFTER = timedelta(minutes=5)  # the longest wait between retries of a failing handler
+PACK_OVER = 64  # events waiting in the mailbox past which a body waits as one JSON string
 
 
 def _elsewhere(memo: kopf.Memo, namespace: str) -> bool:
@@ -66,12 +68,28 @@ async def request_event(
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if _elsewhere(memo, namespace):
         return
-    item = Deleted(body.metadata.uid) if type == "DELETED" else _plain(body, event, slim=True)
-    _mailbox(memo).put((namespace, name), item)
+    mailbox = _mailbox(memo)
+    item: RequestJSON | Packed | Deleted
+    if type == "DELETED":
+        item = Deleted(body.metadata.uid)
+    elif len(mailbox) > PACK_OVER:
+        item = Packed(json.dumps(_plain(body, event, slim=True), separators=(",", ":")))
+    else:
+        item = _plain(body, event, slim=True)
+    mailbox.put((namespace, name), item)
 
 
 class Deleted(NamedTuple):
     uid: str | None
+
+
+class Packed(NamedTuple):
+    """A body that waits behind a backlog, as one JSON string: a parsed body is a few hundred
+    small objects, and Python keeps the arenas of a backlog's peak while any object in them
+    lives (docs/performance.md, issue 21); one string per request is one block, given back
+    whole. Parsed again when its turn comes (tens of microseconds)."""
+
+    text: str
 
 
 def _mailbox(memo: kopf.Memo) -> Mailbox:
@@ -81,7 +99,9 @@ def _mailbox(memo: kopf.Memo) -> Mailbox:
     return mailbox
 
 
-async def _request(memo: kopf.Memo, key: tuple[str, str], item: "RequestJSON | Deleted") -> None:
+async def _request(
+    memo: kopf.Memo, key: tuple[str, str], item: "RequestJSON | Packed | Deleted"
+) -> None:
     """A request's newest event, from the mailbox."""
     operator: Operator = memo["operator"]
     requests = operator.requests
@@ -90,8 +110,9 @@ async def _request(memo: kopf.Memo, key: tuple[str, str], item: "RequestJSON | D
         memo["failures"].pop(("request", namespace, name), None)
         await requests.deleted(namespace, name, item.uid)
         return
+    body: RequestJSON = json.loads(item.text) if isinstance(item, Packed) else item
     retry = functools.partial(requests.retry_soon, namespace, name)
-    await _handled(memo, "request", namespace, name, work=lambda: requests.changed(item),
+    await _handled(memo, "request", namespace, name, work=lambda: requests.changed(body),
                    retry=retry)  # fmt: skip
 
 
