@@ -51,3 +51,90 @@ if os.environ.get("HANDOFF_RELEASE_PROBE"):
             )
 
     signal.signal(signal.SIGWINCH, _probe)
+
+if os.environ.get("HANDOFF_CENSUS"):
+    # Where the resident set goes, without a tracer: on SIGURG, append to the file
+    # HANDOFF_CENSUS names the resident set and its peak (VmRSS, VmHWM), what pymalloc holds
+    # (arenas) against what is live in them (sys._debugmallocstats), what glibc's heap holds
+    # against what is allocated (mallinfo2), the gc-tracked objects by type created since the
+    # start froze its own (gc.freeze), and the asyncio tasks by coroutine. Bench diagnostics only.
+    import asyncio
+    import collections
+    import ctypes
+    import gc
+    import json
+    import sys
+    import tempfile
+    import time
+
+    class _MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                    "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+    def _status() -> dict[str, int]:
+        with open("/proc/self/status") as f:
+            return {line.split(":")[0]: int(line.split()[1]) for line in f
+                    if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:"))}  # fmt: skip
+
+    def _pymalloc() -> dict[str, int]:
+        """The totals of sys._debugmallocstats (it prints to the C stderr: caught in a file)."""
+        out: dict[str, int] = {}
+        with tempfile.TemporaryFile("w+") as tmp:
+            saved = os.dup(2)
+            sys.stderr.flush()
+            os.dup2(tmp.fileno(), 2)
+            try:
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            # "# arenas allocated current = 2", "54 unused pools * 16384 bytes = ..."
+            for line in tmp:
+                left, eq, right = line.rpartition("=")
+                words = left.replace("#", "").split()
+                if not eq or not words or "free" in words or "each" in words:
+                    continue
+                if words[0][0].isdigit():
+                    words = words[1:]
+                key = " ".join(w for w in words if not w.startswith(("*", "1048576", "16384")))
+                value = right.strip().replace(",", "").split()
+                if key and key not in out and value and value[0].isdigit():
+                    out[key] = int(value[0])
+        return out
+
+    def _census(_signum: int, _frame: object) -> None:
+        started = time.perf_counter()
+        report: dict[str, object] = {"at": time.time(), "status_kB": _status()}
+        report["pymalloc"] = _pymalloc()
+        try:
+            info = ctypes.CDLL("libc.so.6").mallinfo2
+            info.restype = _MallInfo2
+            m = info()
+            report["glibc"] = {"arena": m.arena, "in_use": m.uordblks, "free": m.fordblks,
+                               "mmapped": m.hblkhd}  # fmt: skip
+        except (OSError, AttributeError):
+            pass
+        counts: collections.Counter[str] = collections.Counter()
+        sizes: collections.Counter[str] = collections.Counter()
+        for obj in gc.get_objects():
+            name = type(obj).__module__ + "." + type(obj).__qualname__
+            counts[name] += 1
+            sizes[name] += sys.getsizeof(obj)
+        report["gc_objects"] = sum(counts.values())
+        report["by_type"] = [(n, counts[n], sizes[n]) for n, _ in sizes.most_common(40)]
+        try:
+            tasks = asyncio.all_tasks(asyncio.get_running_loop())
+            names = collections.Counter(
+                getattr(t.get_coro(), "__qualname__", "?") for t in tasks)  # fmt: skip
+            report["tasks"] = len(tasks)
+            report["tasks_by_coro"] = names.most_common(15)
+        except RuntimeError:
+            pass
+        if tracemalloc.is_tracing():
+            report["traced_current_peak"] = tracemalloc.get_traced_memory()
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        with open(os.environ["HANDOFF_CENSUS"], "a") as f:
+            f.write(json.dumps(report) + "\n")
+
+    signal.signal(signal.SIGURG, _census)

@@ -87,12 +87,17 @@ def test_a_handler_exception_is_counted_and_retried_with_a_growing_wait() -> Non
     memo = kopf.Memo(operator=reconciler, failures={})
     body = kopf.Body({"metadata": {"namespace": "agents", "name": "req-1"}, "spec": {}})
     before = sample("handoff_handler_exceptions_total", handler="request")
+
+    async def deliver(kind: str) -> None:  # the event, and the mailbox's pass over it
+        await handlers.request_event(kind, body, memo)
+        await memo["mailbox"].idle()
+
     for _ in range(10):
-        asyncio.run(handlers.request_event("MODIFIED", body, memo))
+        asyncio.run(deliver("MODIFIED"))
     assert sample("handoff_handler_exceptions_total", handler="request") == before + 10
     waits = [delay.total_seconds() for *_, delay in reconciler.retries]
     assert waits == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
-    asyncio.run(handlers.request_event("DELETED", body, memo))
+    asyncio.run(deliver("DELETED"))
     assert memo["failures"] == {}
 
 

@@ -9,10 +9,11 @@ any other event. The start and stop (login, startup, cleanup, a shard's joins an
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import kopf
 
@@ -23,15 +24,18 @@ from handoff.controller.gateway_access import GatewayAccess
 from handoff.controller.grant_audit import GrantAuditor
 from handoff.controller.grants import GRANTS
 from handoff.controller.lifecycle import cleanup, login, startup
+from handoff.controller.mailbox import Mailbox
 from handoff.controller.operator import Operator, utcnow
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.tasks import describe
+from handoff.domain.resources import RequestJSON
 
 __all__ = ["build_registry", "policy_event", "request_event", "utcnow"]
 
 log = logging.getLogger("handoff.operator")
 RETRY = timedelta(seconds=2)
 GIVE_UP_AFTER = timedelta(minutes=5)  # the longest wait between retries of a failing handler
+PACK_OVER = 64  # events waiting in the mailbox past which a body waits as one JSON string
 
 
 def _elsewhere(memo: kopf.Memo, namespace: str) -> bool:
@@ -59,18 +63,57 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
 async def request_event(
     type: str | None, body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any
 ) -> None:
-    operator: Operator = memo["operator"]
-    requests = operator.requests
+    """Leave the request's event in the mailbox and return, so that kopf's worker and what it
+    holds for the event go at once (``mailbox.py``); the mailbox hands it to ``_request``."""
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if _elsewhere(memo, namespace):
         return
+    mailbox = _mailbox(memo)
+    item: RequestJSON | Packed | Deleted
     if type == "DELETED":
+        item = Deleted(body.metadata.uid)
+    elif len(mailbox) > PACK_OVER:
+        item = Packed(json.dumps(_plain(body, event, slim=True), separators=(",", ":")))
+    else:
+        item = _plain(body, event, slim=True)
+    mailbox.put((namespace, name), item)
+
+
+class Deleted(NamedTuple):
+    uid: str | None
+
+
+class Packed(NamedTuple):
+    """A body that waits behind a backlog, as one JSON string: a parsed body is a few hundred
+    small objects, and Python keeps the arenas of a backlog's peak while any object in them
+    lives (docs/performance.md, issue 21); one string per request is one block, given back
+    whole. Parsed again when its turn comes (tens of microseconds)."""
+
+    text: str
+
+
+def _mailbox(memo: kopf.Memo) -> Mailbox:
+    mailbox: Mailbox | None = memo.get("mailbox")
+    if mailbox is None:
+        mailbox = memo["mailbox"] = Mailbox(functools.partial(_request, memo))
+    return mailbox
+
+
+async def _request(
+    memo: kopf.Memo, key: tuple[str, str], item: "RequestJSON | Packed | Deleted"
+) -> None:
+    """A request's newest event, from the mailbox."""
+    operator: Operator = memo["operator"]
+    requests = operator.requests
+    namespace, name = key
+    if isinstance(item, Deleted):
         memo["failures"].pop(("request", namespace, name), None)
-        await requests.deleted(namespace, name, body.metadata.uid)
+        await requests.deleted(namespace, name, item.uid)
         return
+    body: RequestJSON = json.loads(item.text) if isinstance(item, Packed) else item
     retry = functools.partial(requests.retry_soon, namespace, name)
-    work = lambda: requests.changed(_plain(body, event))  # noqa: E731
-    await _handled(memo, "request", namespace, name, work=work, retry=retry)
+    await _handled(memo, "request", namespace, name, work=lambda: requests.changed(body),
+                   retry=retry)  # fmt: skip
 
 
 async def grant_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -162,20 +205,18 @@ def build_registry() -> kopf.OperatorRegistry:
     return registry
 
 
-def _plain(body: kopf.Body, event: Any = None) -> Any:
+def _plain(body: kopf.Body, event: Any = None, *, slim: bool = False) -> Any:
     """kopf's Body is a read-only view; the domain wants plain JSON. Read from the raw event's
     object when kopf hands it (``event``: the same parsed JSON the view wraps), since the view
     resolves its path from the root for every key read: 4% of the operator's CPU per tier 1
-    request (docs/performance.md)."""
+    request (docs/performance.md). ``slim``: without metadata.managedFields (a third of a
+    request's JSON, read by nothing the operator decides), for a body that waits in the
+    mailbox."""
     raw = event.get("object") if isinstance(event, Mapping) else None
-    if isinstance(raw, Mapping):
-        return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"),
-                "metadata": dict(raw.get("metadata") or {}), "spec": dict(raw.get("spec") or {}),
-                "status": dict(raw.get("status") or {})}  # fmt: skip
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": dict(body.metadata),
-        "spec": dict(body.spec),
-        "status": dict(body.status),
-    }
+    source = raw if isinstance(raw, Mapping) else body
+    metadata = dict(source.get("metadata") or {})
+    if slim:
+        metadata.pop("managedFields", None)
+    return {"apiVersion": source.get("apiVersion"), "kind": source.get("kind"),
+            "metadata": metadata, "spec": dict(source.get("spec") or {}),
+            "status": dict(source.get("status") or {})}  # fmt: skip
