@@ -151,6 +151,23 @@ class Bench:
         await self.until(probe, f"admission without {off}")
 
 
+def report(rows: dict[str, list[float]]) -> None:
+    """Per row its median, p90 and mean; per ActionRequest row also the median of its creates
+    less the ConfigMap created just before each (the API server's floor at that moment)."""
+    width = max(len(k) for k in rows)
+    print(f"{'create':<{width}}  {'n':>5}  {'median':>7}  {'p90':>7}  {'mean':>7}"
+          f"  {'- ConfigMap':>11}  (ms)")  # fmt: skip
+    for label, values in rows.items():
+        ms = sorted(v * 1000 for v in values)
+        beside = rows.get(f"  ConfigMap beside: {label}")
+        paired = ""
+        if beside is not None and len(beside) == len(values):
+            diffs = [a - b for a, b in zip(values, beside, strict=True)]
+            paired = f"{statistics.median(diffs) * 1000:11.2f}"
+        print(f"{label:<{width}}  {len(ms):>5}  {statistics.median(ms):7.2f}"
+              f"  {ms[int(len(ms) * 0.9)]:7.2f}  {statistics.fmean(ms):7.2f}  {paired}")  # fmt: skip
+
+
 async def main(folder: Path, count: int, rounds: int) -> None:
     env = BenchEnvironment(folder).start()
     try:
@@ -191,27 +208,22 @@ async def main(folder: Path, count: int, rounds: int) -> None:
                 for label, rules, off in order:
                     await bench.crd(rules)
                     await bench.admission(off)
-                    for _ in range(count // 20):
-                        await bench.timed("ConfigMap", 10, lambda n: agent.create(
+                    for _ in range(count):  # one beside the other: the same moment's load
+                        await bench.timed(f"  ConfigMap beside: {label}", 1, lambda n: agent.create(
                             CM_PATH, configmap(n, n)))  # fmt: skip
-                        await bench.timed(label, 10, lambda n: agent.create(
+                        await bench.timed(label, 1, lambda n: agent.create(
                             AR_PATH, request(n, n)))  # fmt: skip
                         if not off and rules:
-                            await bench.timed("ActionRequest, every check, dryRun=All", 10,
+                            await bench.timed("ActionRequest, every check, dryRun=All", 1,
                                               lambda n: agent.create(dry, request(n, n)))  # fmt: skip
                             await bench.timed(
-                                "ActionRequest, every check, fieldValidation=Ignore", 10,
+                                "ActionRequest, every check, fieldValidation=Ignore", 1,
                                 lambda n: agent.create(ignore, request(n, n)))  # fmt: skip
                 print(f"round {r + 1}/{rounds}: {label} done", file=sys.stderr, flush=True)
             await bench.crd(True)
             await bench.admission([])
         print(f"load average at the end: {os.getloadavg()}")
-        width = max(len(k) for k in bench.rows)
-        print(f"{'create':<{width}}  {'n':>5}  {'median':>7}  {'p90':>7}  {'mean':>7}  (ms)")
-        for label, values in bench.rows.items():
-            ms = sorted(v * 1000 for v in values)
-            print(f"{label:<{width}}  {len(ms):>5}  {statistics.median(ms):7.2f}"
-                  f"  {ms[int(len(ms) * 0.9)]:7.2f}  {statistics.fmean(ms):7.2f}")  # fmt: skip
+        report(bench.rows)
     finally:
         env.stop()
 

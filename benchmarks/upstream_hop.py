@@ -54,18 +54,21 @@ class _Seen:
 
     def __init__(self) -> None:
         self.headers: dict[str, str] = {}
+        self.body: dict[str, Any] = {}
 
     async def hook(self, request: httpx2.Request) -> None:
         if b'"tools/call"' in request.content:
             self.headers = {k: v for k, v in request.headers.items()
                             if k.lower() not in ("content-length", "host")}  # fmt: skip
+            self.body = json.loads(request.content)
 
 
-async def raw_call(http: httpx2.AsyncClient, url: str, headers: dict[str, str], i: int) -> Any:
-    """The floor of any client: one POST of the JSON-RPC request, one JSON answer parsed."""
-    body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
-            "params": {"name": "read_account", "arguments": {"account": f"r{i}"}}}  # fmt: skip
-    response = await http.post(url, content=json.dumps(body), headers=headers)
+async def raw_call(http: httpx2.AsyncClient, url: str, seen: _Seen, i: int) -> Any:
+    """The floor of any client: one POST of the SDK's own request (new id and arguments), one
+    JSON answer parsed."""
+    body = dict(seen.body, id=i)
+    body["params"] = dict(body["params"], arguments={"account": f"r{i}"})
+    response = await http.post(url, content=json.dumps(body), headers=seen.headers)
     answer = json.loads(response.content) if "json" in response.headers["content-type"] else None
     if answer is None or "result" not in answer:
         raise RuntimeError(f"raw call: {response.status_code} {response.text[:300]}")
@@ -100,7 +103,7 @@ async def main(count: int, pace: float) -> None:
                     server, "read_account", {"account": f"g{uuid.uuid4().hex}"}, uuid.uuid4().hex),
                     pace)  # fmt: skip
                 await timed(results["raw httpx2 POST"], 20, lambda i: raw_call(
-                    raw, url, seen.headers, i), pace)  # fmt: skip
+                    raw, url, seen, i), pace)  # fmt: skip
                 done += 20
         await upstreams.close()
     print(f"load average at the end: {os.getloadavg()}")

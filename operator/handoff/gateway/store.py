@@ -61,19 +61,6 @@ if now == tonumber(ARGV[1]) then
 end
 return now
 """
-# Keep a result and, when it is being delivered now, advance its call's generation as _ADVANCE
-# does, in one script (one command, one round trip): KEYS = the result, then optionally the
-# generation; ARGV = the result's JSON, its ttl, then the generation delivered and its ttl.
-_SAVE = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if KEYS[2] then
-  local now = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if now == tonumber(ARGV[3]) then
-    redis.call('SET', KEYS[2], now + 1, 'EX', ARGV[4])
-  end
-end
-return 1
-"""
 
 
 Delivered = tuple[str, str, str, int]  # namespace, agent, call key, generation
@@ -108,9 +95,6 @@ class RedisStore:
         self.alive = alive  # seconds our heartbeat lives (shorter in tests)
         self.margin = min(MARGIN, alive * 0.4)
         self._alive_until = 0.0  # time.monotonic() until which our heartbeat surely lives
-        # By their digest (EVALSHA; loaded again by redis-py if Redis lost them).
-        self._advance = self.redis.register_script(_ADVANCE)
-        self._save = self.redis.register_script(_SAVE)
 
     async def beat(self) -> None:
         """One heartbeat: this gateway is alive for ``alive`` seconds more."""
@@ -147,23 +131,23 @@ class RedisStore:
         return name_for(self._salt, namespace, agent, key, generation)
 
     async def delivered(self, namespace: str, agent: str, key: str, generation: int) -> None:
-        await self._advance(
-            keys=[_generation_key(namespace, agent, key)], args=[generation, GENERATION_TTL]
+        await self.redis.eval(
+            _ADVANCE, 1, _generation_key(namespace, agent, key), generation, GENERATION_TTL
         )
 
     async def save_result(
         self, uid: str, result: dict[str, Any], delivered: "Delivered | None" = None
     ) -> str:
-        """Keep ``result``; and, in the same command, advance the generation of the call it
+        """Keep ``result``; and, in the same round trip, advance the generation of the call it
         answers (``delivered``) when it is being delivered now (a tier-1 fast path)."""
         key = f"handoff:gateway:result:{uid}"
         if delivered is None:
             await self.redis.set(key, json.dumps(result), ex=RESULT_TTL)
             return digest(result)
-        await self._save(
-            keys=[key, _generation_key(*delivered[:3])],
-            args=[json.dumps(result), RESULT_TTL, delivered[3], GENERATION_TTL],
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, json.dumps(result), ex=RESULT_TTL)
+            pipe.eval(_ADVANCE, 1, _generation_key(*delivered[:3]), delivered[3], GENERATION_TTL)
+            await pipe.execute()
         return digest(result)
 
     async def result(self, uid: str) -> dict[str, Any] | None:
