@@ -24,6 +24,7 @@ from .mcp_helpers import (
     requests,
     text,
 )
+from .test_hostile_gateway import _raw
 from .test_mcp_tasks import OTHER, create, get, listed, result, session
 
 pytestmark = pytest.mark.integration
@@ -159,3 +160,40 @@ def test_task_reads_are_bounded_per_agent_with_a_clear_error(
         eventually(lambda: get(own, mine, task).status == "working", 10, "a read once refilled")
     finally:
         own.stop()
+
+
+# -- held on dev up --------------------------------------------------------------------------
+
+_CALL = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":'
+
+
+def test_duplicate_keys_and_odd_numbers_are_read_one_way_by_every_part(
+    cluster: Cluster, bank: str, gateway: GatewayProcess, upstream: Upstream
+) -> None:
+    """Held on dev up: a raw body with a key twice is read the same way (the last) where the
+    gateway routes it, by the SDK, for the schema and the filing, so what is filed is what runs;
+    NaN and infinities are refused before filing; -0.0 is filed and run as 0."""
+    token = agent_token(cluster, bank)
+    read = b'{"name":"bank__transfer","name":"bank__read_account","arguments":{"account":"%s"}}}'
+    status, answer = _raw(gateway, token, _CALL + read % bank.encode())
+    assert status == 200
+    assert f"account {bank}: balance 1000".encode() in answer
+    routed = b'{"jsonrpc":"2.0","id":1,"method":"tasks/get","method":"tools/call","params":'
+    twice = b'{"name":"bank__read_account","arguments":{"account":"x","account":"%s-2"}}}'
+    status, answer = _raw(gateway, token, routed + twice % bank.encode())
+    assert f"account {bank}-2: balance 1000".encode() in answer
+    for number in (b"NaN", b"Infinity", b"-Infinity"):
+        limit = b'{"name":"bank__set_limit","arguments":{"account":"a","limit":%s,"previous":1}}}'
+        status, answer = _raw(gateway, token, _CALL + limit % number)
+        assert b"limit is not a finite number; nothing was filed" in answer, answer
+    zero = b'{"name":"bank__set_limit","arguments":{"account":"%s","limit":-0.0,"previous":1}}}'
+    status, answer = _raw(gateway, token, _CALL + zero % bank.encode())
+    assert f"limit of {bank} is now 0".encode() in answer
+    assert [c["args"] for c in upstream.calls(bank)] == [
+        {"account": bank},
+        {"account": f"{bank}-2"},
+        {"account": bank, "limit": 0, "previous": 1},
+    ]
+    assert sorted(r["spec"]["action"] for r in requests(cluster, bank)) == [
+        "mcp.bank.read_account", "mcp.bank.read_account", "mcp.bank.set_limit",
+    ]  # fmt: skip
