@@ -9,6 +9,7 @@ from handoff.gateway.filing import (
     Call,
     call_key,
     checked_arguments,
+    foreign_labels,
     is_this_call,
     request_body,
     rollback_plan,
@@ -203,3 +204,65 @@ def test_the_summary_is_one_line_whatever_the_arguments_and_title_hold() -> None
     assert "\\x9b" in summary
     assert "\\u202e" in summary
     assert summary.startswith("Move\\x1b]0;money\\x07 (bank/transfer) with {")
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        (1.0, 1), (-0.0, 0), (2.5, 2.5), (1e-7, 1e-7), (1e20, 10**20), (1e21, 1e21),
+        (True, True), (2**63 - 1, 2**63 - 1), (-(2**63), -(2**63)), ("1.0", "1.0"),
+        # as dev up's API server wrote them back: a double's shortest digits, then zeros
+        (1.8446744073709552e19, 18446744073709552000), (18446744073709552000, 18446744073709552000),
+        ([1.0, {"x": 3.0}], [1, {"x": 3}]),
+    ],
+)  # fmt: skip
+def test_arguments_are_checked_mapped_and_keyed_as_the_api_server_keeps_them(
+    sent: Any, stored: Any
+) -> None:
+    """The API server keeps 1.0 as 1 and 18446744073709551617 as 18446744073709551616: a target
+    mapped from the number as sent named another value than the upstream then got."""
+    own, _ = checked_arguments({"v": sent}, {"type": "object"}, "t")
+    assert own == {"v": stored}
+    assert type(own["v"]) is type(stored)
+    assert call_key("bank", "t", own) == call_key("bank", "t", {"v": stored})
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        2**64 + 1,
+        2**64,
+        -(2**63) - 1,
+        10**30 + 1,
+        float("nan"),
+        float("inf"),
+        {"a": [float("-inf")]},
+    ],
+)
+def test_numbers_the_api_server_cannot_keep_exactly_are_refused(sent: Any) -> None:
+    with pytest.raises(BadCall, match=r"past 64 bits|not a finite number"):
+        checked_arguments({"v": sent}, {"type": "object"}, "t")
+
+
+def test_a_request_found_under_the_name_with_labels_of_its_filers_choice_is_not_this_call() -> None:
+    """A policy's `when` may read labels: the gateway files none but its own, and attaches only
+    to a request that carries none other."""
+    compiled = server({"name": "transfer"})
+    call = Call(compiled, compiled.mapping("transfer"), {"amount": 1, "to": "x"}, {}, "Pay")
+    body = request_body(call, "agent", "r")
+    meta = {"namespace": "ns", "labels": dict(body["metadata"]["labels"]),
+            "annotations": {"handoff.dev/requested-by": "system:serviceaccount:ns:agent"}}  # fmt: skip
+    assert is_this_call({"metadata": meta, "spec": body["spec"]}, body)
+    for labels in ({"lane": "sandbox"}, {"example.com/tier": "1"}):
+        found = {"metadata": {**meta, "labels": {**meta["labels"], **labels}}, "spec": body["spec"]}
+        assert not is_this_call(found, body)
+        assert foreign_labels(found) == sorted(labels)
+    assert foreign_labels({"metadata": {"labels": {"handoff.dev/rollback-of": "x"}}}) == []
+
+
+def test_a_tool_whose_action_is_another_tools_is_not_the_tool_of_that_action() -> None:
+    """An unlisted upstream tool gets mcp.<server>.<tool>; a listed tool may take that action
+    too. The executor runs the action's listed tool, so a call of the other must be refused."""
+    compiled = server({"name": "payout_v2", "action": "mcp.bank.payout"})
+    assert compiled.mapping("payout").action == "mcp.bank.payout"
+    assert compiled.tool_of_action("mcp.bank.payout") == "payout_v2"  # the gateway refuses payout

@@ -46,18 +46,22 @@ class Sandbox:
         self._queues = KeyedLocks()  # one waiter per agent
 
     async def evaluate(
-        self, key: Hashable, variables: Mapping[str, object], groups: Sequence[Sequence[str]]
-    ) -> dict[str, bool | str]:
+        self, key: Hashable, variables: Mapping[str, object], groups: Sequence[Sequence[str]],
+        budget: float | None = None,
+    ) -> dict[str, bool | str]:  # fmt: skip
         """Each expression's answer (True, False, or why it has none), by source, as
-        ``classify.when_plan`` groups them: a group stops at its first True or failure."""
+        ``classify.when_plan`` groups them: a group stops at its first True or failure. Within
+        ``budget`` seconds of CPU when given (the gateway's fast path asks for less than the
+        operator's), else the sandbox's."""
+        spent = self.budget if budget is None else budget
         try:
             check_depth(variables)  # before encoding: json recurses as deep as the values nest
         except ValueError as e:
             return {s: f"{s!r} could not be evaluated: {e}" for group in groups for s in group}
-        line = json.dumps({"variables": variables, "groups": groups, "budget": self.budget})
+        line = json.dumps({"variables": variables, "groups": groups, "budget": spent})
         async with self._queues.holding(key), self._turn:
             given, stopped = await self._ask(line.encode() + b"\n")
-        return by_source(groups, given, stopped, self.budget)
+        return by_source(groups, given, stopped, spent)
 
     async def values(
         self, key: Hashable, variables: Mapping[str, object], sources: Sequence[str]

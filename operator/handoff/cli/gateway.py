@@ -33,6 +33,12 @@ def add_gateway_command(commands: Any) -> None:
         " filed (default 16)",
     )  # fmt: skip
     gateway.add_argument(
+        "--task-reads-per-agent", type=_positive, default=20, metavar="N",
+        help="tasks/get, tasks/list, tasks/cancel and tasks/result one agent may send a second"
+        " on this gateway (each is a read of the API server as the gateway), in bursts of"
+        " twice that; past it a clear error (default 20)",
+    )  # fmt: skip
+    gateway.add_argument(
         "--stdio", action="store_true",
         help="speak MCP on stdin and stdout, for a local agent that launches the gateway",
     )  # fmt: skip
@@ -56,7 +62,8 @@ def run_gateway(args: argparse.Namespace) -> int:
         stream=sys.stderr,  # stdout is the MCP stream with --stdio
     )
     settings = Settings(args.kubeconfig, args.context, args.redis_url, args.listen, args.wait,
-                        max_held=args.max_held_per_agent)  # fmt: skip
+                        max_held=args.max_held_per_agent,
+                        task_reads=args.task_reads_per_agent)  # fmt: skip
     if not args.stdio:
         return serve(settings)
     token = os.environ.get("HANDOFF_TOKEN", "")

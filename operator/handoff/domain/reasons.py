@@ -152,9 +152,11 @@ class Gateway(StrEnum):
     UNAUTHENTICATED = "Unauthenticated"  # no bearer token, or one the API server does not know
     NOT_ALLOWED = "NotAllowed"  # the MCPServer does not list the calling agent
     UNKNOWN_TOOL = "UnknownTool"  # no such server or tool
+    AMBIGUOUS_TOOL = "AmbiguousTool"  # its action is also another tool's: which to run is unclear
     INVALID_ARGUMENTS = "InvalidArguments"  # fail the tool's input schema or the size bounds
     UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"  # the upstream did not answer
     TOO_MANY_HELD = "TooManyHeld"  # the agent holds --max-held-per-agent requests open already
+    TOO_MANY_READS = "TooManyReads"  # the agent reads tasks past --task-reads-per-agent a second
     MAPPING_MISMATCH = "MappingMismatch"  # a request whose spec is not its tool's mapping
     AWAITING = "Awaiting"  # still waits for a person: the client calls again
     COMPLETED = "Completed"  # the upstream's result was returned

@@ -35,6 +35,8 @@ from handoff.gateway.front import Front, untraced
 from handoff.gateway.holds import DEFAULT as DEFAULT_HELD
 from handoff.gateway.holds import Holds
 from handoff.gateway.policyview import PolicyView
+from handoff.gateway.rates import DEFAULT as DEFAULT_READS
+from handoff.gateway.rates import Rates
 from handoff.gateway.registry import Registry
 from handoff.gateway.store import RedisStore
 from handoff.gateway.tasks import Tasks, TaskServer
@@ -55,6 +57,7 @@ class Settings:
     wait: float = 25.0
     stdio_token: str | None = None  # --stdio: the agent's own token
     max_held: int = DEFAULT_HELD  # requests one agent holds open at once (holds.py)
+    task_reads: int = DEFAULT_READS  # tasks/* reads a second per agent (rates.py)
 
 
 class Gateway_:
@@ -85,7 +88,9 @@ class Gateway_:
         self.server: Server[Any] = TaskServer("handoff-gateway", on_list_tools=self._list_tools)
         # A handler answers with the result as JSON: no model built only to be dumped again.
         self.server.add_request_handler("tools/call", types.CallToolRequestParams, self._call_tool)
-        self.mcp_tasks = Tasks(self.api, self.calls, self._caller, self.holds)  # MCP Tasks
+        self.mcp_tasks = Tasks(  # MCP Tasks
+            self.api, self.calls, self._caller, self.holds, Rates(settings.task_reads)
+        )
         self.mcp_tasks.install(self.server)
         untraced(self.server)  # no span per message when no tracer is configured
         self.tasks: list[asyncio.Task[None]] = []

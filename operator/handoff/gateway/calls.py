@@ -143,6 +143,13 @@ class Calls:
             return error_result(f"{e}; nothing was filed, try again later")
         if mapping.hidden or not mapping.action or split[1] not in tools:
             raise _unknown(name)
+        if server.tool_of_action(mapping.action) != split[1]:
+            raise Refused(
+                Gateway.AMBIGUOUS_TOOL,
+                f"{name[:200]} becomes the action {mapping.action}, which the MCPServer"
+                f" {server.name} also gives another tool: the gateway could not tell which one"
+                " to run, so it files neither; ask its owners to give each tool its own action",
+            )
         tool = tools[split[1]]
         try:
             own, context = checked_arguments(arguments, tool.input_schema, tool.name)
@@ -215,6 +222,8 @@ class Calls:
         found = self.executor.tool_of(body)
         if isinstance(found, str):
             return None  # a tool the executor cannot tell: wait
+        if await self.executor.refusal(body, *found) is not None:
+            return None  # not what the mapping makes of it as stored: the executor records why
         with span("claim"):
             claimed = await self.store.claim(uid)
         if claimed is None:

@@ -26,7 +26,7 @@ from handoff.domain.reasons import EXECUTING, Gateway, Outcome
 from handoff.domain.timefmt import format_time, parse_time
 from handoff.gateway import metrics
 from handoff.gateway.budget import mapping_values
-from handoff.gateway.filing import BadCall, checked_arguments, rollback_plan
+from handoff.gateway.filing import BadCall, checked_arguments, foreign_labels, rollback_plan
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import MappingError, Server
 from handoff.gateway.store import FAILURE, Store, digest
@@ -175,8 +175,30 @@ class Executor:
             )
         return found[0]
 
+    async def refusal(self, body: Mapping[str, Any], server: Server, tool: str) -> str | None:
+        """Why the request must not run as ``tool`` of ``server`` (see ``_mismatch``), or None.
+        The tier-1 fast path asks too: it runs what it filed, checked as the executor checks."""
+        try:
+            return await self._mismatch(body, server, tool, body["spec"].get("parameters") or {})
+        except UpstreamError as e:
+            return str(e)
+
     async def _mismatch(
         self, body: Mapping[str, Any], server: Server, tool: str, arguments: Any, depth: int = 0
+    ) -> str | None:
+        """Why the request is not what the MCPServer's mapping makes of its arguments, as filed
+        through the gateway, or None: its labels first (a policy's `when` may read them, and
+        the gateway files none but its own), then its spec (``_spec_mismatch``)."""
+        if labels := foreign_labels(body):
+            return (
+                f"the request carries labels of its filer's own choice ({', '.join(labels)[:200]}),"
+                " which a policy may have judged: it was not filed through the gateway; nothing"
+                " was called"
+            )
+        return await self._spec_mismatch(body, server, tool, arguments, depth)
+
+    async def _spec_mismatch(
+        self, body: Mapping[str, Any], server: Server, tool: str, arguments: Any, depth: int
     ) -> str | None:
         """Why the stored spec is not what the MCPServer's mapping makes of its arguments (a
         request filed around the gateway), or None. A rollback (``rollbackOf``, which only the

@@ -21,6 +21,7 @@ from handoff.domain.filing import requested_by
 from handoff.domain.limits import MAX_SIZE, measure
 from handoff.domain.model import service_account_user
 from handoff.gateway.servers import Server, ToolMapping, Values
+from handoff.gateway.stored import NotStorable, as_stored
 from handoff.review.untrusted import inline
 
 REASONING = "handoff_reasoning"
@@ -30,6 +31,7 @@ CONTEXT_FIELDS = {
     BLAST_RADIUS: ("blastRadius", 1024, "What happens if this call is wrong, for the reviewer."),
 }
 GROUP_VERSION = "handoff.dev/v1alpha1"
+HANDOFF_LABELS = "handoff.dev/"  # labels only Handoff sets (admission; see foreign_labels)
 MAX_ARGUMENTS = 64  # top-level arguments: the CRD's maxProperties of spec.parameters
 
 
@@ -80,6 +82,10 @@ def checked_arguments(
             f"the arguments are too large for a request (at most {MAX_ARGUMENTS} top-level"
             f" arguments, 32 levels, 256 items in any list or map and {MAX_SIZE} characters)"
         )
+    try:  # what the API server will keep is what is checked, mapped, keyed and run
+        own = as_stored(own)
+    except NotStorable as e:
+        raise BadCall(str(e)) from None
     validator = _validator(json.dumps(schema or {"type": "object"}, sort_keys=True))
     if validator is None:
         raise BadCall(f"the upstream's input schema of {tool} is invalid")
@@ -165,7 +171,17 @@ def is_this_call(found: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
         )
         and spec.get("execution") == MCP
         and requested_by(found) == service_account_user(namespace, str(want["agent"]))
+        and not foreign_labels(found)
     )
+
+
+def foreign_labels(body: Mapping[str, Any]) -> list[str]:
+    """The labels of a request that neither the gateway nor the operator set: the filer's own
+    choice. A policy's `when` may read labels, so an MCP request carrying any was not judged on
+    what the MCPServer's mapping makes of the call alone (the gateway files none; admission lets
+    an agent set no other handoff.dev/ label than handoff.dev/agent, equal to spec.agent)."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return sorted(str(k) for k in labels if not str(k).startswith(HANDOFF_LABELS))
 
 
 def summary(call: Call) -> str:

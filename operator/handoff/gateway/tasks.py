@@ -28,6 +28,7 @@ from handoff.gateway.auth import Caller
 from handoff.gateway.calls import Calls, Refused, refused_result
 from handoff.gateway.filing import call_key
 from handoff.gateway.holds import Holds
+from handoff.gateway.rates import Rates
 from handoff.gateway.taskstate import (
     AGENT_LABEL,
     now,
@@ -72,12 +73,14 @@ class TaskServer(Server[Any]):
 
 class Tasks:
     def __init__(
-        self, api: KubeApi, calls: Calls, caller: CallerOf, holds: Holds | None = None
-    ) -> None:
+        self, api: KubeApi, calls: Calls, caller: CallerOf, holds: Holds | None = None,
+        rates: Rates | None = None,
+    ) -> None:  # fmt: skip
         self.api = api  # the gateway's own: reads requests
         self.calls = calls
         self.caller = caller
         self.holds = holds or Holds()  # what one agent holds open: waiting tasks/result count
+        self.rates = rates or Rates()  # how fast one agent reads its tasks (rates.py)
 
     def install(self, server: Server[Any]) -> None:
         server.middleware.append(self._tools_call)
@@ -182,7 +185,7 @@ class Tasks:
     async def _list(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams
     ) -> types.ListTasksResult:
-        caller = await self._task_caller(ctx)
+        caller = await self._task_caller(ctx, "tasks/list")
         query = {"labelSelector": f"{AGENT_LABEL}={caller.agent}", "limit": str(PAGE)}
         if params.cursor is not None:
             if not params.cursor or len(params.cursor) > 4096:
@@ -220,20 +223,22 @@ class Tasks:
 
     # -- whose task ---------------------------------------------------------------------------
 
-    async def _task_caller(self, ctx: ServerRequestContext[Any, Any]) -> Caller:
+    async def _task_caller(self, ctx: ServerRequestContext[Any, Any], method: str) -> Caller:
         if ctx.protocol_version != VERSION:
             raise MCPError(
                 METHOD_NOT_FOUND,
                 f"Method not found: tasks are served on protocol revision {VERSION}",
             )
-        return await self.caller(ctx)
+        caller = await self.caller(ctx)
+        self.rates.take(caller.namespace, caller.agent, method)  # before the API server's read
+        return caller
 
     async def _own(
         self, ctx: ServerRequestContext[Any, Any], task_id: str, method: str
     ) -> dict[str, Any]:
         """The task's request, if it is the caller's; for anything else (an unknown or malformed
         id, another agent's task) the same error, so the answer says nothing about others."""
-        caller = await self._task_caller(ctx)
+        caller = await self._task_caller(ctx, f"tasks/{method}")
         body: dict[str, Any] | None = None
         if valid_task_id(task_id):
             path = resource_path(
