@@ -405,3 +405,13 @@ def test_a_spent_budget_sends_tier1_and_tier2_to_a_person() -> None:
     assert "budget reads (2 per 1h) is spent" in step.patch["conditions"][-1]["message"]
     other = replace(request("crm.update", rollback=True), budget_usage={("payments", "reads"): 99})
     assert decide([budgeted], other, CREATED).decision is not None  # the budget does not cover it
+
+
+def test_a_reviewer_whose_name_is_part_of_the_requesters_still_counts() -> None:
+    """The requester is one name, not a string to search in: "ali" is not "alice"."""
+    reviewers = Reviewers(users=frozenset({"ali", "alice"}))
+    reviews = [Review("ali", "Approve", frozenset(ACK_ALL)),
+               Review("alice", "Approve", frozenset(ACK_ALL))]  # fmt: skip
+    counted = tally(reviews, reviewers, DEFAULT_CHECKLIST, "alice")
+    assert counted.approvers == ("ali",)
+    assert counted.ignored == ("alice: the requester cannot review its own request",)

@@ -18,6 +18,7 @@ from handoff.domain.grants import (
     bounds_problem,
     covers,
     holds,
+    no_grant_covers,
     prompt_problem,
     usable,
 )
@@ -383,3 +384,15 @@ def test_an_exact_grant_covers_no_crafted_look_alike_of_its_target(crafted: str)
     facts = replace(FACTS, target=target)
     assert covers(exact, facts, CLASSIFIED, T0, None)
     assert not covers(exact, replace(FACTS, target=crafted), CLASSIFIED, T0, None)
+
+
+def test_no_grant_covers_a_request_nobody_was_stamped_as_filing() -> None:
+    """A request without the cluster's requested-by stamp is not the agent's own filing: no
+    grant covers it, and the reason says that the stamp is missing."""
+    why = no_grant_covers({}, "", "ns", "payments-agent")
+    assert why == ("someone the cluster did not stamp filed the request, not payments-agent: a"
+                   " grant covers the agent's own only")  # fmt: skip
+    assert (
+        no_grant_covers({}, "system:serviceaccount:ns:payments-agent", "ns", "payments-agent")
+        is None
+    )

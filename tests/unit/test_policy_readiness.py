@@ -74,6 +74,9 @@ def test_the_held_policys_own_status_stays_credentials_failed() -> None:
         (status("False", "CredentialsFailed", WHY + "; retrying"), WHY),
         (status("False", "CompileFailed", "bad CEL"), ""),  # a compile finds it again itself
         (status("False", "CredentialsFailed", WHY, observed=0), None),  # an older generation's
+        (status("False", "CredentialsFailed"), "CredentialsFailed"),  # no message: the reason
+        (status("False", ""), "not Ready"),  # neither: still held, and says so
+        (status("False", "CredentialsFailed", "x" * 600), "x" * 500),  # bounded
     ],
 )
 def test_what_the_status_says(state: dict[str, Any] | None, held: str | None) -> None:
@@ -98,3 +101,14 @@ def test_the_gateway_does_not_go_fast_under_a_held_policy() -> None:
     facts = RequestFacts(NS, AGENT, "db.query")
     assert why_not([policy()], facts) is None
     assert why_not([replace(policy(), held=WHY)], facts) == "policy payments is not Ready"
+
+
+def test_a_policy_never_reconciled_has_no_ready_condition() -> None:
+    """No generation in its metadata (never stored) and a status claiming generation 1 say
+    nothing; a condition list holding something other than a condition is read past."""
+    never = body(status=status("False", "CredentialsFailed", WHY))
+    del never["metadata"]["generation"]
+    assert held_by_status(never) is None
+    odd = body(status=status("False", "CredentialsFailed", WHY))
+    odd["status"]["conditions"].insert(0, "Ready")
+    assert held_by_status(odd) == WHY

@@ -655,3 +655,8 @@ def test_rules_with_broken_stages(rule: dict[str, Any], tier3: dict[str, Any], e
     ok = {**spec, "tiers": {"tier3": {"oversight": "HITL"}}}
     ok["rules"] = [{"name": "r", "actions": ["y"], "tier": 3, "stages": stages}]
     assert compile_policy(NS, "p", ok).ready  # type: ignore[arg-type]
+
+
+def test_walk_takes_a_requester_as_one_name_not_a_string_to_search_in() -> None:
+    walked = walk(TWO, [review("bob")], "bobby")  # bob of the manager stage, not bobby
+    assert walked.approvers == (("bob",), ())
