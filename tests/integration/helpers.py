@@ -36,6 +36,9 @@ def policy(ns: str, name: str = "payments", **spec: Any) -> dict[str, Any]:
 
 
 def apply_ready_policy(cluster: Cluster, document: dict[str, Any]) -> dict[str, Any]:
+    """Apply a policy and wait until the operator has compiled this generation Ready. Up to 30 s:
+    the shared operator may be starting again after the previous test stopped it, and a start
+    compiles every policy the worker's tests left before it lists the new one (CI saw 20 s)."""
     cluster.apply(document)
     ns, name = document["metadata"]["namespace"], document["metadata"]["name"]
     return eventually(
@@ -45,7 +48,8 @@ def apply_ready_policy(cluster: Cluster, document: dict[str, Any]) -> dict[str, 
             and p["status"]["observedGeneration"] == p["metadata"]["generation"]
             and p
         ),
-        what=f"policy {name} Ready",
+        30,
+        f"policy {name} Ready",
     )
 
 
