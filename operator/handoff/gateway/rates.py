@@ -17,8 +17,10 @@ from mcp.shared.exceptions import MCPError
 
 from handoff.domain.reasons import Gateway
 from handoff.gateway import metrics
+from handoff.gateway.holds import TOO_MANY  # the same JSON-RPC error: retry later
 
-TOO_MANY = -32000  # JSON-RPC's implementation-defined server error: retry later
+
+__all__ = ["DEFAULT", "TOO_MANY", "Rates"]
 DEFAULT = 20  # task reads a second per agent
 _MAX_AGENTS = 4096  # buckets kept; full ones are forgotten first (they are worth nothing)
 
