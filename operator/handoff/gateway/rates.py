@@ -19,7 +19,6 @@ from handoff.domain.reasons import Gateway
 from handoff.gateway import metrics
 from handoff.gateway.holds import TOO_MANY  # the same JSON-RPC error: retry later
 
-
 __all__ = ["DEFAULT", "TOO_MANY", "Rates"]
 DEFAULT = 20  # task reads a second per agent
 _MAX_AGENTS = 4096  # buckets kept; full ones are forgotten first (they are worth nothing)
