@@ -85,11 +85,11 @@ class Failing:
 def test_a_handler_exception_is_counted_and_retried_with_a_growing_wait() -> None:
     reconciler = Failing()
     memo = kopf.Memo(operator=reconciler, failures={})
-    body = kopf.Body({"metadata": {"namespace": "agents", "name": "req-1"}, "spec": {}})
+    body = {"metadata": {"namespace": "agents", "name": "req-1"}, "spec": {}}
     before = sample("handoff_handler_exceptions_total", handler="request")
 
     async def deliver(kind: str) -> None:  # the event, and the mailbox's pass over it
-        await handlers.request_event(kind, body, memo)
+        handlers.request_event(memo, kind, body)
         await memo["mailbox"].idle()
 
     for _ in range(10):

@@ -136,18 +136,12 @@ async def test_a_backlog_waits_packed_and_each_pass_gets_the_body_less_its_manag
     memo = kopf.Memo(operator=recorder, failures={})
     names = [f"r{i}" for i in range(handlers.PACK_OVER + 20)]
     for name in names:  # faster than any drain: the mailbox fills up
-        raw = raw_request(name)
-        await handlers.request_event(
-            "ADDED", kopf.Body(raw), memo, {"type": "ADDED", "object": raw}
-        )
+        handlers.request_event(memo, "ADDED", raw_request(name))
     mailbox = memo["mailbox"]
     assert len(mailbox) == len(names)
     assert isinstance(mailbox._newest[("agents", names[-1])], handlers.Packed)
     assert isinstance(mailbox._newest[("agents", names[0])], dict)
-    raw = raw_request(names[0])
-    await handlers.request_event(
-        "DELETED", kopf.Body(raw), memo, {"type": "DELETED", "object": raw}
-    )
+    handlers.request_event(memo, "DELETED", raw_request(names[0]))
     await mailbox.idle()
 
     expected = [raw_request(name) for name in names[1:]]

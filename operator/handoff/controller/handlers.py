@@ -1,6 +1,8 @@
 """The kopf wiring: thin handlers that hand each watch event to the controller.
 
-Only raw ``on.event`` handlers are used. They keep no progress annotations and add no
+ActionRequests are watched by the operator's own loop (``requestwatch.py``), which hands each
+event to ``request_event`` here; kopf watches the other kinds. Only raw ``on.event`` handlers
+are used. They keep no progress annotations and add no
 finalizers of kopf's, so the operator's only write per transition is the status patch it means
 to make, and reviewers' status patches (which kopf's change handlers would ignore) arrive like
 any other event. The start and stop (login, startup, cleanup, a shard's joins and leaves) are in
@@ -11,13 +13,14 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import os
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 import kopf
 
-from handoff import GROUP, POLICIES, REQUESTS, VERSION
+from handoff import GROUP, POLICIES, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import KubeError
 from handoff.controller.gateway_access import GatewayAccess
@@ -27,7 +30,8 @@ from handoff.controller.lifecycle import cleanup, login, startup
 from handoff.controller.mailbox import Mailbox
 from handoff.controller.operator import Operator, utcnow
 from handoff.controller.policy_reconciler import PolicyReconciler
-from handoff.controller.tasks import describe
+from handoff.controller.requestwatch import RequestWatch, slim
+from handoff.controller.tasks import describe, start
 from handoff.domain.resources import RequestJSON
 
 __all__ = ["build_registry", "policy_event", "request_event", "utcnow"]
@@ -60,23 +64,37 @@ async def policy_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
     await _handled(memo, "policy", namespace, name, work=work, retry=retry)
 
 
-async def request_event(
-    type: str | None, body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any
-) -> None:
-    """Leave the request's event in the mailbox and return, so that kopf's worker and what it
-    holds for the event go at once (``mailbox.py``); the mailbox hands it to ``_request``."""
-    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+def request_event(memo: kopf.Memo, type: str, raw: RequestJSON) -> None:
+    """Leave a request's watch event (``requestwatch.py``) in the mailbox, which hands it to
+    ``_request`` (``mailbox.py``)."""
+    meta = raw.get("metadata") or {}
+    namespace, name = meta.get("namespace") or "", meta.get("name") or ""
     if _elsewhere(memo, namespace):
         return
     mailbox = _mailbox(memo)
     item: RequestJSON | Packed | Deleted
     if type == "DELETED":
-        item = Deleted(body.metadata.uid)
+        item = Deleted(meta.get("uid"))
     elif len(mailbox) > PACK_OVER:
-        item = Packed(json.dumps(_plain(body, event, slim=True), separators=(",", ":")))
+        item = Packed(json.dumps(slim(raw), separators=(",", ":")))
     else:
-        item = _plain(body, event, slim=True)
+        item = slim(raw)
     mailbox.put((namespace, name), item)
+
+
+async def startup_and_watch(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """The operator's start (``lifecycle.startup``), then its own watch of ActionRequests,
+    which kopf does not watch (``requestwatch.py``)."""
+    await startup(settings=settings, memo=memo, **kwargs)
+    watch = RequestWatch(
+        memo["api"], memo.get("namespaces") or None, functools.partial(request_event, memo),
+        backlog=lambda: len(_mailbox(memo)),
+        seconds=int(os.environ.get("HANDOFF_WATCH_SECONDS") or 300),
+    )  # fmt: skip
+    memo["request_watch"] = watch
+    memo["tasks"].append(start("request-watch", watch.run()))
 
 
 class Deleted(NamedTuple):
@@ -195,28 +213,17 @@ def _unexpected(
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(login)
-    kopf.on.startup(registry=registry)(startup)
+    kopf.on.startup(registry=registry)(startup_and_watch)
     kopf.on.cleanup(registry=registry)(cleanup)
     kopf.on.event(GROUP, VERSION, POLICIES, registry=registry)(policy_event)
-    kopf.on.event(GROUP, VERSION, REQUESTS, registry=registry)(request_event)
     kopf.on.event(GROUP, VERSION, "mcpservers", registry=registry)(mcpserver_event)
     kopf.on.event("", "v1", "secrets", registry=registry)(secret_event)
     kopf.on.event(GROUP, VERSION, GRANTS, registry=registry)(grant_event)
     return registry
 
 
-def _plain(body: kopf.Body, event: Any = None, *, slim: bool = False) -> Any:
-    """kopf's Body is a read-only view; the domain wants plain JSON. Read from the raw event's
-    object when kopf hands it (``event``: the same parsed JSON the view wraps), since the view
-    resolves its path from the root for every key read: 4% of the operator's CPU per tier 1
-    request (docs/performance.md). ``slim``: without metadata.managedFields (a third of a
-    request's JSON, read by nothing the operator decides), for a body that waits in the
-    mailbox."""
-    raw = event.get("object") if isinstance(event, Mapping) else None
-    source = raw if isinstance(raw, Mapping) else body
-    metadata = dict(source.get("metadata") or {})
-    if slim:
-        metadata.pop("managedFields", None)
-    return {"apiVersion": source.get("apiVersion"), "kind": source.get("kind"),
-            "metadata": metadata, "spec": dict(source.get("spec") or {}),
-            "status": dict(source.get("status") or {})}  # fmt: skip
+def _plain(body: kopf.Body) -> Any:
+    """kopf's Body is a read-only view; the domain wants plain JSON."""
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+            "metadata": dict(body.get("metadata") or {}), "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {})}  # fmt: skip
