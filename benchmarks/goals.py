@@ -96,8 +96,8 @@ def _history(h: dict[str, Any], add: Any, load: str) -> None:
     add(21, f"ready within 3x a client's listing, {count:,} decided",
         f"{h['ready_seconds']} s vs {h['list_seconds']} s",
         ready is not None and ready <= 3 and count >= HISTORY_GOAL,
-        f"ratio {ready}; healthy after {h['healthy_seconds']} s; kopf's pass over every "
-        f"decided request comes before the probe; {load}{small}")  # fmt: skip
+        f"ratio {ready}; healthy after {h['healthy_seconds']} s; the operator's pass "
+        f"over every decided request comes before the probe; {load}{small}")  # fmt: skip
     add(21, f"{count:,} decided within 250 MB resident",
         f"{h['rss_mb']} MB ({h['bytes_per_decided_request']} B each)",
         h["rss_mb"] <= 250 and count >= HISTORY_GOAL,

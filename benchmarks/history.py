@@ -32,10 +32,11 @@ NS = "bench-history"
 AGENT = "history-agent"
 COUNT = 10_000
 CLIENTS = 32
-# The probe is filed once the operator is healthy, which is before kopf lists (its startup comes
-# first), so the probe is in kopf's listing, which the API server returns in name order. Named
-# to sort after the history ("h-..."), it is handed over last; named like the history, it came
-# at a random place in the pass and the figure measured a random share of it.
+# The probe is filed once the operator is healthy, which is before the operator's own listing of
+# the requests has ended (it starts after the re-arm), so the probe is in that listing, which the
+# API server returns in name order, or comes through the watch after it. Named to sort after the
+# history ("h-..."), it is handed over last; named like the history, it came at a random place
+# in the pass and the figure measured a random share of it.
 PROBE = "z-probe-"
 POLICY = {
     "agents": {"serviceAccounts": [AGENT]},
