@@ -8,10 +8,13 @@ nothing half-made.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString
 
-import psycopg
-from psycopg import sql
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg (and libpq) load at the first connection, not with this module: the operator imports it
+# at its start (controller/credentials.py), and most operators never hand out a PostgreSQL role.
 
 
 class DatabaseError(Exception):
@@ -35,7 +38,9 @@ class AdminConnection:
     username: str
     password: str
 
-    async def _connect(self, database: str | None = None) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self, database: str | None = None) -> "psycopg.AsyncConnection[Any]":
+        import psycopg  # noqa: PLC0415 - see the imports
+
         try:
             return await psycopg.AsyncConnection.connect(
                 host=self.host, port=self.port, dbname=database or self.database,
@@ -55,6 +60,9 @@ class AdminConnection:
 
         Returns warnings: things the admin could not lock down for lack of ownership.
         """
+        import psycopg  # noqa: PLC0415 - see the imports
+        from psycopg import sql  # noqa: PLC0415
+
         warnings: list[str] = []
         ident = sql.Identifier(role)
         connection = await self._connect(database)
@@ -121,6 +129,9 @@ class AdminConnection:
 
     async def drop_role(self, role: str, database: str) -> None:
         """End the role's sessions, take back what it was granted, and drop it. Idempotent."""
+        import psycopg  # noqa: PLC0415 - see the imports
+        from psycopg import sql  # noqa: PLC0415
+
         connection = await self._connect(database)
         try:
             async with connection.transaction():
@@ -139,7 +150,7 @@ class AdminConnection:
             await connection.close()
 
 
-async def _role_exists(connection: psycopg.AsyncConnection[Any], role: str) -> bool:
+async def _role_exists(connection: "psycopg.AsyncConnection[Any]", role: str) -> bool:
     cursor = await connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
     return await cursor.fetchone() is not None
 

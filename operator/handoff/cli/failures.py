@@ -5,18 +5,25 @@ not exist, a server that did not answer or a port already taken are not bugs.
 """
 
 import errno
+from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    from handoff.adapters.kube import KubeError
 
-from handoff.adapters.kube import KubeconfigError, KubeError
-from handoff.review.client import plain
-from handoff.sdk.errors import START_LOCAL, HandoffError, kubeconfig_failure
+# What names the failures (the Kubernetes and Redis clients, the agent SDK's errors) loads when a
+# command fails, not with this module: ``handoff`` imports it for every command line, and the
+# operator, for one, uses neither the SDK nor a client before it starts its own work.
 
 
 def sentence(
     error: BaseException, kubeconfig: str | None = None, context: str | None = None
 ) -> str | None:
     """The sentence for an expected failure; None for anything else (a bug: let it show)."""
+    from redis.exceptions import RedisError  # noqa: PLC0415 - see the imports
+
+    from handoff.adapters.kube import KubeconfigError, KubeError  # noqa: PLC0415
+    from handoff.sdk.errors import START_LOCAL, HandoffError, kubeconfig_failure  # noqa: PLC0415
+
     if isinstance(error, KubeError):
         return kube(error)
     if isinstance(error, KubeconfigError):
@@ -30,7 +37,10 @@ def sentence(
     return None
 
 
-def kube(error: KubeError) -> str:
+def kube(error: "KubeError") -> str:
+    from handoff.review.client import plain  # noqa: PLC0415 - see the imports
+    from handoff.sdk.errors import START_LOCAL  # noqa: PLC0415
+
     if error.status == 0:
         return f"{error.message}; is the cluster running? ({START_LOCAL})"
     if error.status == 401:
@@ -48,6 +58,8 @@ def kube(error: KubeError) -> str:
 def reworded(error: Exception) -> str:
     """A reviewer's refusal as it is, but a cluster that did not answer (or refused the
     credentials) said as :func:`kube` says it, with what to do."""
+    from handoff.adapters.kube import KubeError  # noqa: PLC0415 - see the imports
+
     cause = error.__cause__
     if isinstance(cause, KubeError) and cause.status in (0, 401):
         return kube(cause)

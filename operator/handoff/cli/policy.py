@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TextIO
 
 from handoff.cli.tables import print_table
-from handoff.domain.durations import parse_duration
-from handoff.policytools.checks import diff, lint, run_cases
-from handoff.policytools.loading import load_cases, load_policies
+
+# The policy tools (jsonschema, YAML, the domain's compiler) load in each command below, not with
+# this module: every ``handoff`` command line builds its parser from here, the operator's too.
 
 HEADERS = ["TIER", "OVERSIGHT", "POLICY/RULE", "WINDOW", "APPROVALS", "REVIEWERS", "REASON"]
 
@@ -59,6 +59,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _lint(args: argparse.Namespace, out: TextIO) -> int:
+    from handoff.domain.durations import parse_duration  # noqa: PLC0415 - see the imports
+    from handoff.policytools.checks import lint  # noqa: PLC0415
+    from handoff.policytools.loading import load_cases, load_policies  # noqa: PLC0415
+
     policies = load_policies(args.paths)
     if not policies:
         print(f"no AgentActionPolicy found in {' '.join(args.paths)}", file=out)
@@ -75,6 +79,9 @@ def _lint(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _test(args: argparse.Namespace, out: TextIO) -> int:
+    from handoff.policytools.checks import run_cases  # noqa: PLC0415 - see the imports
+    from handoff.policytools.loading import load_cases, load_policies  # noqa: PLC0415
+
     policies = load_policies(args.paths)
     cases = load_cases(args.paths)
     if not cases:
@@ -94,6 +101,9 @@ def _test(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _diff(args: argparse.Namespace, out: TextIO) -> int:
+    from handoff.policytools.checks import diff  # noqa: PLC0415 - see the imports
+    from handoff.policytools.loading import load_cases, load_policies  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory() as scratch:
         old = _materialize(args.old, Path(scratch) / "old")
         new = _materialize(args.new, Path(scratch) / "new")

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handoff import GROUP, REQUESTS, VERSION
-from handoff.adapters.kube import Credentials, KubeApi, resource_path
 from handoff.cli.tables import print_table
-from handoff.domain.oversight import calibration, fatigue, reliability_svg, shadow
 from handoff.review.untrusted import inline
+
+# The Kubernetes client (aiohttp) and the statistics load in ``run``, not with this module: every
+# ``handoff`` command line builds its parser from here, the operator's too.
 
 
 def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -30,6 +31,13 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from handoff.domain.oversight import (  # noqa: PLC0415 - see the imports
+        calibration,
+        fatigue,
+        reliability_svg,
+        shadow,
+    )
+
     out = out or sys.stdout
     requests = asyncio.run(_requests(args))
     if args.kind == "shadow":
@@ -105,6 +113,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 async def _requests(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from handoff.adapters.kube import Credentials, KubeApi, resource_path  # noqa: PLC0415
+
     async with KubeApi(Credentials.load(args.kubeconfig, args.context)) as api:
         listing = await api.get(resource_path(GROUP, VERSION, REQUESTS, args.namespace))
     return list(listing.get("items") or [])

@@ -25,6 +25,7 @@ from handoff.gateway.filing import (
     checked_arguments,
     is_this_call,
     request_body,
+    runs_as_validated,
 )
 from handoff.gateway.policyview import PolicyView
 from handoff.gateway.registry import Registry
@@ -106,7 +107,7 @@ class Calls:
             caller.namespace, caller.agent, call.key, generation
         )
         try:
-            return await self._file(caller, call, request), None
+            return await self._file(caller, request_body(call, caller.agent, request)), None
         except MappingError as e:
             return None, error_result(f"{e}; nothing was filed")
         except KubeError as e:
@@ -169,13 +170,15 @@ class Calls:
         fast = None
         try:
             with span("create"):
-                body = await self._file(caller, call, name)
+                sent = request_body(call, agent, name)
+                body = await self._file(caller, sent)
             if (
                 self.classifier is not None
                 and decided is not None
                 and not (body.get("status") or {}).get("decision")
             ):
-                fast = await self._fast(body, decided, (namespace, agent, call.key, generation))
+                delivering = (namespace, agent, call.key, generation)
+                fast = await self._fast(body, decided, delivering, (call, sent))
         except MappingError as e:
             return error_result(f"{e}; nothing was filed"), Gateway.INVALID_ARGUMENTS
         except KubeError as e:
@@ -209,9 +212,10 @@ class Calls:
 
     async def _fast(
         self, body: Mapping[str, Any], decided: "asyncio.Future[Mapping[str, Any]]",
-        delivering: Delivered,
+        delivering: Delivered, filed: tuple[Call, Mapping[str, Any]],
     ) -> dict[str, Any] | None:  # fmt: skip
-        """Tier 1 at once (see fastpath.py): the upstream's answer, or None to wait as usual."""
+        """Tier 1 at once (see fastpath.py): the upstream's answer, or None to wait as usual.
+        ``filed``: the validated call and the document the gateway sent for it."""
         assert self.classifier is not None
         with span("classify"):
             why = await self.classifier.why_not_tier1(body)
@@ -222,7 +226,10 @@ class Calls:
         found = self.executor.tool_of(body)
         if isinstance(found, str):
             return None  # a tool the executor cannot tell: wait
-        if await self.executor.refusal(body, *found) is not None:
+        if (
+            not runs_as_validated(body, found, *filed)
+            and await self.executor.refusal(body, *found) is not None
+        ):
             return None  # not what the mapping makes of it as stored: the executor records why
         with span("claim"):
             claimed = await self.store.claim(uid)
@@ -284,8 +291,9 @@ class Calls:
             except KubeError as e:
                 log.warning("recording the fast path of %s: %s", meta["name"], e.message)
 
-    async def _file(self, caller: Caller, call: Call, name: str) -> dict[str, Any]:
-        document = request_body(call, caller.agent, name)
+    async def _file(self, caller: Caller, document: dict[str, Any]) -> dict[str, Any]:
+        """The request filed as ``document`` (``request_body``) with the agent's token."""
+        name = document["metadata"]["name"]
         path = resource_path("handoff.dev", "v1alpha1", "actionrequests", caller.namespace)
         try:
             return dict(await self._as_agent(caller).create(path, document))

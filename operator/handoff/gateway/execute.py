@@ -177,7 +177,8 @@ class Executor:
 
     async def refusal(self, body: Mapping[str, Any], server: Server, tool: str) -> str | None:
         """Why the request must not run as ``tool`` of ``server`` (see ``_mismatch``), or None.
-        The tier-1 fast path asks too: it runs what it filed, checked as the executor checks."""
+        The tier-1 fast path asks too when the stored request is not exactly the document it
+        sent for the call it validated (``calls._as_sent``): it runs nothing this would refuse."""
         try:
             return await self._mismatch(body, server, tool, body["spec"].get("parameters") or {})
         except UpstreamError as e:

@@ -175,6 +175,48 @@ def is_this_call(found: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
     )
 
 
+def runs_as_validated(
+    body: Mapping[str, Any], found: tuple[Server, str], call: Call, sent: Mapping[str, Any]
+) -> bool:
+    """Whether the stored request ``body`` is the document ``sent`` for ``call``, and the
+    executor's lookup ``found`` is the very server (the same compiled MCPServer, not a newer
+    one) and tool the call was validated and mapped with. Then the executor's full check
+    (``Executor.refusal``) would only compute again what ``call`` holds, and the tier-1 fast
+    path (calls.py) skips it; otherwise the full check decides, as for every other path."""
+    return found[0] is call.server and found[1] == call.mapping.name and stored_as_sent(body, sent)
+
+
+def stored_as_sent(stored: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
+    """Whether the API server keeps the request exactly as the gateway sent it: the same
+    namespace, the same labels (the gateway's only; none of its filer's choice) and the same
+    spec, field by field and JSON type by JSON type (the gateway sends only ``as_stored``
+    values). Then the request is what the MCPServer's mapping made of the call, as the gateway
+    computed it just before filing, and what the policies judge; the tier-1 fast path runs it
+    without the executor's full check (``Executor.refusal``: the same lookup, schema and
+    mappings again). Anything else (a field a mutating admission added, a number written back
+    otherwise, a request found under the call's name that an earlier or squatting filing left)
+    takes the full check."""
+    got, meta = stored.get("metadata") or {}, sent["metadata"]
+    return (
+        got.get("namespace") == meta["namespace"]
+        and not foreign_labels(stored)
+        and _same(got.get("labels") or {}, meta.get("labels") or {})
+        and _same(stored.get("spec"), sent["spec"])
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON: ``1`` is not ``1.0`` nor ``true`` here, as it is to Python's ``==``."""
+    try:
+        return _canonical(a) == _canonical(b)
+    except (TypeError, ValueError):  # not JSON at all: never the same
+        return False
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def foreign_labels(body: Mapping[str, Any]) -> list[str]:
     """The labels of a request that neither the gateway nor the operator set: the filer's own
     choice. A policy's `when` may read labels, so an MCP request carrying any was not judged on
