@@ -69,6 +69,25 @@ def test_each_tier_lane_end_to_end(
     assert [c["id"] for c in status["checklist"]] == ["what", "impact", "rollback"]
     assert status["specDigest"].startswith("sha256:")
 
+    # What waits for people, selected by the API server (the CRD's selectableFields): what a
+    # reviewer asks with kubectl, and how a start lists only what may still wait (rearm.py).
+    def selected(selector: str) -> set[str]:
+        out = cluster.kubectl("get", "ar", "-n", ns, "--field-selector", selector, "-o", "name")
+        return {line.rpartition("/")[2] for line in out.stdout.split()}
+
+    listed = json.loads(cluster.kubectl("get", "ar", "-n", ns, "-o", "json").stdout)["items"]
+    phases = {item["metadata"]["name"]: item["status"]["phase"] for item in listed}
+    assert waiting["metadata"]["name"] in selected("status.phase=AwaitingApproval")
+    assert selected("status.phase=AwaitingApproval") == {
+        name for name, phase in phases.items() if phase == "AwaitingApproval"
+    }, phases
+    from handoff.controller.rearm import UNDECIDED  # noqa: PLC0415
+
+    assert selected(UNDECIDED) == {
+        name for name, phase in phases.items() if phase in ("AwaitingApproval", "Queued")
+    }, phases
+    assert read["metadata"]["name"] in selected("spec.agent=" + read["spec"]["agent"])
+
 
 def test_approval_by_kubectl_status_patch(
     cluster: Cluster, operator: OperatorProcess, namespace: str

@@ -3,6 +3,7 @@
 decided requests or other shards, and never over what a pass has seen since."""
 
 import asyncio
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,8 @@ class Pages:
         self.paths.append(path)
         if self.fail_at is not None and len(self.paths) > self.fail_at:
             raise KubeError(0, "cannot reach the API server: ClientConnectorError")
-        start = int(path.partition("&continue=")[2] or 0)
+        query = urllib.parse.parse_qs(path.partition("?")[2])
+        start = int(query.get("continue", ["0"])[0])
         end = start + self.size
         more = {"continue": str(end)} if end < len(self.objects) else {}
         return {"metadata": more, "items": self.objects[start:end]}
@@ -70,8 +72,12 @@ async def test_the_listing_arms_what_the_reconcilers_pass_arms() -> None:
     assert {k: again.op.scheduler.due(k) for k in by_pass} == by_pass
     assert len(again.op.scheduler) == 3
     assert pending_gauge() == gauge + 3  # a second process's gauge, counted like the first's
-    assert api.paths[0].endswith(f"/namespaces/{NS}/actionrequests?limit={rearm.PAGE}")
-    assert [p.rpartition("continue=")[2] for p in api.paths[1:]] == ["2", "4"]
+    selector = "&fieldSelector=" + urllib.parse.quote(rearm.UNDECIDED)
+    assert (
+        api.paths[0]
+        == f"/apis/handoff.dev/v1alpha1/namespaces/{NS}/actionrequests?limit={rearm.PAGE}{selector}"
+    )
+    assert [p.partition("continue=")[2] for p in api.paths[1:]] == [f"2{selector}", f"4{selector}"]
 
     # kopf's pass that follows arms the same deadlines again: nothing changes, nothing doubles.
     for name in ("pay-0", "pay-1", "pay-2"):
@@ -146,8 +152,40 @@ async def test_with_kopfs_globs_the_start_lists_nothing_and_kopfs_pass_arms() ->
     await rearm.before_kopf(api, again.op.requests.waiting, ["team-*"], lambda _ns: True)  # type: ignore[arg-type]
     assert api.paths == []
     await rearm.before_kopf(api, again.op.requests.waiting, [], lambda _ns: True)  # type: ignore[arg-type]
-    assert api.paths == [f"/apis/handoff.dev/v1alpha1/actionrequests?limit={rearm.PAGE}"]
+    assert api.paths == [f"/apis/handoff.dev/v1alpha1/actionrequests?limit={rearm.PAGE}"
+                         f"&fieldSelector={urllib.parse.quote(rearm.UNDECIDED)}"]  # fmt: skip
     assert len(again.op.scheduler) == 1
+
+
+def test_the_start_selects_every_phase_but_those_only_a_decision_gives() -> None:
+    from handoff.domain.reasons import Phase  # noqa: PLC0415
+
+    waiting = {Phase.PENDING, Phase.QUEUED, Phase.AWAITING_APPROVAL}
+    assert set(rearm.DECIDED) == set(Phase) - waiting
+    assert rearm.UNDECIDED.split(",") == [f"status.phase!={p}" for p in rearm.DECIDED]
+
+
+@asynchronous
+async def test_an_api_server_that_cannot_select_by_phase_gets_listed_whole() -> None:
+    """A CRD without selectableFields (an older chart's): 400 for the selector, then the whole
+    listing, as before."""
+    world = await waiting_world(2)
+    again = await world.restarted()
+    objects = [await world.kube.get(path(n)) for n in ("pay-0", "read-1", "pay-1")]
+
+    class NoSelector(Pages):
+        async def get(self, path: str) -> Any:
+            if "fieldSelector" in path:
+                self.paths.append(path)
+                raise KubeError(400, "field label not supported: status.phase")
+            return await super().get(path)
+
+    api = NoSelector(objects)
+    armed = await rearm.rearm(api, again.op.requests.waiting, [NS], lambda _ns: True)  # type: ignore[arg-type]
+    assert armed == 2
+    assert "fieldSelector" in api.paths[0]
+    assert all("fieldSelector" not in p for p in api.paths[1:])
+    assert len(api.paths) == 3  # the refused one, then two pages of the whole listing
 
 
 @asynchronous

@@ -24,10 +24,14 @@ from typing import Any
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
 from handoff.controller.waiting import Waiting
+from handoff.domain.reasons import Phase
 from handoff.domain.timefmt import parse_time
 
 log = logging.getLogger("handoff.operator")
 PAGE = 500
+# Phases only a decision gives (Phase in domain/reasons.py): such a request has no deadline to arm.
+DECIDED = (Phase.APPROVED, Phase.DENIED, Phase.EXECUTED, Phase.FAILED, Phase.ROLLED_BACK)
+UNDECIDED = ",".join(f"status.phase!={phase}" for phase in DECIDED)
 
 
 def plain(namespaces: Iterable[str]) -> bool:
@@ -83,11 +87,22 @@ def _arm(waiting: Waiting, item: dict[str, Any], owns: Callable[[str], bool]) ->
 
 
 async def _pages(api: KubeApi, namespace: str | None) -> Any:
+    """The requests not decided yet (their phase is none of ``DECIDED``), a page at a time: a
+    start over a long history of decided ones lists only what may wait. An API server that
+    cannot select on the phase (a CRD without ``selectableFields``) lists every request."""
     path = resource_path(GROUP, VERSION, REQUESTS, namespace)
+    selector = f"&fieldSelector={urllib.parse.quote(UNDECIDED)}"
     token = ""
     while True:
         query = f"?limit={PAGE}" + (f"&continue={urllib.parse.quote(token)}" if token else "")
-        page = await api.get(path + query)
+        try:
+            page = await api.get(path + query + selector)
+        except KubeError as e:
+            if e.status != 400 or not selector or token:
+                raise
+            log.info("the API server cannot select requests by phase (%s): listing all", e)
+            selector = ""
+            continue
         for item in page.get("items") or ():
             yield item
         token = (page.get("metadata") or {}).get("continue") or ""
