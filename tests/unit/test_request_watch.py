@@ -67,6 +67,12 @@ async def run_until_done(watch: RequestWatch, api: ScriptedApi) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+def watching(
+    api: ScriptedApi, namespaces: list[str] | None, deliver: Any, **options: Any
+) -> RequestWatch:
+    return RequestWatch(cast(KubeApi, api), namespaces, deliver, **options)
+
+
 def page(items: list[dict[str, Any]], version: str, more: str = "") -> dict[str, Any]:
     return {"metadata": {"resourceVersion": version, "continue": more}, "items": items}
 
@@ -81,11 +87,8 @@ async def test_it_lists_page_by_page_then_watches_from_the_listings_version() ->
          [{"type": "DELETED", "object": request("b", "13")}]],
     )  # fmt: skip
     seen: list[tuple[str, str, str]] = []
-    watch = RequestWatch(
-        cast(KubeApi, api),
-        None,
-        lambda kind, body: seen.append((kind, *_name_version(body))),
-        backlog=lambda: 0,
+    watch = watching(
+        api, None, lambda kind, body: seen.append((kind, *_name_version(body))), backlog=lambda: 0
     )
     await run_until_done(watch, api)
 
@@ -108,13 +111,7 @@ async def test_a_gone_version_lists_again_and_a_broken_watch_resumes() -> None:
          KubeError(410, "Expired")],
     )  # fmt: skip
     seen: list[str] = []
-    watch = RequestWatch(
-        cast(KubeApi, api),
-        None,
-        lambda kind, body: seen.append(kind),
-        backlog=lambda: 0,
-        pause=0.01,
-    )
+    watch = watching(api, None, lambda kind, body: seen.append(kind), backlog=lambda: 0, pause=0.01)
     await run_until_done(watch, api)
 
     # broken: resumed from 10; 410 as an event: listed again; 410 as a status: listed again
@@ -129,9 +126,7 @@ async def test_an_expired_continue_token_starts_the_listing_again() -> None:
         {"": page([request("a", "5")], "10", more="t1"), "t1": KubeError(410, "expired")},
         [],
     )
-    watch = RequestWatch(
-        cast(KubeApi, api), None, lambda kind, body: None, backlog=lambda: 0, pause=0.01
-    )
+    watch = watching(api, None, lambda kind, body: None, backlog=lambda: 0, pause=0.01)
     task = asyncio.create_task(watch.run())
     try:
         while len(api.gets) < 4:  # noqa: ASYNC110
@@ -156,9 +151,7 @@ async def test_it_reads_no_further_while_the_backlog_is_full() -> None:
         seen.append(body["metadata"]["name"])
         backlog[0] += 1
 
-    watch = RequestWatch(
-        cast(KubeApi, api), None, deliver, backlog=lambda: backlog[0], backlog_limit=1
-    )
+    watch = watching(api, None, deliver, backlog=lambda: backlog[0], backlog_limit=1)
     task = asyncio.create_task(watch.run())
     try:
         await asyncio.sleep(0.2)
@@ -184,12 +177,8 @@ async def test_a_listing_waits_for_room_no_longer_than_its_patience(
         [],
     )  # fmt: skip
     seen: list[str] = []
-    watch = RequestWatch(
-        cast(KubeApi, api),
-        None,
-        lambda kind, body: seen.append(kind),
-        backlog=lambda: 99,
-        backlog_limit=1,
+    watch = watching(
+        api, None, lambda kind, body: seen.append(kind), backlog=lambda: 99, backlog_limit=1
     )
     task = asyncio.create_task(watch.run())
     try:
@@ -203,7 +192,7 @@ async def test_a_listing_waits_for_room_no_longer_than_its_patience(
 @asynchronous
 async def test_plain_namespaces_are_followed_one_by_one_and_patterns_are_matched() -> None:
     api = ScriptedApi({"": page([], "10")}, [])
-    watch = RequestWatch(cast(KubeApi, api), ["a", "b"], lambda kind, body: None, backlog=lambda: 0)
+    watch = watching(api, ["a", "b"], lambda kind, body: None, backlog=lambda: 0)
     assert watch.paths == [
         "/apis/handoff.dev/v1alpha1/namespaces/a/actionrequests",
         "/apis/handoff.dev/v1alpha1/namespaces/b/actionrequests",
@@ -214,8 +203,8 @@ async def test_plain_namespaces_are_followed_one_by_one_and_patterns_are_matched
                    request("z", "3", "other"), request("w", "4", "team-secret")], "10")},
         [],
     )  # fmt: skip
-    watch = RequestWatch(
-        cast(KubeApi, api),
+    watch = watching(
+        api,
         ["team-*,!team-secret"],
         lambda kind, body: seen.append(body["metadata"]["name"]),
         backlog=lambda: 0,
