@@ -75,7 +75,11 @@ def test_every_documented_series_moves_with_traffic(
     )  # fmt: skip
     waiting = file(cluster, namespace, "deploy.web")
     wait_for(cluster, namespace, waiting, "phase", "AwaitingApproval")
-    assert value(operator, "handoff_pending_requests", namespace=namespace, tier="4") == 1
+    # The gauge counts it once its deadline is armed, just after the status write we saw.
+    eventually(
+        lambda: value(operator, "handoff_pending_requests", namespace=namespace, tier="4") == 1,
+        15, "the pending gauge counting the waiting request",
+    )  # fmt: skip
     assert review(cluster, namespace, waiting, "alice").returncode == 0  # within seconds
     wait_for(cluster, namespace, waiting, "phase", "Approved")
     eventually(
@@ -84,7 +88,10 @@ def test_every_documented_series_moves_with_traffic(
         30, "a failed notification counted",
     )  # fmt: skip
 
-    assert value(operator, "handoff_pending_requests", namespace=namespace, tier="4") == 0
+    eventually(
+        lambda: value(operator, "handoff_pending_requests", namespace=namespace, tier="4") == 0,
+        15, "the pending gauge no longer counting the approved request",
+    )  # fmt: skip
     mine = {"namespace": namespace, "policy": "payments"}
     assert value(operator, "handoff_action_requests_total", **mine, tier="1",
                  outcome="Approved", reason="AutoApproved") == 1  # fmt: skip
