@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
+from handoff.controller.rearm import plain
 from handoff.domain.resources import RequestJSON
 
 log = logging.getLogger("handoff.operator")
@@ -163,7 +164,7 @@ def _scope(namespaces: list[str] | None) -> tuple[list[str], Callable[[str], boo
     every = resource_path(GROUP, VERSION, REQUESTS, None)
     if not namespaces:
         return [every], None
-    if all(ns and not any(c in ns for c in "*?[]!,") for ns in namespaces):
+    if plain(namespaces):
         return [resource_path(GROUP, VERSION, REQUESTS, ns) for ns in namespaces], None
     patterns = [p.strip() for ns in namespaces for p in ns.split(",") if p.strip()]
     wanted = [p for p in patterns if not p.startswith("!")]
