@@ -91,7 +91,7 @@ async def cluster_figures(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(2)
             idle_rss = operator_rss_mb(operator)
             figures["scale"] = await scale.measure(env, log=log, total=args.pending,
-                                                   short=args.pending // 5, profiler=profiler)  # fmt: skip
+                                                   short=args.short or args.pending // 5, profiler=profiler)  # fmt: skip
             figures["scale"]["idle_rss_mb"] = round(idle_rss, 1)
             grown = figures["scale"]["rss_mb"] - idle_rss
             figures["scale"]["bytes_per_pending"] = round(grown * 1024 * 1024 / args.pending)
@@ -257,6 +257,8 @@ def main() -> int:
         choices=["classification", "cluster", "decisions", "scale", "history", "gateway"],
     )
     parser.add_argument("--pending", type=int, default=scale.TOTAL, help="smaller while iterating")
+    parser.add_argument("--short", type=int, default=None,
+                        help="of those, expiring during the run (default a fifth)")  # fmt: skip
     parser.add_argument(
         "--profile",
         default=None,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from common import RequestWatch, stats, until
+from cpu import CpuMeter
 from environment import BenchEnvironment, metric_sum, operator_rss_mb
 from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters.kube import KubeError, resource_path
@@ -151,7 +152,14 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
         f"  re-armed {total} deadlines {rearm_total}s after the restart (healthy after {healthy:.1f}s)"
     )
     rss_after = operator_rss_mb(env.operator)
+    assert env.cluster is not None
+    assert env.operator.process is not None
+    running = env.cluster.control_plane.running()
+    meter = CpuMeter({"operator": env.operator.process.pid, "apiserver": running["kube-apiserver"],
+                      "etcd": running["etcd"]})  # fmt: skip
+    meter.start()
     await until(lambda: len(watch.late) >= short, SHORT_WINDOW + SPREAD * SHORT_RULES + 60)
+    spent, seconds = meter.stop()
     await watch.stop()
     rss_settled = operator_rss_mb(env.operator)  # kopf's pass and the expiries over
     if profiler is not None:
@@ -159,6 +167,7 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
     late = stats(list(watch.late.values()), 1000)
     log(
         f"  {len(watch.late)} of {short} expired; late by median {late['median']} ms, p99 {late['p99']} ms"
+        f" ({len(watch.waves)} deadlines, up to {max(watch.waves.values(), default=0)} at once)"
     )
     return {
         "pending": total,
@@ -173,8 +182,23 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
         "expiries_expected": short,
         "lateness_ms": late,
         "early": sum(1 for v in watch.late.values() if v < 0),
+        # Deadlines are whole seconds (creation time + window): the requests sharing one fall
+        # together, a wave the operator decides at once.
+        "waves": _waves(watch.waves),
         "expired_before_restart": expired_before,
+        # From the end of the re-arm to the last expiry: CPU per expiry, idle time included.
+        "expiry_cpu_ms": _per_expiry(spent, seconds, len(watch.late)),
     }
+
+
+def _waves(waves: dict[str, int]) -> dict[str, Any]:
+    sizes = list(waves.values())
+    return {"count": len(sizes), "largest": max(sizes, default=0), "median": stats(sizes)["median"]}
+
+
+def _per_expiry(spent: dict[str, float], seconds: float, expired: int) -> dict[str, float]:
+    per = {name: round(cpu * 1000 / max(expired, 1), 2) for name, cpu in spent.items()}
+    return per | {"seconds": round(seconds, 1)}
 
 
 class _ExpiryWatch(RequestWatch):
@@ -183,13 +207,16 @@ class _ExpiryWatch(RequestWatch):
     def __init__(self, env: BenchEnvironment) -> None:
         super().__init__(env.api(), NS, time.time)
         self.late: dict[str, float] = {}
+        self.waves: dict[str, int] = {}  # deadline -> requests expiring at that very moment
 
     def note(self, obj: dict[str, Any], now: float) -> None:
         status = obj.get("status") or {}
         decision = status.get("decision") or {}
         name = obj["metadata"]["name"]
         if decision.get("reason") == "Expired" and name not in self.late:
-            self.late[name] = now - parse_time(status["deadline"]).timestamp()
+            deadline = status["deadline"]
+            self.late[name] = now - parse_time(deadline).timestamp()
+            self.waves[deadline] = self.waves.get(deadline, 0) + 1
 
     async def stop(self) -> None:
         await super().stop()
