@@ -5,13 +5,16 @@ driver only where they are used; an eager import of any of them again fails here
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from handoff.adapters.postgres import AdminConnection, DatabaseError
 from handoff.cli.failures import sentence
+from handoff.cli.main import KOPF_OPTIONAL_CLIENTS
 
 PROBE = """
 import json, sys
@@ -80,3 +83,34 @@ def test_postgresql_loads_at_the_first_connection_and_its_failure_is_a_sentence(
     admin = AdminConnection("127.0.0.1", port, "postgres", "admin", "secret")
     with pytest.raises(DatabaseError, match=f"PostgreSQL at 127.0.0.1:{port} is unreachable"):
         asyncio.run(admin.drop_role("agent_ro", "postgres"))
+
+
+def test_the_operator_never_loads_the_client_libraries_kopf_would_take(tmp_path: Path) -> None:
+    """kopf imports the official ``kubernetes`` client and pykube wherever they are installed
+    (17 MB of the operator's resident set for the first); the operator's command keeps them out
+    of its process. Stand-ins on the path note their own import, so that this holds (and can
+    fail) whether or not the real libraries are installed here."""
+    marks = tmp_path / "imported"
+    marks.mkdir()
+    for name in KOPF_OPTIONAL_CLIENTS:
+        package = tmp_path / "path" / name
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(
+            f"import pathlib\npathlib.Path({str(marks / name)!r}).touch()\n"
+        )
+    env = os.environ | {"PYTHONPATH": str(tmp_path / "path")}
+
+    # Without the operator's switch, kopf does import them: the stand-ins are seen.
+    subprocess.run([sys.executable, "-c", "import kopf"], env=env, check=True, timeout=120)
+    assert sorted(p.name for p in marks.iterdir()) == sorted(KOPF_OPTIONAL_CLIENTS)
+    for mark in marks.iterdir():
+        mark.unlink()
+
+    # The operator's command: it loads kopf, then stops at the kubeconfig nobody wrote.
+    done = subprocess.run(
+        [sys.executable, "-m", "handoff", "operator", "--kubeconfig", str(tmp_path / "none")],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "kubeconfig" in done.stderr.lower()
+    assert list(marks.iterdir()) == []

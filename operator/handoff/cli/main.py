@@ -249,7 +249,16 @@ def _console(args: argparse.Namespace) -> int:
     return 0
 
 
+# kopf accepts the objects of these client libraries where they are installed, and imports them
+# at its own import to tell: the official client alone put 17 MB in the operator's resident set
+# (measured: 74 MB against 57 MB after the operator's imports), for objects the operator never
+# hands to kopf. Python's own switch: a module set to None in sys.modules fails to import.
+KOPF_OPTIONAL_CLIENTS = ("kubernetes", "kubernetes_asyncio", "pykube")
+
+
 def _operator(args: argparse.Namespace) -> int:
+    for name in KOPF_OPTIONAL_CLIENTS:  # before kopf loads; in the operator's process only
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     from handoff.adapters.kube import Credentials  # noqa: PLC0415
     from handoff.controller.runner import Election, run  # noqa: PLC0415 - kopf loads only here
 
