@@ -12,12 +12,8 @@ import ctypes.util
 import gc
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-_NO_TIME = timedelta(0)
 
 
 def _trimmer() -> Callable[[int], int] | None:
@@ -54,23 +50,3 @@ def settle_start() -> None:
     gc.collect()
     gc.freeze()
     trim()
-
-
-def fresh(value: T) -> T:
-    """``value`` again in newly allocated objects (strings, tuples and times, the keys and times
-    the operator keeps per waiting request; anything else as it is).
-
-    Why: a request's key is carved out of the JSON its first event was parsed from, amid the
-    thousands of short-lived objects of a filing burst. pymalloc gives an arena back only when
-    every block in it is free, so one kept string in each arena keeps the whole burst resident
-    (about 6 KB per waiting request after 10,000 were filed, against 1.6 KB re-armed from a
-    listing). Copied after the burst, the keys fill the arenas that are already the fullest
-    (pymalloc allocates from those first), and the burst's arenas empty and go back."""
-    copy: Any = value
-    if isinstance(value, str):
-        copy = value.encode().decode() if len(value) > 1 else value
-    elif isinstance(value, tuple):
-        copy = tuple([fresh(item) for item in value])
-    elif isinstance(value, datetime):
-        copy = value + _NO_TIME
-    return copy  # type: ignore[no-any-return]

@@ -20,7 +20,6 @@ from handoff import GROUP, REQUESTS, VERSION
 from handoff.adapters import metrics
 from handoff.adapters.kube import KubeError, resource_path
 from handoff.adapters.outbox import Outbox, OutboxError
-from handoff.controller.memory import fresh
 from handoff.controller.reports import ReportWriter
 from handoff.controller.scheduler import DeadlineScheduler
 from handoff.controller.status import StatusWriter
@@ -109,11 +108,6 @@ class Publisher:
             self._published.pop(uid, None)
         else:
             self._published[uid] = done
-
-    def compact(self) -> None:
-        """What is remembered as published, in newly allocated objects (``memory.fresh``)."""
-        self._published = {fresh(uid): {fresh(key) for key in done}
-                           for uid, done in self._published.items()}  # fmt: skip
 
     async def _log(self, body: RequestJSON, record: Record, fresh: bool) -> None:
         meta = body["metadata"]

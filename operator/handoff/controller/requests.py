@@ -8,7 +8,6 @@ concern. Handlers do not call one another; this is where they meet.
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Hashable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -79,8 +78,6 @@ class Requests:
         self._queued = 0  # reconciles waiting for a slot or in one
         self._burst = False  # more than BURST were queued at once since memory was released
         self._passes = 0  # reconciles since the C heap was last trimmed
-        self._compacted = 0  # timers kept when what is kept per request was last compacted
-        self._started = 0.0  # when the last pass started (time.monotonic)
 
     def retry_soon(self, namespace: str, name: str, delay: timedelta = RETRY) -> None:
         self.scheduler.retry_soon(namespace, name, delay)
@@ -101,7 +98,6 @@ class Requests:
         put every pass of the wave behind every read of it."""
         self._queued += 1
         self._passes += 1
-        self._started = time.monotonic()
         self._burst = self._burst or self._queued > BURST
         try:
             policies = self.policies.index.in_namespace(key[0])
@@ -116,45 +112,23 @@ class Requests:
                     await self._reconcile(body, answers)
         finally:
             self._queued -= 1
-            grew = len(self.scheduler) - self._compacted >= BURST
-            if not self._queued and (self._burst or self._passes >= BURST or grew):
+            if (self._burst or self._passes >= BURST) and not self._queued:
                 asyncio.get_running_loop().call_later(1.0, self._after_burst)
 
     def _after_burst(self) -> None:
         """A burst has passed: give its memory back. A steady stream never queues BURST at
         once, yet leaves the same free pages behind (10,000 filed at 60/s: 16 KB per pending
         request in the resident set, 2 KB of it live), so every BURST passes the C heap is
-        trimmed too: a millisecond, where the burst's full collection can take hundreds.
-        When the timers kept grew by BURST since the last time, what is kept per request is
-        copied out of the burst's arenas first (``compact``), so that those can go back: once no
-        pass has started for a second, or, while the stream goes on, each time they grew by half
-        (a copy's cost grows with what is kept: growing by half bounds their sum to about three
-        copies of the end's)."""
+        trimmed too: a millisecond, where the burst's full collection can take hundreds."""
         if self._queued:
             return  # not quiet a second later: the next pass to end asks again
-        kept = len(self.scheduler)
-        self._compacted = min(self._compacted, kept)  # deadlines fell, requests went
-        quiet = time.monotonic() - self._started >= 1.0
-        grown = kept - self._compacted >= max(BURST, 0 if quiet else self._compacted // 2)
-        if grown:
-            self.compact()
-        if self._burst or grown:
+        if self._burst:
             self._burst = False
             self._passes = 0
             memory.release()
         elif self._passes >= BURST:
             self._passes = 0
             memory.trim()
-
-    def compact(self) -> None:
-        """Everything kept per request (timers, the gauge's keys, publication marks, echo marks)
-        in newly allocated objects: ``memory.fresh`` says why."""
-        self.scheduler.compact()
-        self.waiting.compact()
-        self.publisher.compact()
-        self._settled = {memory.fresh(key): memory.fresh(version)
-                         for key, version in self._settled.items()}  # fmt: skip
-        self._compacted = len(self.scheduler)
 
     async def deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
         self._settled.pop((namespace, name), None)

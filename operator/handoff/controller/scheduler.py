@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 from handoff.adapters import metrics
 from handoff.controller.concurrency import TaskSet
-from handoff.controller.memory import fresh
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +67,6 @@ class DeadlineScheduler:
         self._due.pop(key, None)  # its heap entry is skipped when it comes up
         if len(self._heap) > 2 * len(self._due) + 1024:
             self._compact()
-
-    def compact(self) -> None:
-        """Every timer's key and time in newly allocated objects (``memory.fresh``)."""
-        self._due = {fresh(key): fresh(when) for key, when in self._due.items()}
-        self._compact()
 
     def _compact(self) -> None:
         """Drop the heap entries of cancelled and re-armed keys: a request decided long before

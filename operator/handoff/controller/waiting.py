@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from handoff.adapters import metrics
-from handoff.controller.memory import fresh
 from handoff.controller.notifications import Notifier
 from handoff.controller.policies import PolicyIndex
 from handoff.controller.scheduler import DEADLINE, ESCALATE, DeadlineScheduler
@@ -105,10 +104,6 @@ class Waiting:
             fast = fast_approvals(state, seen, since, self.clock())
             if fast:
                 metrics.FAST_APPROVALS.labels(namespace=state.facts.namespace).inc(fast)
-
-    def compact(self) -> None:
-        """The gauge's keys in newly allocated objects (``memory.fresh``)."""
-        self._pending = {fresh(key): tier for key, tier in self._pending.items()}
 
     def forget(self, key: tuple[str, str], uid: str | None) -> None:
         self.stop(key)
