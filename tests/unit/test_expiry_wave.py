@@ -1,17 +1,22 @@
 """A wave of deadlines falling together: each request is read and decided in one of the
 reconciler's slots, so the first to fall is written before the wave's later ones are read (a
 read in one turn of the slots and the pass in a second put every write behind every read); and
-what is decided is unchanged: Expired, once, with one Event, one audit line, the gauge emptied."""
+what is decided is unchanged: Expired, once, with one Event, one audit line, the gauge emptied.
+A request read a second ahead of its deadline is decided without a read, as it would be with
+one; the wave's Events wait for a lull in its decisions."""
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
+from handoff.controller.concurrency import Lull
 from handoff.controller.requests import CONCURRENCY
-from handoff.controller.scheduler import DEADLINE
+from handoff.controller.scheduler import DEADLINE, READ_AHEAD
 from handoff.domain.timefmt import parse_time
 from handoff.testing import FakeKube
 
-from tests.unit.test_orchestration import NS, World, asynchronous, path, started
+from tests.unit.helpers import deny
+from tests.unit.test_orchestration import NS, World, asynchronous, path, settle, started
 
 WAVE = 2 * CONCURRENCY + 8
 
@@ -73,3 +78,113 @@ async def test_a_deadline_of_a_request_deleted_meanwhile_forgets_it() -> None:
     del world.kube.objects[path(names[0])]
     await world.op.requests.on_timer((DEADLINE, NS, names[0]))
     assert world.op.scheduler.due((DEADLINE, NS, names[0])) is None
+
+
+# -- reading ahead: a waiting request is read a second before its deadline -------------------
+
+
+@asynchronous
+async def test_a_request_read_ahead_is_decided_at_its_deadline_without_a_read() -> None:
+    world, names = await wave()
+    deadline = world.clock.now
+    for name in names:
+        assert world.op.scheduler.due((READ_AHEAD, NS, name)) == parse_time(
+            world.status(name)["deadline"]
+        ) - timedelta(seconds=1)
+    world.clock.now = deadline - timedelta(seconds=1)
+    await asyncio.gather(*(world.op.requests.on_timer((READ_AHEAD, NS, n)) for n in names))
+
+    world.clock.now = deadline
+    slow = SlowKube()
+    slow.objects = world.kube.objects
+    world.op.requests.status.api = slow  # type: ignore[assignment]
+    await asyncio.gather(*(world.op.requests.on_timer((DEADLINE, NS, n)) for n in names))
+    await settle()
+
+    calls = [m for m, p in slow.calls if "actionrequests" in p]
+    assert calls == ["PATCH"] * WAVE  # the wave's writes, and no read among them
+    for name in names:  # decided as without reading ahead
+        decision = world.status(name)["decision"]
+        assert (decision["outcome"], decision["reason"]) == ("Denied", "Expired")
+        assert world.events(name) == ["AwaitingReview", "Expired"]
+        assert world.audit(name).count("Denied") == 1
+    assert len(world.op.scheduler) == 0
+    assert world.op.requests._read_ahead == {}
+
+
+@asynchronous
+async def test_a_review_after_the_read_ahead_is_what_the_deadline_decides() -> None:
+    world, names = await wave()
+    name = names[0]
+    await world.op.requests.on_timer((READ_AHEAD, NS, name))
+    # alice denies; the watch has not brought her review to the operator yet
+    await world.kube.merge_patch(path(name) + "/status", {"status": {"reviews": [deny("alice")]}})
+
+    await world.op.requests.on_timer((DEADLINE, NS, name))
+    await settle()
+    decision = world.status(name)["decision"]
+    assert (decision["outcome"], decision["by"]) == ("Denied", ["alice"])  # not Expired
+    assert decision["reason"] != "Expired"
+    assert world.audit(name).count("Denied") == 1
+
+
+@asynchronous
+async def test_a_newer_version_by_the_watch_drops_what_was_read_ahead() -> None:
+    world, names = await wave()
+    await world.op.requests.on_timer((READ_AHEAD, NS, names[0]))
+    assert set(world.op.requests._read_ahead) == {(NS, names[0])}
+    await world.changed(names[0])
+    assert world.op.requests._read_ahead == {}
+
+
+@asynchronous
+async def test_nothing_is_read_ahead_for_a_request_no_longer_waiting_or_gone() -> None:
+    world, names = await wave()
+    await world.op.requests.on_timer((DEADLINE, NS, names[0]))  # decided: Expired
+    await world.op.requests.on_timer((READ_AHEAD, NS, names[0]))
+    del world.kube.objects[path(names[1])]
+    await world.op.requests.on_timer((READ_AHEAD, NS, names[1]))
+    assert world.op.requests._read_ahead == {}
+
+
+@asynchronous
+async def test_a_deadline_within_the_second_arms_no_read_ahead() -> None:
+    world = await started()
+    world.file("pay-0", "payments.refund")
+    await world.changed("pay-0")
+    until = parse_time(world.status("pay-0")["deadline"])
+    world.op.requests.waiting.wait((NS, "pay-0"), world.clock.now + timedelta(seconds=0.5), "4")
+    assert world.op.scheduler.due((READ_AHEAD, NS, "pay-0")) is None  # the old one is cancelled
+    assert world.op.scheduler.due((DEADLINE, NS, "pay-0")) != until
+
+
+# -- Events wait for a lull in the decisions --------------------------------------------------
+
+
+@asynchronous
+async def test_events_wait_until_no_decision_is_in_flight() -> None:
+    world = await started()
+    lull = world.op.requests.lull
+    lull.begin()  # a pass in flight
+    world.file("req-1")
+    task = asyncio.ensure_future(world.op.requests._pass((NS, "req-1"), None))
+    await asyncio.wait_for(task, 5)
+    await settle()
+    assert world.status("req-1")["phase"] == "Approved"  # written at once
+    assert world.events("req-1") == []  # its Event waits
+    lull.end()
+    await settle()
+    assert world.events("req-1") == ["AutoApproved"]
+
+
+@asynchronous
+async def test_an_event_waits_for_a_lull_for_its_patience_at_most() -> None:
+    lull = Lull(patience=0.05)
+    lull.begin()
+    started_at = asyncio.get_running_loop().time()
+    await lull.wait()
+    assert 0.04 <= asyncio.get_running_loop().time() - started_at < 1.0
+    lull.end()
+    started_at = asyncio.get_running_loop().time()
+    await lull.wait()
+    assert asyncio.get_running_loop().time() - started_at < 0.04

@@ -11,8 +11,8 @@ from handoff.adapters import metrics
 from handoff.adapters.kube import KubeError
 from handoff.controller import rearm
 from handoff.controller.policies import PolicyIndex
-from handoff.controller.scheduler import DEADLINE, DeadlineScheduler
-from handoff.controller.waiting import Waiting
+from handoff.controller.scheduler import DEADLINE, READ_AHEAD, DeadlineScheduler
+from handoff.controller.waiting import READ_AHEAD_BY, Waiting
 
 from tests.unit.test_orchestration import NS, World, asynchronous, path, started
 
@@ -53,6 +53,11 @@ async def waiting_world(count: int) -> World:
     return world
 
 
+def deadlines(scheduler: DeadlineScheduler) -> int:
+    """The deadline timers armed (each waiting request has a read-ahead timer too)."""
+    return sum(1 for key in scheduler._due if isinstance(key, tuple) and key[0] == DEADLINE)
+
+
 @asynchronous
 async def test_the_listing_arms_what_the_reconcilers_pass_arms() -> None:
     world = await waiting_world(3)
@@ -70,7 +75,9 @@ async def test_the_listing_arms_what_the_reconcilers_pass_arms() -> None:
 
     assert armed == 3
     assert {k: again.op.scheduler.due(k) for k in by_pass} == by_pass
-    assert len(again.op.scheduler) == 3
+    ahead = {(READ_AHEAD, ns, name): when - READ_AHEAD_BY for (_, ns, name), when in by_pass.items()}
+    assert {k: again.op.scheduler.due(k) for k in ahead} == ahead  # each read a second before
+    assert len(again.op.scheduler) == 6
     assert pending_gauge() == gauge + 3  # a second process's gauge, counted like the first's
     selector = "&fieldSelector=" + urllib.parse.quote(rearm.UNDECIDED)
     assert (
@@ -120,7 +127,7 @@ async def test_a_failing_listing_leaves_the_rest_to_kopfs_pass() -> None:
     api.fail_at = 1  # the second page
     assert await rearm.rearm(api, again.op.requests.waiting, [NS], lambda _ns: True) == 2  # type: ignore[arg-type]
     await again.changed("pay-2")  # kopf's pass
-    assert len(again.op.scheduler) == 3
+    assert deadlines(again.op.scheduler) == 3
     # and once the listing is over, a pass's wait is not remembered for it
     assert again.op.requests.waiting._touched is None
 
@@ -154,7 +161,7 @@ async def test_with_kopfs_globs_the_start_lists_nothing_and_kopfs_pass_arms() ->
     await rearm.before_kopf(api, again.op.requests.waiting, [], lambda _ns: True)  # type: ignore[arg-type]
     assert api.paths == [f"/apis/handoff.dev/v1alpha1/actionrequests?limit={rearm.PAGE}"
                          f"&fieldSelector={urllib.parse.quote(rearm.UNDECIDED)}"]  # fmt: skip
-    assert len(again.op.scheduler) == 1
+    assert deadlines(again.op.scheduler) == 1
 
 
 def test_the_start_selects_every_phase_but_those_only_a_decision_gives() -> None:

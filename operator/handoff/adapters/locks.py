@@ -14,6 +14,10 @@ class KeyedLocks:
     def __len__(self) -> int:
         return len(self._locks)
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether someone holds or waits for ``key``'s lock."""
+        return key in self._locks
+
     @contextlib.asynccontextmanager
     async def holding(self, key: Hashable) -> AsyncIterator[None]:
         lock, users = self._locks.get(key) or (asyncio.Lock(), 0)

@@ -4,15 +4,18 @@
 kept for every request ever seen grows without bound at scale).
 ``TaskSet``: short tasks started and not awaited (Events, notifications, health writes) are kept
 referenced here until they end, so that the event loop does not collect them half done.
+``Lull``: whether decisions are being made; what only informs (Events) waits for a moment
+without any.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
 from handoff.adapters.locks import KeyedLocks
 
-__all__ = ["KeyedLocks", "TaskSet"]
+__all__ = ["KeyedLocks", "Lull", "TaskSet"]
 
 
 class TaskSet:
@@ -31,3 +34,32 @@ class TaskSet:
     def cancel_all(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+class Lull:
+    """Counts the reconciler's passes in flight. ``wait`` returns once none is, or after
+    ``patience`` seconds at most: an Event waits there, so that the deadlines that fall in the
+    same second (a wave: creation times are whole seconds) are all written before the API server
+    spends its CPU on their Events, and a steady stream delays an Event by ``patience`` at most."""
+
+    def __init__(self, patience: float = 2.0) -> None:
+        self.patience = patience
+        self._passes = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        self._passes += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        self._passes -= 1
+        if not self._passes:
+            self._idle.set()
+
+    async def wait(self, at_most: float | None = None) -> None:
+        """Until no pass is in flight, or ``at_most`` seconds (``patience`` by default)."""
+        if self._idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.patience if at_most is None else at_most)

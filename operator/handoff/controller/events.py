@@ -12,7 +12,7 @@ from typing import Any
 
 from handoff import GROUP, VERSION
 from handoff.adapters.kube import KubeApi, KubeError, resource_path
-from handoff.controller.concurrency import TaskSet
+from handoff.controller.concurrency import Lull, TaskSet
 from handoff.domain.decide import Event
 from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import format_time
@@ -23,10 +23,13 @@ MESSAGE_LIMIT = 1024  # characters of an Event's message
 
 
 class Events:
-    def __init__(self, api: KubeApi, clock: Callable[[], datetime], at_once: int) -> None:
+    def __init__(
+        self, api: KubeApi, clock: Callable[[], datetime], at_once: int, lull: Lull | None = None
+    ) -> None:
         self.api = api
         self.clock = clock
         self._slots = asyncio.Semaphore(at_once)  # Events posted at once, beside the work
+        self._lull = lull  # decisions in flight go first (post_soon)
         self._posting = TaskSet()
         self._instance = socket.gethostname()
 
@@ -35,29 +38,39 @@ class Events:
         related: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
         """Post a transition's Event beside the work: it does not hold a reconcile slot, so a
-        slow Event write never delays the next request's decision. (``kind``: Handoff's kind
-        ``body`` is, an ActionGrant for the Events about grants; ``related``: the Event's
-        secondary object, the agent a grant was for.)"""
-        self._posting.spawn(self.post(body, event, self._slots, kind, related))
+        slow Event write never delays the next request's decision; and it waits for a lull in
+        the decisions (``Lull``), so that its write does not either. Its time is the
+        transition's. (``kind``: Handoff's kind ``body`` is, an ActionGrant for the Events about
+        grants; ``related``: the Event's secondary object, the agent a grant was for.)"""
+        record = self._record(body, event, kind, related)
+        self._posting.spawn(self._post(record, self._slots, self._lull))
 
     async def post(
-        self, body: RequestJSON, event: Event, slots: asyncio.Semaphore | None = None,
-        kind: str = "ActionRequest", related: Mapping[str, str] | None = None,
+        self, body: RequestJSON, event: Event, kind: str = "ActionRequest",
+        related: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
-        meta = body["metadata"]
-        try:
-            async with slots or contextlib.nullcontext():
-                record = self._record(body, event, kind)
-                if related is not None:
-                    record["related"] = dict(related)
-                await self.api.create(resource_path("", "v1", "events", meta["namespace"]), record)
-        except KubeError as e:
-            log.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], e)
+        """Post now: for the handlers that post an Event in the course of their own work."""
+        await self._post(self._record(body, event, kind, related))
 
-    def _record(self, body: RequestJSON, event: Event, kind: str) -> dict[str, Any]:
+    async def _post(
+        self, record: dict[str, Any], slots: asyncio.Semaphore | None = None,
+        lull: Lull | None = None,
+    ) -> None:  # fmt: skip
+        about = record["involvedObject"]
+        try:
+            if lull is not None:
+                await lull.wait()
+            async with slots or contextlib.nullcontext():
+                await self.api.create(resource_path("", "v1", "events", about["namespace"]), record)
+        except KubeError as e:
+            log.warning("could not post event for %s/%s: %s", about["namespace"], about["name"], e)
+
+    def _record(
+        self, body: RequestJSON, event: Event, kind: str, related: Mapping[str, str] | None
+    ) -> dict[str, Any]:
         meta = body["metadata"]
         now = format_time(self.clock())
-        return {
+        record: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -81,3 +94,6 @@ class Events:
             "reportingComponent": "handoff.dev/operator",
             "reportingInstance": self._instance,
         }
+        if related is not None:
+            record["related"] = dict(related)
+        return record

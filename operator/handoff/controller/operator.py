@@ -15,7 +15,7 @@ from handoff.adapters.redis_acl import RedisAdmin
 from handoff.adapters.sandbox import Sandbox
 from handoff.adapters.webhooks import WebhookSender
 from handoff.controller.budgets import Budgets
-from handoff.controller.concurrency import KeyedLocks
+from handoff.controller.concurrency import KeyedLocks, Lull
 from handoff.controller.credentials import PostgresCredentials
 from handoff.controller.events import Events
 from handoff.controller.execution import Execution
@@ -71,7 +71,8 @@ def build(
     scheduler = DeadlineScheduler(fire, clock)
     status = StatusWriter(api)
     locks = KeyedLocks()
-    events = Events(api, clock, at_once=CONCURRENCY // 2)
+    lull = Lull()
+    events = Events(api, clock, at_once=CONCURRENCY // 2, lull=lull)
     reports = ReportWriter(api, clock)
     publisher = Publisher(status, clock, outbox, reports=reports, scheduler=scheduler, owns=owns)
     rollbacks = Rollbacks(
@@ -96,6 +97,7 @@ def build(
             api, clock, retention, scheduler=scheduler, publisher=publisher, reports=reports
         ),
         grants=Grants(api, clock, sandbox, events),
+        lull=lull,
     )  # fmt: skip
     return Operator(requests, outcomes, publisher, reports, scheduler, sender, owns)
 

@@ -18,7 +18,7 @@ from handoff.adapters.kube import Conflict, KubeError, NotFound
 from handoff.adapters.sandbox import Sandbox
 from handoff.controller import memory
 from handoff.controller.budgets import Budgets
-from handoff.controller.concurrency import KeyedLocks
+from handoff.controller.concurrency import KeyedLocks, Lull
 from handoff.controller.events import Events
 from handoff.controller.execution import Execution
 from handoff.controller.grants import Grants
@@ -27,9 +27,16 @@ from handoff.controller.publishing import Publisher
 from handoff.controller.reports import ReportWriter
 from handoff.controller.retention import Retention
 from handoff.controller.rollback import Rollbacks
-from handoff.controller.scheduler import DEADLINE, ESCALATE, RETAIN, RETRY, DeadlineScheduler
+from handoff.controller.scheduler import (
+    DEADLINE,
+    ESCALATE,
+    READ_AHEAD,
+    RETAIN,
+    RETRY,
+    DeadlineScheduler,
+)
 from handoff.controller.status import ATTEMPTS, StatusWriter
-from handoff.controller.waiting import Waiting
+from handoff.controller.waiting import READ_AHEAD_BY, Waiting
 from handoff.controller.when import Answers, answers_for, with_when_results
 from handoff.domain import followups as fx
 from handoff.domain.decide import decide
@@ -61,6 +68,7 @@ class Requests:
         execution: Execution,
         retention: Retention,
         grants: Grants | None = None,
+        lull: Lull | None = None,
     ) -> None:
         self.status, self.policies, self.clock = status, policies, clock
         self.scheduler, self.locks, self.sandbox = scheduler, locks, sandbox
@@ -71,6 +79,9 @@ class Requests:
         # of the operator's own write needs no second pass. Dropped when the echo comes (or a
         # pass writes nothing), so that no decided request keeps an entry.
         self._settled: dict[tuple[str, str], str] = {}
+        # Requests read a moment before their deadline (read_ahead), until it falls or a newer
+        # version comes by the watch: a second's worth of deadlines at most.
+        self._read_ahead: dict[tuple[str, str], RequestJSON] = {}
         # At most this many reconciles talk to the API server at once. Past it, work waits here
         # rather than in the HTTP pool, where the wait counted against each call's timeout and a
         # burst of thousands of requests turned into timeouts and retries.
@@ -78,6 +89,7 @@ class Requests:
         self._queued = 0  # reconciles waiting for a slot or in one
         self._burst = False  # more than BURST were queued at once since memory was released
         self._passes = 0  # reconciles since the C heap was last trimmed
+        self.lull = lull or Lull()  # passes in flight: Events wait for none (events.py)
 
     def retry_soon(self, namespace: str, name: str, delay: timedelta = RETRY) -> None:
         self.scheduler.retry_soon(namespace, name, delay)
@@ -85,6 +97,7 @@ class Requests:
     async def changed(self, body: RequestJSON) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
+        self._read_ahead.pop(key, None)  # older than this
         async with self.locks.holding(key):
             if self._settled.get(key) == meta.get("resourceVersion"):
                 del self._settled[key]
@@ -99,6 +112,7 @@ class Requests:
         self._queued += 1
         self._passes += 1
         self._burst = self._burst or self._queued > BURST
+        self.lull.begin()
         try:
             policies = self.policies.index.in_namespace(key[0])
             if body is None:
@@ -111,6 +125,7 @@ class Requests:
                 async with self._slots:
                     await self._reconcile(body, answers)
         finally:
+            self.lull.end()
             self._queued -= 1
             if (self._burst or self._passes >= BURST) and not self._queued:
                 asyncio.get_running_loop().call_later(1.0, self._after_burst)
@@ -132,6 +147,7 @@ class Requests:
 
     async def deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
         self._settled.pop((namespace, name), None)
+        self._read_ahead.pop((namespace, name), None)
         self.reports.decided.forget(namespace, name)
         self.scheduler.cancel((RETAIN, namespace, name))
         self.waiting.forget((namespace, name), uid)
@@ -145,6 +161,9 @@ class Requests:
         if kind == DEADLINE:
             await self._decide_again((namespace, name))
             return
+        if kind == READ_AHEAD:
+            await self.read_ahead((namespace, name))
+            return
         try:
             async with self._slots:
                 body = await self.status.read(namespace, name)
@@ -157,12 +176,31 @@ class Requests:
             assert kind == RETAIN
             await self.retention.retire(body)
 
+    async def read_ahead(self, key: tuple[str, str]) -> None:
+        """A deadline falls in a moment: read the request now, once no decision is being made
+        (the deadlines of the second before come first), so that when it falls the decision is
+        written without a read first. Creation times are whole seconds, so deadlines fall in
+        waves; the read of each is one API call less in its wave. What the deadline decides is
+        unchanged: the write is guarded by the version read, and a newer version (by the watch,
+        or by a 409) is read again and decided anew."""
+        await self.lull.wait(READ_AHEAD_BY.total_seconds() / 2)
+        if self.scheduler.due((DEADLINE, *key)) is None:
+            return  # decided meanwhile
+        try:
+            async with self._slots:
+                body = await self.status.read(*key)
+        except NotFound:
+            return  # its deletion comes by the watch
+        if self.scheduler.due((DEADLINE, *key)) is not None and key not in self.locks:
+            self._read_ahead[key] = body
+
     async def _decide_again(self, key: tuple[str, str]) -> None:
-        """A deadline (or a retry) fell: the request as it is now, decided anew."""
+        """A deadline (or a retry) fell: the request as it is now, decided anew (as read a
+        moment ago, when ``read_ahead`` did and nothing newer came since)."""
         async with self.locks.holding(key):
             self._settled.pop(key, None)  # the same version, decided anew
             try:
-                await self._pass(key, None)
+                await self._pass(key, self._read_ahead.pop(key, None))
             except NotFound:
                 await self.deleted(*key)
 

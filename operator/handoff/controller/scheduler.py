@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 # A request's timers are keyed (kind, namespace, name).
 DEADLINE = "deadline"  # decide again: its deadline, or a retry
+READ_AHEAD = "read-ahead"  # read a waiting request a moment before its deadline falls
 ESCALATE = "escalate"  # announce it again, to the escalation targets
 RETAIN = "retain"  # delete it: its retention period passed
 RETRY = timedelta(seconds=2)

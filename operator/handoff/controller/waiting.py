@@ -5,13 +5,13 @@ approvals came fast."""
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from handoff.adapters import metrics
 from handoff.controller.notifications import Notifier
 from handoff.controller.policies import PolicyIndex
-from handoff.controller.scheduler import DEADLINE, ESCALATE, DeadlineScheduler
+from handoff.controller.scheduler import DEADLINE, ESCALATE, READ_AHEAD, DeadlineScheduler
 from handoff.domain.announce import ESCALATED
 from handoff.domain.decide import RequestState, fast_approvals
 from handoff.domain.reasons import CLASSIFIED
@@ -19,6 +19,9 @@ from handoff.domain.resources import RequestJSON
 from handoff.domain.timefmt import parse_time
 
 log = logging.getLogger("handoff.operator")
+# A waiting request is read this long before its deadline, when the API server is not busy with
+# decisions (Requests.read_ahead), so that a deadline that falls writes its decision at once.
+READ_AHEAD_BY = timedelta(seconds=1)
 
 
 @dataclass
@@ -36,8 +39,15 @@ class Waiting:
     def wait(self, key: tuple[str, str], until: datetime, tier: str) -> None:
         if self._touched is not None:
             self._touched.add(key)
-        self.scheduler.arm((DEADLINE, *key), until)
+        self._arm(key, until)
         self._set_pending(key, tier)
+
+    def _arm(self, key: tuple[str, str], until: datetime) -> None:
+        self.scheduler.arm((DEADLINE, *key), until)
+        if until - READ_AHEAD_BY > self.clock():
+            self.scheduler.arm((READ_AHEAD, *key), until - READ_AHEAD_BY)
+        else:
+            self.scheduler.cancel((READ_AHEAD, *key))
 
     def begin_rearm(self) -> None:
         self._touched = set()
@@ -47,7 +57,7 @@ class Waiting:
         since (it knows better); whether it was armed."""
         if self._touched is None or key in self._touched:
             return False
-        self.scheduler.arm((DEADLINE, *key), until)
+        self._arm(key, until)
         self._set_pending(key, tier)
         return True
 
@@ -59,6 +69,7 @@ class Waiting:
         if self._touched is not None:
             self._touched.add(key)
         self.scheduler.cancel((DEADLINE, *key))
+        self.scheduler.cancel((READ_AHEAD, *key))
         self.scheduler.cancel((ESCALATE, *key))
         self._set_pending(key, None)
         if uid:
