@@ -75,7 +75,9 @@ async def test_the_listing_arms_what_the_reconcilers_pass_arms() -> None:
 
     assert armed == 3
     assert {k: again.op.scheduler.due(k) for k in by_pass} == by_pass
-    ahead = {(READ_AHEAD, ns, name): when - READ_AHEAD_BY for (_, ns, name), when in by_pass.items()}
+    ahead = {
+        (READ_AHEAD, ns, name): when - READ_AHEAD_BY for (_, ns, name), when in by_pass.items()
+    }
     assert {k: again.op.scheduler.due(k) for k in ahead} == ahead  # each read a second before
     assert len(again.op.scheduler) == 6
     assert pending_gauge() == gauge + 3  # a second process's gauge, counted like the first's
