@@ -84,7 +84,9 @@ def _scale(s: dict[str, Any], add: Any, load: str) -> None:
     add(21, f"{s['expiries_expected']:,} expiries late by under 250 ms at p99",
         f"p99 {late['p99']} ms ({s['expired']} expired)",
         s["expired"] == s["expiries_expected"] and (late["p99"] or 1e9) < 250,
-        f"median {late['median']} ms; {load}")  # fmt: skip
+        f"median {late['median']} ms; the floor (the same waves written by a client holding each "
+        f"object, no operator): p99 {(s.get('floor_lateness_ms') or {}).get('p99')} ms; "
+        f"waves of up to {(s.get('waves') or {}).get('largest')} at once; {load}")  # fmt: skip
 
 
 def _history(h: dict[str, Any], add: Any, load: str) -> None:

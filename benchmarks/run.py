@@ -209,10 +209,16 @@ def _scale_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
          "goal": "ratio <= 2", "met": goal(rearm is not None and rearm <= 2)})  # fmt: skip
     late = s["lateness_ms"]
     complete = s["expired"] == s["expiries_expected"]
+    floor = s.get("floor_lateness_ms") or {}
     add({"figure": f"expiry lateness p99 (ms), {s['expired']}/{s['expiries_expected']} expired",
-         "handoff": late["p99"], "baseline": None, "vs": "the deadline itself",
+         "handoff": late["p99"], "baseline": floor.get("p99"), "vs": "the same waves, written by a client",
+         "ratio": ratio(late["p99"], floor.get("p99")),
          "goal": "< 250 ms", "met": goal(complete and late["p99"] is not None and late["p99"] < 250)})  # fmt: skip
-    add({"figure": "expiry lateness median (ms)", "handoff": late["median"]})
+    add({"figure": "expiry lateness median (ms)", "handoff": late["median"], "baseline": floor.get("median"),
+         "ratio": ratio(late["median"], floor.get("median"))})  # fmt: skip
+    waves = s.get("waves") or {}
+    add({"figure": "  deadlines falling at once: largest, median", "handoff": waves.get("largest"),
+         "baseline": waves.get("median")})  # fmt: skip
     return out
 
 

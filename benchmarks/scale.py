@@ -10,7 +10,13 @@ deadlines fall over about a minute after the restart, with all 10,000 deadlines 
   ``handoff_pending_requests`` gauge counts all 10,000 again (each one is counted when its deadline
   is armed in the scheduler);
 - lateness: a watch notes when each short-window request is seen Denied (Expired); lateness is
-  that time minus ``status.deadline``, both on this machine's clock.
+  that time minus ``status.deadline``, both on this machine's clock. Deadlines are whole seconds
+  (creation time plus window), so they fall in waves of up to about 45 at once;
+- the floor of that lateness, measured next, with the operator stopped: the same waves, one a
+  second, written by a client that already holds each object (as the operator holds a request it
+  read ahead): at each whole second it patches the status of as many one-hour requests as the
+  wave had, 16 at a time (the operator's slots), with the status an expiry wrote, and the same
+  watch notes when each is seen. What is left between the two is Handoff's own work.
 """
 
 import asyncio
@@ -164,6 +170,7 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
     rss_settled = operator_rss_mb(env.operator)  # kopf's pass and the expiries over
     if profiler is not None:
         profiler.stop()
+    floor = await _floor(env, [watch.waves[d] for d in sorted(watch.waves)], total - short, log)
     late = stats(list(watch.late.values()), 1000)
     log(
         f"  {len(watch.late)} of {short} expired; late by median {late['median']} ms, p99 {late['p99']} ms"
@@ -185,10 +192,63 @@ async def measure(  # noqa: PLR0915 - the run's steps, in order
         # Deadlines are whole seconds (creation time + window): the requests sharing one fall
         # together, a wave the operator decides at once.
         "waves": _waves(watch.waves),
+        "floor_lateness_ms": floor,
         "expired_before_restart": expired_before,
         # From the end of the re-arm to the last expiry: CPU per expiry, idle time included.
         "expiry_cpu_ms": _per_expiry(spent, seconds, len(watch.late)),
     }
+
+
+async def _floor(
+    env: BenchEnvironment, waves: list[int], held: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The waves of ``waves`` (their sizes, in order), one a second, written straight to the API
+    server by a client holding each object: the lateness with nothing of Handoff in between."""
+    assert env.operator is not None
+    env.operator.stop()  # nothing reacts to the floor's writes
+    client = env.api("operator")  # the identity that writes statuses
+    path = resource_path(GROUP, VERSION, REQUESTS, NS)
+    listing = await client.get(path)
+    expired = [
+        o
+        for o in listing["items"]
+        if ((o.get("status") or {}).get("decision") or {}).get("reason") == "Expired"
+    ]
+    held_ones = [o for o in listing["items"] if not (o.get("status") or {}).get("decision")]
+    if not expired or len(held_ones) < sum(waves):
+        await client.close()
+        return stats([])
+    written = expired[0]["status"]
+    patch = {k: written[k] for k in ("phase", "decision", "conditions", "message") if k in written}
+    targets = iter(held_ones[:held])
+    watch = _SeenWatch(env)
+    await watch.start()
+    slots = asyncio.Semaphore(16)
+
+    async def write(obj: dict[str, Any], at: float) -> None:
+        meta = obj["metadata"]
+        watch.due[meta["name"]] = at
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": patch}
+        async with slots:
+            await client.merge_patch(
+                resource_path(GROUP, VERSION, REQUESTS, NS, meta["name"]) + "/status", body
+            )
+
+    start = float(int(time.time()) + 2)
+    writes = []
+    for i, size in enumerate(waves):
+        at = start + i
+        await asyncio.sleep(max(at - time.time(), 0))
+        writes.append(asyncio.gather(*(write(next(targets), at) for _ in range(size))))
+    await asyncio.gather(*writes)
+    await until(lambda: len(watch.late) >= sum(waves), 60)
+    await watch.stop()
+    await client.close()
+    late = stats(list(watch.late.values()), 1000)
+    log(
+        f"  the floor, the same {len(waves)} waves written by a client: late by median {late['median']} ms, p99 {late['p99']} ms"
+    )
+    return late
 
 
 def _waves(waves: dict[str, int]) -> dict[str, Any]:
@@ -199,6 +259,25 @@ def _waves(waves: dict[str, int]) -> dict[str, Any]:
 def _per_expiry(spent: dict[str, float], seconds: float, expired: int) -> dict[str, float]:
     per = {name: round(cpu * 1000 / max(expired, 1), 2) for name, cpu in spent.items()}
     return per | {"seconds": round(seconds, 1)}
+
+
+class _SeenWatch(RequestWatch):
+    """Notes when each object written by the floor is seen decided, against the second its wave
+    was due."""
+
+    def __init__(self, env: BenchEnvironment) -> None:
+        super().__init__(env.api(), NS, time.time)
+        self.due: dict[str, float] = {}
+        self.late: dict[str, float] = {}
+
+    def note(self, obj: dict[str, Any], now: float) -> None:
+        name = obj["metadata"]["name"]
+        if name in self.due and name not in self.late and (obj.get("status") or {}).get("decision"):
+            self.late[name] = now - self.due[name]
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.api.close()
 
 
 class _ExpiryWatch(RequestWatch):

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from handoff.controller.concurrency import Lull
-from handoff.controller.requests import CONCURRENCY
+from handoff.controller.requests import CONCURRENCY, READ_AHEAD_LIMIT
 from handoff.controller.scheduler import DEADLINE, READ_AHEAD
 from handoff.domain.timefmt import parse_time
 from handoff.testing import FakeKube
@@ -188,3 +188,16 @@ async def test_an_event_waits_for_a_lull_for_its_patience_at_most() -> None:
     started_at = asyncio.get_running_loop().time()
     await lull.wait()
     assert asyncio.get_running_loop().time() - started_at < 0.04
+
+
+@asynchronous
+async def test_past_its_limit_a_deadline_reads_its_request_when_it_falls() -> None:
+    world, names = await wave()
+    requests = world.op.requests
+    for i in range(READ_AHEAD_LIMIT):  # a flood's worth, held already
+        requests._read_ahead[(NS, f"other-{i}")] = {}  # type: ignore[typeddict-item]
+    await requests.on_timer((READ_AHEAD, NS, names[0]))
+    assert (NS, names[0]) not in requests._read_ahead
+    assert len(requests._read_ahead) == READ_AHEAD_LIMIT
+    await requests.on_timer((DEADLINE, NS, names[0]))  # read now, decided as ever
+    assert world.status(names[0])["decision"]["reason"] == "Expired"

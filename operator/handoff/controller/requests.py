@@ -47,6 +47,10 @@ from handoff.domain.resources import RequestJSON
 log = logging.getLogger("handoff.operator")
 CONCURRENCY = 16  # reconciles at once: below the API client's 32 connections
 BURST = 500  # this many queued at once is a burst: give its memory back once it has passed
+# Requests held read ahead at most (a wave of deadlines is tens): past it, a deadline reads its
+# request when it falls, as before, so that a flood of requests whose deadlines fall in the same
+# second cannot make the operator hold each whole request at once.
+READ_AHEAD_LIMIT = 500
 
 
 class Requests:
@@ -184,8 +188,11 @@ class Requests:
         unchanged: the write is guarded by the version read, and a newer version (by the watch,
         or by a 409) is read again and decided anew."""
         await self.lull.wait(READ_AHEAD_BY.total_seconds() / 2)
-        if self.scheduler.due((DEADLINE, *key)) is None:
-            return  # decided meanwhile
+        if (
+            self.scheduler.due((DEADLINE, *key)) is None
+            or len(self._read_ahead) >= READ_AHEAD_LIMIT
+        ):
+            return  # decided meanwhile; or read when it falls
         try:
             async with self._slots:
                 body = await self.status.read(*key)
