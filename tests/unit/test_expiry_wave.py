@@ -162,10 +162,45 @@ async def test_a_deadline_within_the_second_arms_no_read_ahead() -> None:
 
 
 @asynchronous
-async def test_events_wait_until_no_decision_is_in_flight() -> None:
+async def test_a_waves_events_are_posted_after_all_its_decisions_are_written() -> None:
+    world, names = await wave()
+    slow = SlowKube()
+    slow.objects = world.kube.objects
+    world.op.requests.status.api = slow  # type: ignore[assignment]
+    world.op.requests.events.api = slow  # type: ignore[assignment]
+    await asyncio.gather(*(world.op.requests.on_timer((DEADLINE, NS, n)) for n in names))
+    for _ in range(20):
+        await settle()
+    calls = [m for m, p in slow.calls if "actionrequests" in p or p.endswith("/events")]
+    assert calls.count("POST") == WAVE  # one Expired Event each
+    assert calls.index("POST") > max(i for i, m in enumerate(calls) if m == "PATCH")
+
+
+@asynchronous
+async def test_a_stream_of_new_requests_posts_its_events_as_it_goes() -> None:
+    """Only deadlines hold Events back: held Events of a steady stream would go out in bursts."""
+    world = await started()
+    slow = SlowKube()
+    slow.objects = world.kube.objects
+    world.op.requests.status.api = slow  # type: ignore[assignment]
+    world.op.requests.events.api = slow  # type: ignore[assignment]
+    names = [f"req-{i}" for i in range(WAVE)]
+    for name in names:
+        world.file(name)  # tier 1
+    bodies = [await world.kube.get(path(n)) for n in names]
+    await asyncio.gather(*(world.op.requests.changed(body) for body in bodies))
+    for _ in range(20):
+        await settle()
+    calls = [m for m, p in slow.calls if "actionrequests" in p or p.endswith("/events")]
+    assert calls.count("POST") == WAVE
+    assert calls.index("POST") < max(i for i, m in enumerate(calls) if m == "PATCH")
+
+
+@asynchronous
+async def test_events_wait_while_a_deadline_is_being_decided() -> None:
     world = await started()
     lull = world.op.requests.lull
-    lull.begin()  # a pass in flight
+    lull.begin()  # a deadline being decided
     world.file("req-1")
     task = asyncio.ensure_future(world.op.requests._pass((NS, "req-1"), None))
     await asyncio.wait_for(task, 5)

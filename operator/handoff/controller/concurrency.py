@@ -4,7 +4,7 @@
 kept for every request ever seen grows without bound at scale).
 ``TaskSet``: short tasks started and not awaited (Events, notifications, health writes) are kept
 referenced here until they end, so that the event loop does not collect them half done.
-``Lull``: whether decisions are being made; what only informs (Events) waits for a moment
+``Lull``: whether deadlines are being decided; what only informs (Events) waits for a moment
 without any.
 """
 
@@ -37,10 +37,12 @@ class TaskSet:
 
 
 class Lull:
-    """Counts the reconciler's passes in flight. ``wait`` returns once none is, or after
-    ``patience`` seconds at most: an Event waits there, so that the deadlines that fall in the
-    same second (a wave: creation times are whole seconds) are all written before the API server
-    spends its CPU on their Events, and a steady stream delays an Event by ``patience`` at most."""
+    """Counts the deadlines being decided. ``wait`` returns once none is, or after ``patience``
+    seconds at most: an Event waits there, so that the deadlines that fall in the same second (a
+    wave: creation times are whole seconds) are all written before the API server spends its
+    CPU on their Events. Only deadlines count: under a steady stream of new requests an Event
+    is posted at once, as the stream's decisions are (held Events would go out in bursts, in
+    the way of the decisions after them)."""
 
     def __init__(self, patience: float = 2.0) -> None:
         self.patience = patience

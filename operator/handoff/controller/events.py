@@ -29,7 +29,7 @@ class Events:
         self.api = api
         self.clock = clock
         self._slots = asyncio.Semaphore(at_once)  # Events posted at once, beside the work
-        self._lull = lull  # decisions in flight go first (post_soon)
+        self._lull = lull  # deadlines being decided go first (post_soon)
         self._posting = TaskSet()
         self._instance = socket.gethostname()
 
@@ -38,8 +38,8 @@ class Events:
         related: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
         """Post a transition's Event beside the work: it does not hold a reconcile slot, so a
-        slow Event write never delays the next request's decision; and it waits for a lull in
-        the decisions (``Lull``), so that its write does not either. Its time is the
+        slow Event write never delays the next request's decision; and it waits while deadlines
+        are being decided (``Lull``), so that a wave of them is written first. Its time is the
         transition's. (``kind``: Handoff's kind ``body`` is, an ActionGrant for the Events about
         grants; ``related``: the Event's secondary object, the agent a grant was for.)"""
         record = self._record(body, event, kind, related)

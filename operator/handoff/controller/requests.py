@@ -93,7 +93,7 @@ class Requests:
         self._queued = 0  # reconciles waiting for a slot or in one
         self._burst = False  # more than BURST were queued at once since memory was released
         self._passes = 0  # reconciles since the C heap was last trimmed
-        self.lull = lull or Lull()  # passes in flight: Events wait for none (events.py)
+        self.lull = lull or Lull()  # deadlines being decided: Events wait for none (events.py)
 
     def retry_soon(self, namespace: str, name: str, delay: timedelta = RETRY) -> None:
         self.scheduler.retry_soon(namespace, name, delay)
@@ -116,7 +116,6 @@ class Requests:
         self._queued += 1
         self._passes += 1
         self._burst = self._burst or self._queued > BURST
-        self.lull.begin()
         try:
             policies = self.policies.index.in_namespace(key[0])
             if body is None:
@@ -129,7 +128,6 @@ class Requests:
                 async with self._slots:
                     await self._reconcile(body, answers)
         finally:
-            self.lull.end()
             self._queued -= 1
             if (self._burst or self._passes >= BURST) and not self._queued:
                 asyncio.get_running_loop().call_later(1.0, self._after_burst)
@@ -181,7 +179,7 @@ class Requests:
             await self.retention.retire(body)
 
     async def read_ahead(self, key: tuple[str, str]) -> None:
-        """A deadline falls in a moment: read the request now, once no decision is being made
+        """A deadline falls in a moment: read the request now, once no deadline is being decided
         (the deadlines of the second before come first), so that when it falls the decision is
         written without a read first. Creation times are whole seconds, so deadlines fall in
         waves; the read of each is one API call less in its wave. What the deadline decides is
@@ -204,12 +202,16 @@ class Requests:
     async def _decide_again(self, key: tuple[str, str]) -> None:
         """A deadline (or a retry) fell: the request as it is now, decided anew (as read a
         moment ago, when ``read_ahead`` did and nothing newer came since)."""
-        async with self.locks.holding(key):
-            self._settled.pop(key, None)  # the same version, decided anew
-            try:
-                await self._pass(key, self._read_ahead.pop(key, None))
-            except NotFound:
-                await self.deleted(*key)
+        self.lull.begin()  # the wave's Events and the next wave's reads wait for its writes
+        try:
+            async with self.locks.holding(key):
+                self._settled.pop(key, None)  # the same version, decided anew
+                try:
+                    await self._pass(key, self._read_ahead.pop(key, None))
+                except NotFound:
+                    await self.deleted(*key)
+        finally:
+            self.lull.end()
 
     async def _reconcile(self, body: RequestJSON, answers: Answers | None = None) -> None:
         started = self.clock()
