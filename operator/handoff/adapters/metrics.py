@@ -68,7 +68,8 @@ POLICIES_READY = Gauge(
 )
 SCHEDULED_DEADLINES = Gauge(
     "handoff_scheduled_deadlines",
-    "Deadlines armed in the operator's scheduler (windows, escalations, retries, retention).",
+    "Timers armed in the operator's scheduler "
+    "(windows and their reads ahead, escalations, retries, retention).",
     registry=REGISTRY,
 )
 OUTBOX_LAG_SECONDS = Histogram(
