@@ -33,6 +33,17 @@ class SlowKube(FakeKube):
         return await super().merge_patch(path, body, params)
 
 
+def slowed(world: World, *, events: bool = False) -> SlowKube:
+    """The operator's reads and writes (and its Events, with ``events``) through a SlowKube over
+    the same objects, which records them."""
+    slow = SlowKube()
+    slow.objects = world.kube.objects
+    world.op.requests.status.api = slow  # type: ignore[assignment]
+    if events:
+        world.op.requests.events.api = slow  # type: ignore[assignment]
+    return slow
+
+
 async def wave() -> tuple[World, list[str]]:
     world = await started()
     names = [f"pay-{i}" for i in range(WAVE)]
@@ -46,9 +57,7 @@ async def wave() -> tuple[World, list[str]]:
 @asynchronous
 async def test_a_wave_of_deadlines_is_written_in_the_order_it_fell() -> None:
     world, names = await wave()
-    slow = SlowKube()
-    slow.objects = world.kube.objects
-    world.op.requests.status.api = slow  # type: ignore[assignment]
+    slow = slowed(world)
     await asyncio.gather(*(world.op.requests.on_timer((DEADLINE, NS, n)) for n in names))
 
     calls = [(m, p.removesuffix("/status")) for m, p in slow.calls if "actionrequests" in p]
@@ -95,9 +104,7 @@ async def test_a_request_read_ahead_is_decided_at_its_deadline_without_a_read() 
     await asyncio.gather(*(world.op.requests.on_timer((READ_AHEAD, NS, n)) for n in names))
 
     world.clock.now = deadline
-    slow = SlowKube()
-    slow.objects = world.kube.objects
-    world.op.requests.status.api = slow  # type: ignore[assignment]
+    slow = slowed(world)
     await asyncio.gather(*(world.op.requests.on_timer((DEADLINE, NS, n)) for n in names))
     await settle()
 
@@ -164,10 +171,7 @@ async def test_a_deadline_within_the_second_arms_no_read_ahead() -> None:
 @asynchronous
 async def test_a_waves_events_are_posted_after_all_its_decisions_are_written() -> None:
     world, names = await wave()
-    slow = SlowKube()
-    slow.objects = world.kube.objects
-    world.op.requests.status.api = slow  # type: ignore[assignment]
-    world.op.requests.events.api = slow  # type: ignore[assignment]
+    slow = slowed(world, events=True)
     await asyncio.gather(*(world.op.requests.on_timer((DEADLINE, NS, n)) for n in names))
     for _ in range(20):
         await settle()
@@ -180,10 +184,7 @@ async def test_a_waves_events_are_posted_after_all_its_decisions_are_written() -
 async def test_a_stream_of_new_requests_posts_its_events_as_it_goes() -> None:
     """Only deadlines hold Events back: held Events of a steady stream would go out in bursts."""
     world = await started()
-    slow = SlowKube()
-    slow.objects = world.kube.objects
-    world.op.requests.status.api = slow  # type: ignore[assignment]
-    world.op.requests.events.api = slow  # type: ignore[assignment]
+    slow = slowed(world, events=True)
     names = [f"req-{i}" for i in range(WAVE)]
     for name in names:
         world.file(name)  # tier 1
