@@ -146,3 +146,18 @@ async def test_a_flood_of_large_requests_read_ahead_keeps_a_bounded_size() -> No
         assert world.audit(name).count("Denied") == 1
     assert world.op.requests._read_ahead == {}
     assert world.op.requests._read_ahead_bytes == 0
+
+
+@asynchronous
+async def test_a_deadline_stuck_in_its_pass_holds_the_events_for_the_lulls_patience_only() -> None:
+    """A deadline whose pass never ends (an API server that stopped answering it) keeps the lull
+    busy: every other request's Event still goes out, after the lull's patience."""
+    world = await started()
+    world.op.requests.lull.patience = 0.05
+    world.op.requests.lull.begin()  # and never ends
+    world.file("req-1")
+    await world.changed("req-1")
+    assert world.status("req-1")["phase"] == "Approved"
+    await asyncio.sleep(0.2)
+    await settle()
+    assert world.events("req-1") == ["AutoApproved"]
