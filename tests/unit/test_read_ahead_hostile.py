@@ -14,7 +14,7 @@ from handoff.domain.timefmt import parse_time
 from handoff.testing import FakeKube
 
 from tests.unit.helpers import deny
-from tests.unit.test_expiry_wave import wave
+from tests.unit.test_expiry_wave import slowed, wave
 from tests.unit.test_orchestration import NS, World, asynchronous, path, settle, started
 
 
@@ -161,3 +161,16 @@ async def test_a_deadline_stuck_in_its_pass_holds_the_events_for_the_lulls_patie
     await asyncio.sleep(0.2)
     await settle()
     assert world.events("req-1") == ["AutoApproved"]
+
+
+@asynchronous
+async def test_past_the_byte_bound_a_read_ahead_reads_nothing() -> None:
+    """Once what is read ahead is at its bound, the next deadlines of the flood do not read their
+    request twice (once ahead, to be dropped, and once when it falls)."""
+    world, names = await wave()
+    world.op.requests._read_ahead_bytes = READ_AHEAD_BYTES
+    world.clock.now -= timedelta(seconds=1)
+    slow = slowed(world)
+    await world.op.requests.on_timer((READ_AHEAD, NS, names[0]))
+    assert [m for m, p in slow.calls if "actionrequests" in p] == []
+    assert world.op.requests._read_ahead == {}

@@ -199,6 +199,7 @@ class Requests:
         if (
             self.scheduler.due((DEADLINE, *key)) is None
             or len(self._read_ahead) >= READ_AHEAD_LIMIT
+            or self._read_ahead_bytes >= READ_AHEAD_BYTES
         ):
             return  # decided meanwhile; or read when it falls
         self._reading.add(key)
