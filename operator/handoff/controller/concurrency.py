@@ -46,21 +46,21 @@ class Lull:
 
     def __init__(self, patience: float = 2.0) -> None:
         self.patience = patience
-        self._passes = 0
+        self._deciding = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     def begin(self) -> None:
-        self._passes += 1
+        self._deciding += 1
         self._idle.clear()
 
     def end(self) -> None:
-        self._passes -= 1
-        if not self._passes:
+        self._deciding -= 1
+        if not self._deciding:
             self._idle.set()
 
     async def wait(self, at_most: float | None = None) -> None:
-        """Until no pass is in flight, or ``at_most`` seconds (``patience`` by default)."""
+        """Until no deadline is being decided, or ``at_most`` seconds (``patience`` by default)."""
         if self._idle.is_set():
             return
         with contextlib.suppress(TimeoutError):
