@@ -114,17 +114,25 @@ def wait_for(
 def review(
     cluster: Cluster, ns: str, name: str, who: str, decision: str = "Approve", **extra: Any
 ) -> Any:
-    entry = {
-        "reviewer": who,
-        "decision": decision,
-        "acknowledged": ["what", "impact", "rollback"],
-        **extra,
-    }
-    patch = json.dumps([{"op": "add", "path": "/status/reviews/-", "value": entry}])
+    patch = json.dumps(_review_patch(who, decision, extra))
     return cluster.kubectl(
         "patch", "actionrequest", name, "-n", ns, "--subresource=status", "--type=json", "-p", patch,
         who=who, check=False,
     )  # fmt: skip
+
+
+def review_now(
+    cluster: Cluster, ns: str, name: str, who: str, decision: str = "Approve", **extra: Any
+) -> dict[str, Any]:
+    """The same review as ``review``, written straight to the API server: it lands within
+    milliseconds, where kubectl's start can take a second on a loaded machine."""
+    patch = _review_patch(who, decision, extra)
+    return cluster.patch_status("actionrequest", name, ns, patch, who)
+
+
+def _review_patch(who: str, decision: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    entry = {"reviewer": who, "decision": decision, "acknowledged": ["what", "impact", "rollback"]}
+    return [{"op": "add", "path": "/status/reviews/-", "value": {**entry, **extra}}]
 
 
 def events(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:

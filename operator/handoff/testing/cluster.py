@@ -99,20 +99,37 @@ class Cluster:
         if kind not in PATHS:
             out = self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout
             return dict(json.loads(out))
-        url = f"{self.control_plane.server}/{PATHS[kind].format(ns=namespace, name=name)}"
-        admin = {"Authorization": f"Bearer {self.token('admin')}"}
-        request = urllib.request.Request(url, headers=admin)  # noqa: S310 - https, built here
+        body = self._call("GET", PATHS[kind].format(ns=namespace, name=name), "admin")
+        body.get("metadata", {}).pop("managedFields", None)  # kubectl leaves them out too
+        return body
+
+    def patch_status(
+        self, kind: str, name: str, namespace: str, patch: list[dict[str, Any]], who: str
+    ) -> dict[str, Any]:
+        """``kubectl patch --subresource=status --type=json`` as ``who``, without kubectl's start
+        (a tenth of a second or more on a loaded machine): for a write that must land in a given
+        second. Raises RuntimeError with the API server's message when refused."""
+        path = PATHS[kind].format(ns=namespace, name=name) + "/status"
+        return self._call("PATCH", path, who, patch, "application/json-patch+json")
+
+    def _call(
+        self, method: str, path: str, who: str, document: Any = None, content_type: str = ""
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token(who)}"}
+        data = None
+        if document is not None:
+            data, headers["Content-Type"] = json.dumps(document).encode(), content_type
+        url = f"{self.control_plane.server}/{path}"
+        request = urllib.request.Request(url, data, headers, method=method)  # noqa: S310 - https
         if self._tls is None:
             self._tls = ssl.create_default_context(cafile=str(self.control_plane.ca_file))
         try:
             with urllib.request.urlopen(request, context=self._tls, timeout=30) as response:  # noqa: S310
-                body = dict(json.loads(response.read()))
+                return dict(json.loads(response.read()))
         except urllib.error.HTTPError as error:
             said = json.loads(error.read() or b"{}").get("message", error.reason)
             failure = NotFound if error.code == 404 else RuntimeError
-            raise failure(f"kubectl get {kind} {name} failed: {said}") from None
-        body.get("metadata", {}).pop("managedFields", None)  # kubectl leaves them out too
-        return body
+            raise failure(f"{method} {path} as {who} failed: {said}") from None
 
     def new_namespace(self, agents: tuple[str, ...] = ("payments-agent",)) -> str:
         """A fresh namespace with these agent ServiceAccounts (and no rights until a policy)."""
