@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from handoff.controller.concurrency import Lull
-from handoff.controller.requests import CONCURRENCY, READ_AHEAD_LIMIT
+from handoff.controller.readahead import READ_AHEAD_LIMIT
+from handoff.controller.requests import CONCURRENCY
 from handoff.controller.scheduler import DEADLINE, READ_AHEAD
 from handoff.domain.timefmt import parse_time
 from handoff.testing import FakeKube
@@ -116,7 +117,7 @@ async def test_a_request_read_ahead_is_decided_at_its_deadline_without_a_read() 
         assert world.events(name) == ["AwaitingReview", "Expired"]
         assert world.audit(name).count("Denied") == 1
     assert len(world.op.scheduler) == 0
-    assert world.op.requests._read_ahead == {}
+    assert list(world.op.requests.ahead) == []
 
 
 @asynchronous
@@ -139,9 +140,9 @@ async def test_a_review_after_the_read_ahead_is_what_the_deadline_decides() -> N
 async def test_a_newer_version_by_the_watch_drops_what_was_read_ahead() -> None:
     world, names = await wave()
     await world.op.requests.on_timer((READ_AHEAD, NS, names[0]))
-    assert set(world.op.requests._read_ahead) == {(NS, names[0])}
+    assert list(world.op.requests.ahead) == [(NS, names[0])]
     await world.changed(names[0])
-    assert world.op.requests._read_ahead == {}
+    assert list(world.op.requests.ahead) == []
 
 
 @asynchronous
@@ -151,7 +152,7 @@ async def test_nothing_is_read_ahead_for_a_request_no_longer_waiting_or_gone() -
     await world.op.requests.on_timer((READ_AHEAD, NS, names[0]))
     del world.kube.objects[path(names[1])]
     await world.op.requests.on_timer((READ_AHEAD, NS, names[1]))
-    assert world.op.requests._read_ahead == {}
+    assert list(world.op.requests.ahead) == []
 
 
 @asynchronous
@@ -231,9 +232,9 @@ async def test_past_its_limit_a_deadline_reads_its_request_when_it_falls() -> No
     world, names = await wave()
     requests = world.op.requests
     for i in range(READ_AHEAD_LIMIT):  # a flood's worth, held already
-        requests._read_ahead[(NS, f"other-{i}")] = {}  # type: ignore[typeddict-item]
+        requests.ahead.keep((NS, f"other-{i}"), {})  # type: ignore[arg-type]
     await requests.on_timer((READ_AHEAD, NS, names[0]))
-    assert (NS, names[0]) not in requests._read_ahead
-    assert len(requests._read_ahead) == READ_AHEAD_LIMIT
+    assert (NS, names[0]) not in requests.ahead
+    assert len(requests.ahead) == READ_AHEAD_LIMIT
     await requests.on_timer((DEADLINE, NS, names[0]))  # read now, decided as ever
     assert world.status(names[0])["decision"]["reason"] == "Expired"

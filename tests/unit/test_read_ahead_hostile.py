@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from handoff.controller.requests import READ_AHEAD_BYTES
+from handoff.controller.readahead import READ_AHEAD_BYTES
 from handoff.controller.scheduler import DEADLINE, READ_AHEAD
 from handoff.domain.timefmt import parse_time
 from handoff.testing import FakeKube
@@ -65,7 +65,7 @@ async def test_a_read_ahead_overtaken_by_the_watch_keeps_nothing_older() -> None
         await world.changed(name)
 
     await overtaken(world, name, labelled)
-    kept = world.op.requests._read_ahead.get((NS, name))
+    kept = world.op.requests.ahead.get((NS, name))
     current = world.kube.objects[path(name)]["metadata"]["resourceVersion"]
     assert kept is None or kept["metadata"]["resourceVersion"] == current
 
@@ -84,7 +84,7 @@ async def test_a_request_recreated_under_a_read_ahead_is_not_decided_as_the_old_
         await world.changed(name)
 
     await overtaken(world, name, recreated)
-    kept = world.op.requests._read_ahead.get((NS, name))
+    kept = world.op.requests.ahead.get((NS, name))
     assert kept is None or kept["metadata"]["uid"] == world.uid(name)
 
 
@@ -132,9 +132,10 @@ async def test_a_flood_of_large_requests_read_ahead_keeps_a_bounded_size() -> No
     world.clock.now = deadline - timedelta(seconds=1)
     await asyncio.gather(*(world.op.requests.on_timer((READ_AHEAD, NS, n)) for n in names))
 
-    kept = world.op.requests._read_ahead
-    assert kept  # some are read ahead still
-    assert sum(len(json.dumps(b, separators=(",", ":"))) for b in kept.values()) <= READ_AHEAD_BYTES
+    ahead = world.op.requests.ahead
+    assert len(ahead)  # some are read ahead still
+    sizes = [len(json.dumps(ahead.get(key), separators=(",", ":"))) for key in ahead]
+    assert sum(sizes) == ahead.bytes <= READ_AHEAD_BYTES
 
     world.clock.now = deadline  # every one decided all the same: once, Expired, one Event each
     await asyncio.gather(*(world.op.requests.on_timer((DEADLINE, NS, n)) for n in names))
@@ -144,8 +145,8 @@ async def test_a_flood_of_large_requests_read_ahead_keeps_a_bounded_size() -> No
         assert world.status(name)["decision"]["reason"] == "Expired"
         assert world.events(name) == ["AwaitingReview", "Expired"]
         assert world.audit(name).count("Denied") == 1
-    assert world.op.requests._read_ahead == {}
-    assert world.op.requests._read_ahead_bytes == 0
+    assert list(world.op.requests.ahead) == []
+    assert world.op.requests.ahead.bytes == 0
 
 
 @asynchronous
@@ -168,9 +169,9 @@ async def test_past_the_byte_bound_a_read_ahead_reads_nothing() -> None:
     """Once what is read ahead is at its bound, the next deadlines of the flood do not read their
     request twice (once ahead, to be dropped, and once when it falls)."""
     world, names = await wave()
-    world.op.requests._read_ahead_bytes = READ_AHEAD_BYTES
+    world.op.requests.ahead.bytes = READ_AHEAD_BYTES
     world.clock.now -= timedelta(seconds=1)
     slow = slowed(world)
     await world.op.requests.on_timer((READ_AHEAD, NS, names[0]))
     assert [m for m, p in slow.calls if "actionrequests" in p] == []
-    assert world.op.requests._read_ahead == {}
+    assert list(world.op.requests.ahead) == []

@@ -7,7 +7,6 @@ concern. Handlers do not call one another; this is where they meet.
 """
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from handoff.controller.execution import Execution
 from handoff.controller.grants import Grants
 from handoff.controller.policy_reconciler import PolicyReconciler
 from handoff.controller.publishing import Publisher
+from handoff.controller.readahead import ReadAhead
 from handoff.controller.reports import ReportWriter
 from handoff.controller.retention import Retention
 from handoff.controller.rollback import Rollbacks
@@ -48,14 +48,6 @@ from handoff.domain.resources import RequestJSON
 log = logging.getLogger("handoff.operator")
 CONCURRENCY = 16  # reconciles at once: below the API client's 32 connections
 BURST = 500  # this many queued at once is a burst: give its memory back once it has passed
-# Requests held read ahead at most (a wave of deadlines is tens): past it, a deadline reads its
-# request when it falls, as before, so that a flood of requests whose deadlines fall in the same
-# second cannot make the operator hold each whole request at once.
-READ_AHEAD_LIMIT = 500
-# And at most this much of them, counted as compact JSON: an agent may make each request a few
-# hundred KB (64 KiB of parameters, as much of rollback parameters, 256 KiB of annotations), and
-# a flood of 500 of those held at once was 130 MB of JSON, several times that in the heap.
-READ_AHEAD_BYTES = 4 << 20
 
 
 class Requests:
@@ -90,12 +82,7 @@ class Requests:
         self._settled: dict[tuple[str, str], str] = {}
         # Requests read a moment before their deadline (read_ahead), until it falls or a newer
         # version comes by the watch: a second's worth of deadlines at most.
-        self._read_ahead: dict[tuple[str, str], RequestJSON] = {}
-        self._read_ahead_sizes: dict[tuple[str, str], int] = {}  # each one's JSON size
-        self._read_ahead_bytes = 0  # their sum, below READ_AHEAD_BYTES
-        # Reads ahead on their way: a watch event (or a deletion) that comes meanwhile takes
-        # the key out, and the answer, older than the event, is not kept.
-        self._reading: set[tuple[str, str]] = set()
+        self.ahead = ReadAhead()
         # At most this many reconciles talk to the API server at once. Past it, work waits here
         # rather than in the HTTP pool, where the wait counted against each call's timeout and a
         # burst of thousands of requests turned into timeouts and retries.
@@ -111,7 +98,7 @@ class Requests:
     async def changed(self, body: RequestJSON) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        self._drop_read_ahead(key)  # older than this
+        self.ahead.take(key)  # older than this
         async with self.locks.holding(key):
             if self._settled.get(key) == meta.get("resourceVersion"):
                 del self._settled[key]
@@ -159,7 +146,7 @@ class Requests:
 
     async def deleted(self, namespace: str, name: str, uid: str | None = None) -> None:
         self._settled.pop((namespace, name), None)
-        self._drop_read_ahead((namespace, name))
+        self.ahead.take((namespace, name))
         self.reports.decided.forget(namespace, name)
         self.scheduler.cancel((RETAIN, namespace, name))
         self.waiting.forget((namespace, name), uid)
@@ -196,35 +183,19 @@ class Requests:
         unchanged: the write is guarded by the version read, and a newer version (by the watch,
         or by a 409) is read again and decided anew."""
         await self.lull.wait(READ_AHEAD_BY.total_seconds() / 2)
-        if (
-            self.scheduler.due((DEADLINE, *key)) is None
-            or len(self._read_ahead) >= READ_AHEAD_LIMIT
-            or self._read_ahead_bytes >= READ_AHEAD_BYTES
-        ):
+        if self.scheduler.due((DEADLINE, *key)) is None or self.ahead.full:
             return  # decided meanwhile; or read when it falls
-        self._reading.add(key)
+        self.ahead.reading(key)
         try:
             async with self._slots:
                 body = await self.status.read(*key)
         except NotFound:
             return  # its deletion comes by the watch
         finally:
-            overtaken = key not in self._reading  # by the watch: what was read is older
-            self._reading.discard(key)
-        if overtaken or self.scheduler.due((DEADLINE, *key)) is None or key in self.locks:
-            return
-        size = len(json.dumps(body, separators=(",", ":")))
-        if self._read_ahead_bytes + size <= READ_AHEAD_BYTES:
-            self._drop_read_ahead(key)
-            self._read_ahead[key], self._read_ahead_sizes[key] = body, size
-            self._read_ahead_bytes += size
-
-    def _drop_read_ahead(self, key: tuple[str, str]) -> RequestJSON | None:
-        """What was read ahead for ``key`` (if anything), no longer kept; a read ahead on its
-        way is not kept either."""
-        self._reading.discard(key)
-        self._read_ahead_bytes -= self._read_ahead_sizes.pop(key, 0)
-        return self._read_ahead.pop(key, None)
+            newest = self.ahead.read(key)  # else overtaken by the watch: what was read is older
+        # A pass under way (it began before the read did) decides what it read itself.
+        if newest and self.scheduler.due((DEADLINE, *key)) is not None and key not in self.locks:
+            self.ahead.keep(key, body)
 
     async def _decide_again(self, key: tuple[str, str]) -> None:
         """A deadline (or a retry) fell: the request as it is now, decided anew (as read a
@@ -234,7 +205,7 @@ class Requests:
             async with self.locks.holding(key):
                 self._settled.pop(key, None)  # the same version, decided anew
                 try:
-                    await self._pass(key, self._drop_read_ahead(key))
+                    await self._pass(key, self.ahead.take(key))
                 except NotFound:
                     await self.deleted(*key)
         finally:
