@@ -14,6 +14,7 @@ from the scheduled time, so a backlog shows up in the figures (no coordinated om
 """
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,23 @@ def _request(namespace: str, agent: str, i: int) -> dict[str, Any]:
         "spec": {"agent": agent, "action": "bench.read", "target": "db:orders",
                  "parameters": {"limit": 10, "i": i}, "summary": f"read orders {i}",
                  "reasoning": "benchmark", "blastRadius": "none: a read"},
+    }  # fmt: skip
+
+
+def _floor_event(created: dict[str, Any]) -> dict[str, Any]:
+    """The Event the operator posts for a tier 1 decision (controller/events.py), for a floor
+    request."""
+    meta, now = created["metadata"], created["metadata"]["creationTimestamp"]
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ActionRequest",
+                           "name": meta["name"], "namespace": meta["namespace"],
+                           "uid": meta["uid"], "resourceVersion": meta["resourceVersion"]},
+        "reason": "AutoApproved", "message": "rule reads matched bench.read", "type": "Normal",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "source": {"component": "handoff-operator"},
+        "reportingComponent": "handoff.dev/operator", "reportingInstance": "bench-floor",
     }  # fmt: skip
 
 
@@ -198,9 +216,13 @@ class Bench:
         out["handoff"]["events_per_request"] = round(len(posted) / max(len(names), 1), 2)
         return out
 
-    async def floor(self, rate: float, seconds: float) -> dict[str, Any]:
-        """The same client doing both writes itself: create, then the status patch."""
+    async def floor(self, rate: float, seconds: float, event: bool = False) -> dict[str, Any]:
+        """The same client doing both writes itself: create, then the status patch. With
+        ``event``, it then posts the Event the operator posts for the decision, once the patch
+        is done (the operator's is off the decision's path too): what the third write costs the
+        API server and etcd, and the decisions beside it."""
         path = resource_path(GROUP, VERSION, REQUESTS, FLOOR_NS)
+        events = resource_path("", "v1", "events", FLOOR_NS)
         latencies: list[float] = []
         finished: list[float] = []
         errors = 0
@@ -219,9 +241,15 @@ class Bench:
             now = time.perf_counter()
             latencies.append(now - scheduled)
             finished.append(now)
+            if event:
+                try:
+                    await self.writer.create(events, _floor_event(created))
+                except KubeError:
+                    errors += 1
 
         start = await open_loop(rate, seconds, send)
-        return self._result("floor", rate, seconds, latencies, errors, start, finished)
+        name = "floor+event" if event else "floor"
+        return self._result(name, rate, seconds, latencies, errors, start, finished)
 
     @staticmethod
     def _result(path: str, rate: float, seconds: float, latencies: list[float], lost: int,  # noqa: PLR0917
@@ -261,18 +289,21 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def paired(
-    bench: Bench, rate: float, slices: int, seconds: float
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The floor and Handoff at the same rate in alternating slices (floor first, then Handoff
-    first, ...), so both see the same moments of a shared, noisy machine."""
-    floors, handoffs = [], []
+    bench: Bench, rate: float, slices: int, seconds: float, with_event: bool = False
+) -> tuple[dict[str, Any], ...]:
+    """The floor and Handoff (and, ``with_event``, the floor posting an Event too) at the same
+    rate in alternating slices (floor first, then Handoff first, ...), so that all see the same
+    moments of a shared, noisy machine; merged in that order."""
+    runs: list[Callable[[float, float], Awaitable[dict[str, Any]]]] = [bench.floor, bench.handoff]
+    if with_event:
+        runs.append(functools.partial(bench.floor, event=True))
+    found: dict[str, list[dict[str, Any]]] = {}
     for k in range(slices):
-        order = (bench.floor, bench.handoff) if k % 2 == 0 else (bench.handoff, bench.floor)
-        for run in order:
+        for run in runs[k % len(runs) :] + runs[: k % len(runs)]:
             result = await run(rate, seconds)
-            (floors if result["path"] == "floor" else handoffs).append(result)
+            found.setdefault(result["path"], []).append(result)
             await asyncio.sleep(1)  # let a backlog drain
-    return merge(floors), merge(handoffs)
+    return tuple(merge(results) for results in found.values())
 
 
 LADDER = (30, 42, 60, 84, 118, 165, 230)
@@ -293,11 +324,18 @@ async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_se
             return {"cpu": cpu}
         rows: dict[str, Any] = {}
         for rate in (10, 50):
-            floor, handoff = await paired(bench, rate, 4, slice_seconds)
+            floor, handoff, *event = await paired(bench, rate, 4, slice_seconds, rate == 50)
             log(
                 f"  {rate}/s: floor {floor['median_ms']}/{floor['p99_ms']} ms, handoff {handoff['median_ms']}/{handoff['p99_ms']} ms (median/p99)"
+                + "".join(
+                    f", floor with its Event {e['median_ms']}/{e['p99_ms']} ms" for e in event
+                )
             )
-            rows[str(rate)] = {"floor": floor, "handoff": handoff}
+            rows[str(rate)] = {
+                "floor": floor,
+                "handoff": handoff,
+                **({"floor_event": event[0]} if event else {}),
+            }
         ladder: list[dict[str, Any]] = []
         for rate in LADDER:
             floor, handoff = await paired(bench, rate, 2, slice_seconds)
@@ -324,7 +362,10 @@ async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_se
     latency = {
         key: {"rate": row["handoff"]["rate"], "handoff": row["handoff"], "floor": row["floor"],
               "median_ratio": ratio(row["handoff"]["median_ms"], row["floor"]["median_ms"]),
-              "p99_ratio": ratio(row["handoff"]["p99_ms"], row["floor"]["p99_ms"])}
+              "p99_ratio": ratio(row["handoff"]["p99_ms"], row["floor"]["p99_ms"]),
+              **({"floor_event": row["floor_event"],
+                  "p99_ratio_event": ratio(row["handoff"]["p99_ms"], row["floor_event"]["p99_ms"])}
+                 if "floor_event" in row else {})}
         for key, row in rows.items()
     }  # fmt: skip
     sustained_rate = confirm["rate"] if confirm.get("sustained") else 0

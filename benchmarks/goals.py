@@ -43,6 +43,10 @@ def _latency(results: dict[str, Any], add: Any, load: str) -> None:
     hand, floor = row["handoff"], row["floor"]
     median = row["median_ratio"]
     why = f"floor median {floor['median_ms']} ms, p99 {floor['p99_ms']} ms; {load}"
+    if row.get("floor_event"):  # the floor with the third write Handoff makes (its Event)
+        with_event = row["floor_event"]
+        why += (f"; the floor posting an Event per request too: p99 {with_event['p99_ms']} ms "
+                f"(Handoff {row['p99_ratio_event']}x that)")  # fmt: skip
     if row.get("breakdown"):
         why += f"; breakdown {row['breakdown']}"
     if "cpu" in results:  # what each request takes from the two cores the API server shares

@@ -188,6 +188,10 @@ def _latency_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
              "baseline": floor["p99_ms"], "vs": "floor: create + patch", "ratio": row["p99_ratio"],
              "goal": "< 100 ms" if key == "50" else None,
              "met": goal(hand["p99_ms"] is not None and hand["p99_ms"] < 100) if key == "50" else "-"})  # fmt: skip
+        if "floor_event" in row:  # the same floor posting the decision's Event too
+            add({"figure": f"  p99 (ms) @ {rate}, floor with an Event per request", "handoff": hand["p99_ms"],
+                 "baseline": row["floor_event"]["p99_ms"], "vs": "floor: create + patch + Event",
+                 "ratio": row["p99_ratio_event"], "goal": None, "met": "-"})  # fmt: skip
     t = results["throughput"]
     add({"figure": "sustained tier 1 rate (/s), p99 < 250 ms", "handoff": t["handoff_rate"],
          "baseline": t["floor_rate"], "vs": "floor's sustained rate", "ratio": t["share_of_floor"],

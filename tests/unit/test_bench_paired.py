@@ -1,0 +1,67 @@
+"""The decisions row runs its paths in alternating slices, each path first in turn, and pools
+each path's slices: the floor, Handoff and (at 50/s) the floor posting an Event per request."""
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import decisions
+from decisions import paired
+
+
+class Paths:
+    """Stands in for the bench's two clients: each slice answers with the latencies it is
+    given, and notes the order the slices ran in."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    async def floor(self, rate: float, seconds: float, event: bool = False) -> dict[str, Any]:
+        return self._slice("floor+event" if event else "floor", rate, [0.010, 0.020])
+
+    async def handoff(self, rate: float, seconds: float) -> dict[str, Any]:
+        return self._slice("handoff", rate, [0.015, 0.300])
+
+    def _slice(self, path: str, rate: float, latencies: list[float]) -> dict[str, Any]:
+        self.ran.append(path)
+        return {"path": path, "rate": rate, "seconds": 6, "offered": 2, "lost": 0,
+                "achieved_rate": rate, "_latencies": latencies}  # fmt: skip
+
+
+def run(
+    monkeypatch: pytest.MonkeyPatch, slices: int, with_event: bool
+) -> tuple[Paths, tuple[dict[str, Any], ...]]:
+    monkeypatch.setattr(decisions, "asyncio", _NoSleep)  # the 1 s drain between slices
+    paths = Paths()
+    return paths, asyncio.run(paired(paths, 50, slices, 6, with_event))  # type: ignore[arg-type]
+
+
+class _NoSleep:
+    @staticmethod
+    async def sleep(_: float) -> None:
+        return None
+
+
+def test_two_paths_alternate_which_goes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths, merged = run(monkeypatch, 4, with_event=False)
+    assert paths.ran == ["floor", "handoff", "handoff", "floor"] * 2
+    assert [m["path"] for m in merged] == ["floor", "handoff"]
+    assert [m["slices"] for m in merged] == [4, 4]
+
+
+def test_with_the_event_each_of_three_paths_goes_first_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    paths, merged = run(monkeypatch, 3, with_event=True)
+    assert paths.ran == ["floor", "handoff", "floor+event",
+                         "handoff", "floor+event", "floor",
+                         "floor+event", "floor", "handoff"]  # fmt: skip
+    floor, handoff, event = merged
+    assert (floor["path"], handoff["path"], event["path"]) == ("floor", "handoff", "floor+event")
+    assert floor["completed"] == handoff["completed"] == event["completed"] == 6
+    assert handoff["p99_ms"] > event["p99_ms"]  # each path's own latencies, pooled
