@@ -8,6 +8,7 @@ from typing import Any
 from handoff.adapters.kube import KubeError
 from handoff.gateway.registry import Registry
 from handoff.gateway.servers import compile_server
+from handoff.gateway.upstream import UpstreamError
 from mcp import types
 
 
@@ -85,3 +86,44 @@ def test_a_written_ready_status_is_not_written_again_until_the_full_round() -> N
 
     asyncio.run(run())
     assert ready(api) == ["True"]
+
+
+class Flaky(Upstreams):
+    """An upstream that answers as ``answering`` says at each call."""
+
+    def __init__(self) -> None:
+        self.answering = True
+
+    async def tools(self, server: Any, fresh: bool = False) -> dict[str, types.Tool]:
+        if not self.answering:
+            raise UpstreamError("the upstream bank did not answer")
+        return await super().tools(server, fresh)
+
+
+def test_a_report_that_finds_nothing_new_writes_the_same_status() -> None:
+    """Conditions keep their lastTransitionTime while their status holds (as Kubernetes keeps
+    them): the retry every 5 s of an upstream that does not answer then writes the same bytes,
+    which the API server neither stores again nor sends to the operator's watch."""
+    api, upstreams = Api(refusals=0), Flaky()
+    found = Registry(api, upstreams)  # type: ignore[arg-type]
+    server = compile_server(body())
+
+    def seen() -> dict[str, Any]:  # the MCPServer as the watch shows it after the last write
+        return {**body(), "status": api.written[-1]["status"]}
+
+    async def run() -> None:
+        upstreams.answering = False
+        await found.report(server, body())
+        await asyncio.sleep(0.01)  # timestamps have microseconds: a new one would differ
+        await found.report(server, seen())
+        assert api.written[1] == api.written[0]
+        upstreams.answering = True  # Ready turns True; Governed False (no rule names "read")
+        await asyncio.sleep(0.01)
+        await found.report(server, seen())
+
+    asyncio.run(run())
+    first, _, third = (w["status"]["conditions"] for w in api.written)
+    assert [c["status"] for c in first] == ["False", "True"]
+    assert [c["status"] for c in third] == ["True", "False"]
+    assert third[0]["lastTransitionTime"] > first[0]["lastTransitionTime"]
+    assert third[1]["lastTransitionTime"] > first[1]["lastTransitionTime"]

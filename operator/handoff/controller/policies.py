@@ -4,6 +4,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
+from handoff.domain.model import transition_time
 from handoff.domain.policy import CompiledPolicy, compile_policy
 from handoff.domain.readiness import held_by_status
 from handoff.domain.reasons import BREAK_GLASS, READY, Reason
@@ -98,10 +99,7 @@ def _condition(
     generation: int,
 ) -> dict[str, Any]:
     status, reason, message = what
-    previous = next((c for c in old.get("conditions") or () if c.get("type") == kind), None)
-    since = (
-        now if not previous or previous.get("status") != status else previous["lastTransitionTime"]
-    )
+    since = transition_time(old.get("conditions") or (), kind, status, now)
     return {
         "type": kind,
         "status": status,

@@ -186,3 +186,16 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
 def condition(conditions: Sequence[ConditionJSON], kind: str) -> ConditionJSON | None:
     """The condition of type ``kind``, if there is one."""
     return next((c for c in conditions if c.get("type") == kind), None)
+
+
+def transition_time(
+    conditions: Sequence[Mapping[str, Any]], kind: str, status: str, now: str
+) -> str:
+    """The ``lastTransitionTime`` of a condition about to be written, as Kubernetes keeps it:
+    ``now`` when the condition is new or its status changes, else when it last changed. A
+    status written again unchanged is then the same bytes, which the API server does not store
+    again nor send to its watchers."""
+    previous = next((c for c in conditions if c.get("type") == kind), None)
+    if previous is None or previous.get("status") != status:
+        return now
+    return str(previous.get("lastTransitionTime") or now)

@@ -9,6 +9,7 @@ from typing import Any, cast
 import mcp_types as types
 
 from handoff.adapters.kube import KubeApi, KubeError
+from handoff.domain.model import transition_time
 from handoff.domain.policy import CompiledPolicy, compile_policy
 from handoff.domain.reasons import READY, Gateway
 from handoff.domain.resources import PolicySpecJSON
@@ -93,12 +94,15 @@ class Registry:
         with the unready ones, not a minute later."""
         key = (server.namespace, server.name)
         try:
-            await self._report(server)
+            await self._report(server, body)
         except Exception as e:  # a background task: log it, and try again soon
             self._unready.add(key)
             log.warning("MCPServer %s/%s: its status was not written: %s", *key, e)
 
-    async def _report(self, server: Server) -> None:
+    async def _report(self, server: Server, body: Mapping[str, Any]) -> None:
+        """Write the status; each condition keeps its lastTransitionTime while its status holds
+        (from ``body``, the MCPServer as last seen), so that a report that finds nothing new,
+        every 5 s for an upstream that does not answer, is no write at all."""
         try:
             tools = sorted(await self.upstreams.tools(server, fresh=True))
             ready, reason = "True", Gateway.TOOLS_LISTED
@@ -109,15 +113,18 @@ class Registry:
             ready, reason = "False", Gateway.INVALID_SPEC
             message = "; ".join(server.problems)
         loose = ungoverned(server, tools, await self._policies(server.namespace))
-        governed = {"type": GOVERNED, "status": "False" if loose else "True",
+        held = "False" if loose else "True"
+        before = (body.get("status") or {}).get("conditions") or ()
+        now = format_time(datetime.now(UTC))
+        governed = {"type": GOVERNED, "status": held,
                     "reason": Gateway.UNGOVERNED_TOOLS if loose else Gateway.GOVERNED,
                     "message": (f"no policy rule names the actions of {', '.join(loose)}: their"
                                 " calls get the policy's defaultTier (or NoPolicy)")[:4000]
                     if loose else "a policy rule names every tool's action",
-                    "lastTransitionTime": format_time(datetime.now(UTC)),
+                    "lastTransitionTime": transition_time(before, GOVERNED, held, now),
                     "observedGeneration": server.generation}  # fmt: skip
         condition = {"type": READY, "status": ready, "reason": reason, "message": message[:4000],
-                     "lastTransitionTime": format_time(datetime.now(UTC)),
+                     "lastTransitionTime": transition_time(before, READY, ready, now),
                      "observedGeneration": server.generation}  # fmt: skip
         status = {"status": {"toolCount": len(tools), "tools": tools[:256],
                              "problems": [p[:1024] for p in server.problems[:32]],
