@@ -43,6 +43,7 @@ EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.txt"
 # which test calls what, then once clean) short.
 NOT_THE_DOMAINS = [
     "tests/unit/test_bench_cpu.py",
+    "tests/unit/test_bench_paired.py",
     "tests/unit/test_bench_parts.py",
     "tests/unit/test_chart_sources.py",
     "tests/unit/test_dockerfile.py",

@@ -24,3 +24,10 @@ def test_a_new_condition_or_one_without_a_time_takes_now() -> None:
     assert transition_time(WRITTEN, "Degraded", "False", NOW) == NOW
     assert transition_time([], "Ready", "False", NOW) == NOW
     assert transition_time([{"type": "Ready", "status": "False"}], "Ready", "False", NOW) == NOW
+
+
+def test_a_time_that_is_no_time_is_not_copied_on() -> None:
+    """Written by hand with the status's rights: the CRD would refuse every write that kept it."""
+    for bad in ("yesterday", "", None, 5):
+        written = [{"type": "Ready", "status": "False", "lastTransitionTime": bad}]
+        assert transition_time(written, "Ready", "False", NOW) == NOW

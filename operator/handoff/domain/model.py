@@ -198,4 +198,9 @@ def transition_time(
     previous = next((c for c in conditions if c.get("type") == kind), None)
     if previous is None or previous.get("status") != status:
         return now
-    return str(previous.get("lastTransitionTime") or now)
+    since = previous.get("lastTransitionTime")
+    try:  # one the CRD would refuse (written by hand) is not copied into every write after it
+        parse_time(str(since))
+    except ValueError:
+        return now
+    return str(since)
