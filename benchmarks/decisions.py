@@ -15,6 +15,7 @@ from the scheduled time, so a backlog shows up in the figures (no coordinated om
 
 import asyncio
 import functools
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -309,6 +310,23 @@ async def paired(
 LADDER = (30, 42, 60, 84, 118, 165, 230)
 
 
+def between(ladder: list[dict[str, Any]]) -> list[int]:
+    """The ladder's steps are 40% apart, so a share of the floor's rate read off them is 0.71 or
+    1.0 one step either side of the truth. For each path, the step between its highest
+    sustained step and the next one up that failed (their geometric middle, 18% above): the
+    rates to climb once more, in order, none already climbed."""
+    climbed = {step["rate"] for step in ladder}
+    found = set()
+    for path in ("floor", "handoff"):
+        held = [step["rate"] for step in ladder if step[path]["sustained"]]
+        if not held:
+            continue
+        above = [rate for rate in sorted(climbed) if rate > max(held)]
+        if above:
+            found.add(round(math.sqrt(max(held) * above[0])))
+    return sorted(found - climbed)
+
+
 async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_seconds: float = 60,
                   cpu_seconds: float = 15, profiler: Profiler | None = None,
                   log: Callable[[str], None] = print, cpu_only: bool = False) -> dict[str, Any]:  # fmt: skip
@@ -345,9 +363,16 @@ async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_se
             )
             if not floor["sustained"] and not handoff["sustained"]:
                 break
+        for rate in between(ladder):  # a step at each path's edge, in the same paired slices
+            floor, handoff = await paired(bench, rate, 2, slice_seconds)
+            ladder.append({"rate": rate, "floor": floor, "handoff": handoff})
+            log(
+                f"  ladder {rate}/s (between): floor p99 {floor['p99_ms']} ms sustained {floor['sustained']}; handoff p99 {handoff['p99_ms']} ms sustained {handoff['sustained']}"
+            )
+        ladder.sort(key=lambda step: step["rate"])
         floor_rate = max((s["rate"] for s in ladder if s["floor"]["sustained"]), default=0)
         best = max((s["rate"] for s in ladder if s["handoff"]["sustained"]), default=LADDER[0])
-        candidates = [rate for rate in reversed(LADDER) if rate <= best]
+        candidates = sorted({s["rate"] for s in ladder if s["rate"] <= best}, reverse=True)
         confirm: dict[str, Any] = {}
         for rate in candidates[:3]:  # the best step, then the steps below it while 60 s fails
             confirm = merge([await bench.handoff(rate, confirm_seconds)])

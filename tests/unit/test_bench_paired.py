@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import decisions
-from decisions import paired
+from decisions import between, paired
 
 
 class Paths:
@@ -65,3 +65,21 @@ def test_with_the_event_each_of_three_paths_goes_first_in_turn(
     assert (floor["path"], handoff["path"], event["path"]) == ("floor", "handoff", "floor+event")
     assert floor["completed"] == handoff["completed"] == event["completed"] == 6
     assert handoff["p99_ms"] > event["p99_ms"]  # each path's own latencies, pooled
+
+
+def step(rate: int, floor: bool, handoff: bool) -> dict[str, Any]:
+    return {"rate": rate, "floor": {"sustained": floor}, "handoff": {"sustained": handoff}}
+
+
+def test_a_step_between_is_climbed_at_each_paths_edge() -> None:
+    ladder = [step(30, True, True), step(42, True, True), step(60, True, True),
+              step(84, True, False), step(118, False, False)]  # fmt: skip
+    assert between(ladder) == [71, 100]  # Handoff between 60 and 84; the floor, 84 and 118
+
+
+def test_no_step_between_where_a_path_held_nothing_or_everything_climbed() -> None:
+    assert between([step(30, False, False)]) == []
+    assert between([step(30, True, False)]) == []  # nothing above the floor's 30 was climbed
+    assert between([step(30, True, True), step(42, False, False)]) == [35]  # once for both
+    climbed = [step(30, True, True), step(35, True, False), step(42, True, False)]
+    assert between(climbed) == [32]  # Handoff's edge, 30 to 35; the floor held all it climbed
