@@ -8,14 +8,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from handoff.domain.classify import RequestFacts
 from handoff.domain.filing import requested_by
 from handoff.domain.policyparts import ChecklistItem
 from handoff.domain.reasons import CLASSIFIED, Outcome, Oversight, Reason, Transition
-from handoff.domain.resources import ConditionJSON, RequestJSON, ReviewJSON
+from handoff.domain.resources import RequestJSON, ReviewJSON
 from handoff.domain.timefmt import format_time, parse_time
+
+Condition = TypeVar("Condition", bound=Mapping[str, object])  # ConditionJSON, or as written
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def condition(conditions: Sequence[ConditionJSON], kind: str) -> ConditionJSON | None:
+def condition(conditions: Sequence[Condition], kind: str) -> Condition | None:
     """The condition of type ``kind``, if there is one."""
     return next((c for c in conditions if c.get("type") == kind), None)
 
@@ -195,7 +197,7 @@ def transition_time(
     ``now`` when the condition is new or its status changes, else when it last changed. A
     status written again unchanged is then the same bytes, which the API server does not store
     again nor send to its watchers."""
-    previous = next((c for c in conditions if c.get("type") == kind), None)
+    previous = condition(conditions, kind)
     if previous is None or previous.get("status") != status:
         return now
     since = previous.get("lastTransitionTime")
