@@ -227,9 +227,10 @@ class Bench:
         latencies: list[float] = []
         finished: list[float] = []
         errors = 0
+        unposted = 0  # Events refused: the decision's latency is counted all the same
 
         async def send(i: int, scheduled: float) -> None:
-            nonlocal errors
+            nonlocal errors, unposted
             try:
                 created = await self.floor_agent.create(path, _request(FLOOR_NS, FLOOR_AGENT, i))
                 status = _floor_status(created["metadata"]["creationTimestamp"])
@@ -246,11 +247,13 @@ class Bench:
                 try:
                     await self.writer.create(events, _floor_event(created))
                 except KubeError:
-                    errors += 1
+                    unposted += 1
 
         start = await open_loop(rate, seconds, send)
-        name = "floor+event" if event else "floor"
-        return self._result(name, rate, seconds, latencies, errors, start, finished)
+        if not event:
+            return self._result("floor", rate, seconds, latencies, errors, start, finished)
+        result = self._result("floor+event", rate, seconds, latencies, errors, start, finished)
+        return {**result, "events_refused": unposted}
 
     @staticmethod
     def _result(path: str, rate: float, seconds: float, latencies: list[float], lost: int,  # noqa: PLR0917
@@ -280,6 +283,8 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
               "offered": offered, "completed": len(latencies), "lost": lost,
               "achieved_rate": min(r["achieved_rate"] for r in results),
               "median_ms": figures["median"], "p99_ms": figures["p99"], "sustained": sustained}  # fmt: skip
+    if any("events_refused" in r for r in results):  # the floor posting Events: none lost
+        merged["events_refused"] = sum(r.get("events_refused", 0) for r in results)
     for key in ("to_decision_ms", "decision_to_seen_ms"):
         if key in results[0]:
             merged[key] = [
@@ -346,7 +351,9 @@ async def measure(env: BenchEnvironment, *, slice_seconds: float = 6, confirm_se
             log(
                 f"  {rate}/s: floor {floor['median_ms']}/{floor['p99_ms']} ms, handoff {handoff['median_ms']}/{handoff['p99_ms']} ms (median/p99)"
                 + "".join(
-                    f", floor with its Event {e['median_ms']}/{e['p99_ms']} ms" for e in event
+                    f", floor with its Event {e['median_ms']}/{e['p99_ms']} ms"
+                    f" ({e.get('events_refused', 0)} Events refused)"
+                    for e in event
                 )
             )
             rows[str(rate)] = {

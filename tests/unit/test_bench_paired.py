@@ -22,7 +22,9 @@ class Paths:
         self.ran: list[str] = []
 
     async def floor(self, rate: float, seconds: float, event: bool = False) -> dict[str, Any]:
-        return self._slice("floor+event" if event else "floor", rate, [0.010, 0.020])
+        if event:  # one of its two Events refused: its decisions are not lost for that
+            return {**self._slice("floor+event", rate, [0.010, 0.020]), "events_refused": 1}
+        return self._slice("floor", rate, [0.010, 0.020])
 
     async def handoff(self, rate: float, seconds: float) -> dict[str, Any]:
         return self._slice("handoff", rate, [0.015, 0.300])
@@ -65,6 +67,9 @@ def test_with_the_event_each_of_three_paths_goes_first_in_turn(
     assert (floor["path"], handoff["path"], event["path"]) == ("floor", "handoff", "floor+event")
     assert floor["completed"] == handoff["completed"] == event["completed"] == 6
     assert handoff["p99_ms"] > event["p99_ms"]  # each path's own latencies, pooled
+    assert event["events_refused"] == 3
+    assert event["lost"] == 0
+    assert "events_refused" not in floor
 
 
 def step(rate: int, floor: bool, handoff: bool) -> dict[str, Any]:
